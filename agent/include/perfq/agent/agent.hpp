@@ -1,0 +1,112 @@
+#pragma once
+// Agent: owns a queue's segment and runs its data plane as a duty cycle.
+//
+// One data-plane thread calls do_work() in a loop inside an idle strategy:
+// drain the band rings into the scheduler, dispatch by band to workers'
+// dispatch rings, settle results from their result rings, deliver outcomes
+// to producers' completion rings, and on a timer watch the clients' liveness.
+// All scheduling state is private to that thread; everything another process
+// must see lives in the segment, so a restarted agent carries on from it.
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "perfq/agent/config.hpp"
+#include "perfq/core/clock.hpp"
+#include "perfq/core/request.hpp"
+#include "perfq/core/result.hpp"
+#include "perfq/core/slot_pool.hpp"
+
+namespace perfq::shm {
+class Segment;
+}
+
+namespace perfq::agent {
+
+class IoLoop;
+
+class Agent {
+ public:
+  // Creates or re-attaches to the segment; fails if another agent runs.
+  [[nodiscard]] static Result<std::unique_ptr<Agent>> open(const Config& cfg,
+                                                           const Clock& clock = system_clock());
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // One duty cycle. Returns how much it did (0: idle). Data-plane thread only.
+  int do_work();
+
+  // Runs duty cycles until `stop`, parking on the doorbell when idle.
+  void run(const std::atomic<bool>& stop);
+
+  // Marks the segment's agent as stopped (requests stay for the next agent).
+  void shutdown() noexcept;
+
+  [[nodiscard]] std::shared_ptr<shm::Segment> segment() const noexcept { return seg_; }
+  [[nodiscard]] bool reattached() const noexcept { return reattached_; }
+  [[nodiscard]] const Config& config() const noexcept { return cfg_; }
+
+ private:
+  struct WorkerView {
+    uint32_t incarnation = 0;
+    uint32_t type_count = 0;
+    uint32_t inflight = 0;
+    uint32_t max_inflight = 0;
+    bool wake = false;
+  };
+  struct TypeRoute {
+    std::vector<uint32_t> workers;
+    uint32_t next = 0;  // round-robin cursor
+  };
+  struct Pending {
+    uint32_t slot;
+    uint32_t generation;
+  };
+
+  Agent(const Config& cfg, const Clock& clock, std::shared_ptr<shm::Segment> seg, bool reattached);
+  void start();
+  void recover();
+  int drain_bands();
+  int dispatch();
+  int settle_results();
+  void deliver(uint32_t slot, uint64_t done_ctl);
+  void settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error);
+  void requeue(uint32_t slot, uint32_t generation, Band band);
+  bool accept(uint32_t slot);
+  void watch_clients(uint64_t now_ns);
+  void reclaim_producer(uint32_t id);
+  void reclaim_worker(uint32_t id);
+  void refresh_routes();
+  void wake_clients();
+  void publish_counters();
+  [[nodiscard]] std::string_view type_of(uint32_t slot) const noexcept;
+
+  Config cfg_;
+  const Clock& clock_;
+  std::shared_ptr<shm::Segment> seg_;
+  bool reattached_ = false;
+  std::unique_ptr<IoLoop> io_;
+
+  std::deque<Pending> bands_[kBandCount];
+  std::unordered_map<std::string, std::deque<Pending>> no_worker_;  // by type
+  std::unordered_map<std::string, TypeRoute> routes_;
+  std::vector<WorkerView> workers_;        // by client id
+  std::vector<uint8_t> producer_wake_;     // by client id
+  std::vector<uint64_t> undelivered_;      // completion refs whose ring was full
+  uint64_t inflight_ = 0;
+  uint64_t stall_since_ns_[kBandCount] = {};
+  uint64_t stall_position_[kBandCount] = {};
+  uint64_t next_liveness_ns_ = 0;
+  bool routes_dirty_ = true;
+
+  // Counters, published to the segment header once per cycle.
+  uint64_t submitted_ = 0, dispatched_ = 0, completed_ = 0, failed_ = 0, retried_ = 0;
+  uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0;
+};
+
+}  // namespace perfq::agent

@@ -1,0 +1,54 @@
+#pragma once
+// Agent configuration: every constant of SPEC §4, with the seed's defaults.
+// Precedence: built-in defaults < TOML file (--config) < command-line flags.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "perfq/core/idle_strategy.hpp"
+#include "perfq/core/result.hpp"
+
+namespace perfq::agent {
+
+struct Config {
+  std::string queue;
+  std::string data_dir;  // empty: the default for the user (see default_data_dir)
+  std::string http = "127.0.0.1:0";
+  std::string tokens;
+  std::string group;  // owner group of the segment; empty: the agent's
+
+  // SPEC §4
+  uint64_t max_queue_depth = 10000;
+  uint64_t queue_timeout_ms = 30000;
+  uint64_t processing_timeout_ms = 60000;
+  uint64_t rope_drop_timeout_ms = 5000;
+  uint64_t batch_size = 100;
+  uint64_t batch_interval_ms = 1000;
+  uint64_t max_concurrent_workers = 10;
+  uint64_t worker_idle_timeout_ms = 30000;
+  uint64_t max_retry_attempts = 3;
+  uint64_t retry_backoff_ms = 1000;
+  double retry_jitter = 0.1;
+  uint64_t max_requests_per_user_per_minute = 60;
+  uint64_t idempotency_ttl_ms = 86400000;
+  uint64_t slot_payload_bytes = 4096;
+  uint64_t aging_ms = 5000;
+
+  // Shape and mechanics of this implementation (docs/CONFIG.md)
+  uint64_t slots = 0;  // 0: 2 x max_queue_depth, at least 1024
+  uint64_t max_clients = 64;
+  uint64_t ring_claim_timeout_ms = 50;
+  uint64_t liveness_interval_ms = 5;
+  IdleKind idle = IdleKind::kPark;
+
+  [[nodiscard]] uint32_t slot_count() const noexcept;
+};
+
+// Parses argv (without argv[0]) on top of `cfg`, loading --config first.
+// Unknown flags and bad values are errors naming the flag.
+[[nodiscard]] Result<void> parse_args(const std::vector<std::string>& args, Config& cfg);
+[[nodiscard]] Result<void> load_toml(const std::string& path, Config& cfg);
+[[nodiscard]] std::string default_data_dir(const std::string& queue);
+[[nodiscard]] std::string usage();
+
+}  // namespace perfq::agent

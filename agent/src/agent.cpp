@@ -1,0 +1,599 @@
+#include "perfq/agent/agent.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+#include <unordered_set>
+
+#include "io_loop.hpp"
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/band_ring.hpp"
+#include "perfq/core/idle_strategy.hpp"
+#include "perfq/shm/client_registry.hpp"
+#include "perfq/shm/futex.hpp"
+#include "perfq/shm/liveness.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq::agent {
+
+namespace {
+
+// Cells taken from one band ring per duty cycle: large enough to amortise
+// the cycle, small enough that a busy band cannot hold off settling results.
+constexpr int kDrainBatch = 1024;
+// Longest park: the heartbeat and the liveness timer keep running.
+constexpr uint64_t kMaxParkNs = 50'000'000;
+
+SlotCtl with_state(SlotCtl c, SlotState s, uint16_t owner) noexcept {
+  c.state = s;
+  c.owner = owner;
+  return c;
+}
+
+}  // namespace
+
+Agent::Agent(const Config& cfg, const Clock& clock, std::shared_ptr<shm::Segment> seg,
+             bool reattached)
+    : cfg_(cfg), clock_(clock), seg_(std::move(seg)), reattached_(reattached),
+      io_(std::make_unique<IoLoop>()) {}
+
+Agent::~Agent() { shutdown(); }
+
+Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock) {
+  shm::CreateOptions o;
+  o.slot_count = cfg.slot_count();
+  o.slot_payload_bytes = static_cast<uint32_t>(cfg.slot_payload_bytes);
+  o.max_clients = static_cast<uint32_t>(cfg.max_clients);
+  o.group = cfg.group;
+  shm::Segment::Opened how{};
+  auto seg = shm::Segment::open_for_agent(cfg.queue, o, how);
+  if (!seg) return seg.error();
+  std::unique_ptr<Agent> a(new Agent(cfg, clock, std::shared_ptr<shm::Segment>(std::move(*seg)),
+                                     how == shm::Segment::Opened::kReattached));
+  if (auto r = a->io_->init(); !r) return r.error();
+  a->start();
+  return a;
+}
+
+void Agent::start() {
+  shm::Segment& seg = *seg_;
+  shm::SegmentHeader& h = seg.header();
+  const uint32_t n = seg.geometry().max_clients;
+  workers_.assign(n, WorkerView{});
+  producer_wake_.assign(n, 0);
+  aref(h.agent_state).store(static_cast<uint32_t>(shm::AgentState::kStarting),
+                            std::memory_order_relaxed);
+  aref(h.agent_pid).store(static_cast<uint32_t>(::getpid()), std::memory_order_relaxed);
+  aref(h.agent_start_ticks).store(shm::self_start_ticks(), std::memory_order_relaxed);
+  aref(h.agent_started_unix_ns).store(clock_.now_unix_ns(), std::memory_order_relaxed);
+  aref(h.agent_generation).fetch_add(1, std::memory_order_relaxed);
+  aref(h.processing_timeout_ms).store(cfg_.processing_timeout_ms, std::memory_order_relaxed);
+  aref(h.worker_idle_timeout_ms).store(cfg_.worker_idle_timeout_ms, std::memory_order_relaxed);
+  const std::string sock = cfg_.data_dir + "/agent.sock";
+  std::memset(h.socket_path, 0, sizeof h.socket_path);
+  std::memcpy(h.socket_path, sock.data(), std::min(sock.size(), sizeof h.socket_path - 1));
+  // Only the agent parks on the doorbell; a predecessor that died parked
+  // left its mark here.
+  aref(h.doorbell.waiters).store(0, std::memory_order_relaxed);
+  aref(h.heartbeat_mono_ns).store(clock_.now_mono_ns(), std::memory_order_relaxed);
+  if (reattached_) recover();
+  // release: clients that see kRunning see the facts above.
+  aref(h.agent_state).store(static_cast<uint32_t>(shm::AgentState::kRunning),
+                            std::memory_order_release);
+}
+
+void Agent::shutdown() noexcept {
+  if (!seg_) return;
+  publish_counters();
+  aref(seg_->header().agent_state)
+      .store(static_cast<uint32_t>(shm::AgentState::kStopped), std::memory_order_release);
+}
+
+// Rebuilds the scheduler from the slots a previous agent left. The slot
+// states are the truth; the band rings still hold what it had not drained.
+void Agent::recover() {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  const uint32_t n = pool.count();
+  const uint32_t clients = seg.geometry().max_clients;
+  std::vector<std::pair<uint64_t, Pending>> pending[kBandCount];
+  for (uint32_t s = 0; s < n; ++s) {
+    const uint64_t ctl = pool.load(s);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    const RequestRecord& rec = seg.record(s);
+    switch (c.state) {
+      case SlotState::kPending:
+        if (rec.band < kBandCount) {
+          pending[rec.band].push_back({rec.request_id, Pending{s, c.generation}});
+        }
+        break;
+      case SlotState::kAssigned:
+      case SlotState::kProcessing:
+      case SlotState::kReporting:
+        if (c.owner < clients) {
+          ++workers_[c.owner].inflight;
+          ++inflight_;
+        }
+        break;
+      case SlotState::kReported:
+        if (c.owner < clients) {
+          // Counted as in flight so that settle's decrement balances.
+          ++workers_[c.owner].inflight;
+          ++inflight_;
+        }
+        settle(s, ctl, static_cast<AttemptResult>(rec.result_kind), Errc::kProcessorError);
+        break;
+      case SlotState::kDone: {
+        const uint64_t ref = slot_ref(s, c.generation);
+        if (c.owner < clients && !seg.completion_ring(c.owner).contains_unread(ref)) {
+          deliver(s, ctl);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    std::sort(pending[b].begin(), pending[b].end(),
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (const auto& [id, p] : pending[b]) bands_[b].push_back(p);
+  }
+  routes_dirty_ = true;
+}
+
+std::string_view Agent::type_of(uint32_t slot) const noexcept {
+  const RequestRecord& rec = seg_->record(slot);
+  return {rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes)};
+}
+
+// Takes a published slot into the scheduler, checking everything a broken
+// producer could have got wrong. Returns false for a rejected slot.
+bool Agent::accept(uint32_t slot) {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  if (slot >= pool.count()) {
+    ++rejected_;
+    return false;
+  }
+  uint64_t ctl = pool.load(slot);
+  const SlotCtl c = SlotCtl::unpack(ctl);
+  if (c.state != SlotState::kQueued || c.owner >= seg.geometry().max_clients) {
+    ++rejected_;
+    return false;
+  }
+  if (!pool.transition(slot, ctl, with_state(c, SlotState::kPending, kOwnerAgent))) {
+    ++rejected_;
+    return false;
+  }
+  ctl = with_state(c, SlotState::kPending, kOwnerAgent).pack();
+  RequestRecord& rec = seg.record(slot);
+  const bool valid =
+      rec.type_len >= 1 && rec.type_len <= kTypeMaxBytes &&
+      valid_type({rec.type, rec.type_len}) && rec.user_len >= 1 &&
+      rec.user_len <= kUserIdMaxBytes && valid_user_id({rec.user_id, rec.user_len}) &&
+      rec.payload_len <= seg.geometry().slot_payload_bytes && rec.mode < kModeCount &&
+      rec.priority >= kPriorityMin && rec.priority <= kPriorityMax &&
+      rec.band == static_cast<uint8_t>(band_for(static_cast<Mode>(rec.mode), rec.priority)) &&
+      rec.metadata_len <= kMetadataMaxBytes && rec.idem_len <= kIdempotencyKeyMaxBytes &&
+      rec.producer == c.owner;
+  ++submitted_;
+  if (!valid) {
+    ++rejected_;
+    rec.status = static_cast<uint8_t>(Status::kFailed);
+    rec.error = static_cast<uint8_t>(Errc::kInvalidRequest);
+    rec.result_len = 0;
+    SlotCtl done = with_state(c, SlotState::kDone, c.owner);
+    if (pool.transition(slot, ctl, done)) deliver(slot, done.pack());
+    return false;
+  }
+  bands_[rec.band].push_back(Pending{slot, c.generation});
+  return true;
+}
+
+int Agent::drain_bands() {
+  shm::Segment& seg = *seg_;
+  int n = 0;
+  const uint64_t now = clock_.now_mono_ns();
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    BandRing& ring = seg.band(static_cast<Band>(b));
+    for (int i = 0; i < kDrainBatch; ++i) {
+      const BandRing::Pop p = ring.try_pop();
+      if (p.kind == BandRing::PopKind::kValue) {
+        stall_since_ns_[b] = 0;
+        accept(p.value);
+        ++n;
+        continue;
+      }
+      if (p.kind == BandRing::PopKind::kSkipped) continue;
+      if (p.kind == BandRing::PopKind::kCorrupt) {
+        ++rejected_;
+        ring.discard_corrupt(p.position);
+        continue;
+      }
+      if (p.kind == BandRing::PopKind::kStalled) {
+        // A producer claimed this cell and has not published it. Give it
+        // ring_claim_timeout_ms, then revoke the claim so nobody waits on a
+        // process that may be dead (docs/ARCHITECTURE.md, crash safety).
+        if (stall_since_ns_[b] == 0 || stall_position_[b] != p.position) {
+          stall_since_ns_[b] = now;
+          stall_position_[b] = p.position;
+        } else if (now - stall_since_ns_[b] >= cfg_.ring_claim_timeout_ms * 1'000'000) {
+          if (ring.skip(p.position)) ++skipped_;
+          stall_since_ns_[b] = 0;
+          continue;
+        }
+      }
+      break;
+    }
+  }
+  return n;
+}
+
+void Agent::requeue(uint32_t slot, uint32_t generation, Band band) {
+  bands_[static_cast<uint8_t>(band)].push_back(Pending{slot, generation});
+}
+
+int Agent::dispatch() {
+  if (routes_dirty_) refresh_routes();
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  const uint64_t now = clock_.now_mono_ns();
+  int n = 0;
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    auto& q = bands_[b];
+    // Bounded by the queue's length: each pass pops or stops.
+    while (!q.empty() && inflight_ < cfg_.max_concurrent_workers) {
+      const Pending p = q.front();
+      uint64_t ctl = pool.load(p.slot);
+      const SlotCtl c = SlotCtl::unpack(ctl);
+      if (c.state != SlotState::kPending || c.generation != p.generation) {
+        q.pop_front();  // no longer ours (e.g. reclaimed)
+        continue;
+      }
+      const std::string_view type = type_of(p.slot);
+      auto route = routes_.find(std::string(type));
+      if (route == routes_.end() || route->second.workers.empty()) {
+        no_worker_[std::string(type)].push_back(p);
+        q.pop_front();
+        continue;
+      }
+      TypeRoute& r = route->second;
+      uint32_t chosen = UINT32_MAX;
+      for (size_t k = 0; k < r.workers.size(); ++k) {
+        const uint32_t w = r.workers[(r.next + k) % r.workers.size()];
+        if (workers_[w].inflight < workers_[w].max_inflight) {
+          chosen = w;
+          r.next = static_cast<uint32_t>((r.next + k + 1) % r.workers.size());
+          break;
+        }
+      }
+      if (chosen == UINT32_MAX) break;  // this type's workers are full: next band
+      RequestRecord& rec = seg.record(p.slot);
+      const auto attempt = static_cast<uint8_t>(c.attempt + 1);
+      rec.attempts = attempt;
+      rec.dispatched_mono_ns = now;
+      SlotCtl next = c;
+      next.state = SlotState::kAssigned;
+      next.attempt = attempt;
+      next.owner = static_cast<uint16_t>(chosen);
+      if (!pool.transition(p.slot, ctl, next)) {
+        q.pop_front();
+        continue;
+      }
+      (void)seg.dispatch_ring(chosen).try_push(slot_ref(p.slot, p.generation));
+      ++workers_[chosen].inflight;
+      workers_[chosen].wake = true;
+      ++inflight_;
+      ++dispatched_;
+      q.pop_front();
+      ++n;
+    }
+  }
+  return n;
+}
+
+void Agent::deliver(uint32_t slot, uint64_t done_ctl) {
+  shm::Segment& seg = *seg_;
+  const SlotCtl c = SlotCtl::unpack(done_ctl);
+  const uint32_t p = c.owner;
+  const bool live = p < seg.geometry().max_clients &&
+                    static_cast<shm::ClientState>(load_acquire(seg.client(p).state)) ==
+                        shm::ClientState::kActive;
+  if (!live) {
+    // Its producer is gone: nobody will collect the outcome.
+    (void)seg.pool().release(slot, done_ctl);
+    return;
+  }
+  const uint64_t ref = slot_ref(slot, c.generation);
+  if (!seg.completion_ring(p).try_push(ref)) undelivered_.push_back(ref);
+  producer_wake_[p] = 1;
+}
+
+void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  const SlotCtl c = SlotCtl::unpack(ctl);
+  if (c.owner < workers_.size() && workers_[c.owner].inflight > 0) {
+    --workers_[c.owner].inflight;
+    if (inflight_ > 0) --inflight_;
+  }
+  RequestRecord& rec = seg.record(slot);
+  const bool retry = kind == AttemptResult::kError && c.attempt < cfg_.max_retry_attempts;
+  if (retry) {
+    SlotCtl next = with_state(c, SlotState::kPending, kOwnerAgent);
+    if (pool.transition(slot, ctl, next) && rec.band < kBandCount) {
+      ++retried_;
+      requeue(slot, c.generation, static_cast<Band>(rec.band));
+    }
+    return;
+  }
+  rec.finished_mono_ns = clock_.now_mono_ns();
+  if (kind == AttemptResult::kOk) {
+    rec.status = static_cast<uint8_t>(Status::kCompleted);
+    rec.error = static_cast<uint8_t>(Errc::kOk);
+  } else {
+    rec.status = static_cast<uint8_t>(Status::kFailed);
+    rec.error = static_cast<uint8_t>(error);
+  }
+  const uint16_t producer = rec.producer;
+  SlotCtl done = with_state(c, SlotState::kDone, producer);
+  if (!pool.transition(slot, ctl, done)) return;
+  if (kind == AttemptResult::kOk) ++completed_;
+  else ++failed_;
+  deliver(slot, done.pack());
+}
+
+int Agent::settle_results() {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  int n = 0;
+  for (uint32_t w = 0; w < workers_.size(); ++w) {
+    if (workers_[w].incarnation == 0) continue;
+    SpscRing ring = seg.result_ring(w);
+    uint64_t ref = 0;
+    for (uint32_t i = 0; i < ring.capacity() && ring.try_pop(ref); ++i) {
+      const uint32_t slot = slot_ref_index(ref);
+      if (slot >= pool.count()) {
+        ++rejected_;
+        continue;
+      }
+      const uint64_t ctl = pool.load(slot);
+      const SlotCtl c = SlotCtl::unpack(ctl);
+      if (c.state != SlotState::kReported || c.owner != w ||
+          c.generation != slot_ref_generation(ref)) {
+        continue;  // a late or duplicate report
+      }
+      const uint8_t raw = seg.record(slot).result_kind;
+      const auto kind = raw == static_cast<uint8_t>(AttemptResult::kOk) ||
+                                raw == static_cast<uint8_t>(AttemptResult::kError) ||
+                                raw == static_cast<uint8_t>(AttemptResult::kPermanentError)
+                            ? static_cast<AttemptResult>(raw)
+                            : AttemptResult::kError;
+      settle(slot, ctl, kind, Errc::kProcessorError);
+      ++n;
+    }
+  }
+  return n;
+}
+
+void Agent::refresh_routes() {
+  routes_dirty_ = false;
+  shm::Segment& seg = *seg_;
+  for (auto& [_, r] : routes_) r.workers.clear();
+  for (uint32_t w = 0; w < workers_.size(); ++w) {
+    if (workers_[w].incarnation == 0) continue;
+    shm::ClientRecord& rec = seg.client(w);
+    // acquire: pairs with the release store of type_count in add_client_type.
+    const uint32_t tc = std::min(load_acquire(rec.type_count), shm::kMaxTypesPerWorker);
+    workers_[w].type_count = tc;
+    workers_[w].max_inflight = std::clamp<uint32_t>(load_relaxed(rec.max_inflight), 1,
+                                                    seg.geometry().client_ring_capacity);
+    for (uint32_t k = 0; k < tc; ++k) {
+      const shm::TypeName& t = rec.types[k];
+      const std::string_view name(t.text, std::min<size_t>(t.len, kTypeMaxBytes));
+      if (valid_type(name)) routes_[std::string(name)].workers.push_back(w);
+    }
+  }
+  // Requests that waited for a worker go back to the front of their bands,
+  // oldest first, now that their type may have one.
+  for (auto it = no_worker_.begin(); it != no_worker_.end();) {
+    auto r = routes_.find(it->first);
+    if (r == routes_.end() || r->second.workers.empty()) {
+      ++it;
+      continue;
+    }
+    for (auto p = it->second.rbegin(); p != it->second.rend(); ++p) {
+      const uint8_t band = seg.record(p->slot).band;
+      if (band < kBandCount) bands_[band].push_front(*p);
+    }
+    it = no_worker_.erase(it);
+  }
+}
+
+void Agent::reclaim_producer(uint32_t id) {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  // Slots this producer published are accepted requests and stay; slots it
+  // claimed but never published were never accepted and are freed.
+  std::unordered_set<uint32_t> published;
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    seg.band(static_cast<Band>(b)).for_each_published([&](uint32_t v) { published.insert(v); });
+  }
+  for (uint32_t s = 0; s < pool.count(); ++s) {
+    const uint64_t ctl = pool.load(s);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.owner != id) continue;
+    const bool orphan = c.state == SlotState::kClaimed || c.state == SlotState::kDone ||
+                        (c.state == SlotState::kQueued && !published.contains(s));
+    if (orphan && pool.release(s, ctl)) ++reclaimed_;
+  }
+}
+
+void Agent::reclaim_worker(uint32_t id) {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  for (uint32_t s = 0; s < pool.count(); ++s) {
+    uint64_t ctl = pool.load(s);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.owner != id) continue;
+    if (c.state == SlotState::kReported) {
+      settle(s, ctl, static_cast<AttemptResult>(seg.record(s).result_kind), Errc::kProcessorError);
+      continue;
+    }
+    if (c.state != SlotState::kAssigned && c.state != SlotState::kProcessing &&
+        c.state != SlotState::kReporting) {
+      continue;
+    }
+    // The attempt failed with its worker. Take the slot back first, so a
+    // worker that was only slow cannot report into it any more.
+    const SlotCtl back = with_state(c, SlotState::kReported, id);
+    if (!pool.transition(s, ctl, back)) continue;
+    ++redispatched_;
+    settle(s, back.pack(), AttemptResult::kError, Errc::kWorkerDied);
+  }
+  if (workers_[id].inflight > 0) {
+    inflight_ -= std::min<uint64_t>(inflight_, workers_[id].inflight);
+  }
+  workers_[id] = WorkerView{};
+  routes_dirty_ = true;
+}
+
+void Agent::watch_clients(uint64_t now_ns) {
+  shm::Segment& seg = *seg_;
+  const uint32_t n = seg.geometry().max_clients;
+  for (uint32_t id = 0; id < n; ++id) {
+    shm::ClientRecord& c = seg.client(id);
+    const auto st = static_cast<shm::ClientState>(load_acquire(c.state));
+    if (st == shm::ClientState::kFree) continue;
+    if (st == shm::ClientState::kRegistering) {
+      const uint32_t pid = load_relaxed(c.pid);
+      if (pid != 0 && !shm::process_alive(pid, load_relaxed(c.start_ticks))) {
+        aref(c.state).store(static_cast<uint32_t>(shm::ClientState::kFree),
+                            std::memory_order_release);
+      }
+      continue;
+    }
+    const uint32_t roles = load_relaxed(c.roles);
+    const bool worker = (roles & shm::kRoleWorker) != 0;
+    if (!shm::client_gone(seg, id)) {
+      if (worker) {
+        const uint32_t inc = load_relaxed(c.incarnation);
+        if (workers_[id].incarnation != inc || workers_[id].incarnation == 0) {
+          workers_[id] = WorkerView{};
+          workers_[id].incarnation = inc == 0 ? 1 : inc;
+          routes_dirty_ = true;
+        }
+        if (load_acquire(c.type_count) != workers_[id].type_count) routes_dirty_ = true;
+      }
+      continue;
+    }
+    // Closed or dead: take back everything it held, then free the record.
+    if (worker) reclaim_worker(id);
+    if ((roles & shm::kRoleProducer) != 0) reclaim_producer(id);
+    producer_wake_[id] = 0;
+    // release: pairs with register_client's acquire CAS; our last reads of
+    // this record's rings happen before a new client resets them.
+    aref(c.state).store(static_cast<uint32_t>(shm::ClientState::kFree), std::memory_order_release);
+  }
+  (void)now_ns;
+  seg.pool().repair_hints();
+}
+
+void Agent::wake_clients() {
+  shm::Segment& seg = *seg_;
+  for (uint32_t id = 0; id < producer_wake_.size(); ++id) {
+    if (producer_wake_[id] != 0) {
+      producer_wake_[id] = 0;
+      shm::notify(seg.client(id).completion_wake);
+    }
+    if (workers_[id].wake) {
+      workers_[id].wake = false;
+      shm::notify(seg.client(id).dispatch_wake);
+    }
+  }
+}
+
+void Agent::publish_counters() {
+  shm::AgentCounters& k = seg_->header().counters;
+  auto put = [](uint64_t& f, uint64_t v) { aref(f).store(v, std::memory_order_relaxed); };
+  put(k.submitted, submitted_);
+  put(k.dispatched, dispatched_);
+  put(k.completed, completed_);
+  put(k.failed, failed_);
+  put(k.retried, retried_);
+  put(k.rejected_invalid, rejected_);
+  put(k.ring_claims_skipped, skipped_);
+  put(k.slots_reclaimed, reclaimed_);
+  put(k.attempts_redispatched, redispatched_);
+  put(k.inflight, inflight_);
+  uint64_t waiting = 0;
+  for (const auto& [_, q] : no_worker_) waiting += q.size();
+  for (uint8_t b = 0; b < kBandCount; ++b) put(k.band_depth[b], bands_[b].size());
+  put(k.waiting_for_worker, waiting);
+}
+
+int Agent::do_work() {
+  const uint64_t now = clock_.now_mono_ns();
+  aref(seg_->header().heartbeat_mono_ns).store(now, std::memory_order_relaxed);
+  int n = 0;
+  if (now >= next_liveness_ns_) {
+    watch_clients(now);
+    publish_counters();
+    next_liveness_ns_ = now + cfg_.liveness_interval_ms * 1'000'000;
+  }
+  n += drain_bands();
+  n += settle_results();
+  n += dispatch();
+  if (!undelivered_.empty()) {
+    std::vector<uint64_t> retry;
+    retry.swap(undelivered_);
+    for (uint64_t ref : retry) {
+      const uint32_t slot = slot_ref_index(ref);
+      deliver(slot, seg_->pool().load(slot));
+    }
+  }
+  wake_clients();
+  return n;
+}
+
+void Agent::run(const std::atomic<bool>& stop) {
+  shm::Segment& seg = *seg_;
+  WaitWord& db = seg.header().doorbell;
+  IdlePolicy idle(cfg_.idle);
+  auto work_visible = [&] {
+    for (uint8_t b = 0; b < kBandCount; ++b) {
+      if (seg.band(static_cast<Band>(b)).size_approx() > 0) return true;
+    }
+    for (uint32_t w = 0; w < workers_.size(); ++w) {
+      if (workers_[w].incarnation != 0 && seg.result_ring(w).size_approx() > 0) return true;
+    }
+    return false;
+  };
+  while (!stop.load(std::memory_order_acquire)) {
+    const int n = do_work();
+    switch (idle.next(static_cast<uint64_t>(n))) {
+      case IdlePolicy::Action::kSpin: cpu_relax(); break;
+      case IdlePolicy::Action::kYield: std::this_thread::yield(); break;
+      case IdlePolicy::Action::kPark: {
+        publish_counters();
+        // seq_cst: pairs with the fence in shm::notify (core/wait_word.hpp).
+        aref(db.waiters).store(1, std::memory_order_seq_cst);
+        const uint32_t s = aref(db.seq).load(std::memory_order_seq_cst);
+        if (!work_visible()) {
+          const uint64_t now = clock_.now_mono_ns();
+          const uint64_t until_liveness = next_liveness_ns_ > now ? next_liveness_ns_ - now : 0;
+          io_->park(&db.seq, s, std::min(std::max<uint64_t>(until_liveness, 100'000), kMaxParkNs));
+        }
+        aref(db.waiters).store(0, std::memory_order_relaxed);
+        idle.parked();
+        break;
+      }
+    }
+  }
+  shutdown();
+}
+
+}  // namespace perfq::agent

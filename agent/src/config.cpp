@@ -1,0 +1,185 @@
+#include "perfq/agent/config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <toml++/toml.h>
+
+namespace perfq::agent {
+
+uint32_t Config::slot_count() const noexcept {
+  const uint64_t n = slots != 0 ? slots : std::max<uint64_t>(1024, 2 * max_queue_depth);
+  return static_cast<uint32_t>(std::min<uint64_t>(n, 1u << 22));
+}
+
+namespace {
+
+using Setter = std::function<Result<void>(Config&, const std::string&)>;
+
+Result<void> parse_u64(const std::string& text, uint64_t min, uint64_t max, uint64_t& out,
+                       const std::string& name) {
+  uint64_t v = 0;
+  const auto* end = text.data() + text.size();
+  const auto r = std::from_chars(text.data(), end, v);
+  if (r.ec != std::errc{} || r.ptr != end || v < min || v > max) {
+    return {Errc::kInvalidRequest, name + " must be an integer from " + std::to_string(min) +
+                                       " to " + std::to_string(max)};
+  }
+  out = v;
+  return {};
+}
+
+Setter u64(uint64_t Config::*field, uint64_t min, uint64_t max, std::string name) {
+  return [=](Config& c, const std::string& v) { return parse_u64(v, min, max, c.*field, name); };
+}
+
+Setter str(std::string Config::*field) {
+  return [=](Config& c, const std::string& v) -> Result<void> {
+    c.*field = v;
+    return {};
+  };
+}
+
+// One table of settings serves flags (dashes) and TOML keys (underscores).
+const std::map<std::string, Setter>& settings() {
+  static const std::map<std::string, Setter> table = {
+      {"queue", str(&Config::queue)},
+      {"data_dir", str(&Config::data_dir)},
+      {"http", str(&Config::http)},
+      {"tokens", str(&Config::tokens)},
+      {"group", str(&Config::group)},
+      {"max_queue_depth", u64(&Config::max_queue_depth, 1, 1u << 21, "max_queue_depth")},
+      {"queue_timeout_ms", u64(&Config::queue_timeout_ms, 1, 1ull << 40, "queue_timeout_ms")},
+      {"processing_timeout_ms",
+       u64(&Config::processing_timeout_ms, 1, 1ull << 40, "processing_timeout_ms")},
+      {"rope_drop_timeout_ms",
+       u64(&Config::rope_drop_timeout_ms, 0, 1ull << 40, "rope_drop_timeout_ms")},
+      {"batch_size", u64(&Config::batch_size, 1, 65536, "batch_size")},
+      {"batch_interval_ms", u64(&Config::batch_interval_ms, 0, 1ull << 40, "batch_interval_ms")},
+      {"max_concurrent_workers",
+       u64(&Config::max_concurrent_workers, 1, 1u << 20, "max_concurrent_workers")},
+      {"worker_idle_timeout_ms",
+       u64(&Config::worker_idle_timeout_ms, 1, 1ull << 40, "worker_idle_timeout_ms")},
+      {"max_retry_attempts", u64(&Config::max_retry_attempts, 1, 100, "max_retry_attempts")},
+      {"retry_backoff_ms", u64(&Config::retry_backoff_ms, 0, 1ull << 40, "retry_backoff_ms")},
+      {"retry_jitter",
+       [](Config& c, const std::string& v) -> Result<void> {
+         char* end = nullptr;
+         const double d = std::strtod(v.c_str(), &end);
+         if (end == v.c_str() || *end != '\0' || d < 0 || d > 1) {
+           return {Errc::kInvalidRequest, "retry_jitter must be a number from 0 to 1"};
+         }
+         c.retry_jitter = d;
+         return {};
+       }},
+      {"max_requests_per_user_per_minute",
+       u64(&Config::max_requests_per_user_per_minute, 1, 1u << 30,
+           "max_requests_per_user_per_minute")},
+      {"idempotency_ttl_ms",
+       u64(&Config::idempotency_ttl_ms, 1, 1ull << 40, "idempotency_ttl_ms")},
+      {"slot_payload_bytes", u64(&Config::slot_payload_bytes, 64, 1u << 20, "slot_payload_bytes")},
+      {"aging_ms", u64(&Config::aging_ms, 1, 1ull << 40, "aging_ms")},
+      {"slots", u64(&Config::slots, 64, 1u << 22, "slots")},
+      {"max_clients", u64(&Config::max_clients, 2, 1024, "max_clients")},
+      {"ring_claim_timeout_ms",
+       u64(&Config::ring_claim_timeout_ms, 1, 60000, "ring_claim_timeout_ms")},
+      {"liveness_interval_ms",
+       u64(&Config::liveness_interval_ms, 1, 60000, "liveness_interval_ms")},
+      {"idle",
+       [](Config& c, const std::string& v) -> Result<void> {
+         if (!parse_idle(v, c.idle)) {
+           return {Errc::kInvalidRequest, "idle must be busy-spin, backoff or park"};
+         }
+         return {};
+       }},
+  };
+  return table;
+}
+
+std::string to_key(std::string flag) {
+  std::replace(flag.begin(), flag.end(), '-', '_');
+  return flag;
+}
+
+}  // namespace
+
+Result<void> load_toml(const std::string& path, Config& cfg) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return {Errc::kInvalidRequest, "config " + path + ": " + std::string(e.description())};
+  }
+  for (auto&& [k, node] : t) {
+    const std::string key(k.str());
+    auto it = settings().find(key);
+    if (it == settings().end()) {
+      return {Errc::kInvalidRequest, "config " + path + ": unknown key '" + key + "'"};
+    }
+    std::string text;
+    if (auto s = node.value<std::string>(); s && node.is_string()) {
+      text = *s;
+    } else if (auto i = node.value<int64_t>(); i && node.is_integer()) {
+      text = std::to_string(*i);
+    } else if (auto d = node.value<double>(); d && node.is_floating_point()) {
+      text = std::to_string(*d);
+    } else {
+      return {Errc::kInvalidRequest, "config " + path + ": '" + key + "' has the wrong type"};
+    }
+    if (auto r = it->second(cfg, text); !r) {
+      return {Errc::kInvalidRequest, "config " + path + ": " + r.error().message};
+    }
+  }
+  return {};
+}
+
+Result<void> parse_args(const std::vector<std::string>& args, Config& cfg) {
+  // --config first, so flags override the file wherever they stand.
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config") {
+      if (i + 1 >= args.size()) return {Errc::kInvalidRequest, "--config needs a value"};
+      if (auto r = load_toml(args[i + 1], cfg); !r) return r;
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.rfind("--", 0) != 0) return {Errc::kInvalidRequest, "unexpected argument '" + a + "'"};
+    if (i + 1 >= args.size()) return {Errc::kInvalidRequest, a + " needs a value"};
+    const std::string& v = args[++i];
+    if (a == "--config") continue;
+    auto it = settings().find(to_key(a.substr(2)));
+    if (it == settings().end()) return {Errc::kInvalidRequest, "unknown flag " + a};
+    if (auto r = it->second(cfg, v); !r) return r;
+  }
+  if (cfg.queue.empty()) return {Errc::kInvalidRequest, "--queue is required"};
+  if (cfg.data_dir.empty()) cfg.data_dir = default_data_dir(cfg.queue);
+  return {};
+}
+
+std::string default_data_dir(const std::string& queue) {
+  if (::geteuid() == 0) return "/var/lib/perfq/" + queue;
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x != nullptr && *x != '\0') {
+    return std::string(x) + "/perfq/" + queue;
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : ".") + "/.local/state/perfq/" + queue;
+}
+
+std::string usage() {
+  std::string u =
+      "usage: perfq-agent --queue NAME [--config FILE] [--data-dir DIR] [--http HOST:PORT|off]\n"
+      "                   [--tokens FILE] [--<setting> VALUE]...\n"
+      "settings (TOML keys use underscores):\n";
+  for (const auto& [k, _] : settings()) {
+    std::string flag = k;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    u += "  --" + flag + "\n";
+  }
+  return u;
+}
+
+}  // namespace perfq::agent

@@ -1,0 +1,62 @@
+// perfq-agent: owns one queue's segment and runs its data plane.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "perfq/agent/agent.hpp"
+#include "perfq/agent/config.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_signal(int) { g_stop.store(true, std::memory_order_release); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+    std::fputs(perfq::agent::usage().c_str(), stdout);
+    return 0;
+  }
+  perfq::agent::Config cfg;
+  if (auto r = perfq::agent::parse_args(args, cfg); !r) {
+    std::fprintf(stderr, "perfq-agent: %s\n%s", r.error().message.c_str(),
+                 perfq::agent::usage().c_str());
+    return 2;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.data_dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "perfq-agent: cannot create data dir %s: %s\n", cfg.data_dir.c_str(),
+                 ec.message().c_str());
+    return 1;
+  }
+  auto agent = perfq::agent::Agent::open(cfg);
+  if (!agent) {
+    std::fprintf(stderr, "perfq-agent: %s\n", agent.error().message.c_str());
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const auto& geo = (*agent)->segment()->geometry();
+  std::fprintf(stderr,
+               "perfq-agent: queue %s %s segment /%s, %llu bytes (%u slots x %u B, %u clients), "
+               "data dir %s, idle %s\n",
+               cfg.queue.c_str(), (*agent)->reattached() ? "re-attached to" : "created",
+               perfq::shm::segment_name(cfg.queue).c_str(),
+               static_cast<unsigned long long>(geo.total_bytes), geo.slot_count, geo.slot.stride,
+               geo.max_clients, cfg.data_dir.c_str(), perfq::idle_name(cfg.idle).data());
+  (*agent)->run(g_stop);
+  std::fprintf(stderr, "perfq-agent: queue %s stopped\n", cfg.queue.c_str());
+  return 0;
+}

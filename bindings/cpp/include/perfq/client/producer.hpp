@@ -1,0 +1,119 @@
+#pragma once
+// Producer: submits requests into a queue's band rings and receives their
+// outcomes through its own completion ring (nobody polls the agent).
+//
+// Thread-safe: any number of threads may submit and wait at once. Waiting
+// threads take turns draining the completion ring; the others wait on their
+// own request's ready flag.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "perfq/client/outcome.hpp"
+#include "perfq/core/idle_strategy.hpp"
+#include "perfq/core/request.hpp"
+#include "perfq/core/result.hpp"
+
+namespace perfq::shm {
+class Segment;
+}
+
+namespace perfq {
+
+class Producer;
+
+namespace detail {
+struct FutureState;
+}
+
+// The outcome of one submitted request, available once the agent settles it.
+class Future {
+ public:
+  Future() = default;
+  Future(Future&& o) noexcept;
+  Future& operator=(Future&& o) noexcept;
+  Future(const Future&) = delete;
+  Future& operator=(const Future&) = delete;
+  ~Future();
+
+  [[nodiscard]] bool valid() const noexcept { return st_ != nullptr; }
+  [[nodiscard]] bool ready() const noexcept;
+  // Blocks until the outcome arrives or the timeout passes; returns ready().
+  bool wait_for(std::chrono::nanoseconds timeout);
+  // Blocks until the outcome arrives (bounded waits inside, no busy loop).
+  const Outcome& get();
+
+ private:
+  friend class Producer;
+  Future(Producer* p, detail::FutureState* st) noexcept : p_(p), st_(st) {}
+  Producer* p_ = nullptr;
+  detail::FutureState* st_ = nullptr;
+};
+
+struct Submitted {
+  uint64_t request_id = 0;
+  Status status = Status::kPending;
+  Mode mode = Mode::kFifo;
+  Band band = Band::kNormal;
+  uint8_t priority = kPriorityDefault;
+  uint64_t created_at_unix_ns = 0;
+  Future outcome;
+};
+
+// Test seams: where a crash test stops a producer. Production passes none.
+enum class SubmitPoint : uint8_t { kSlotClaimed, kRingClaimed };
+using SubmitHook = void (*)(SubmitPoint, void* arg);
+
+struct ProducerOptions {
+  IdleKind idle = IdleKind::kPark;
+  SubmitHook hook = nullptr;
+  void* hook_arg = nullptr;
+};
+
+class Producer {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Producer>> connect(std::string_view queue,
+                                                                 ProducerOptions opt = {});
+  // Shares an existing mapping (in-process agent, tests).
+  [[nodiscard]] static Result<std::unique_ptr<Producer>> connect(
+      std::shared_ptr<shm::Segment> seg, ProducerOptions opt = {});
+  ~Producer();
+  Producer(const Producer&) = delete;
+  Producer& operator=(const Producer&) = delete;
+
+  // Validates (SPEC §3), claims a slot, publishes it to its band ring and
+  // wakes the agent if it sleeps. Never blocks.
+  [[nodiscard]] Result<Submitted> submit(const RequestView& r);
+
+  // Settles every outcome waiting in the completion ring. Never blocks.
+  size_t poll();
+
+  [[nodiscard]] uint32_t client_id() const noexcept { return id_; }
+  [[nodiscard]] shm::Segment& segment() noexcept { return *seg_; }
+  [[nodiscard]] uint64_t outstanding() const noexcept {
+    return outstanding_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  friend class Future;
+  Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptions opt);
+  bool wait(detail::FutureState* st, std::chrono::steady_clock::time_point deadline);
+  size_t drain_locked();
+
+  std::shared_ptr<shm::Segment> seg_;
+  uint32_t id_;
+  ProducerOptions opt_;
+  std::atomic<uint32_t> cursor_{0};
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<uint64_t> outstanding_{0};
+  // One entry per slot: the state of the request this producer has in it.
+  std::unique_ptr<std::atomic<detail::FutureState*>[]> states_;
+  std::mutex drain_mu_;             // held by the thread draining the ring
+  std::atomic<uint32_t> epoch_{0};  // bumped after each drain pass
+};
+
+}  // namespace perfq

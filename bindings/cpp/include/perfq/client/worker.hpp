@@ -1,0 +1,102 @@
+#pragma once
+// Worker: registers processors for request types and runs them on what the
+// agent dispatches to it. The run loop heart-beats; a worker that stops
+// heart-beating, closes, or dies has its attempts dispatched again.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "perfq/core/errc.hpp"
+#include "perfq/core/idle_strategy.hpp"
+#include "perfq/core/request.hpp"
+#include "perfq/core/result.hpp"
+
+namespace perfq::shm {
+class Segment;
+}
+
+namespace perfq {
+
+// What a processor sees of one attempt. Views into shared memory, valid only
+// during the call.
+struct Job {
+  uint64_t request_id = 0;
+  std::string_view type;
+  std::string_view user_id;
+  Mode mode = Mode::kFifo;
+  uint8_t priority = kPriorityDefault;
+  uint8_t attempt = 1;  // 1-based
+  std::span<const std::byte> payload;
+  std::string_view metadata;
+};
+
+// What a processor returns for one attempt.
+struct Reply {
+  AttemptResult kind = AttemptResult::kOk;
+  std::string body;  // result bytes (kOk) or error message (errors)
+
+  [[nodiscard]] static Reply ok(std::string body = {}) { return {AttemptResult::kOk, std::move(body)}; }
+  [[nodiscard]] static Reply error(std::string message) {
+    return {AttemptResult::kError, std::move(message)};
+  }
+  // Not worth retrying: goes straight to the dead-letter queue.
+  [[nodiscard]] static Reply permanent_error(std::string message) {
+    return {AttemptResult::kPermanentError, std::move(message)};
+  }
+};
+
+using Processor = std::function<Reply(const Job&)>;
+
+struct WorkerOptions {
+  IdleKind idle = IdleKind::kPark;
+  uint32_t max_inflight = 64;  // dispatches the agent may queue to this worker
+};
+
+class Worker {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Worker>> connect(std::string_view queue,
+                                                               WorkerOptions opt = {});
+  [[nodiscard]] static Result<std::unique_ptr<Worker>> connect(std::shared_ptr<shm::Segment> seg,
+                                                               WorkerOptions opt = {});
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Declares `type`; the agent dispatches it here from the next duty cycle.
+  [[nodiscard]] Result<void> register_processor(std::string_view type, Processor fn);
+
+  // One duty cycle: runs what is dispatched, reports results. Returns how
+  // many attempts it ran. Single thread only (the worker's run thread).
+  int do_work();
+
+  // Runs duty cycles until `stop` is true, parking when idle (bounded, so
+  // the heartbeat continues). Single thread only.
+  void run(const std::atomic<bool>& stop);
+
+  [[nodiscard]] uint32_t client_id() const noexcept { return id_; }
+  [[nodiscard]] uint64_t processed() const noexcept { return processed_; }
+
+ private:
+  Worker(std::shared_ptr<shm::Segment> seg, uint32_t id, WorkerOptions opt);
+  void heartbeat(uint64_t now_ns) noexcept;
+  bool run_one(uint64_t ref);
+
+  std::shared_ptr<shm::Segment> seg_;
+  uint32_t id_;
+  WorkerOptions opt_;
+  struct Registered {
+    std::string type;
+    Processor fn;
+  };
+  std::vector<Registered> processors_;  // at most kMaxTypesPerWorker
+  uint64_t processed_ = 0;
+  uint64_t last_heartbeat_ns_ = 0;
+  bool active_ = false;
+};
+
+}  // namespace perfq

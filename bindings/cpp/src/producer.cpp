@@ -1,0 +1,294 @@
+#include "perfq/client/producer.hpp"
+
+#include <cstring>
+#include <thread>
+
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/clock.hpp"
+#include "perfq/core/slot_pool.hpp"
+#include "perfq/shm/client_registry.hpp"
+#include "perfq/shm/futex.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq {
+
+namespace detail {
+
+// Shared by a Future and the producer until both let go of it.
+struct FutureState {
+  std::atomic<uint32_t> refs{2};
+  std::atomic<uint32_t> ready{0};
+  Outcome outcome;
+
+  void unref() noexcept {
+    // acq_rel: the last owner sees every write of the other before deleting.
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+}  // namespace detail
+
+namespace {
+
+// How long one park may last before the waiter looks around again (a
+// dropped wake-up can never cost more than this).
+constexpr uint64_t kParkBoundNs = 20'000'000;
+
+}  // namespace
+
+// ---------------------------------------------------------------- Future
+
+Future::Future(Future&& o) noexcept : p_(o.p_), st_(o.st_) {
+  o.p_ = nullptr;
+  o.st_ = nullptr;
+}
+
+Future& Future::operator=(Future&& o) noexcept {
+  if (this != &o) {
+    if (st_ != nullptr) st_->unref();
+    p_ = o.p_;
+    st_ = o.st_;
+    o.p_ = nullptr;
+    o.st_ = nullptr;
+  }
+  return *this;
+}
+
+Future::~Future() {
+  if (st_ != nullptr) st_->unref();
+}
+
+bool Future::ready() const noexcept {
+  // acquire: pairs with the release store in Producer::drain_locked.
+  return st_ != nullptr && st_->ready.load(std::memory_order_acquire) != 0;
+}
+
+bool Future::wait_for(std::chrono::nanoseconds timeout) {
+  if (st_ == nullptr) return false;
+  return p_->wait(st_, std::chrono::steady_clock::now() + timeout);
+}
+
+const Outcome& Future::get() {
+  while (!p_->wait(st_, std::chrono::steady_clock::now() + std::chrono::seconds(1))) {
+  }
+  return st_->outcome;
+}
+
+// ---------------------------------------------------------------- Producer
+
+Producer::Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptions opt)
+    : seg_(std::move(seg)), id_(id), opt_(opt) {
+  const uint32_t n = seg_->geometry().slot_count;
+  states_ = std::make_unique<std::atomic<detail::FutureState*>[]>(n);
+  for (uint32_t i = 0; i < n; ++i) states_[i].store(nullptr, std::memory_order_relaxed);
+  // Spread producers over the pool so they rarely probe the same hint word.
+  cursor_.store(id * 7919u, std::memory_order_relaxed);
+}
+
+Result<std::unique_ptr<Producer>> Producer::connect(std::string_view queue, ProducerOptions opt) {
+  auto seg = shm::Segment::attach(queue);
+  if (!seg) return seg.error();
+  return connect(std::shared_ptr<shm::Segment>(std::move(seg.value())), opt);
+}
+
+Result<std::unique_ptr<Producer>> Producer::connect(std::shared_ptr<shm::Segment> seg,
+                                                    ProducerOptions opt) {
+  auto id = shm::register_client(*seg, shm::kRoleProducer);
+  if (!id) return id.error();
+  shm::activate_client(*seg, *id);
+  return std::unique_ptr<Producer>(new Producer(std::move(seg), *id, opt));
+}
+
+Producer::~Producer() {
+  shm::close_client(*seg_, id_);
+  shm::notify(seg_->header().doorbell);
+  // Outcomes that never arrived stay unready; their Futures still own them.
+  const uint32_t n = seg_->geometry().slot_count;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (auto* st = states_[i].exchange(nullptr, std::memory_order_acquire)) st->unref();
+  }
+}
+
+Result<Submitted> Producer::submit(const RequestView& r) {
+  shm::Segment& seg = *seg_;
+  const Violation v = validate(r, seg.geometry().slot_payload_bytes);
+  if (v.code != Errc::kOk) return Error{v.code, std::string(v.message)};
+
+  uint32_t cursor = cursor_.load(std::memory_order_relaxed);
+  const auto claim = seg.pool().try_claim(static_cast<uint16_t>(id_), cursor);
+  cursor_.store(cursor, std::memory_order_relaxed);
+  if (!claim) return Error{Errc::kQueueFull, "no free request slot"};
+  if (opt_.hook != nullptr) opt_.hook(SubmitPoint::kSlotClaimed, opt_.hook_arg);
+
+  const uint32_t slot = claim->index;
+  RequestRecord& rec = seg.record(slot);
+  const Band band = band_for(r.mode, r.priority);
+  const uint64_t id = aref(seg.header().next_request_id).fetch_add(1, std::memory_order_relaxed);
+  const uint64_t created = unix_now_ns();
+  rec.request_id = id;
+  rec.created_at_unix_ns = created;
+  rec.producer_seq = seq_.fetch_add(1, std::memory_order_relaxed);
+  rec.payload_len = static_cast<uint32_t>(r.payload.size());
+  rec.metadata_len = static_cast<uint16_t>(r.metadata.size());
+  rec.producer = static_cast<uint16_t>(id_);
+  rec.type_len = static_cast<uint8_t>(r.type.size());
+  rec.user_len = static_cast<uint8_t>(r.user_id.size());
+  rec.idem_len = static_cast<uint8_t>(r.idempotency_key.size());
+  rec.mode = static_cast<uint8_t>(r.mode);
+  rec.priority = r.priority;
+  rec.band = static_cast<uint8_t>(band);
+  std::memcpy(rec.type, r.type.data(), r.type.size());
+  std::memcpy(rec.user_id, r.user_id.data(), r.user_id.size());
+  if (!r.idempotency_key.empty()) {
+    std::memcpy(rec.idempotency_key, r.idempotency_key.data(), r.idempotency_key.size());
+  }
+  if (!r.metadata.empty()) std::memcpy(rec.metadata, r.metadata.data(), r.metadata.size());
+  if (!r.payload.empty()) std::memcpy(seg.payload(slot), r.payload.data(), r.payload.size());
+  rec.status = static_cast<uint8_t>(Status::kPending);
+  rec.error = 0;
+  rec.attempts = 0;
+  rec.result_len = 0;
+  rec.result_kind = 0;
+  rec.enqueued_mono_ns = mono_now_ns();
+
+  auto* st = new detail::FutureState();
+  st->outcome.request_id = id;
+  // release: pairs with the acquire exchange in drain_locked (another thread
+  // of this process may settle the request).
+  states_[slot].store(st, std::memory_order_release);
+  outstanding_.fetch_add(1, std::memory_order_relaxed);
+
+  uint64_t expected = SlotCtl{claim->generation, SlotState::kClaimed, 0, static_cast<uint16_t>(id_)}.pack();
+  const bool queued = seg.pool().transition(
+      slot, expected,
+      SlotCtl{claim->generation, SlotState::kQueued, 0, static_cast<uint16_t>(id_)});
+  const auto pushed = queued ? seg.band(band).try_push(slot, [this](uint64_t) {
+    if (opt_.hook != nullptr) opt_.hook(SubmitPoint::kRingClaimed, opt_.hook_arg);
+  })
+                             : BandRing::PushResult::kContended;
+  if (pushed != BandRing::PushResult::kOk) {
+    // Not accepted: take the slot back. (With rings as large as the pool,
+    // only a broken segment gets here.)
+    states_[slot].store(nullptr, std::memory_order_relaxed);
+    st->unref();
+    st->unref();
+    outstanding_.fetch_sub(1, std::memory_order_relaxed);
+    (void)seg.pool().release(slot, seg.pool().load(slot));
+    return Error{Errc::kQueueFull, "band ring full"};
+  }
+  shm::notify(seg.header().doorbell);
+
+  Submitted s;
+  s.request_id = id;
+  s.mode = r.mode;
+  s.band = band;
+  s.priority = r.priority;
+  s.created_at_unix_ns = created;
+  s.outcome = Future(this, st);
+  return s;
+}
+
+size_t Producer::drain_locked() {
+  shm::Segment& seg = *seg_;
+  SpscRing ring = seg.completion_ring(id_);
+  const uint32_t n = seg.geometry().slot_count;
+  size_t settled = 0;
+  uint64_t ref = 0;
+  // Bounded by the ring's capacity per call.
+  for (uint32_t i = 0; i < ring.capacity() && ring.try_pop(ref); ++i) {
+    const uint32_t slot = slot_ref_index(ref);
+    if (slot >= n) continue;  // garbage from a broken writer: never followed
+    const uint64_t ctl = seg.pool().load(slot);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.state != SlotState::kDone || c.owner != id_ || c.generation != slot_ref_generation(ref)) {
+      continue;  // duplicate or stale entry (e.g. re-sent by a restarted agent)
+    }
+    detail::FutureState* st = states_[slot].exchange(nullptr, std::memory_order_acquire);
+    if (st != nullptr) {
+      const RequestRecord& rec = seg.record(slot);
+      Outcome& o = st->outcome;
+      o.status = static_cast<Status>(rec.status < kStatusCount ? rec.status : 4);
+      o.error = errc_valid(rec.error) ? static_cast<Errc>(rec.error) : Errc::kInternal;
+      o.attempts = rec.attempts;
+      const uint32_t len = rec.result_len <= seg.geometry().slot_payload_bytes ? rec.result_len : 0;
+      o.result.assign(seg.result(slot), seg.result(slot) + len);
+      o.wait_ns = rec.dispatched_mono_ns > rec.enqueued_mono_ns
+                      ? rec.dispatched_mono_ns - rec.enqueued_mono_ns
+                      : 0;
+      o.processing_ns = rec.finished_mono_ns > rec.dispatched_mono_ns
+                            ? rec.finished_mono_ns - rec.dispatched_mono_ns
+                            : 0;
+    }
+    if (!seg.pool().release(slot, ctl)) continue;
+    ++settled;
+    if (st != nullptr) {
+      outstanding_.fetch_sub(1, std::memory_order_relaxed);
+      // release: pairs with the acquire in Future::ready / wait.
+      st->ready.store(1, std::memory_order_release);
+      st->ready.notify_all();
+      st->unref();
+    }
+  }
+  return settled;
+}
+
+size_t Producer::poll() {
+  std::unique_lock lock(drain_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return 0;
+  const size_t n = drain_locked();
+  if (n > 0) {
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_all();
+  }
+  return n;
+}
+
+bool Producer::wait(detail::FutureState* st, std::chrono::steady_clock::time_point deadline) {
+  shm::Segment& seg = *seg_;
+  for (;;) {
+    if (st->ready.load(std::memory_order_acquire) != 0) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    // Load the epoch before trying the lock: a holder that lets go after our
+    // failed try bumps it after this load, so the wait below cannot miss it.
+    const uint32_t e = epoch_.load(std::memory_order_acquire);
+    std::unique_lock lock(drain_mu_, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      if (st->ready.load(std::memory_order_acquire) != 0) return true;
+      epoch_.wait(e, std::memory_order_acquire);
+      continue;
+    }
+    // This thread drains for everyone until its own outcome arrives.
+    IdlePolicy idle(opt_.idle);
+    bool done = false;
+    for (;;) {
+      const size_t n = drain_locked();
+      if (n > 0) {
+        epoch_.fetch_add(1, std::memory_order_release);
+        epoch_.notify_all();
+      }
+      done = st->ready.load(std::memory_order_acquire) != 0;
+      const auto now = std::chrono::steady_clock::now();
+      if (done || now >= deadline) break;
+      switch (idle.next(n)) {
+        case IdlePolicy::Action::kSpin: cpu_relax(); break;
+        case IdlePolicy::Action::kYield: std::this_thread::yield(); break;
+        case IdlePolicy::Action::kPark: {
+          const auto left_ns = static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
+          SpscRing ring = seg.completion_ring(id_);
+          shm::park(seg.client(id_).completion_wake, std::min(left_ns, kParkBoundNs),
+                    [&] { return ring.size_approx() > 0; });
+          idle.parked();
+          break;
+        }
+      }
+    }
+    lock.unlock();
+    // Hand the ring over: waiters blocked on the epoch retry the lock.
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_all();
+    return done;
+  }
+}
+
+}  // namespace perfq

@@ -1,0 +1,172 @@
+#include "perfq/client/worker.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/clock.hpp"
+#include "perfq/core/slot_pool.hpp"
+#include "perfq/shm/client_registry.hpp"
+#include "perfq/shm/futex.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq {
+
+namespace {
+
+// Attempts run per duty cycle before results are announced to the agent.
+constexpr int kRunBatch = 256;
+
+}  // namespace
+
+Worker::Worker(std::shared_ptr<shm::Segment> seg, uint32_t id, WorkerOptions opt)
+    : seg_(std::move(seg)), id_(id), opt_(opt) {}
+
+Result<std::unique_ptr<Worker>> Worker::connect(std::string_view queue, WorkerOptions opt) {
+  auto seg = shm::Segment::attach(queue);
+  if (!seg) return seg.error();
+  return connect(std::shared_ptr<shm::Segment>(std::move(seg.value())), opt);
+}
+
+Result<std::unique_ptr<Worker>> Worker::connect(std::shared_ptr<shm::Segment> seg,
+                                                WorkerOptions opt) {
+  auto id = shm::register_client(*seg, shm::kRoleWorker);
+  if (!id) return id.error();
+  const uint32_t cap = seg->geometry().client_ring_capacity;
+  aref(seg->client(*id).max_inflight)
+      .store(std::clamp<uint32_t>(opt.max_inflight, 1, cap), std::memory_order_relaxed);
+  shm::activate_client(*seg, *id);
+  return std::unique_ptr<Worker>(new Worker(std::move(seg), *id, opt));
+}
+
+Worker::~Worker() {
+  shm::close_client(*seg_, id_);
+  shm::notify(seg_->header().doorbell);
+}
+
+Result<void> Worker::register_processor(std::string_view type, Processor fn) {
+  if (!valid_type(type)) {
+    return {Errc::kInvalidRequest, "type must be 1..64 bytes of [A-Za-z0-9._:-]"};
+  }
+  for (auto& p : processors_) {
+    if (p.type == type) {
+      p.fn = std::move(fn);
+      return {};
+    }
+  }
+  if (auto r = shm::add_client_type(*seg_, id_, type, false); !r) return r;
+  processors_.push_back({std::string(type), std::move(fn)});
+  shm::notify(seg_->header().doorbell);
+  return {};
+}
+
+void Worker::heartbeat(uint64_t now_ns) noexcept {
+  last_heartbeat_ns_ = now_ns;
+  aref(seg_->client(id_).heartbeat_mono_ns).store(now_ns, std::memory_order_relaxed);
+}
+
+bool Worker::run_one(uint64_t ref) {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  const uint32_t slot = slot_ref_index(ref);
+  if (slot >= seg.geometry().slot_count) return false;  // never follow garbage
+  uint64_t ctl = pool.load(slot);
+  SlotCtl c = SlotCtl::unpack(ctl);
+  if (c.state != SlotState::kAssigned || c.owner != id_ || c.generation != slot_ref_generation(ref)) {
+    return false;  // revoked or stale
+  }
+  SlotCtl next = c;
+  next.state = SlotState::kProcessing;
+  if (!pool.transition(slot, ctl, next)) return false;
+  ctl = next.pack();
+
+  RequestRecord& rec = seg.record(slot);
+  const uint32_t cap = seg.geometry().slot_payload_bytes;
+  Job job;
+  job.request_id = rec.request_id;
+  job.type = std::string_view(rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes));
+  job.user_id = std::string_view(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
+  job.mode = static_cast<Mode>(rec.mode < kModeCount ? rec.mode : 0);
+  job.priority = rec.priority;
+  job.attempt = c.attempt;
+  job.payload = {seg.payload(slot), std::min<size_t>(rec.payload_len, cap)};
+  job.metadata =
+      std::string_view(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));
+  rec.started_mono_ns = mono_now_ns();
+
+  Reply reply;
+  auto it = std::find_if(processors_.begin(), processors_.end(),
+                         [&](const Registered& p) { return p.type == job.type; });
+  if (it == processors_.end()) {
+    reply = Reply::error("no processor registered for this type in this worker");
+  } else {
+    try {
+      reply = it->fn(job);
+    } catch (const std::exception& e) {
+      reply = Reply::error(std::string("processor threw: ") + e.what());
+    } catch (...) {
+      reply = Reply::error("processor threw");
+    }
+  }
+
+  // Take the right to write the result. Losing means the agent revoked the
+  // attempt (timeout, or it judged us dead): the late result is dropped.
+  next.state = SlotState::kReporting;
+  if (!pool.transition(slot, ctl, next)) return true;
+  ctl = next.pack();
+  const auto len = static_cast<uint32_t>(std::min<size_t>(reply.body.size(), cap));
+  if (len > 0) std::memcpy(seg.result(slot), reply.body.data(), len);
+  rec.result_len = len;
+  rec.result_kind = static_cast<uint8_t>(reply.kind);
+  rec.result_error = static_cast<uint8_t>(reply.kind == AttemptResult::kOk ? Errc::kOk
+                                                                          : Errc::kProcessorError);
+  next.state = SlotState::kReported;
+  // release (in transition): the agent reads the result after acquiring it.
+  if (!pool.transition(slot, ctl, next)) return true;
+  // The result ring is as large as the pool, so it cannot be full.
+  (void)seg.result_ring(id_).try_push(ref);
+  return true;
+}
+
+int Worker::do_work() {
+  SpscRing ring = seg_->dispatch_ring(id_);
+  int ran = 0;
+  uint64_t ref = 0;
+  while (ran < kRunBatch && ring.try_pop(ref)) {
+    if (run_one(ref)) ++ran;
+  }
+  processed_ += static_cast<uint64_t>(ran);
+  if (ran > 0) shm::notify(seg_->header().doorbell);
+  return ran;
+}
+
+void Worker::run(const std::atomic<bool>& stop) {
+  shm::Segment& seg = *seg_;
+  const uint64_t idle_ms = load_relaxed(seg.header().worker_idle_timeout_ms);
+  // Heart-beat at a quarter of the idle timeout (and park no longer than that).
+  const uint64_t beat_ns = std::max<uint64_t>(1, idle_ms) * 1'000'000 / 4;
+  IdlePolicy idle(opt_.idle);
+  heartbeat(mono_now_ns());
+  uint64_t passes = 0;
+  while (!stop.load(std::memory_order_acquire)) {
+    const int n = do_work();
+    if ((++passes & 1023) == 0 || n == 0) {
+      const uint64_t now = mono_now_ns();
+      if (now - last_heartbeat_ns_ >= beat_ns / 2) heartbeat(now);
+    }
+    switch (idle.next(static_cast<uint64_t>(n))) {
+      case IdlePolicy::Action::kSpin: cpu_relax(); break;
+      case IdlePolicy::Action::kYield: std::this_thread::yield(); break;
+      case IdlePolicy::Action::kPark: {
+        SpscRing ring = seg.dispatch_ring(id_);
+        shm::park(seg.client(id_).dispatch_wake, std::min<uint64_t>(beat_ns, 50'000'000),
+                  [&] { return ring.size_approx() > 0 || stop.load(std::memory_order_acquire); });
+        idle.parked();
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace perfq

@@ -1,0 +1,226 @@
+#pragma once
+// BandRing: bounded lock-free multi-producer / single-consumer ring of slot
+// indices, one per priority band.
+//
+// Each cell is one 64-bit word, {seq:32 | value:32}. For position p (cell
+// p & mask) the cell moves through
+//
+//   {p, kEmpty} --producer CAS--> {p+1, slot}    --consumer--> {p+cap, kEmpty}
+//               \--consumer CAS-> {p+1, kSkipped} --consumer--> {p+cap, kEmpty}
+//
+// A producer first claims p by advancing `tail`, then publishes by CAS on the
+// cell. A producer that dies (or stalls) between the two leaves the cell
+// {p, kEmpty} with tail > p: the consumer sees the stall, and after its bound
+// skips the cell with a CAS of its own. Exactly one of the two CASes wins; a
+// producer that loses learns its claim was revoked and claims again, so
+// nothing is lost and nobody waits on a dead process. (Aeron's try_claim /
+// unblock, with the unblock made race-free by the single-word cell.)
+//
+// Producers never read `head`: the cell's seq says whether it is free.
+// The consumer reads `tail` only when the cell at head is not published.
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/cache_line.hpp"
+
+namespace perfq {
+
+struct BandRingHeader {
+  alignas(kCacheLine) uint64_t tail;  // next position producers claim
+  alignas(kCacheLine) uint64_t head;  // next position the consumer reads
+  uint64_t skipped;                   // cells the consumer revoked (diagnostic)
+  alignas(kCacheLine) uint32_t capacity;  // power of two, set once at format
+  uint32_t mask;
+};
+static_assert(std::is_standard_layout_v<BandRingHeader>);
+static_assert(std::is_trivially_copyable_v<BandRingHeader>);
+static_assert(offsetof(BandRingHeader, tail) == 0);
+static_assert(offsetof(BandRingHeader, head) == kCacheLine);
+static_assert(offsetof(BandRingHeader, skipped) == kCacheLine + 8);
+static_assert(offsetof(BandRingHeader, capacity) == 2 * kCacheLine);
+static_assert(sizeof(BandRingHeader) == 3 * kCacheLine);
+
+class BandRing {
+ public:
+  static constexpr uint32_t kEmpty = 0xFFFF'FFFEu;
+  static constexpr uint32_t kSkipped = 0xFFFF'FFFFu;
+  static constexpr uint32_t kMaxValue = 0xFFFF'FFFDu;
+
+  [[nodiscard]] static constexpr std::size_t cells_bytes(uint32_t capacity) noexcept {
+    return align_up(std::size_t{capacity} * sizeof(uint64_t), kCacheLine);
+  }
+
+  // Lays out an empty ring. Only the segment's creator calls it, before any
+  // other process can map the memory.
+  static void format(BandRingHeader& h, uint64_t* cells, uint32_t capacity) noexcept;
+
+  BandRing() = default;
+  BandRing(BandRingHeader* header, uint64_t* cells) noexcept : h_(header), cells_(cells) {
+    // The capacity is copied once and validated by the segment attach; the
+    // ring never reads it from shared memory again.
+    capacity_ = load_relaxed(h_->capacity);
+    mask_ = capacity_ - 1;
+  }
+
+  enum class PushResult : uint8_t { kOk, kFull, kContended };
+
+  // Any producer. Never blocks. `on_claimed` runs between claim and commit
+  // (a test seam for crash tests; production passes nothing).
+  template <class OnClaimed>
+  [[nodiscard]] PushResult try_push(uint32_t value, OnClaimed&& on_claimed) noexcept;
+  [[nodiscard]] PushResult try_push(uint32_t value) noexcept {
+    return try_push(value, [](uint64_t) {});
+  }
+
+  enum class PopKind : uint8_t {
+    kValue,    // `value` holds a slot index (unvalidated: the caller checks it)
+    kEmpty,    // nothing claimed
+    kStalled,  // a producer claimed `position` but has not published it
+    kSkipped,  // a revoked cell was consumed
+    kCorrupt,  // the cell at head holds a sequence no valid producer writes
+  };
+  struct Pop {
+    PopKind kind;
+    uint32_t value;
+    uint64_t position;
+  };
+
+  // Consumer only.
+  [[nodiscard]] Pop try_pop() noexcept;
+
+  // Consumer only: revoke the unpublished claim at `position` (the current
+  // head). Returns false if the producer published in the meantime.
+  [[nodiscard]] bool skip(uint64_t position) noexcept;
+
+  // Consumer only: overwrite a corrupt cell at head so the ring moves on.
+  void discard_corrupt(uint64_t position) noexcept;
+
+  // Consumer only: call `fn(value)` for every published, unconsumed cell.
+  // Bounded by the capacity. Used to tell whether an orphaned slot was
+  // accepted into the ring before its producer died.
+  template <class Fn>
+  void for_each_published(Fn&& fn) const noexcept;
+
+  [[nodiscard]] uint64_t size_approx() const noexcept {
+    const uint64_t t = aref(h_->tail).load(std::memory_order_relaxed);
+    const uint64_t hd = aref(h_->head).load(std::memory_order_relaxed);
+    return t >= hd ? t - hd : 0;
+  }
+  [[nodiscard]] uint32_t capacity() const noexcept { return capacity_; }
+
+ private:
+  [[nodiscard]] static constexpr uint64_t cell(uint64_t seq, uint32_t value) noexcept {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(seq)) << 32) | value;
+  }
+  [[nodiscard]] static constexpr uint32_t seq_of(uint64_t c) noexcept {
+    return static_cast<uint32_t>(c >> 32);
+  }
+  [[nodiscard]] static constexpr uint32_t value_of(uint64_t c) noexcept {
+    return static_cast<uint32_t>(c);
+  }
+
+  BandRingHeader* h_ = nullptr;
+  uint64_t* cells_ = nullptr;
+  uint32_t capacity_ = 0;
+  uint32_t mask_ = 0;
+};
+
+inline void BandRing::format(BandRingHeader& h, uint64_t* cells, uint32_t capacity) noexcept {
+  h.tail = 0;
+  h.head = 0;
+  h.skipped = 0;
+  h.capacity = capacity;
+  h.mask = capacity - 1;
+  for (uint32_t i = 0; i < capacity; ++i) cells[i] = cell(i, kEmpty);
+}
+
+template <class OnClaimed>
+BandRing::PushResult BandRing::try_push(uint32_t value, OnClaimed&& on_claimed) noexcept {
+  // Bound: each failed tail CAS means another producer claimed a position;
+  // each revoked claim means the consumer moved on. Either way the ring made
+  // progress, so a producer that keeps losing for a whole lap reports
+  // contention instead of looping on shared data without a limit.
+  auto tail = aref(h_->tail);
+  for (uint32_t round = 0; round < 4 * capacity_ + 64; ++round) {
+    uint64_t pos = tail.load(std::memory_order_relaxed);
+    // acquire: pairs with the consumer's release store that emptied the cell,
+    // so our publish below is ordered after its read of the previous lap.
+    const uint64_t c = aref(cells_[pos & mask_]).load(std::memory_order_acquire);
+    const auto dif = static_cast<int32_t>(seq_of(c) - static_cast<uint32_t>(pos));
+    if (dif < 0) return PushResult::kFull;  // previous lap not consumed yet
+    if (dif > 0) continue;                  // another producer took pos
+    if (!tail.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed,
+                                    std::memory_order_relaxed)) {
+      continue;
+    }
+    on_claimed(pos);
+    uint64_t expected = cell(pos, kEmpty);
+    // release: pairs with the consumer's acquire load in try_pop; the slot
+    // contents written before this CAS are visible to the consumer.
+    if (aref(cells_[pos & mask_])
+            .compare_exchange_strong(expected, cell(pos + 1, value), std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      return PushResult::kOk;
+    }
+    // The consumer revoked our claim (we stalled past its bound). Claim anew.
+  }
+  return PushResult::kContended;
+}
+
+inline BandRing::Pop BandRing::try_pop() noexcept {
+  auto head = aref(h_->head);
+  const uint64_t pos = head.load(std::memory_order_relaxed);  // we are its only writer
+  auto slot = aref(cells_[pos & mask_]);
+  // acquire: pairs with the producer's release CAS that published the cell.
+  const uint64_t c = slot.load(std::memory_order_acquire);
+  const uint32_t seq = seq_of(c);
+  if (seq == static_cast<uint32_t>(pos + 1)) {
+    // release: pairs with the producers' acquire load of the cell in try_push
+    // (the next lap may be written only after we have read this one).
+    slot.store(cell(pos + capacity_, kEmpty), std::memory_order_release);
+    head.store(pos + 1, std::memory_order_release);
+    const uint32_t v = value_of(c);
+    if (v == kSkipped) return {PopKind::kSkipped, 0, pos};
+    return {PopKind::kValue, v, pos};
+  }
+  if (seq == static_cast<uint32_t>(pos) && value_of(c) == kEmpty) {
+    const uint64_t t = aref(h_->tail).load(std::memory_order_acquire);
+    if (t == pos) return {PopKind::kEmpty, 0, pos};
+    if (t > pos && t - pos <= capacity_) return {PopKind::kStalled, 0, pos};
+  }
+  return {PopKind::kCorrupt, 0, pos};
+}
+
+inline bool BandRing::skip(uint64_t position) noexcept {
+  uint64_t expected = cell(position, kEmpty);
+  // acq_rel: the revocation must be ordered before our consume of the cell;
+  // a producer whose CAS fails observes it (its failure load is relaxed, it
+  // only needs to know it lost).
+  const bool won = aref(cells_[position & mask_])
+                       .compare_exchange_strong(expected, cell(position + 1, kSkipped),
+                                                std::memory_order_acq_rel,
+                                                std::memory_order_acquire);
+  if (won) aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
+  return won;
+}
+
+inline void BandRing::discard_corrupt(uint64_t position) noexcept {
+  aref(cells_[position & mask_]).store(cell(position + capacity_, kEmpty), std::memory_order_release);
+  aref(h_->head).store(position + 1, std::memory_order_release);
+  aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
+}
+
+template <class Fn>
+void BandRing::for_each_published(Fn&& fn) const noexcept {
+  const uint64_t hd = aref(h_->head).load(std::memory_order_relaxed);
+  const uint64_t t = aref(h_->tail).load(std::memory_order_acquire);
+  const uint64_t n = t > hd ? (t - hd > capacity_ ? capacity_ : t - hd) : 0;
+  for (uint64_t p = hd; p < hd + n; ++p) {
+    const uint64_t c = aref(cells_[p & mask_]).load(std::memory_order_acquire);
+    if (seq_of(c) == static_cast<uint32_t>(p + 1) && value_of(c) <= kMaxValue) fn(value_of(c));
+  }
+}
+
+}  // namespace perfq

@@ -1,0 +1,38 @@
+#pragma once
+// The client registry: one ClientRecord per attached producer or worker.
+//
+//   kFree --register (CAS)--> kRegistering --rings formatted--> kActive
+//     ^                                                           |
+//     +---- agent, after reclaiming its slots ---- kClosing <-----+ close()
+//                                                   (or the process died)
+//
+// Only the agent returns a record to kFree, and only once the record's
+// process has closed or died and everything it owned has been reclaimed, so
+// a new client never inherits rings the agent still reads.
+#include <cstdint>
+#include <string_view>
+
+#include "perfq/core/result.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq::shm {
+
+// Producers and workers. Takes a free record for this process.
+[[nodiscard]] Result<uint32_t> register_client(Segment& seg, uint32_t roles);
+
+// Worker only, before it is active: declares a type it processes.
+[[nodiscard]] Result<void> add_client_type(Segment& seg, uint32_t id, std::string_view type,
+                                           bool batch);
+
+// The owner announces a clean close; the agent reclaims as for a death.
+void close_client(Segment& seg, uint32_t id) noexcept;
+
+// Agent: is the record's process gone (closed, dead, or a reused pid)?
+[[nodiscard]] bool client_gone(Segment& seg, uint32_t id) noexcept;
+
+}  // namespace perfq::shm
+
+namespace perfq::shm {
+// The owner publishes its record (after add_client_type for workers).
+void activate_client(Segment& seg, uint32_t id) noexcept;
+}  // namespace perfq::shm

@@ -1,0 +1,217 @@
+#pragma once
+// The segment /perfq-<queue>, byte by byte (docs/PROTOCOL.md draws it).
+//
+//   +---------------------------+ 0
+//   | SegmentHeader             |  identity, geometry, agent facts, doorbell
+//   +---------------------------+ off_clients
+//   | ClientRecord[max_clients] |  producers and workers
+//   +---------------------------+ off_client_rings
+//   | per client: completion,   |  u64 entries, client_ring_capacity each
+//   |   dispatch, result rings  |
+//   +---------------------------+ off_band_headers
+//   | BandRingHeader[4]         |  CRITICAL, HIGH, NORMAL, LOW
+//   +---------------------------+ off_band_cells
+//   | u64 cells[4][band_cap]    |
+//   +---------------------------+ off_slot_ctl
+//   | u64 ctl[slot_count]       |  SlotPool control words
+//   +---------------------------+ off_slot_hints
+//   | u64 hints[...]            |  SlotPool free hints
+//   +---------------------------+ off_slots
+//   | slot[slot_count]          |  RequestRecord + payload + result
+//   +---------------------------+ total_bytes
+//
+// Every offset is a multiple of kCacheLine. Nothing in the segment is a
+// pointer; every index read from it is checked against the geometry.
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "perfq/core/band_ring.hpp"
+#include "perfq/core/cache_line.hpp"
+#include "perfq/core/request.hpp"
+#include "perfq/core/spsc_ring.hpp"
+#include "perfq/core/wait_word.hpp"
+
+namespace perfq::shm {
+
+inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kMaxTypesPerWorker = 16;
+inline constexpr uint32_t kMaxClientsLimit = 1024;
+inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
+
+// The part of the configuration that shapes the segment. Fixed at creation.
+struct Geometry {
+  uint32_t slot_count = 0;
+  uint32_t slot_payload_bytes = 0;
+  uint32_t band_ring_capacity = 0;   // power of two >= slot_count
+  uint32_t client_ring_capacity = 0; // power of two >= slot_count
+  uint32_t max_clients = 0;
+  SlotGeometry slot{};
+
+  uint64_t off_clients = 0;
+  uint64_t off_client_rings = 0;
+  uint64_t off_band_headers = 0;
+  uint64_t off_band_cells = 0;
+  uint64_t off_slot_ctl = 0;
+  uint64_t off_slot_hints = 0;
+  uint64_t off_slots = 0;
+  uint64_t total_bytes = 0;
+
+  [[nodiscard]] uint64_t client_rings_stride() const noexcept {
+    return 3 * SpscRing::entries_bytes(client_ring_capacity);
+  }
+};
+
+// Computes every offset from the three inputs that shape the segment.
+[[nodiscard]] Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
+                                        uint32_t max_clients) noexcept;
+
+enum class AgentState : uint32_t { kStarting = 0, kRunning = 1, kStopped = 2 };
+
+// Counters the agent publishes for health and perfqctl. Written by the agent
+// only (relaxed), read by anyone.
+struct AgentCounters {
+  uint64_t submitted;        // taken from the band rings
+  uint64_t dispatched;       // attempts handed to workers
+  uint64_t completed;
+  uint64_t failed;
+  uint64_t retried;
+  uint64_t rejected_invalid; // garbage slots, indices or lengths from producers
+  uint64_t ring_claims_skipped;
+  uint64_t slots_reclaimed;  // from dead producers
+  uint64_t attempts_redispatched;  // from dead workers
+  uint64_t inflight;         // dispatched, not yet settled
+  uint64_t band_depth[kBandCount];  // pending in the agent's scheduler
+  uint64_t waiting_for_worker;      // pending requests whose type has no worker
+  uint64_t reserved[3];
+};
+static_assert(std::is_trivially_copyable_v<AgentCounters>);
+static_assert(sizeof(AgentCounters) == 18 * 8);
+
+struct SegmentHeader {
+  // --- identity (written once by the creator; magic last)
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t header_bytes;
+  uint64_t layout_hash;
+  uint64_t total_bytes;
+  uint64_t created_unix_ns;
+  // --- geometry (written once by the creator)
+  uint32_t slot_count;
+  uint32_t slot_payload_bytes;
+  uint32_t slot_stride;
+  uint32_t band_ring_capacity;
+  uint32_t client_ring_capacity;
+  uint32_t max_clients;
+  uint64_t off_clients;
+  uint64_t off_client_rings;
+  uint64_t off_band_headers;
+  uint64_t off_band_cells;
+  uint64_t off_slot_ctl;
+  uint64_t off_slot_hints;
+  uint64_t off_slots;
+  // --- the agent that owns the segment (rewritten by each agent at start)
+  alignas(kCacheLine) uint32_t agent_pid;
+  uint32_t agent_state;  // AgentState
+  uint64_t agent_start_ticks;  // /proc/<pid>/stat starttime: pid-reuse guard
+  uint64_t agent_started_unix_ns;
+  uint64_t agent_generation;   // agents that have owned this segment
+  char socket_path[108];
+  char http_address[64];
+  // runtime settings clients follow (written by the agent at start)
+  uint64_t processing_timeout_ms;
+  uint64_t worker_idle_timeout_ms;
+  // --- hot words, one line each
+  alignas(kCacheLine) uint64_t heartbeat_mono_ns;  // agent, every duty cycle
+  alignas(kCacheLine) uint64_t next_request_id;    // producers, fetch_add
+  alignas(kCacheLine) WaitWord doorbell;           // producers, workers -> agent
+  alignas(kCacheLine) AgentCounters counters;
+};
+static_assert(std::is_standard_layout_v<SegmentHeader>);
+static_assert(std::is_trivially_copyable_v<SegmentHeader>);
+static_assert(offsetof(SegmentHeader, magic) == 0);
+static_assert(offsetof(SegmentHeader, layout_version) == 8);
+static_assert(offsetof(SegmentHeader, layout_hash) == 16);
+static_assert(offsetof(SegmentHeader, slot_count) == 40);
+static_assert(offsetof(SegmentHeader, off_clients) == 64);
+static_assert(offsetof(SegmentHeader, off_slots) == 112);
+static_assert(offsetof(SegmentHeader, agent_pid) == 1 * kCacheLine);
+static_assert(offsetof(SegmentHeader, socket_path) == 1 * kCacheLine + 32);
+static_assert(offsetof(SegmentHeader, http_address) == 1 * kCacheLine + 140);
+static_assert(offsetof(SegmentHeader, processing_timeout_ms) == 1 * kCacheLine + 208);
+static_assert(offsetof(SegmentHeader, heartbeat_mono_ns) == 3 * kCacheLine);
+static_assert(offsetof(SegmentHeader, next_request_id) == 4 * kCacheLine);
+static_assert(offsetof(SegmentHeader, doorbell) == 5 * kCacheLine);
+static_assert(offsetof(SegmentHeader, counters) == 6 * kCacheLine);
+static_assert(sizeof(SegmentHeader) == 8 * kCacheLine);
+static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
+static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
+
+enum class ClientState : uint32_t { kFree = 0, kRegistering = 1, kActive = 2, kClosing = 3 };
+enum ClientRole : uint32_t { kRoleProducer = 1, kRoleWorker = 2 };
+
+struct TypeName {
+  uint8_t len;
+  uint8_t batch;  // 1: the worker registered a batch processor for it
+  char text[kTypeMaxBytes];
+  uint8_t reserved[62];
+};
+static_assert(sizeof(TypeName) == 128);
+
+// One attached process. The index of its record is its client id (the
+// `owner` of slot control words). `state` changes by CAS only.
+struct ClientRecord {
+  alignas(kCacheLine) uint32_t state;  // ClientState
+  uint32_t pid;
+  uint64_t start_ticks;  // /proc/<pid>/stat starttime: pid-reuse guard
+  uint32_t roles;        // ClientRole bits
+  uint32_t incarnation;  // bumped at every registration of this record
+  uint32_t type_count;   // published with release after `types`
+  uint32_t max_inflight; // dispatches the worker accepts at once
+  alignas(kCacheLine) uint64_t heartbeat_mono_ns;  // workers, at least every idle period
+  alignas(kCacheLine) WaitWord completion_wake;    // agent -> producer
+  alignas(kCacheLine) WaitWord dispatch_wake;      // agent -> worker
+  SpscRingHeader completion;  // agent writes, producer reads
+  SpscRingHeader dispatch;    // agent writes, worker reads
+  SpscRingHeader result;      // worker writes, agent reads
+  TypeName types[kMaxTypesPerWorker];
+};
+static_assert(std::is_standard_layout_v<ClientRecord>);
+static_assert(std::is_trivially_copyable_v<ClientRecord>);
+static_assert(offsetof(ClientRecord, pid) == 4);
+static_assert(offsetof(ClientRecord, roles) == 16);
+static_assert(offsetof(ClientRecord, heartbeat_mono_ns) == 1 * kCacheLine);
+static_assert(offsetof(ClientRecord, completion_wake) == 2 * kCacheLine);
+static_assert(offsetof(ClientRecord, dispatch_wake) == 3 * kCacheLine);
+static_assert(offsetof(ClientRecord, completion) == 4 * kCacheLine);
+static_assert(offsetof(ClientRecord, dispatch) == 7 * kCacheLine);
+static_assert(offsetof(ClientRecord, result) == 10 * kCacheLine);
+static_assert(offsetof(ClientRecord, types) == 13 * kCacheLine);
+static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
+
+// A hash over every size and offset above: two builds that disagree on any
+// of them refuse to share a segment even if the version was not bumped.
+[[nodiscard]] constexpr uint64_t layout_hash() noexcept {
+  constexpr uint64_t facts[] = {
+      sizeof(SegmentHeader), offsetof(SegmentHeader, agent_pid),
+      offsetof(SegmentHeader, heartbeat_mono_ns), offsetof(SegmentHeader, next_request_id),
+      offsetof(SegmentHeader, doorbell), offsetof(SegmentHeader, counters),
+      sizeof(AgentCounters), sizeof(ClientRecord), offsetof(ClientRecord, completion),
+      offsetof(ClientRecord, dispatch), offsetof(ClientRecord, result),
+      offsetof(ClientRecord, types), sizeof(TypeName), sizeof(RequestRecord),
+      offsetof(RequestRecord, type), offsetof(RequestRecord, metadata),
+      offsetof(RequestRecord, status), offsetof(RequestRecord, result_len),
+      sizeof(BandRingHeader), sizeof(SpscRingHeader), sizeof(WaitWord), kCacheLine,
+      kMaxTypesPerWorker, kLayoutVersion};
+  uint64_t h = 0xcbf2'9ce4'8422'2325ull;  // FNV-1a
+  for (uint64_t f : facts) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (f >> (8 * i)) & 0xff;
+      h *= 0x100'0000'01b3ull;
+    }
+  }
+  return h;
+}
+
+}  // namespace perfq::shm

@@ -1,0 +1,115 @@
+#pragma once
+// Segment: create, attach and validate the shared-memory segment of a queue,
+// and typed access to its regions.
+//
+// The agent creates (or re-attaches to) the segment and holds an exclusive
+// flock on it for as long as it runs; the kernel drops the lock when the
+// agent dies, so a lock can never outlive its holder. Producers, workers and
+// perfqctl attach to an existing segment, and attach refuses a segment whose
+// identity or geometry does not check out, naming the check that failed.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "perfq/core/band_ring.hpp"
+#include "perfq/core/request.hpp"
+#include "perfq/core/result.hpp"
+#include "perfq/core/slot_pool.hpp"
+#include "perfq/core/spsc_ring.hpp"
+#include "perfq/shm/layout.hpp"
+
+namespace perfq::shm {
+
+struct CreateOptions {
+  uint32_t slot_count = 20000;
+  uint32_t slot_payload_bytes = 4096;
+  uint32_t max_clients = 64;
+  uint32_t mode = 0660;
+  std::string group;  // empty: the creator's group
+};
+
+// The object name of a queue's segment: "perfq-<queue>" (/dev/shm/perfq-<queue>).
+[[nodiscard]] std::string segment_name(std::string_view queue);
+[[nodiscard]] bool valid_queue_name(std::string_view queue) noexcept;
+
+class Segment {
+ public:
+  enum class Opened : uint8_t { kCreated, kReattached };
+
+  // Agent only. Takes the queue's agent lock; creates the segment, or
+  // re-attaches to the one a previous agent left. Fails with a message when
+  // another agent holds the lock or an existing segment does not validate.
+  [[nodiscard]] static Result<std::unique_ptr<Segment>> open_for_agent(std::string_view queue,
+                                                                       const CreateOptions& opt,
+                                                                       Opened& how);
+  // Producers, workers, tools. Validates before returning.
+  [[nodiscard]] static Result<std::unique_ptr<Segment>> attach(std::string_view queue);
+  // Removes the name; existing mappings stay valid.
+  static bool remove(std::string_view queue) noexcept;
+
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  [[nodiscard]] SegmentHeader& header() noexcept { return *header_; }
+  [[nodiscard]] const Geometry& geometry() const noexcept { return geo_; }
+  [[nodiscard]] std::size_t size_bytes() const noexcept { return size_; }
+  [[nodiscard]] const std::string& queue() const noexcept { return queue_; }
+
+  [[nodiscard]] SlotPool& pool() noexcept { return pool_; }
+  [[nodiscard]] BandRing& band(Band b) noexcept { return bands_[static_cast<uint8_t>(b)]; }
+  [[nodiscard]] RequestRecord& record(uint32_t slot) noexcept {
+    return *reinterpret_cast<RequestRecord*>(slot_base(slot));
+  }
+  [[nodiscard]] std::byte* payload(uint32_t slot) noexcept {
+    return slot_base(slot) + geo_.slot.payload_offset;
+  }
+  [[nodiscard]] std::byte* result(uint32_t slot) noexcept {
+    return slot_base(slot) + geo_.slot.result_offset;
+  }
+  [[nodiscard]] ClientRecord& client(uint32_t id) noexcept {
+    return reinterpret_cast<ClientRecord*>(base_ + geo_.off_clients)[id];
+  }
+  [[nodiscard]] SpscRing completion_ring(uint32_t id) noexcept {
+    return SpscRing(&client(id).completion, ring_entries(id, 0), geo_.client_ring_capacity);
+  }
+  [[nodiscard]] SpscRing dispatch_ring(uint32_t id) noexcept {
+    return SpscRing(&client(id).dispatch, ring_entries(id, 1), geo_.client_ring_capacity);
+  }
+  [[nodiscard]] SpscRing result_ring(uint32_t id) noexcept {
+    return SpscRing(&client(id).result, ring_entries(id, 2), geo_.client_ring_capacity);
+  }
+  // Resets a client's three rings; only while the record is kRegistering.
+  void format_client_rings(uint32_t id) noexcept;
+
+  // Whether the process that last owned the segment as agent is alive.
+  [[nodiscard]] bool agent_alive() noexcept;
+
+ private:
+  Segment();
+  [[nodiscard]] Result<void> map_and_validate(std::string_view queue);
+  void format(const CreateOptions& opt);
+  void bind_views();
+  [[nodiscard]] std::byte* slot_base(uint32_t slot) noexcept {
+    return base_ + geo_.off_slots + std::size_t{slot} * geo_.slot.stride;
+  }
+  [[nodiscard]] uint64_t* ring_entries(uint32_t id, uint32_t which) noexcept {
+    return reinterpret_cast<uint64_t*>(base_ + geo_.off_client_rings +
+                                       id * geo_.client_rings_stride() +
+                                       which * SpscRing::entries_bytes(geo_.client_ring_capacity));
+  }
+
+  struct Mapping;  // the Boost.Interprocess objects
+  std::unique_ptr<Mapping> mapping_;
+  std::string queue_;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+  SegmentHeader* header_ = nullptr;
+  Geometry geo_{};
+  SlotPool pool_{};
+  BandRing bands_[kBandCount]{};
+};
+
+}  // namespace perfq::shm

@@ -1,0 +1,81 @@
+#include "perfq/shm/client_registry.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/clock.hpp"
+#include "perfq/shm/liveness.hpp"
+
+namespace perfq::shm {
+
+Result<uint32_t> register_client(Segment& seg, uint32_t roles) {
+  const uint32_t n = seg.geometry().max_clients;
+  const auto pid = static_cast<uint32_t>(::getpid());
+  const uint64_t ticks = self_start_ticks();
+  for (uint32_t id = 0; id < n; ++id) {
+    ClientRecord& c = seg.client(id);
+    uint32_t expected = static_cast<uint32_t>(ClientState::kFree);
+    // acquire: pairs with the agent's release when it freed the record, so
+    // the agent's last reads of the old rings happen before we reset them.
+    if (!aref(c.state).compare_exchange_strong(expected,
+                                               static_cast<uint32_t>(ClientState::kRegistering),
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
+      continue;
+    }
+    aref(c.pid).store(pid, std::memory_order_relaxed);
+    aref(c.start_ticks).store(ticks, std::memory_order_relaxed);
+    aref(c.roles).store(roles, std::memory_order_relaxed);
+    aref(c.type_count).store(0, std::memory_order_relaxed);
+    aref(c.max_inflight).store(0, std::memory_order_relaxed);
+    aref(c.incarnation).fetch_add(1, std::memory_order_relaxed);
+    aref(c.heartbeat_mono_ns).store(mono_now_ns(), std::memory_order_relaxed);
+    seg.format_client_rings(id);
+    return id;
+  }
+  return Error{Errc::kAgentUnavailable,
+               "all " + std::to_string(n) + " client records of the segment are in use"};
+}
+
+Result<void> add_client_type(Segment& seg, uint32_t id, std::string_view type, bool batch) {
+  ClientRecord& c = seg.client(id);
+  const uint32_t k = aref(c.type_count).load(std::memory_order_relaxed);
+  if (k >= kMaxTypesPerWorker) {
+    return {Errc::kInvalidRequest, "a worker registers at most " +
+                                       std::to_string(kMaxTypesPerWorker) + " types"};
+  }
+  TypeName& t = c.types[k];
+  t.len = static_cast<uint8_t>(type.size());
+  t.batch = batch ? 1 : 0;
+  std::memcpy(t.text, type.data(), type.size());
+  // release: pairs with the agent's acquire load of type_count.
+  aref(c.type_count).store(k + 1, std::memory_order_release);
+  return {};
+}
+
+void close_client(Segment& seg, uint32_t id) noexcept {
+  // release: everything the client did happens before the agent reclaims.
+  aref(seg.client(id).state)
+      .store(static_cast<uint32_t>(ClientState::kClosing), std::memory_order_release);
+}
+
+bool client_gone(Segment& seg, uint32_t id) noexcept {
+  ClientRecord& c = seg.client(id);
+  const auto st = static_cast<ClientState>(aref(c.state).load(std::memory_order_acquire));
+  if (st == ClientState::kFree) return false;
+  if (st == ClientState::kClosing) return true;
+  return !process_alive(aref(c.pid).load(std::memory_order_relaxed),
+                        aref(c.start_ticks).load(std::memory_order_relaxed));
+}
+
+}  // namespace perfq::shm
+
+namespace perfq::shm {
+void activate_client(Segment& seg, uint32_t id) noexcept {
+  // release: pairs with the agent's acquire of state; the rings are formatted.
+  aref(seg.client(id).state).store(static_cast<uint32_t>(ClientState::kActive),
+                                   std::memory_order_release);
+}
+}  // namespace perfq::shm

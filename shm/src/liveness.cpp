@@ -1,0 +1,60 @@
+#include "perfq/shm/liveness.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace perfq::shm {
+
+namespace {
+
+// Reads /proc/<pid>/stat: the state letter and field 22 (starttime). The
+// command name (field 2) may hold spaces and parentheses, so parsing starts
+// after the last ')'.
+bool read_stat(pid_t pid, char& state, uint64_t& start_ticks) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ') return false;
+  p += 2;
+  state = *p;
+  // After the state (field 3) come fields 4..21, then starttime (22).
+  for (int field = 3; field < 22; ++field) {
+    p = std::strchr(p, ' ');
+    if (p == nullptr) return false;
+    ++p;
+  }
+  start_ticks = std::strtoull(p, nullptr, 10);
+  return true;
+}
+
+}  // namespace
+
+uint64_t process_start_ticks(pid_t pid) noexcept {
+  char state = 0;
+  uint64_t ticks = 0;
+  return read_stat(pid, state, ticks) ? ticks : 0;
+}
+
+uint64_t self_start_ticks() noexcept { return process_start_ticks(::getpid()); }
+
+bool process_alive(uint32_t pid, uint64_t start_ticks) noexcept {
+  if (pid == 0) return false;
+  char state = 0;
+  uint64_t ticks = 0;
+  if (!read_stat(static_cast<pid_t>(pid), state, ticks)) return false;
+  if (state == 'Z' || state == 'X' || state == 'x') return false;
+  return ticks == start_ticks;
+}
+
+}  // namespace perfq::shm

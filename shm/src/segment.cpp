@@ -1,0 +1,296 @@
+#include "perfq/shm/segment.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstring>
+
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/clock.hpp"
+#include "perfq/shm/liveness.hpp"
+
+namespace bip = boost::interprocess;
+
+namespace perfq::shm {
+
+struct Segment::Mapping {
+  bip::shared_memory_object object;
+  bip::mapped_region region;
+};
+
+Segment::Segment() = default;
+Segment::~Segment() = default;
+
+namespace {
+
+uint32_t next_pow2(uint32_t v) noexcept {
+  uint32_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+int fd_of(const bip::shared_memory_object& o) noexcept {
+  return static_cast<int>(o.get_mapping_handle().handle);
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+}  // namespace
+
+Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
+                          uint32_t max_clients) noexcept {
+  Geometry g;
+  g.slot_count = slot_count;
+  g.slot_payload_bytes = slot_payload_bytes;
+  g.band_ring_capacity = next_pow2(slot_count);
+  g.client_ring_capacity = next_pow2(slot_count);
+  g.max_clients = max_clients;
+  g.slot = SlotGeometry::for_capacity(slot_payload_bytes);
+  uint64_t off = align_up(sizeof(SegmentHeader), kCacheLine);
+  g.off_clients = off;
+  off += uint64_t{max_clients} * sizeof(ClientRecord);
+  g.off_client_rings = off;
+  off += uint64_t{max_clients} * g.client_rings_stride();
+  g.off_band_headers = off;
+  off += kBandCount * sizeof(BandRingHeader);
+  g.off_band_cells = off;
+  off += kBandCount * BandRing::cells_bytes(g.band_ring_capacity);
+  g.off_slot_ctl = off;
+  off += SlotPool::ctl_bytes(slot_count);
+  g.off_slot_hints = off;
+  off += SlotPool::hint_bytes(slot_count);
+  g.off_slots = off;
+  off += uint64_t{slot_count} * g.slot.stride;
+  g.total_bytes = off;
+  return g;
+}
+
+bool valid_queue_name(std::string_view q) noexcept {
+  if (q.empty() || q.size() > 64) return false;
+  for (char c : q) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return q[0] != '.';
+}
+
+std::string segment_name(std::string_view queue) { return "perfq-" + std::string(queue); }
+
+bool Segment::remove(std::string_view queue) noexcept {
+  return bip::shared_memory_object::remove(segment_name(queue).c_str());
+}
+
+void Segment::bind_views() {
+  base_ = static_cast<std::byte*>(mapping_->region.get_address());
+  size_ = mapping_->region.get_size();
+  header_ = reinterpret_cast<SegmentHeader*>(base_);
+  pool_ = SlotPool(reinterpret_cast<uint64_t*>(base_ + geo_.off_slot_ctl),
+                   reinterpret_cast<uint64_t*>(base_ + geo_.off_slot_hints), geo_.slot_count);
+  auto* bh = reinterpret_cast<BandRingHeader*>(base_ + geo_.off_band_headers);
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    auto* cells = reinterpret_cast<uint64_t*>(base_ + geo_.off_band_cells +
+                                              b * BandRing::cells_bytes(geo_.band_ring_capacity));
+    bands_[b] = BandRing(&bh[b], cells);
+  }
+}
+
+void Segment::format_client_rings(uint32_t id) noexcept {
+  ClientRecord& c = client(id);
+  SpscRing::format(c.completion, ring_entries(id, 0), geo_.client_ring_capacity);
+  SpscRing::format(c.dispatch, ring_entries(id, 1), geo_.client_ring_capacity);
+  SpscRing::format(c.result, ring_entries(id, 2), geo_.client_ring_capacity);
+}
+
+void Segment::format(const CreateOptions& opt) {
+  // The memory is fresh from ftruncate (all zero) and nobody else can pass
+  // validation before `magic` is stored, last, with release.
+  SegmentHeader& h = *header_;
+  h.layout_version = kLayoutVersion;
+  h.header_bytes = sizeof(SegmentHeader);
+  h.layout_hash = layout_hash();
+  h.total_bytes = geo_.total_bytes;
+  h.created_unix_ns = unix_now_ns();
+  h.slot_count = geo_.slot_count;
+  h.slot_payload_bytes = geo_.slot_payload_bytes;
+  h.slot_stride = geo_.slot.stride;
+  h.band_ring_capacity = geo_.band_ring_capacity;
+  h.client_ring_capacity = geo_.client_ring_capacity;
+  h.max_clients = geo_.max_clients;
+  h.off_clients = geo_.off_clients;
+  h.off_client_rings = geo_.off_client_rings;
+  h.off_band_headers = geo_.off_band_headers;
+  h.off_band_cells = geo_.off_band_cells;
+  h.off_slot_ctl = geo_.off_slot_ctl;
+  h.off_slot_hints = geo_.off_slot_hints;
+  h.off_slots = geo_.off_slots;
+  // Ids are unique across segments of the same name too: the counter starts
+  // at the creation time in milliseconds, shifted to leave 2^16 ids per
+  // millisecond of the previous segment's life.
+  h.next_request_id = (h.created_unix_ns / 1'000'000) << 16;
+  auto* bh = reinterpret_cast<BandRingHeader*>(base_ + geo_.off_band_headers);
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    auto* cells = reinterpret_cast<uint64_t*>(base_ + geo_.off_band_cells +
+                                              b * BandRing::cells_bytes(geo_.band_ring_capacity));
+    BandRing::format(bh[b], cells, geo_.band_ring_capacity);
+  }
+  SlotPool::format(reinterpret_cast<uint64_t*>(base_ + geo_.off_slot_ctl),
+                   reinterpret_cast<uint64_t*>(base_ + geo_.off_slot_hints), geo_.slot_count);
+  (void)opt;
+  // release: pairs with the acquire load of magic in map_and_validate.
+  aref(h.magic).store(kMagic, std::memory_order_release);
+}
+
+Result<void> Segment::map_and_validate(std::string_view queue) {
+  queue_ = std::string(queue);
+  mapping_->region = bip::mapped_region(mapping_->object, bip::read_write);
+  const std::size_t size = mapping_->region.get_size();
+  if (size < sizeof(SegmentHeader)) {
+    return {Errc::kSegmentInvalid, "segment is smaller than its header (" + std::to_string(size) +
+                                       " bytes): it was never initialised"};
+  }
+  auto* h = static_cast<SegmentHeader*>(mapping_->region.get_address());
+  // acquire: pairs with the creator's release store of magic.
+  if (load_acquire(h->magic) != kMagic) return {Errc::kSegmentInvalid, "bad magic"};
+  if (h->layout_version != kLayoutVersion) {
+    return {Errc::kSegmentInvalid, "layout version " + std::to_string(h->layout_version) +
+                                       ", this build speaks " + std::to_string(kLayoutVersion)};
+  }
+  if (h->header_bytes != sizeof(SegmentHeader)) return {Errc::kSegmentInvalid, "header size"};
+  if (h->layout_hash != layout_hash()) return {Errc::kSegmentInvalid, "layout hash"};
+  if (h->slot_count == 0 || h->slot_count > kMaxSlotsLimit) {
+    return {Errc::kSegmentInvalid, "slot count out of range"};
+  }
+  if (h->max_clients == 0 || h->max_clients > kMaxClientsLimit) {
+    return {Errc::kSegmentInvalid, "client count out of range"};
+  }
+  if (h->slot_payload_bytes > (1u << 24)) return {Errc::kSegmentInvalid, "payload size"};
+  geo_ = compute_geometry(h->slot_count, h->slot_payload_bytes, h->max_clients);
+  const bool offsets_ok =
+      h->slot_stride == geo_.slot.stride && h->band_ring_capacity == geo_.band_ring_capacity &&
+      h->client_ring_capacity == geo_.client_ring_capacity && h->off_clients == geo_.off_clients &&
+      h->off_client_rings == geo_.off_client_rings &&
+      h->off_band_headers == geo_.off_band_headers && h->off_band_cells == geo_.off_band_cells &&
+      h->off_slot_ctl == geo_.off_slot_ctl && h->off_slot_hints == geo_.off_slot_hints &&
+      h->off_slots == geo_.off_slots;
+  if (!offsets_ok) return {Errc::kSegmentInvalid, "region offsets"};
+  if (h->total_bytes != geo_.total_bytes || size < geo_.total_bytes) {
+    return {Errc::kSegmentInvalid, "size: header says " + std::to_string(h->total_bytes) +
+                                       " bytes, mapping has " + std::to_string(size)};
+  }
+  bind_views();
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    if (bands_[b].capacity() != geo_.band_ring_capacity) {
+      return {Errc::kSegmentInvalid, "band ring capacity"};
+    }
+  }
+  return {};
+}
+
+Result<std::unique_ptr<Segment>> Segment::attach(std::string_view queue) {
+  if (!valid_queue_name(queue)) return Error{Errc::kInvalidRequest, "invalid queue name"};
+  std::unique_ptr<Segment> s(new Segment());
+  s->mapping_ = std::make_unique<Mapping>();
+  try {
+    s->mapping_->object =
+        bip::shared_memory_object(bip::open_only, segment_name(queue).c_str(), bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    return Error{Errc::kAgentUnavailable, "no segment for queue '" + std::string(queue) +
+                                              "' (is perfq-agent running?): " + e.what()};
+  }
+  try {
+    if (auto r = s->map_and_validate(queue); !r) return r.error();
+  } catch (const bip::interprocess_exception& e) {
+    return Error{Errc::kSegmentInvalid, std::string("cannot map segment: ") + e.what()};
+  }
+  return s;
+}
+
+Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
+                                                         const CreateOptions& opt, Opened& how) {
+  if (!valid_queue_name(queue)) return Error{Errc::kInvalidRequest, "invalid queue name"};
+  const std::string name = segment_name(queue);
+  std::unique_ptr<Segment> s(new Segment());
+  s->mapping_ = std::make_unique<Mapping>();
+  bool created = false;
+  try {
+    try {
+      s->mapping_->object = bip::shared_memory_object(bip::create_only, name.c_str(),
+                                                      bip::read_write,
+                                                      bip::permissions(static_cast<int>(opt.mode)));
+      created = true;
+    } catch (const bip::interprocess_exception& e) {
+      if (e.get_error_code() != bip::already_exists_error) throw;
+      s->mapping_->object =
+          bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    }
+  } catch (const bip::interprocess_exception& e) {
+    return Error{Errc::kInternal, "cannot open segment /" + name + ": " + e.what()};
+  }
+  const int fd = fd_of(s->mapping_->object);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    if (e == EWOULDBLOCK) {
+      std::string who;
+      try {
+        if (s->map_and_validate(queue)) {
+          who = " (pid " + std::to_string(load_acquire(s->header().agent_pid)) + ")";
+        }
+      } catch (const bip::interprocess_exception&) {
+      }
+      return Error{Errc::kConflict,
+                   "queue '" + std::string(queue) + "' already has a running agent" + who};
+    }
+    return Error{Errc::kInternal, "cannot lock segment: " + errno_text(e)};
+  }
+  if (created) {
+    ::fchmod(fd, static_cast<mode_t>(opt.mode));
+    if (!opt.group.empty()) {
+      struct group* gr = ::getgrnam(opt.group.c_str());
+      if (gr == nullptr || ::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) {
+        Segment::remove(queue);
+        return Error{Errc::kInvalidRequest, "cannot give the segment to group '" + opt.group + "'"};
+      }
+    }
+    const Geometry geo = compute_geometry(opt.slot_count, opt.slot_payload_bytes, opt.max_clients);
+    try {
+      s->mapping_->object.truncate(static_cast<bip::offset_t>(geo.total_bytes));
+      s->mapping_->region = bip::mapped_region(s->mapping_->object, bip::read_write);
+    } catch (const bip::interprocess_exception& e) {
+      Segment::remove(queue);
+      return Error{Errc::kInternal, std::string("cannot size segment: ") + e.what()};
+    }
+    s->queue_ = std::string(queue);
+    s->geo_ = geo;
+    s->bind_views();
+    s->format(opt);
+    how = Opened::kCreated;
+    return s;
+  }
+  try {
+    if (auto r = s->map_and_validate(queue); !r) {
+      return Error{r.error().code, "existing segment /" + name + " fails validation: " +
+                                       r.error().message +
+                                       " (remove it with `perfqctl --queue " + std::string(queue) +
+                                       " destroy` if no process uses it)"};
+    }
+  } catch (const bip::interprocess_exception& e) {
+    return Error{Errc::kSegmentInvalid, std::string("cannot map segment: ") + e.what()};
+  }
+  how = Opened::kReattached;
+  return s;
+}
+
+bool Segment::agent_alive() noexcept {
+  const auto pid = load_acquire(header_->agent_pid);
+  const auto ticks = load_acquire(header_->agent_start_ticks);
+  return pid != 0 && process_alive(pid, ticks);
+}
+
+}  // namespace perfq::shm
