@@ -1,0 +1,169 @@
+#include "harness.hpp"
+
+#include <fcntl.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "perfq/shm/futex.hpp"
+
+namespace perfq::test {
+
+namespace {
+std::atomic<uint32_t> g_queue_seq{0};
+uint32_t g_idle_word = 0;
+}  // namespace
+
+QueueName::QueueName() {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "t%d-%u", static_cast<int>(::getpid()),
+                g_queue_seq.fetch_add(1, std::memory_order_relaxed));
+  name_ = buf;
+  shm::Segment::remove(name_);
+}
+
+QueueName::~QueueName() { shm::Segment::remove(name_); }
+
+Signal::Signal() {
+  if (::pipe2(fds_, O_CLOEXEC) != 0) std::abort();
+}
+
+Signal::~Signal() {
+  close_read();
+  close_write();
+}
+
+void Signal::notify(uint8_t byte) noexcept { (void)!::write(fds_[1], &byte, 1); }
+
+int Signal::wait(std::chrono::milliseconds bound) noexcept {
+  pollfd p{fds_[0], POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(bound.count())) <= 0) return -1;
+  uint8_t b = 0;
+  return ::read(fds_[0], &b, 1) == 1 ? b : -1;
+}
+
+void Signal::close_read() noexcept {
+  if (fds_[0] >= 0) ::close(fds_[0]);
+  fds_[0] = -1;
+}
+
+void Signal::close_write() noexcept {
+  if (fds_[1] >= 0) ::close(fds_[1]);
+  fds_[1] = -1;
+}
+
+Child::Child(const std::function<int()>& fn) {
+  std::fflush(nullptr);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int rc = 1;
+    try {
+      rc = fn();
+    } catch (...) {
+      rc = 99;
+    }
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+}
+
+Child& Child::operator=(Child&& o) noexcept {
+  if (this != &o) {
+    this->~Child();
+    pid_ = o.pid_;
+    pidfd_ = o.pidfd_;
+    o.pid_ = -1;
+    o.pidfd_ = -1;
+  }
+  return *this;
+}
+
+Child::~Child() {
+  if (pid_ > 0) {
+    kill(SIGKILL);
+    (void)wait(std::chrono::seconds(10));
+  }
+  if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+void Child::kill(int sig) noexcept {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+int Child::wait(std::chrono::milliseconds bound) noexcept {
+  if (pid_ <= 0) return -1;
+  pollfd p{pidfd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(bound.count())) <= 0) return -1;
+  int st = 0;
+  if (::waitpid(pid_, &st, 0) != pid_) return -1;
+  pid_ = -1;
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return -1;
+}
+
+agent::Config test_config(const std::string& queue) {
+  agent::Config cfg;
+  cfg.queue = queue;
+  cfg.data_dir = "/tmp/perfq-test-" + queue;
+  cfg.max_queue_depth = 4096;
+  cfg.slot_payload_bytes = 256;
+  cfg.max_clients = 16;
+  cfg.liveness_interval_ms = 2;
+  cfg.ring_claim_timeout_ms = 20;
+  cfg.max_concurrent_workers = 64;
+  return cfg;
+}
+
+AgentThread::AgentThread(const agent::Config& cfg) {
+  auto a = agent::Agent::open(cfg);
+  if (!a) {
+    std::fprintf(stderr, "agent: %s\n", a.error().message.c_str());
+    std::abort();
+  }
+  agent_ = std::move(*a);
+  thread_ = std::thread([this] { agent_->run(stop_); });
+}
+
+AgentThread::~AgentThread() { stop(); }
+
+void AgentThread::stop() {
+  stop_.store(true, std::memory_order_release);
+  if (thread_.joinable()) thread_.join();
+}
+
+Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound) {
+  Signal ready;
+  Child c([&] {
+    ready.close_read();
+    auto a = agent::Agent::open(cfg);
+    if (!a) {
+      std::fprintf(stderr, "agent: %s\n", a.error().message.c_str());
+      return 3;
+    }
+    static std::atomic<bool> stop{false};
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { stop.store(true); };
+    sigaction(SIGTERM, &sa, nullptr);
+    ready.notify();
+    (*a)->run(stop);
+    return 0;
+  });
+  ready.close_write();
+  if (ready.wait(bound) != 1) std::fprintf(stderr, "agent child did not report ready\n");
+  return c;
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
+    // A bounded park on a word nobody wakes: yields the core to the agent
+    // and workers between checks of the condition.
+    shm::futex_wait(&g_idle_word, 0, 200'000);
+  }
+  return true;
+}
+
+}  // namespace perfq::test

@@ -1,0 +1,96 @@
+#pragma once
+// Test harness: unique queues, forked processes with bounded waits, and an
+// agent in a thread or in a child process. Every wait here has a bound and
+// waits on an event (a pipe byte, a process exit, a ring), never on time.
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "perfq/agent/agent.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq::test {
+
+// A queue name no other test (or test run) uses; its segment is removed
+// when the object goes away.
+class QueueName {
+ public:
+  QueueName();
+  ~QueueName();
+  [[nodiscard]] const std::string& str() const noexcept { return name_; }
+
+ private:
+  std::string name_;
+};
+
+// A one-shot event between processes: a pipe.
+class Signal {
+ public:
+  Signal();
+  ~Signal();
+  void notify(uint8_t byte = 1) noexcept;
+  // Waits up to `bound` for a byte; returns it, or -1 on timeout/EOF.
+  int wait(std::chrono::milliseconds bound) noexcept;
+  void close_read() noexcept;
+  void close_write() noexcept;
+
+ private:
+  int fds_[2] = {-1, -1};
+};
+
+// A forked child running `fn`; its exit code is fn's return value.
+class Child {
+ public:
+  Child() = default;
+  explicit Child(const std::function<int()>& fn);
+  Child(Child&& o) noexcept : pid_(o.pid_), pidfd_(o.pidfd_) { o.pid_ = -1; o.pidfd_ = -1; }
+  Child& operator=(Child&& o) noexcept;
+  ~Child();  // kills and reaps a child still running
+
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  void kill(int sig = SIGKILL) noexcept;
+  // Waits up to `bound` for exit; returns the exit status (128+sig when
+  // killed) or -1 on timeout.
+  int wait(std::chrono::milliseconds bound) noexcept;
+
+ private:
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+};
+
+// Default settings for test agents: small, fast liveness.
+agent::Config test_config(const std::string& queue);
+
+// An agent running in a thread of this process, sharing one mapping with
+// in-process clients (so ThreadSanitizer sees every shared access).
+class AgentThread {
+ public:
+  explicit AgentThread(const agent::Config& cfg);
+  ~AgentThread();
+  [[nodiscard]] std::shared_ptr<shm::Segment> segment() const { return agent_->segment(); }
+  void stop();
+
+ private:
+  std::unique_ptr<agent::Agent> agent_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// An agent in a child process; returns once the agent reports it is running.
+Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound = std::chrono::seconds(10));
+
+// Waits until `pred` holds, re-checking each time `wake` (a shared word that
+// changes with progress) moves or a short bounded park ends; returns pred().
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds bound);
+
+}  // namespace perfq::test
