@@ -270,6 +270,7 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
     s->geo_ = geo;
     s->bind_views();
     s->format(opt);
+    s->bind_views();  // the ring views copy their capacity, known only after format
     how = Opened::kCreated;
     return s;
   }

@@ -167,3 +167,47 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds bou
 }
 
 }  // namespace perfq::test
+
+namespace perfq::test {
+
+Child spawn_worker(const std::string& queue, const std::string& type, Processor fn,
+                   Signal* ready, WorkerOptions opt) {
+  return Child([&]() -> int {
+    if (ready != nullptr) ready->close_read();
+    static std::atomic<bool> stop{false};
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { stop.store(true); };
+    sigaction(SIGTERM, &sa, nullptr);
+    auto w = Worker::connect(queue, opt);
+    if (!w) {
+      std::fprintf(stderr, "worker: %s\n", w.error().message.c_str());
+      return 3;
+    }
+    if (!(*w)->register_processor(type, fn)) return 4;
+    if (ready != nullptr) ready->notify();
+    (*w)->run(stop);
+    return 0;
+  });
+}
+
+RequestView make_request(std::string_view type, std::string_view user, std::string_view payload,
+                         Mode mode, uint8_t priority) {
+  RequestView r;
+  r.type = type;
+  r.user_id = user;
+  r.payload = std::as_bytes(std::span(payload.data(), payload.size()));
+  r.mode = mode;
+  r.priority = priority;
+  return r;
+}
+
+shm::AgentCounters counters(shm::Segment& seg) {
+  shm::AgentCounters out{};
+  const shm::AgentCounters& k = seg.header().counters;
+  const auto* src = reinterpret_cast<const uint64_t*>(&k);
+  auto* dst = reinterpret_cast<uint64_t*>(&out);
+  for (size_t i = 0; i < sizeof(out) / 8; ++i) dst[i] = load_acquire(src[i]);
+  return out;
+}
+
+}  // namespace perfq::test

@@ -94,3 +94,21 @@ Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound = st
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds bound);
 
 }  // namespace perfq::test
+
+#include "perfq/perfq.hpp"
+
+namespace perfq::test {
+
+// A worker in a child process: registers `fn` for `type` and runs until
+// SIGTERM. `ready` (if given) gets a byte once the worker is registered.
+Child spawn_worker(const std::string& queue, const std::string& type, Processor fn,
+                   Signal* ready = nullptr, WorkerOptions opt = {});
+
+// A request whose views point at the given strings.
+RequestView make_request(std::string_view type, std::string_view user, std::string_view payload,
+                         Mode mode = Mode::kFifo, uint8_t priority = kPriorityDefault);
+
+// The agent's published counters (fresh after each liveness tick).
+shm::AgentCounters counters(shm::Segment& seg);
+
+}  // namespace perfq::test
