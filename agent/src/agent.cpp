@@ -78,7 +78,20 @@ void Agent::start() {
   // left its mark here.
   aref(h.doorbell.waiters).store(0, std::memory_order_relaxed);
   aref(h.heartbeat_mono_ns).store(clock_.now_mono_ns(), std::memory_order_relaxed);
-  if (reattached_) recover();
+  if (reattached_) {
+    // Totals carry on across agent restarts.
+    const shm::AgentCounters& k = h.counters;
+    submitted_ = load_relaxed(k.submitted);
+    dispatched_ = load_relaxed(k.dispatched);
+    completed_ = load_relaxed(k.completed);
+    failed_ = load_relaxed(k.failed);
+    retried_ = load_relaxed(k.retried);
+    rejected_ = load_relaxed(k.rejected_invalid);
+    skipped_ = load_relaxed(k.ring_claims_skipped);
+    reclaimed_ = load_relaxed(k.slots_reclaimed);
+    redispatched_ = load_relaxed(k.attempts_redispatched);
+    recover();
+  }
   // release: clients that see kRunning see the facts above.
   aref(h.agent_state).store(static_cast<uint32_t>(shm::AgentState::kRunning),
                             std::memory_order_release);

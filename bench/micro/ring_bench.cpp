@@ -15,7 +15,7 @@
 //   spsc_ring    perfq::SpscRing (not in mpsc2: it has one writer by contract)
 //   mutex_deque  baseline: std::deque behind a std::mutex, bounded like the rings
 //   moodycamel   baseline: moodycamel::ConcurrentQueue with producer/consumer
-//                tokens, try_enqueue only (never allocates after construction)
+//                tokens, try_enqueue only, bounded per producer (see below)
 //
 // All queues hold about kRingCapacity entries: the band ring capacity of a
 // segment created with the default 20000 slots (next power of two). Ring
@@ -44,6 +44,7 @@
 #pragma GCC diagnostic pop
 
 #include <array>
+#include <cstddef>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -207,13 +208,29 @@ class MutexDequeQueue {
 };
 
 // Baseline: the best-known general-purpose lock-free queue, on its fast path
-// (explicit tokens). Its bound is its preallocated block pool: minCapacity is
-// chosen so the pool holds about kRingCapacity entries in total
-// (blocks = (minCapacity/32 - 1) * (producers + 1) + 2 * producers).
+// (explicit tokens, try_enqueue: never allocates after construction).
+//
+// Bounding it takes two things. Explicit producers keep the blocks they take
+// from the shared pool and never hand them back, so with a pool alone a
+// producer that runs ahead takes every block and starves the other one for
+// good (mpsc2 hung that way). Hence a per-producer bound, MAX_SUBQUEUE_SIZE =
+// kRingCapacity / kProducers (the same total as the rings), and a pool large
+// enough that every producer can reach it.
+template <uint32_t kProducers>
 class MoodycamelQueue {
+  struct Traits : moodycamel::ConcurrentQueueDefaultTraits {
+    static constexpr std::size_t MAX_SUBQUEUE_SIZE = kRingCapacity / kProducers;
+  };
+  using Impl = moodycamel::ConcurrentQueue<uint32_t, Traits>;
+  // The constructor's pool: (minCapacity/BLOCK_SIZE - 1) * (producers + 1)
+  // + 2 * producers blocks. Each producer needs its bound plus a partly
+  // consumed block, and one spare.
+  static constexpr std::size_t kBlock = Traits::BLOCK_SIZE;
+  static_assert((kRingCapacity / kBlock - 1) * (kProducers + 1) + 2 * kProducers >=
+                kProducers * (Traits::MAX_SUBQUEUE_SIZE / kBlock + 2));
+
  public:
-  explicit MoodycamelQueue(uint32_t max_producers)
-      : q_(kRingCapacity / (max_producers + 1), max_producers, 0) {}
+  explicit MoodycamelQueue(uint32_t /*max_producers*/) : q_(kRingCapacity, kProducers, 0) {}
 
   class Producer {
    public:
@@ -221,7 +238,7 @@ class MoodycamelQueue {
     [[nodiscard]] bool try_push(uint32_t v) { return q_->try_enqueue(token_, v); }
 
    private:
-    moodycamel::ConcurrentQueue<uint32_t>* q_;
+    Impl* q_;
     moodycamel::ProducerToken token_;
   };
 
@@ -233,12 +250,12 @@ class MoodycamelQueue {
     }
 
    private:
-    moodycamel::ConcurrentQueue<uint32_t>* q_;
+    Impl* q_;
     moodycamel::ConsumerToken token_;
   };
 
  private:
-  moodycamel::ConcurrentQueue<uint32_t> q_;
+  Impl q_;
 };
 
 // ---------------------------------------------------------------------------
@@ -378,17 +395,17 @@ void register_transfer(const char* name, uint32_t producers) {
   register_pair<BandRingQueue>("pair/band_ring");
   register_pair<SpscRingQueue>("pair/spsc_ring");
   register_pair<MutexDequeQueue>("pair/mutex_deque");
-  register_pair<MoodycamelQueue>("pair/moodycamel");
+  register_pair<MoodycamelQueue<1>>("pair/moodycamel");
 
   register_transfer<BandRingQueue>("spsc/band_ring", 1);
   register_transfer<SpscRingQueue>("spsc/spsc_ring", 1);
   register_transfer<MutexDequeQueue>("spsc/mutex_deque", 1);
-  register_transfer<MoodycamelQueue>("spsc/moodycamel", 1);
+  register_transfer<MoodycamelQueue<1>>("spsc/moodycamel", 1);
 
   // Oversubscribes CPU 0 on a 2-core machine; see the header comment.
   register_transfer<BandRingQueue>("mpsc2/band_ring", 2);
   register_transfer<MutexDequeQueue>("mpsc2/mutex_deque", 2);
-  register_transfer<MoodycamelQueue>("mpsc2/moodycamel", 2);
+  register_transfer<MoodycamelQueue<2>>("mpsc2/moodycamel", 2);
   return true;
 }();
 

@@ -236,11 +236,6 @@ TEST(RequestValidate, FirstBrokenRuleIsReported) {
   EXPECT_EQ(check(r), Errc::kInvalidPriority);
 }
 
-struct BandCase {
-  uint8_t priority;
-  Band band;
-};
-
 TEST(BandFor, FifoIsAlwaysNormalWhateverThePriority) {
   for (int p = 0; p <= 255; ++p) {
     EXPECT_EQ(band_for(Mode::kFifo, static_cast<uint8_t>(p)), Band::kNormal) << p;

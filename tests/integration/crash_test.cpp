@@ -1,0 +1,207 @@
+// Crash safety of the spine (SPEC §7): a producer stopped or killed inside
+// submit, a worker killed mid-processing, and the agent killed with requests
+// queued never block the others nor lose an accepted request.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <deque>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace perfq {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct StopAt {
+  SubmitPoint point;
+  test::Signal* reached;
+};
+
+// Submit hook: at the chosen point, tell the parent and stop this process.
+void stop_here(SubmitPoint p, void* arg) {
+  auto* s = static_cast<StopAt*>(arg);
+  if (p != s->point) return;
+  s->reached->notify();
+  ::raise(SIGSTOP);
+}
+
+int submit_and_stop(const std::string& queue, SubmitPoint point, test::Signal* reached) {
+  StopAt at{point, reached};
+  ProducerOptions opt;
+  opt.hook = stop_here;
+  opt.hook_arg = &at;
+  auto p = Producer::connect(queue, opt);
+  if (!p) return 3;
+  auto s = (*p)->submit(test::make_request("echo", "stopped-user", "x"));
+  return s.ok() ? 0 : 4;
+}
+
+class Crash : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cfg_ = test::test_config(q_.str());
+    agent_ = test::spawn_agent(cfg_);
+    test::Signal ready;
+    worker_ = test::spawn_worker(q_.str(), "echo", [](const Job&) { return Reply::ok("done"); },
+                                 &ready);
+    ready.close_write();
+    ASSERT_EQ(ready.wait(10s), 1);
+    auto seg = shm::Segment::attach(q_.str());
+    ASSERT_TRUE(seg.ok());
+    seg_ = std::move(*seg);
+  }
+
+  // Submits `n` requests from this process and waits for every outcome.
+  void submit_and_complete(int n) {
+    auto p = Producer::connect(q_.str());
+    ASSERT_TRUE(p.ok());
+    std::vector<Future> fs;
+    for (int i = 0; i < n; ++i) {
+      auto s = (*p)->submit(test::make_request("echo", "other-user", "y"));
+      ASSERT_TRUE(s.ok());
+      fs.push_back(std::move(s->outcome));
+    }
+    for (auto& f : fs) {
+      ASSERT_TRUE(f.wait_for(10s));
+      EXPECT_EQ(f.get().status, Status::kCompleted);
+    }
+  }
+
+  bool all_slots_free() {
+    return test::eventually(
+        [&] { return seg_->pool().count_free_approx() == seg_->pool().count(); }, 10s);
+  }
+
+  test::QueueName q_;
+  agent::Config cfg_;
+  test::Child agent_;
+  test::Child worker_;
+  std::unique_ptr<shm::Segment> seg_;
+};
+
+TEST_F(Crash, ProducerStoppedBetweenRingClaimAndCommitBlocksNobody) {
+  test::Signal reached;
+  test::Child stopped([&] { return submit_and_stop(q_.str(), SubmitPoint::kRingClaimed, &reached); });
+  reached.close_write();
+  ASSERT_EQ(reached.wait(10s), 1);
+  // The stopped producer holds a claimed, unpublished cell of the NORMAL
+  // band. Other producers' requests in that band still complete: the agent
+  // revokes the claim after ring_claim_timeout_ms.
+  submit_and_complete(20);
+  EXPECT_GE(test::counters(*seg_).ring_claims_skipped, 1u);
+  stopped.kill(SIGKILL);
+  EXPECT_EQ(stopped.wait(10s), 128 + SIGKILL);
+  // Its slot (claimed, queued, never accepted) is reclaimed.
+  EXPECT_TRUE(all_slots_free());
+  EXPECT_GE(test::counters(*seg_).slots_reclaimed, 1u);
+}
+
+TEST_F(Crash, ProducerKilledHoldingAClaimedSlotHasItReclaimed) {
+  test::Signal reached;
+  test::Child stopped([&] { return submit_and_stop(q_.str(), SubmitPoint::kSlotClaimed, &reached); });
+  reached.close_write();
+  ASSERT_EQ(reached.wait(10s), 1);
+  EXPECT_EQ(seg_->pool().count_free_approx(), seg_->pool().count() - 1);
+  submit_and_complete(5);
+  stopped.kill(SIGKILL);
+  EXPECT_EQ(stopped.wait(10s), 128 + SIGKILL);
+  EXPECT_TRUE(all_slots_free());
+}
+
+TEST_F(Crash, ProducerStoppedAfterSubmitReturnedKeepsItsRequest) {
+  // A request is accepted once submit returns: its producer dying afterwards
+  // does not lose it (the worker still runs it, and the slot is freed).
+  test::Signal done;
+  test::Child producer([&]() -> int {
+    done.close_read();
+    auto p = Producer::connect(q_.str());
+    if (!p) return 3;
+    auto s = (*p)->submit(test::make_request("echo", "gone-user", "z"));
+    if (!s) return 4;
+    done.notify();
+    ::raise(SIGSTOP);
+    return 0;
+  });
+  done.close_write();
+  ASSERT_EQ(done.wait(10s), 1);
+  const uint64_t before = test::counters(*seg_).completed;
+  producer.kill(SIGKILL);
+  EXPECT_EQ(producer.wait(10s), 128 + SIGKILL);
+  EXPECT_TRUE(test::eventually([&] { return test::counters(*seg_).completed == before + 1; }, 10s));
+  EXPECT_TRUE(all_slots_free());
+}
+
+TEST_F(Crash, WorkerKilledMidProcessingHasItsRequestRunByAnotherWorker) {
+  // A second type served by a worker that hangs in its processor.
+  test::Signal started;
+  test::Signal hang;  // never written: the processor blocks on it
+  test::Child stuck = test::spawn_worker(q_.str(), "hangs", [&](const Job&) {
+    started.notify();
+    (void)hang.wait(std::chrono::hours(1));
+    return Reply::ok("from-stuck");
+  });
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  auto s = (*p)->submit(test::make_request("hangs", "u", "w"));
+  ASSERT_TRUE(s.ok());
+  started.close_write();
+  ASSERT_EQ(started.wait(10s), 1);
+
+  test::Signal ready;
+  test::Child healthy = test::spawn_worker(q_.str(), "hangs",
+                                           [](const Job&) { return Reply::ok("from-healthy"); },
+                                           &ready);
+  ready.close_write();
+  ASSERT_EQ(ready.wait(10s), 1);
+  stuck.kill(SIGKILL);
+  ASSERT_TRUE(s->outcome.wait_for(10s));
+  const Outcome& o = s->outcome.get();
+  EXPECT_EQ(o.status, Status::kCompleted);
+  EXPECT_EQ(o.result_text(), "from-healthy");
+  EXPECT_EQ(o.attempts, 2);  // the dead worker's attempt counts
+  EXPECT_GE(test::counters(*seg_).attempts_redispatched, 1u);
+}
+
+TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
+  constexpr int kRequests = 3000;
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  std::deque<Future> fs;
+  for (int i = 0; i < kRequests; ++i) {
+    auto s = (*p)->submit(test::make_request("echo", "u", "r"));
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    fs.push_back(std::move(s->outcome));
+  }
+  // Kill the agent once part of the work is done, with the rest queued.
+  ASSERT_TRUE(fs[kRequests / 3].wait_for(10s));
+  agent_.kill(SIGKILL);
+  EXPECT_EQ(agent_.wait(10s), 128 + SIGKILL);
+  EXPECT_FALSE(seg_->agent_alive());
+  const uint64_t done_before = test::counters(*seg_).completed;
+  EXPECT_LT(done_before, static_cast<uint64_t>(kRequests));
+
+  agent_ = test::spawn_agent(cfg_);
+  int completed = 0;
+  for (auto& f : fs) {
+    ASSERT_TRUE(f.wait_for(20s));
+    if (f.get().status == Status::kCompleted) ++completed;
+  }
+  EXPECT_EQ(completed, kRequests);
+  // Exactly once to completion: the totals, carried across the restart,
+  // count each request once.
+  EXPECT_TRUE(test::eventually(
+      [&] { return test::counters(*seg_).completed == static_cast<uint64_t>(kRequests); }, 10s));
+  EXPECT_EQ(test::counters(*seg_).completed, static_cast<uint64_t>(kRequests));
+}
+
+TEST_F(Crash, SecondAgentForTheSameQueueRefuses) {
+  auto second = agent::Agent::open(cfg_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.code(), Errc::kConflict);
+  EXPECT_NE(second.error().message.find("already has a running agent"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace perfq
