@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,11 @@ int fd_of(const bip::shared_memory_object& o) noexcept {
 }
 
 std::string errno_text(int e) { return std::strerror(e); }
+
+// Every process maps the whole segment with its pages present, so no submit
+// or dispatch ever pays for a page fault (the segment is bounded; see
+// docs/PROTOCOL.md for its size).
+constexpr int kMapOptions = MAP_POPULATE;
 
 }  // namespace
 
@@ -149,7 +155,7 @@ void Segment::format(const CreateOptions& opt) {
 
 Result<void> Segment::map_and_validate(std::string_view queue) {
   queue_ = std::string(queue);
-  mapping_->region = bip::mapped_region(mapping_->object, bip::read_write);
+  mapping_->region = bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
   const std::size_t size = mapping_->region.get_size();
   if (size < sizeof(SegmentHeader)) {
     return {Errc::kSegmentInvalid, "segment is smaller than its header (" + std::to_string(size) +
@@ -261,7 +267,8 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
     const Geometry geo = compute_geometry(opt.slot_count, opt.slot_payload_bytes, opt.max_clients);
     try {
       s->mapping_->object.truncate(static_cast<bip::offset_t>(geo.total_bytes));
-      s->mapping_->region = bip::mapped_region(s->mapping_->object, bip::read_write);
+      s->mapping_->region =
+          bip::mapped_region(s->mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
     } catch (const bip::interprocess_exception& e) {
       Segment::remove(queue);
       return Error{Errc::kInternal, std::string("cannot size segment: ") + e.what()};

@@ -16,7 +16,7 @@ namespace perfq {
 namespace {
 
 #if defined(__SANITIZE_THREAD__)
-constexpr uint32_t kStressRoundsPerThread = 20'000;
+constexpr uint32_t kStressRoundsPerThread = 100'000;
 #else
 constexpr uint32_t kStressRoundsPerThread = 200'000;
 #endif

@@ -13,7 +13,7 @@ namespace perfq {
 namespace {
 
 #if defined(__SANITIZE_THREAD__)
-constexpr uint64_t kStressValues = 200'000;
+constexpr uint64_t kStressValues = 500'000;
 #else
 constexpr uint64_t kStressValues = 2'000'000;
 #endif
@@ -127,20 +127,22 @@ TEST_P(SpscRingCapacity, WrapsAroundForManyLapsFillingAndDraining) {
   EXPECT_EQ(r.header().head, uint64_t{1000} * cap);
 }
 
-TEST_P(SpscRingCapacity, WrapsAroundWithReaderOneBehindWriter) {
+TEST_P(SpscRingCapacity, WrapsAroundWithReaderFollowingANearlyFullRing) {
+  // The writer keeps cap - 1 entries ahead; head and tail pass every cell.
   const uint32_t cap = GetParam();
   TestRing r(cap);
-  ASSERT_TRUE(r->try_push(0));
-  for (uint64_t v = 1; v < 50 * cap; ++v) {
+  for (uint64_t v = 0; v + 1 < cap; ++v) ASSERT_TRUE(r->try_push(v));
+  for (uint64_t v = cap - 1; v < 50 * uint64_t{cap} + cap; ++v) {
     ASSERT_TRUE(r->try_push(v));
+    ASSERT_FALSE(r->try_push(12345)) << "full at " << v;
     uint64_t out = 0;
     ASSERT_TRUE(r->try_pop(out));
-    ASSERT_EQ(out, v - 1);
+    ASSERT_EQ(out, v - (cap - 1));
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(TinyCapacities, SpscRingCapacity, ::testing::Values(1u, 2u, 4u),
-                         [](const auto& info) { return "Cap" + std::to_string(info.param); });
+                         [](const auto& p) { return "Cap" + std::to_string(p.param); });
 
 TEST(SpscRing, ContainsUnreadSeesOnlyEntriesNotYetRead) {
   TestRing r(4);

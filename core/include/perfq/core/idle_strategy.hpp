@@ -51,7 +51,12 @@ class IdlePolicy {
       return Action::kSpin;
     }
     ++idle_;
-    if (kind_ == IdleKind::kBusySpin || idle_ <= budget_) return Action::kSpin;
+    if (kind_ == IdleKind::kBusySpin) {
+      // Never parks, but offers the core now and then: with more spinning
+      // processes than cores a pure spin only burns the peer's time slice.
+      return (idle_ & 255) == 0 ? Action::kYield : Action::kSpin;
+    }
+    if (idle_ <= budget_) return Action::kSpin;
     if (kind_ == IdleKind::kBackoff && idle_ <= budget_ + 64) return Action::kYield;
     return Action::kPark;
   }

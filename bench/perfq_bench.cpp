@@ -1,0 +1,428 @@
+// perfq-bench: end-to-end scenarios of SPEC §8, each run beside the baselines
+// it is judged against, in the same process invocation.
+//
+//   perfq-bench [all] [--quick]      every scenario and baseline, one report
+//   perfq-bench demo --queue Q [--seconds N] [--producers N]
+//                                    drive a running agent with producers and
+//                                    a worker, with a live progress line
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "baselines.hpp"
+#include "harness.hpp"
+#include "perfq/core/histogram.hpp"
+#include "perfq/perfq.hpp"
+
+namespace perfq::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+}
+
+struct Options {
+  bool quick = false;
+  std::string queue;
+  int seconds = 10;
+  int producers = 2;
+};
+
+// ------------------------------------------------------------------ report
+
+struct Row {
+  std::string scenario;
+  std::string figure;
+  std::string target;
+  std::string verdict;
+};
+std::vector<Row> g_rows;
+
+void row(std::string scenario, std::string figure, std::string target = "",
+         std::string verdict = "") {
+  std::printf("  %-44s %-34s %s %s\n", scenario.c_str(), figure.c_str(), target.c_str(),
+              verdict.c_str());
+  std::fflush(stdout);
+  g_rows.push_back({std::move(scenario), std::move(figure), std::move(target), std::move(verdict)});
+}
+
+std::string ns(uint64_t v) {
+  char b[32];
+  if (v < 10'000) std::snprintf(b, sizeof b, "%" PRIu64 " ns", v);
+  else std::snprintf(b, sizeof b, "%.1f us", static_cast<double>(v) / 1000.0);
+  return b;
+}
+
+std::string rate(double per_s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f M/s", per_s / 1e6);
+  return b;
+}
+
+std::string lat(const LogLinearHistogram& h) {
+  return "p50 " + ns(h.percentile(0.5)) + "  p99 " + ns(h.percentile(0.99));
+}
+
+std::string lat(const LatencySummary& s) {
+  return "p50 " + ns(s.p50_ns) + "  p99 " + ns(s.p99_ns);
+}
+
+const char* met(bool ok) { return ok ? "[met]" : "[NOT met]"; }
+
+// ------------------------------------------------------------------ system
+
+// An agent and one no-op worker, each in its own process.
+struct System {
+  test::QueueName queue;
+  test::Child agent;
+  test::Child worker;
+
+  explicit System(IdleKind idle, uint64_t max_concurrent = 64) {
+    auto cfg = test::test_config(queue.str());
+    cfg.slot_payload_bytes = 256;
+    cfg.max_queue_depth = 32768;
+    cfg.max_concurrent_workers = max_concurrent;
+    cfg.idle = idle;
+    cfg.liveness_interval_ms = 20;
+    agent = test::spawn_agent(cfg);
+    test::Signal ready;
+    worker = test::spawn_worker(queue.str(), "noop", [](const Job&) { return Reply::ok(); }, &ready,
+                                WorkerOptions{idle, 4096});
+    ready.close_write();
+    if (ready.wait(10s) != 1) std::fprintf(stderr, "perfq-bench: worker did not start\n");
+  }
+  ~System() {
+    worker.kill(SIGTERM);
+    (void)worker.wait(10s);
+    agent.kill(SIGTERM);
+    (void)agent.wait(10s);
+  }
+};
+
+const std::string kPayload64(64, 'x');
+
+RequestView noop_request() { return test::make_request("noop", "bench", kPayload64); }
+
+// Submit cost: each call timed on its own while the agent drains and the
+// worker completes; a window of outstanding requests keeps slots flowing.
+void submit_latency(const Options& o) {
+  System sys(IdleKind::kPark);
+  auto p = Producer::connect(sys.queue.str(), ProducerOptions{IdleKind::kPark});
+  if (!p) return;
+  LogLinearHistogram h;
+  std::deque<Future> window;
+  const uint64_t n = o.quick ? 200'000 : 1'000'000;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t t0 = now_ns();
+    auto s = (*p)->submit(noop_request());
+    const uint64_t t1 = now_ns();
+    if (!s) continue;
+    h.record(t1 - t0);
+    window.push_back(std::move(s->outcome));
+    if (window.size() >= 4096) {
+      window.front().get();
+      window.pop_front();
+      (*p)->poll();
+    }
+  }
+  for (auto& f : window) f.get();
+  // The clock itself, for reading the figure above.
+  LogLinearHistogram clk;
+  for (int i = 0; i < 100'000; ++i) {
+    const uint64_t a = now_ns();
+    clk.record(now_ns() - a);
+  }
+  row("submit, 64 B payload (per call, incl. clock)", lat(h), "p50 <= 150 ns",
+      met(h.percentile(0.5) <= 150));
+  row("  clock read overhead", "p50 " + ns(clk.percentile(0.5)));
+}
+
+// Submit rate: a burst as large as the pool allows, timed as a whole, while
+// the agent drains; then sustained submit+complete from one producer.
+void submit_throughput(const Options& o) {
+  System sys(IdleKind::kPark);
+  auto p = Producer::connect(sys.queue.str());
+  if (!p) return;
+  std::vector<Future> burst;
+  const uint64_t n = 30'000;
+  burst.reserve(n);
+  const uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < n; ++i) {
+    auto s = (*p)->submit(noop_request());
+    if (s) burst.push_back(std::move(s->outcome));
+  }
+  const uint64_t t1 = now_ns();
+  for (auto& f : burst) f.get();
+  const double burst_rate = static_cast<double>(burst.size()) * 1e9 / static_cast<double>(t1 - t0);
+  row("submit burst, one producer, agent draining", rate(burst_rate), ">= 10 M/s", met(burst_rate >= 10e6));
+  (void)o;
+}
+
+double end_to_end(const Options& o, IdleKind idle, uint32_t window_size, uint64_t* done_out) {
+  System sys(idle, 4096);
+  auto p = Producer::connect(sys.queue.str(), ProducerOptions{idle});
+  if (!p) return 0;
+  std::deque<Future> window;
+  const uint64_t n = o.quick ? 300'000 : 2'000'000;
+  uint64_t done = 0;
+  const uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < n; ++i) {
+    auto s = (*p)->submit(noop_request());
+    if (!s) {
+      if (!window.empty()) {
+        window.front().get();
+        window.pop_front();
+        ++done;
+      }
+      continue;
+    }
+    window.push_back(std::move(s->outcome));
+    while (window.size() >= window_size || (!window.empty() && window.front().ready())) {
+      window.front().get();
+      window.pop_front();
+      ++done;
+    }
+  }
+  while (!window.empty()) {
+    window.front().get();
+    window.pop_front();
+    ++done;
+  }
+  const uint64_t t1 = now_ns();
+  *done_out = done;
+  return static_cast<double>(done) * 1e9 / static_cast<double>(t1 - t0);
+}
+
+LogLinearHistogram round_trip(const Options& o, IdleKind idle) {
+  System sys(idle);
+  auto p = Producer::connect(sys.queue.str(), ProducerOptions{idle});
+  LogLinearHistogram h;
+  if (!p) return h;
+  const uint64_t n = o.quick ? 20'000 : 100'000;
+  for (uint64_t i = 0; i < n + 1000; ++i) {
+    const uint64_t t0 = now_ns();
+    auto s = (*p)->submit(noop_request());
+    if (!s) continue;
+    s->outcome.get();
+    const uint64_t t1 = now_ns();
+    if (i >= 1000) h.record(t1 - t0);  // the first thousand warm up
+  }
+  return h;
+}
+
+int run_all(const Options& o) {
+  const uint64_t rt = o.quick ? 20'000 : 100'000;
+  std::printf("perfq-bench (%s): %ld online CPUs, payload 64 B, unpinned\n",
+              o.quick ? "quick" : "full", sysconf(_SC_NPROCESSORS_ONLN));
+  std::printf("\nbaselines (same run)\n");
+  const LatencySummary futex = futex_ping_pong(rt);
+  row("baseline: futex ping-pong round trip", lat(futex));
+  const LatencySummary spin = spin_ping_pong(rt);
+  row("baseline: spin ping-pong round trip", lat(spin));
+  const LatencySummary sock = unix_socket_ping_pong(rt);
+  row("baseline: unix socket ping-pong round trip", lat(sock));
+  const LatencySummary mq_rt = boost_mq_round_trip(rt);
+  row("baseline: boost message_queue round trip", lat(mq_rt));
+  const ThroughputSummary mq = boost_mq_one_way(o.quick ? 300'000 : 2'000'000);
+  row("baseline: boost message_queue one-way", rate(mq.per_second));
+
+  std::printf("\nperfq\n");
+  submit_latency(o);
+  submit_throughput(o);
+
+  const LogLinearHistogram rt_park = round_trip(o, IdleKind::kPark);
+  char cmp[64];
+  std::snprintf(cmp, sizeof cmp, "<= futex p50 (%.2fx)",
+                static_cast<double>(rt_park.percentile(0.5)) / static_cast<double>(futex.p50_ns));
+  row("round trip, idle=park", lat(rt_park), cmp, met(rt_park.percentile(0.5) <= futex.p50_ns));
+  const LogLinearHistogram rt_backoff = round_trip(o, IdleKind::kBackoff);
+  row("round trip, idle=backoff", lat(rt_backoff), "", "");
+  const LogLinearHistogram rt_spin = round_trip(o, IdleKind::kBusySpin);
+  row("round trip, idle=busy-spin", lat(rt_spin), "p50 <= 3 us",
+      met(rt_spin.percentile(0.5) <= 3000));
+
+  uint64_t done = 0;
+  const double e2e = end_to_end(o, IdleKind::kPark, 2048, &done);
+  std::snprintf(cmp, sizeof cmp, ">= 2 M/s; %.1fx boost mq (>= 10x)", e2e / mq.per_second);
+  row("end to end, no-op processor, idle=park", rate(e2e), cmp,
+      met(e2e >= 2e6 && e2e >= 10 * mq.per_second));
+  const double e2e_spin = end_to_end(o, IdleKind::kBackoff, 2048, &done);
+  std::snprintf(cmp, sizeof cmp, "%.1fx boost mq", e2e_spin / mq.per_second);
+  row("end to end, no-op processor, idle=backoff", rate(e2e_spin), cmp, "");
+  row("batch mode end to end", "not built yet (batch mode arrives with the semantics issue)",
+      ">= 5 M/s", "");
+  std::printf("\nsettings: agent, worker and producer in separate processes; max_concurrent_workers "
+              "64 (latency) / 4096 (throughput); worker max_inflight 4096; window 2048; slots %u\n",
+              test::test_config("x").slot_count());
+  return 0;
+}
+
+// ------------------------------------------------------------------ demo
+
+struct DemoReport {
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t other = 0;
+  LogLinearHistogram rt;
+};
+
+int demo_producer(const std::string& queue, int index, int seconds, int fd) {
+  auto p = Producer::connect(queue);
+  if (!p) {
+    std::fprintf(stderr, "demo producer: %s\n", p.error().message.c_str());
+    return 3;
+  }
+  DemoReport rep;
+  struct InFlight {
+    Future f;
+    uint64_t t0;
+  };
+  std::deque<InFlight> window;
+  const std::string user = "demo-user-" + std::to_string(index);
+  const uint64_t end = now_ns() + static_cast<uint64_t>(seconds) * 1'000'000'000ull;
+  uint64_t i = 0;
+  auto settle = [&] {
+    InFlight& x = window.front();
+    const Outcome& out = x.f.get();
+    rep.rt.record(now_ns() - x.t0);
+    if (out.status == Status::kCompleted) ++rep.completed;
+    else if (out.status == Status::kFailed) ++rep.failed;
+    else ++rep.other;
+    window.pop_front();
+  };
+  while (now_ns() < end) {
+    const auto prio = static_cast<uint8_t>(1 + (i++ % 20));
+    const std::string payload = "{\"conversationId\":\"" + std::to_string(i % 97) +
+                                "\",\"message\":\"Hello!\"}";
+    auto r = test::make_request("chat.message", user, payload, Mode::kPriority, prio);
+    auto s = (*p)->submit(r);
+    if (s) window.push_back({std::move(s->outcome), now_ns()});
+    while (window.size() >= 256 || (!window.empty() && window.front().f.ready())) settle();
+  }
+  while (!window.empty()) settle();
+  return ::write(fd, &rep, sizeof rep) == static_cast<ssize_t>(sizeof rep) ? 0 : 4;
+}
+
+int run_demo(const Options& o) {
+  auto seg = shm::Segment::attach(o.queue);
+  if (!seg) {
+    std::fprintf(stderr, "perfq-bench demo: %s\n", seg.error().message.c_str());
+    return 1;
+  }
+  test::Signal ready;
+  test::Child worker = test::spawn_worker(
+      o.queue, "chat.message",
+      [](const Job& j) {
+        // A small real job: checksum the message and answer with it.
+        uint32_t sum = 0;
+        for (std::byte b : j.payload) sum = sum * 31 + static_cast<uint32_t>(b);
+        return Reply::ok("{\"delivered\":true,\"checksum\":" + std::to_string(sum) + "}");
+      },
+      &ready);
+  ready.close_write();
+  if (ready.wait(10s) != 1) return 1;
+  std::vector<int> fds;
+  std::vector<test::Child> producers;
+  for (int i = 0; i < o.producers; ++i) {
+    int pipefd[2];
+    if (::pipe(pipefd) != 0) return 1;
+    producers.emplace_back([&, i, w = pipefd[1]] { return demo_producer(o.queue, i, o.seconds, w); });
+    ::close(pipefd[1]);
+    fds.push_back(pipefd[0]);
+  }
+  std::printf("demo: queue %s, %d producers, 1 worker, %d s\n", o.queue.c_str(), o.producers,
+              o.seconds);
+  const uint64_t start = now_ns();
+  uint64_t last_done = 0;
+  uint64_t last_t = start;
+  std::vector<DemoReport> reports;
+  std::vector<pollfd> pfds;
+  for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
+  size_t got = 0;
+  // The progress line ticks every half second until every producer reports.
+  while (got < fds.size() && now_ns() - start < static_cast<uint64_t>(o.seconds + 30) * 1'000'000'000ull) {
+    if (::poll(pfds.data(), pfds.size(), 500) > 0) {
+      for (auto& pf : pfds) {
+        if (pf.fd >= 0 && (pf.revents & POLLIN) != 0) {
+          DemoReport r;
+          if (::read(pf.fd, &r, sizeof r) == static_cast<ssize_t>(sizeof r)) reports.push_back(r);
+          ::close(pf.fd);
+          pf.fd = -1;
+          ++got;
+        }
+      }
+    }
+    const auto k = test::counters(**seg);
+    const uint64_t t = now_ns();
+    const double rps = static_cast<double>(k.completed - last_done) * 1e9 / static_cast<double>(t - last_t);
+    last_done = k.completed;
+    last_t = t;
+    std::printf("\r  %5.1f s  submitted %10" PRIu64 "  completed %10" PRIu64 "  in flight %4" PRIu64
+                "  depth C/H/N/L %" PRIu64 "/%" PRIu64 "/%" PRIu64 "/%" PRIu64 "  %8.0f req/s   ",
+                static_cast<double>(t - start) / 1e9, k.submitted, k.completed, k.inflight,
+                k.band_depth[0], k.band_depth[1], k.band_depth[2], k.band_depth[3], rps);
+    std::fflush(stdout);
+  }
+  std::printf("\n");
+  for (auto& c : producers) (void)c.wait(10s);
+  worker.kill(SIGTERM);
+  (void)worker.wait(10s);
+  DemoReport total;
+  for (const auto& r : reports) {
+    total.completed += r.completed;
+    total.failed += r.failed;
+    total.other += r.other;
+    total.rt.merge(r.rt);
+  }
+  const double secs = static_cast<double>(now_ns() - start) / 1e9;
+  std::printf("demo: %" PRIu64 " requests in %.1f s = %.0f req/s\n", total.rt.count(), secs,
+              static_cast<double>(total.rt.count()) / secs);
+  std::printf("demo: round trip submit -> worker -> outcome: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+              ns(total.rt.percentile(0.5)).c_str(), ns(total.rt.percentile(0.9)).c_str(),
+              ns(total.rt.percentile(0.99)).c_str(), ns(total.rt.percentile(0.999)).c_str(),
+              ns(total.rt.max()).c_str());
+  std::printf("demo: by status: completed %" PRIu64 "  failed %" PRIu64 "  other %" PRIu64 "\n",
+              total.completed, total.failed, total.other);
+  return reports.size() == fds.size() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace perfq::bench
+
+int main(int argc, char** argv) {
+  perfq::bench::Options o;
+  std::string verb = "all";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--quick") o.quick = true;
+    else if (a == "--queue") o.queue = val();
+    else if (a == "--seconds") o.seconds = std::atoi(val().c_str());
+    else if (a == "--producers") o.producers = std::atoi(val().c_str());
+    else if (a == "all" || a == "demo") verb = a;
+    else {
+      std::fprintf(stderr,
+                   "usage: perfq-bench [all] [--quick]\n"
+                   "       perfq-bench demo --queue Q [--seconds N] [--producers N]\n");
+      return 2;
+    }
+  }
+  if (verb == "demo") {
+    if (o.queue.empty() || o.seconds <= 0 || o.producers <= 0) return 2;
+    return perfq::bench::run_demo(o);
+  }
+  return perfq::bench::run_all(o);
+}

@@ -1,0 +1,201 @@
+#include "perfq/shm/client_registry.hpp"
+
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <iterator>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <set>
+#include <string>
+
+#include "harness.hpp"
+#include "perfq/shm/liveness.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq::shm {
+namespace {
+
+constexpr uint32_t kMaxClients = 4;
+constexpr auto kChildBound = std::chrono::seconds(30);
+
+// A segment of its own for each test, removed at the end.
+class ClientRegistry : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static std::atomic<uint32_t> seq{0};
+    char name[48];
+    std::snprintf(name, sizeof name, "u%d-reg%u", static_cast<int>(::getpid()),
+                  seq.fetch_add(1, std::memory_order_relaxed));
+    queue_ = name;
+    Segment::remove(queue_);
+    CreateOptions opt;
+    opt.slot_count = 16;
+    opt.slot_payload_bytes = 64;
+    opt.max_clients = kMaxClients;
+    Segment::Opened how{};
+    auto r = Segment::open_for_agent(queue_, opt, how);
+    ASSERT_TRUE(r) << r.error().message;
+    seg_ = std::move(r).value();
+  }
+  void TearDown() override {
+    seg_.reset();
+    Segment::remove(queue_);
+  }
+
+  ClientState state(uint32_t id) { return static_cast<ClientState>(seg_->client(id).state); }
+
+  std::string queue_;
+  std::unique_ptr<Segment> seg_;
+};
+
+TEST_F(ClientRegistry, RegisterTakesDistinctIdsUntilMaxClientsThenFails) {
+  std::set<uint32_t> ids;
+  for (uint32_t i = 0; i < kMaxClients; ++i) {
+    auto r = register_client(*seg_, kRoleProducer);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_LT(*r, kMaxClients);
+    EXPECT_TRUE(ids.insert(*r).second) << "id " << *r << " handed out twice";
+    EXPECT_EQ(state(*r), ClientState::kRegistering);
+  }
+  auto r = register_client(*seg_, kRoleProducer);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.code(), Errc::kAgentUnavailable);
+  EXPECT_NE(r.error().message.find(std::to_string(kMaxClients)), std::string::npos)
+      << r.error().message;
+}
+
+TEST_F(ClientRegistry, RegisterRecordsWhoTheClientIs) {
+  auto r = register_client(*seg_, kRoleProducer | kRoleWorker);
+  ASSERT_TRUE(r);
+  const ClientRecord& c = seg_->client(*r);
+  EXPECT_EQ(c.pid, static_cast<uint32_t>(::getpid()));
+  EXPECT_EQ(c.start_ticks, self_start_ticks());
+  EXPECT_EQ(c.roles, kRoleProducer | kRoleWorker);
+  EXPECT_EQ(c.incarnation, 1u);
+  EXPECT_EQ(c.type_count, 0u);
+}
+
+TEST_F(ClientRegistry, RegisterResetsTheRingsALeftoverRecordHeld) {
+  // Leftovers of a previous client of record 0, already freed by the agent.
+  ClientRecord& c = seg_->client(0);
+  c.completion.tail = 5;
+  c.dispatch.head = 3;
+  c.result.tail = 9;
+  c.incarnation = 41;
+  auto r = register_client(*seg_, kRoleWorker);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(*r, 0u);
+  EXPECT_EQ(c.completion.tail, 0u);
+  EXPECT_EQ(c.dispatch.head, 0u);
+  EXPECT_EQ(c.result.tail, 0u);
+  EXPECT_EQ(c.incarnation, 42u) << "each registration of a record is a new incarnation";
+  uint64_t out = 0;
+  EXPECT_FALSE(seg_->completion_ring(0).try_pop(out));
+  EXPECT_TRUE(seg_->result_ring(0).try_push(1));
+}
+
+TEST_F(ClientRegistry, ActivatePublishesTheRecord) {
+  auto r = register_client(*seg_, kRoleProducer);
+  ASSERT_TRUE(r);
+  activate_client(*seg_, *r);
+  EXPECT_EQ(state(*r), ClientState::kActive);
+}
+
+TEST_F(ClientRegistry, FreeRecordIsNotGone) {
+  EXPECT_FALSE(client_gone(*seg_, 0));
+  EXPECT_FALSE(client_gone(*seg_, kMaxClients - 1));
+}
+
+TEST_F(ClientRegistry, LiveClientIsNotGone) {
+  auto r = register_client(*seg_, kRoleProducer);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(client_gone(*seg_, *r)) << "while registering";
+  activate_client(*seg_, *r);
+  EXPECT_FALSE(client_gone(*seg_, *r)) << "while active";
+}
+
+TEST_F(ClientRegistry, ClosedClientIsGoneAndKeepsItsRecordUntilTheAgentFreesIt) {
+  std::set<uint32_t> ids;
+  for (uint32_t i = 0; i < kMaxClients; ++i) {
+    auto r = register_client(*seg_, kRoleProducer);
+    ASSERT_TRUE(r);
+    ids.insert(*r);
+  }
+  const uint32_t id = *ids.begin();
+  activate_client(*seg_, id);
+  close_client(*seg_, id);
+  EXPECT_EQ(state(id), ClientState::kClosing);
+  EXPECT_TRUE(client_gone(*seg_, id));
+  EXPECT_FALSE(register_client(*seg_, kRoleProducer))
+      << "only the agent returns a closed record to the free list";
+}
+
+TEST_F(ClientRegistry, ClientWhoseProcessExitedIsGone) {
+  // The child registers and exits without closing (a crash).
+  test::Child child([&] {
+    auto s = Segment::attach(queue_);
+    if (!s) return 1;
+    auto r = register_client(**s, kRoleProducer);
+    if (!r) return 2;
+    activate_client(**s, *r);
+    return 0;
+  });
+  ASSERT_EQ(child.wait(kChildBound), 0);
+  uint32_t id = kMaxClients;
+  for (uint32_t i = 0; i < kMaxClients; ++i) {
+    if (state(i) == ClientState::kActive) id = i;
+  }
+  ASSERT_LT(id, kMaxClients) << "the child's record is active";
+  EXPECT_NE(seg_->client(id).pid, static_cast<uint32_t>(::getpid()));
+  EXPECT_TRUE(client_gone(*seg_, id));
+}
+
+TEST_F(ClientRegistry, ClientWithAReusedPidIsGone) {
+  auto r = register_client(*seg_, kRoleProducer);
+  ASSERT_TRUE(r);
+  activate_client(*seg_, *r);
+  seg_->client(*r).start_ticks += 1;  // same pid, another process start
+  EXPECT_TRUE(client_gone(*seg_, *r));
+}
+
+TEST_F(ClientRegistry, WorkerDeclaresUpToSixteenTypes) {
+  auto r = register_client(*seg_, kRoleWorker);
+  ASSERT_TRUE(r);
+  for (uint32_t i = 0; i < kMaxTypesPerWorker; ++i) {
+    char type[16];
+    std::snprintf(type, sizeof type, "type.%u", i);
+    ASSERT_TRUE(add_client_type(*seg_, *r, type, i % 2 == 1)) << i;
+    const TypeName& t = seg_->client(*r).types[i];
+    EXPECT_EQ(std::string_view(t.text, t.len), type);
+    EXPECT_EQ(t.batch, i % 2);
+  }
+  EXPECT_EQ(seg_->client(*r).type_count, kMaxTypesPerWorker);
+  auto extra = add_client_type(*seg_, *r, "one.too.many", false);
+  ASSERT_FALSE(extra);
+  EXPECT_EQ(extra.code(), Errc::kInvalidRequest);
+  EXPECT_EQ(seg_->client(*r).type_count, kMaxTypesPerWorker);
+}
+
+TEST_F(ClientRegistry, AddClientTypeRefusesATypeThatDoesNotFitItsRecord) {
+  // TypeName::text holds 64 bytes; a longer type must be refused, not copied
+  // over the record's neighbouring bytes.
+  auto r = register_client(*seg_, kRoleWorker);
+  ASSERT_TRUE(r);
+  ClientRecord& c = seg_->client(*r);
+  std::fill(std::begin(c.types[0].reserved), std::end(c.types[0].reserved), uint8_t{0xAB});
+  const std::string too_long(kTypeMaxBytes + 1, 't');
+
+  auto added = add_client_type(*seg_, *r, too_long, false);
+  EXPECT_FALSE(added) << "a 65-byte type was accepted";
+  EXPECT_EQ(added.code(), Errc::kInvalidRequest);
+  EXPECT_EQ(c.type_count, 0u);
+  EXPECT_EQ(c.types[0].reserved[0], 0xAB) << "the copy ran past TypeName::text";
+}
+
+}  // namespace
+}  // namespace perfq::shm
