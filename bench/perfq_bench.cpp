@@ -31,7 +31,8 @@ using namespace std::chrono_literals;
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count());
 }
 
 struct Options {
@@ -39,7 +40,12 @@ struct Options {
   std::string queue;
   int seconds = 10;
   int producers = 2;
+  std::string only;  // run one group: baselines, submit, round-trip, throughput
 };
+
+bool want(const Options& o, const char* group) {
+  return o.only.empty() || o.only == group;
+}
 
 // ------------------------------------------------------------------ report
 
@@ -61,8 +67,10 @@ void row(std::string scenario, std::string figure, std::string target = "",
 
 std::string ns(uint64_t v) {
   char b[32];
-  if (v < 10'000) std::snprintf(b, sizeof b, "%" PRIu64 " ns", v);
-  else std::snprintf(b, sizeof b, "%.1f us", static_cast<double>(v) / 1000.0);
+  if (v < 10'000)
+    std::snprintf(b, sizeof b, "%" PRIu64 " ns", v);
+  else
+    std::snprintf(b, sizeof b, "%.1f us", static_cast<double>(v) / 1000.0);
   return b;
 }
 
@@ -80,7 +88,9 @@ std::string lat(const LatencySummary& s) {
   return "p50 " + ns(s.p50_ns) + "  p99 " + ns(s.p99_ns);
 }
 
-const char* met(bool ok) { return ok ? "[met]" : "[NOT met]"; }
+const char* met(bool ok) {
+  return ok ? "[met]" : "[NOT met]";
+}
 
 // ------------------------------------------------------------------ system
 
@@ -99,8 +109,9 @@ struct System {
     cfg.liveness_interval_ms = 20;
     agent = test::spawn_agent(cfg);
     test::Signal ready;
-    worker = test::spawn_worker(queue.str(), "noop", [](const Job&) { return Reply::ok(); }, &ready,
-                                WorkerOptions{idle, 4096});
+    worker = test::spawn_worker(
+        queue.str(), "noop", [](const Job&) { return Reply::ok(); }, &ready,
+        WorkerOptions{idle, 4096});
     ready.close_write();
     if (ready.wait(10s) != 1) std::fprintf(stderr, "perfq-bench: worker did not start\n");
   }
@@ -114,7 +125,9 @@ struct System {
 
 const std::string kPayload64(64, 'x');
 
-RequestView noop_request() { return test::make_request("noop", "bench", kPayload64); }
+RequestView noop_request() {
+  return test::make_request("noop", "bench", kPayload64);
+}
 
 // Submit cost: each call timed on its own while the agent drains and the
 // worker completes; a window of outstanding requests keeps slots flowing.
@@ -167,7 +180,8 @@ void submit_throughput(const Options& o) {
   const uint64_t t1 = now_ns();
   for (auto& f : burst) f.get();
   const double burst_rate = static_cast<double>(burst.size()) * 1e9 / static_cast<double>(t1 - t0);
-  row("submit burst, one producer, agent draining", rate(burst_rate), ">= 10 M/s", met(burst_rate >= 10e6));
+  row("submit burst, one producer, agent draining", rate(burst_rate), ">= 10 M/s",
+      met(burst_rate >= 10e6));
   (void)o;
 }
 
@@ -228,45 +242,54 @@ int run_all(const Options& o) {
   std::printf("perfq-bench (%s): %ld online CPUs, payload 64 B, unpinned\n",
               o.quick ? "quick" : "full", sysconf(_SC_NPROCESSORS_ONLN));
   std::printf("\nbaselines (same run)\n");
-  const LatencySummary futex = futex_ping_pong(rt);
-  row("baseline: futex ping-pong round trip", lat(futex));
-  const LatencySummary spin = spin_ping_pong(rt);
-  row("baseline: spin ping-pong round trip", lat(spin));
-  const LatencySummary sock = unix_socket_ping_pong(rt);
-  row("baseline: unix socket ping-pong round trip", lat(sock));
-  const LatencySummary mq_rt = boost_mq_round_trip(rt);
-  row("baseline: boost message_queue round trip", lat(mq_rt));
-  const ThroughputSummary mq = boost_mq_one_way(o.quick ? 300'000 : 2'000'000);
-  row("baseline: boost message_queue one-way", rate(mq.per_second));
+  LatencySummary futex{};
+  ThroughputSummary mq{};
+  if (want(o, "baselines") || want(o, "round-trip") || want(o, "throughput")) {
+    futex = futex_ping_pong(rt);
+    row("baseline: futex ping-pong round trip", lat(futex));
+    const LatencySummary spin = spin_ping_pong(rt);
+    row("baseline: spin ping-pong round trip", lat(spin));
+    const LatencySummary sock = unix_socket_ping_pong(rt);
+    row("baseline: unix socket ping-pong round trip", lat(sock));
+    const LatencySummary mq_rt = boost_mq_round_trip(rt);
+    row("baseline: boost message_queue round trip", lat(mq_rt));
+    mq = boost_mq_one_way(o.quick ? 300'000 : 2'000'000);
+    row("baseline: boost message_queue one-way", rate(mq.per_second));
+  }
 
   std::printf("\nperfq\n");
-  submit_latency(o);
-  submit_throughput(o);
-
-  const LogLinearHistogram rt_park = round_trip(o, IdleKind::kPark);
   char cmp[64];
-  std::snprintf(cmp, sizeof cmp, "<= futex p50 (%.2fx)",
-                static_cast<double>(rt_park.percentile(0.5)) / static_cast<double>(futex.p50_ns));
-  row("round trip, idle=park", lat(rt_park), cmp, met(rt_park.percentile(0.5) <= futex.p50_ns));
-  const LogLinearHistogram rt_backoff = round_trip(o, IdleKind::kBackoff);
-  row("round trip, idle=backoff", lat(rt_backoff), "", "");
-  const LogLinearHistogram rt_spin = round_trip(o, IdleKind::kBusySpin);
-  row("round trip, idle=busy-spin", lat(rt_spin), "p50 <= 3 us",
-      met(rt_spin.percentile(0.5) <= 3000));
-
-  uint64_t done = 0;
-  const double e2e = end_to_end(o, IdleKind::kPark, 2048, &done);
-  std::snprintf(cmp, sizeof cmp, ">= 2 M/s; %.1fx boost mq (>= 10x)", e2e / mq.per_second);
-  row("end to end, no-op processor, idle=park", rate(e2e), cmp,
-      met(e2e >= 2e6 && e2e >= 10 * mq.per_second));
-  const double e2e_spin = end_to_end(o, IdleKind::kBackoff, 2048, &done);
-  std::snprintf(cmp, sizeof cmp, "%.1fx boost mq", e2e_spin / mq.per_second);
-  row("end to end, no-op processor, idle=backoff", rate(e2e_spin), cmp, "");
-  row("batch mode end to end", "not built yet (batch mode arrives with the semantics issue)",
-      ">= 5 M/s", "");
-  std::printf("\nsettings: agent, worker and producer in separate processes; max_concurrent_workers "
-              "64 (latency) / 4096 (throughput); worker max_inflight 4096; window 2048; slots %u\n",
-              test::test_config("x").slot_count());
+  if (want(o, "submit")) {
+    submit_latency(o);
+    submit_throughput(o);
+  }
+  if (want(o, "round-trip")) {
+    const LogLinearHistogram rt_park = round_trip(o, IdleKind::kPark);
+    std::snprintf(cmp, sizeof cmp, "<= futex p50 (%.2fx)",
+                  static_cast<double>(rt_park.percentile(0.5)) / static_cast<double>(futex.p50_ns));
+    row("round trip, idle=park", lat(rt_park), cmp, met(rt_park.percentile(0.5) <= futex.p50_ns));
+    const LogLinearHistogram rt_backoff = round_trip(o, IdleKind::kBackoff);
+    row("round trip, idle=backoff", lat(rt_backoff), "", "");
+    const LogLinearHistogram rt_spin = round_trip(o, IdleKind::kBusySpin);
+    row("round trip, idle=busy-spin", lat(rt_spin), "p50 <= 3 us",
+        met(rt_spin.percentile(0.5) <= 3000));
+  }
+  if (want(o, "throughput")) {
+    uint64_t done = 0;
+    const double e2e = end_to_end(o, IdleKind::kPark, 2048, &done);
+    std::snprintf(cmp, sizeof cmp, ">= 2 M/s; %.1fx boost mq (>= 10x)", e2e / mq.per_second);
+    row("end to end, no-op processor, idle=park", rate(e2e), cmp,
+        met(e2e >= 2e6 && e2e >= 10 * mq.per_second));
+    const double e2e_spin = end_to_end(o, IdleKind::kBackoff, 2048, &done);
+    std::snprintf(cmp, sizeof cmp, "%.1fx boost mq", e2e_spin / mq.per_second);
+    row("end to end, no-op processor, idle=backoff", rate(e2e_spin), cmp, "");
+    row("batch mode end to end", "not built yet (batch mode arrives with the semantics issue)",
+        ">= 5 M/s", "");
+  }
+  std::printf(
+      "\nsettings: agent, worker and producer in separate processes; max_concurrent_workers "
+      "64 (latency) / 4096 (throughput); worker max_inflight 4096; window 2048; slots %u\n",
+      test::test_config("x").slot_count());
   return 0;
 }
 
@@ -298,15 +321,18 @@ int demo_producer(const std::string& queue, int index, int seconds, int fd) {
     InFlight& x = window.front();
     const Outcome& out = x.f.get();
     rep.rt.record(now_ns() - x.t0);
-    if (out.status == Status::kCompleted) ++rep.completed;
-    else if (out.status == Status::kFailed) ++rep.failed;
-    else ++rep.other;
+    if (out.status == Status::kCompleted)
+      ++rep.completed;
+    else if (out.status == Status::kFailed)
+      ++rep.failed;
+    else
+      ++rep.other;
     window.pop_front();
   };
   while (now_ns() < end) {
     const auto prio = static_cast<uint8_t>(1 + (i++ % 20));
-    const std::string payload = "{\"conversationId\":\"" + std::to_string(i % 97) +
-                                "\",\"message\":\"Hello!\"}";
+    const std::string payload =
+        "{\"conversationId\":\"" + std::to_string(i % 97) + "\",\"message\":\"Hello!\"}";
     auto r = test::make_request("chat.message", user, payload, Mode::kPriority, prio);
     auto s = (*p)->submit(r);
     if (s) window.push_back({std::move(s->outcome), now_ns()});
@@ -339,7 +365,8 @@ int run_demo(const Options& o) {
   for (int i = 0; i < o.producers; ++i) {
     int pipefd[2];
     if (::pipe(pipefd) != 0) return 1;
-    producers.emplace_back([&, i, w = pipefd[1]] { return demo_producer(o.queue, i, o.seconds, w); });
+    producers.emplace_back(
+        [&, i, w = pipefd[1]] { return demo_producer(o.queue, i, o.seconds, w); });
     ::close(pipefd[1]);
     fds.push_back(pipefd[0]);
   }
@@ -353,7 +380,8 @@ int run_demo(const Options& o) {
   for (int fd : fds) pfds.push_back({fd, POLLIN, 0});
   size_t got = 0;
   // The progress line ticks every half second until every producer reports.
-  while (got < fds.size() && now_ns() - start < static_cast<uint64_t>(o.seconds + 30) * 1'000'000'000ull) {
+  while (got < fds.size() &&
+         now_ns() - start < static_cast<uint64_t>(o.seconds + 30) * 1'000'000'000ull) {
     if (::poll(pfds.data(), pfds.size(), 500) > 0) {
       for (auto& pf : pfds) {
         if (pf.fd >= 0 && (pf.revents & POLLIN) != 0) {
@@ -367,7 +395,8 @@ int run_demo(const Options& o) {
     }
     const auto k = test::counters(**seg);
     const uint64_t t = now_ns();
-    const double rps = static_cast<double>(k.completed - last_done) * 1e9 / static_cast<double>(t - last_t);
+    const double rps =
+        static_cast<double>(k.completed - last_done) * 1e9 / static_cast<double>(t - last_t);
     last_done = k.completed;
     last_t = t;
     std::printf("\r  %5.1f s  submitted %10" PRIu64 "  completed %10" PRIu64 "  in flight %4" PRIu64
@@ -390,10 +419,11 @@ int run_demo(const Options& o) {
   const double secs = static_cast<double>(now_ns() - start) / 1e9;
   std::printf("demo: %" PRIu64 " requests in %.1f s = %.0f req/s\n", total.rt.count(), secs,
               static_cast<double>(total.rt.count()) / secs);
-  std::printf("demo: round trip submit -> worker -> outcome: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-              ns(total.rt.percentile(0.5)).c_str(), ns(total.rt.percentile(0.9)).c_str(),
-              ns(total.rt.percentile(0.99)).c_str(), ns(total.rt.percentile(0.999)).c_str(),
-              ns(total.rt.max()).c_str());
+  std::printf(
+      "demo: round trip submit -> worker -> outcome: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+      ns(total.rt.percentile(0.5)).c_str(), ns(total.rt.percentile(0.9)).c_str(),
+      ns(total.rt.percentile(0.99)).c_str(), ns(total.rt.percentile(0.999)).c_str(),
+      ns(total.rt.max()).c_str());
   std::printf("demo: by status: completed %" PRIu64 "  failed %" PRIu64 "  other %" PRIu64 "\n",
               total.completed, total.failed, total.other);
   return reports.size() == fds.size() ? 0 : 1;
@@ -408,11 +438,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--quick") o.quick = true;
-    else if (a == "--queue") o.queue = val();
-    else if (a == "--seconds") o.seconds = std::atoi(val().c_str());
-    else if (a == "--producers") o.producers = std::atoi(val().c_str());
-    else if (a == "all" || a == "demo") verb = a;
+    if (a == "--quick")
+      o.quick = true;
+    else if (a == "--queue")
+      o.queue = val();
+    else if (a == "--seconds")
+      o.seconds = std::atoi(val().c_str());
+    else if (a == "--producers")
+      o.producers = std::atoi(val().c_str());
+    else if (a == "--only")
+      o.only = val();
+    else if (a == "all" || a == "demo")
+      verb = a;
     else {
       std::fprintf(stderr,
                    "usage: perfq-bench [all] [--quick]\n"
