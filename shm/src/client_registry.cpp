@@ -40,6 +40,9 @@ Result<uint32_t> register_client(Segment& seg, uint32_t roles) {
 }
 
 Result<void> add_client_type(Segment& seg, uint32_t id, std::string_view type, bool batch) {
+  if (!valid_type(type)) {
+    return {Errc::kInvalidRequest, "type must be 1..64 bytes of [A-Za-z0-9._:-]"};
+  }
   ClientRecord& c = seg.client(id);
   const uint32_t k = aref(c.type_count).load(std::memory_order_relaxed);
   if (k >= kMaxTypesPerWorker) {

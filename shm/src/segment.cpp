@@ -187,8 +187,9 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
       h->off_slots == geo_.off_slots;
   if (!offsets_ok) return {Errc::kSegmentInvalid, "region offsets"};
   if (h->total_bytes != geo_.total_bytes || size < geo_.total_bytes) {
-    return {Errc::kSegmentInvalid, "size: header says " + std::to_string(h->total_bytes) +
-                                       " bytes, mapping has " + std::to_string(size)};
+    return {Errc::kSegmentInvalid, "size: the geometry needs " + std::to_string(geo_.total_bytes) +
+                                       " bytes, the header says " + std::to_string(h->total_bytes) +
+                                       " and the mapping has " + std::to_string(size)};
   }
   bind_views();
   for (uint8_t b = 0; b < kBandCount; ++b) {

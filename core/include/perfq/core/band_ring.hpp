@@ -94,7 +94,8 @@ class BandRing {
   // head). Returns false if the producer published in the meantime.
   [[nodiscard]] bool skip(uint64_t position) noexcept;
 
-  // Consumer only: overwrite a corrupt cell at head so the ring moves on.
+  // Consumer only: overwrite a corrupt cell at head so the ring moves on
+  // (or, when nobody claimed it, so it can be claimed again).
   void discard_corrupt(uint64_t position) noexcept;
 
   // Consumer only: call `fn(value)` for every published, unconsumed cell.
@@ -207,9 +208,17 @@ inline bool BandRing::skip(uint64_t position) noexcept {
 }
 
 inline void BandRing::discard_corrupt(uint64_t position) noexcept {
+  aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
+  // acquire: pairs with the producers' claims of tail.
+  if (aref(h_->tail).load(std::memory_order_acquire) <= position) {
+    // Nobody claimed the position: restore the cell so it can be claimed,
+    // and leave head where it is (head must never pass tail).
+    aref(cells_[position & mask_]).store(cell(position, kEmpty), std::memory_order_release);
+    return;
+  }
+  // A producer claimed it; its publish CAS will fail and it claims anew.
   aref(cells_[position & mask_]).store(cell(position + capacity_, kEmpty), std::memory_order_release);
   aref(h_->head).store(position + 1, std::memory_order_release);
-  aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
 }
 
 template <class Fn>

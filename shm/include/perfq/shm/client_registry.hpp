@@ -20,7 +20,8 @@ namespace perfq::shm {
 // Producers and workers. Takes a free record for this process.
 [[nodiscard]] Result<uint32_t> register_client(Segment& seg, uint32_t roles);
 
-// Worker only, before it is active: declares a type it processes.
+// Worker only, at any time: declares a type it processes. The agent picks
+// it up at its next liveness pass (type_count is published with release).
 [[nodiscard]] Result<void> add_client_type(Segment& seg, uint32_t id, std::string_view type,
                                            bool batch);
 
