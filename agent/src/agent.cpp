@@ -569,6 +569,7 @@ int Agent::do_work() {
     }
   }
   wake_clients();
+  if (n > 0) publish_counters();
   return n;
 }
 

@@ -46,8 +46,8 @@
 #pragma GCC diagnostic pop
 
 #include <array>
-#include <cstddef>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
