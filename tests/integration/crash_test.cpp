@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <deque>
 #include <vector>
 
 #include "harness.hpp"
@@ -165,25 +164,38 @@ TEST_F(Crash, WorkerKilledMidProcessingHasItsRequestRunByAnotherWorker) {
 }
 
 TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
-  constexpr int kRequests = 3000;
+  // At the kill: "echo" requests partly done, partly in flight; "later"
+  // requests pending in the agent (no worker serves them yet). While the
+  // agent is down: more requests wait in the band rings.
+  constexpr int kEach = 1000;
   auto p = Producer::connect(q_.str());
   ASSERT_TRUE(p.ok());
-  std::deque<Future> fs;
+  std::vector<Future> fs;
   std::vector<uint64_t> ids;
-  for (int i = 0; i < kRequests; ++i) {
-    auto s = (*p)->submit(test::make_request("echo", "u", "r"));
+  auto submit = [&](const char* type) {
+    auto s = (*p)->submit(test::make_request(type, "u", "r"));
     ASSERT_TRUE(s.ok()) << s.error().message;
     ids.push_back(s->request_id);
     fs.push_back(std::move(s->outcome));
+  };
+  for (int i = 0; i < kEach; ++i) {
+    submit("echo");
+    submit("later");
   }
-  // Kill the agent once part of the work is done, with the rest queued.
-  ASSERT_TRUE(fs[kRequests / 3].wait_for(10s));
+  ASSERT_TRUE(test::eventually(
+      [&] { return test::counters(*seg_).waiting_for_worker == static_cast<uint64_t>(kEach); }, 10s));
   agent_.kill(SIGKILL);
   EXPECT_EQ(agent_.wait(10s), 128 + SIGKILL);
   EXPECT_FALSE(seg_->agent_alive());
-  EXPECT_GT((*p)->outstanding(), 0u);  // killed with work left
+  for (int i = 0; i < kEach; ++i) submit("echo");  // queued in the rings, no agent
+  EXPECT_GE((*p)->outstanding(), static_cast<uint64_t>(2 * kEach));
 
   agent_ = test::spawn_agent(cfg_);
+  test::Signal ready;
+  test::Child later = test::spawn_worker(q_.str(), "later", [](const Job&) { return Reply::ok(); },
+                                         &ready);
+  ready.close_write();
+  ASSERT_EQ(ready.wait(10s), 1);
   // Exactly once to completion: every request reaches one final status, and
   // that is `completed` with its own id (a Future is settled at most once,
   // by the DONE slot whose generation matches).
@@ -193,7 +205,7 @@ TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
     const Outcome& o = fs[i].get();
     if (o.status == Status::kCompleted && o.request_id == ids[i]) ++completed;
   }
-  EXPECT_EQ(completed, kRequests);
+  EXPECT_EQ(completed, 3 * kEach);
   EXPECT_EQ((*p)->outstanding(), 0u);
   EXPECT_TRUE(all_slots_free());
 }
