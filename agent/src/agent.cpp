@@ -36,10 +36,15 @@ SlotCtl with_state(SlotCtl c, SlotState s, uint16_t owner) noexcept {
 
 Agent::Agent(const Config& cfg, const Clock& clock, std::shared_ptr<shm::Segment> seg,
              bool reattached)
-    : cfg_(cfg), clock_(clock), seg_(std::move(seg)), reattached_(reattached),
+    : cfg_(cfg),
+      clock_(clock),
+      seg_(std::move(seg)),
+      reattached_(reattached),
       io_(std::make_unique<IoLoop>()) {}
 
-Agent::~Agent() { shutdown(); }
+Agent::~Agent() {
+  shutdown();
+}
 
 Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock) {
   shm::CreateOptions o;
@@ -63,8 +68,8 @@ void Agent::start() {
   const uint32_t n = seg.geometry().max_clients;
   workers_.assign(n, WorkerView{});
   producer_wake_.assign(n, 0);
-  aref(h.agent_state).store(static_cast<uint32_t>(shm::AgentState::kStarting),
-                            std::memory_order_relaxed);
+  aref(h.agent_state)
+      .store(static_cast<uint32_t>(shm::AgentState::kStarting), std::memory_order_relaxed);
   aref(h.agent_pid).store(static_cast<uint32_t>(::getpid()), std::memory_order_relaxed);
   aref(h.agent_start_ticks).store(shm::self_start_ticks(), std::memory_order_relaxed);
   aref(h.agent_started_unix_ns).store(clock_.now_unix_ns(), std::memory_order_relaxed);
@@ -93,8 +98,8 @@ void Agent::start() {
     recover();
   }
   // release: clients that see kRunning see the facts above.
-  aref(h.agent_state).store(static_cast<uint32_t>(shm::AgentState::kRunning),
-                            std::memory_order_release);
+  aref(h.agent_state)
+      .store(static_cast<uint32_t>(shm::AgentState::kRunning), std::memory_order_release);
 }
 
 void Agent::shutdown() noexcept {
@@ -126,6 +131,9 @@ void Agent::recover() {
       case SlotState::kProcessing:
       case SlotState::kReporting:
         if (c.owner < clients) {
+          // Known before the first liveness pass, which must not reset it.
+          const uint32_t inc = load_relaxed(seg.client(c.owner).incarnation);
+          workers_[c.owner].incarnation = inc == 0 ? 1 : inc;
           ++workers_[c.owner].inflight;
           ++inflight_;
         }
@@ -184,15 +192,20 @@ bool Agent::accept(uint32_t slot) {
   ctl = with_state(c, SlotState::kPending, kOwnerAgent).pack();
   RequestRecord& rec = seg.record(slot);
   const bool valid =
-      rec.type_len >= 1 && rec.type_len <= kTypeMaxBytes &&
-      valid_type({rec.type, rec.type_len}) && rec.user_len >= 1 &&
-      rec.user_len <= kUserIdMaxBytes && valid_user_id({rec.user_id, rec.user_len}) &&
+      rec.type_len >= 1 && rec.type_len <= kTypeMaxBytes && valid_type({rec.type, rec.type_len}) &&
+      rec.user_len >= 1 && rec.user_len <= kUserIdMaxBytes &&
+      valid_user_id({rec.user_id, rec.user_len}) &&
       rec.payload_len <= seg.geometry().slot_payload_bytes && rec.mode < kModeCount &&
       rec.priority >= kPriorityMin && rec.priority <= kPriorityMax &&
       rec.band == static_cast<uint8_t>(band_for(static_cast<Mode>(rec.mode), rec.priority)) &&
       rec.metadata_len <= kMetadataMaxBytes && rec.idem_len <= kIdempotencyKeyMaxBytes &&
       rec.producer == c.owner;
   ++submitted_;
+  rec.status = static_cast<uint8_t>(Status::kPending);
+  rec.error = static_cast<uint8_t>(Errc::kOk);
+  rec.attempts = 0;
+  rec.result_len = 0;
+  rec.result_kind = static_cast<uint8_t>(AttemptResult::kNone);
   if (!valid) {
     ++rejected_;
     rec.status = static_cast<uint8_t>(Status::kFailed);
@@ -206,14 +219,15 @@ bool Agent::accept(uint32_t slot) {
   return true;
 }
 
-int Agent::drain_bands() {
+int Agent::drain_bands(bool check_claims) {
   shm::Segment& seg = *seg_;
   int n = 0;
-  const uint64_t now = clock_.now_mono_ns();
+  const uint64_t now = now_ns_;
+  const auto claims = check_claims ? BandRing::Claims::kReport : BandRing::Claims::kIgnore;
   for (uint8_t b = 0; b < kBandCount; ++b) {
     BandRing& ring = seg.band(static_cast<Band>(b));
     for (int i = 0; i < kDrainBatch; ++i) {
-      const BandRing::Pop p = ring.try_pop();
+      const BandRing::Pop p = ring.try_pop(claims);
       if (p.kind == BandRing::PopKind::kValue) {
         stall_since_ns_[b] = 0;
         accept(p.value);
@@ -230,6 +244,7 @@ int Agent::drain_bands() {
         // A producer claimed this cell and has not published it. Give it
         // ring_claim_timeout_ms, then revoke the claim so nobody waits on a
         // process that may be dead (docs/ARCHITECTURE.md, crash safety).
+        // Looked for on the liveness timer only.
         if (stall_since_ns_[b] == 0 || stall_position_[b] != p.position) {
           stall_since_ns_[b] = now;
           stall_position_[b] = p.position;
@@ -253,7 +268,7 @@ int Agent::dispatch() {
   if (routes_dirty_) refresh_routes();
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
-  const uint64_t now = clock_.now_mono_ns();
+  const uint64_t now = now_ns_;
   int n = 0;
   for (uint8_t b = 0; b < kBandCount; ++b) {
     auto& q = bands_[b];
@@ -267,9 +282,12 @@ int Agent::dispatch() {
         continue;
       }
       const std::string_view type = type_of(p.slot);
-      auto route = routes_.find(std::string(type));
+      auto route = routes_.find(type);
       if (route == routes_.end() || route->second.workers.empty()) {
-        no_worker_[std::string(type)].push_back(p);
+        auto waiting = no_worker_.find(type);
+        if (waiting == no_worker_.end())
+          waiting = no_worker_.emplace(std::string(type), std::deque<Pending>{}).first;
+        waiting->second.push_back(p);
         q.pop_front();
         continue;
       }
@@ -298,7 +316,10 @@ int Agent::dispatch() {
       }
       (void)seg.dispatch_ring(chosen).try_push(slot_ref(p.slot, p.generation));
       ++workers_[chosen].inflight;
-      workers_[chosen].wake = true;
+      if (!workers_[chosen].wake) {
+        workers_[chosen].wake = true;
+        to_wake_.push_back(chosen);
+      }
       ++inflight_;
       ++dispatched_;
       q.pop_front();
@@ -312,9 +333,9 @@ void Agent::deliver(uint32_t slot, uint64_t done_ctl) {
   shm::Segment& seg = *seg_;
   const SlotCtl c = SlotCtl::unpack(done_ctl);
   const uint32_t p = c.owner;
-  const bool live = p < seg.geometry().max_clients &&
-                    static_cast<shm::ClientState>(load_acquire(seg.client(p).state)) ==
-                        shm::ClientState::kActive;
+  const bool live =
+      p < seg.geometry().max_clients &&
+      static_cast<shm::ClientState>(load_acquire(seg.client(p).state)) == shm::ClientState::kActive;
   if (!live) {
     // Its producer is gone: nobody will collect the outcome.
     (void)seg.pool().release(slot, done_ctl);
@@ -322,7 +343,10 @@ void Agent::deliver(uint32_t slot, uint64_t done_ctl) {
   }
   const uint64_t ref = slot_ref(slot, c.generation);
   if (!seg.completion_ring(p).try_push(ref)) undelivered_.push_back(ref);
-  producer_wake_[p] = 1;
+  if (producer_wake_[p] == 0) {
+    producer_wake_[p] = 1;
+    to_wake_.push_back(p);
+  }
 }
 
 void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) {
@@ -343,7 +367,7 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
     }
     return;
   }
-  rec.finished_mono_ns = clock_.now_mono_ns();
+  rec.finished_mono_ns = now_ns_;
   if (kind == AttemptResult::kOk) {
     rec.status = static_cast<uint8_t>(Status::kCompleted);
     rec.error = static_cast<uint8_t>(Errc::kOk);
@@ -354,8 +378,10 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
   const uint16_t producer = rec.producer;
   SlotCtl done = with_state(c, SlotState::kDone, producer);
   if (!pool.transition(slot, ctl, done)) return;
-  if (kind == AttemptResult::kOk) ++completed_;
-  else ++failed_;
+  if (kind == AttemptResult::kOk)
+    ++completed_;
+  else
+    ++failed_;
   deliver(slot, done.pack());
 }
 
@@ -363,8 +389,7 @@ int Agent::settle_results() {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   int n = 0;
-  for (uint32_t w = 0; w < workers_.size(); ++w) {
-    if (workers_[w].incarnation == 0) continue;
+  for (const uint32_t w : active_workers_) {
     SpscRing ring = seg.result_ring(w);
     uint64_t ref = 0;
     for (uint32_t i = 0; i < ring.capacity() && ring.try_pop(ref); ++i) {
@@ -396,8 +421,10 @@ void Agent::refresh_routes() {
   routes_dirty_ = false;
   shm::Segment& seg = *seg_;
   for (auto& [_, r] : routes_) r.workers.clear();
+  active_workers_.clear();
   for (uint32_t w = 0; w < workers_.size(); ++w) {
     if (workers_[w].incarnation == 0) continue;
+    active_workers_.push_back(w);
     shm::ClientRecord& rec = seg.client(w);
     // acquire: pairs with the release store of type_count in add_client_type.
     const uint32_t tc = std::min(load_acquire(rec.type_count), shm::kMaxTypesPerWorker);
@@ -513,11 +540,12 @@ void Agent::watch_clients(uint64_t now_ns) {
   }
   (void)now_ns;
   seg.pool().repair_hints();
+  if (routes_dirty_) refresh_routes();
 }
 
 void Agent::wake_clients() {
   shm::Segment& seg = *seg_;
-  for (uint32_t id = 0; id < producer_wake_.size(); ++id) {
+  for (const uint32_t id : to_wake_) {
     if (producer_wake_[id] != 0) {
       producer_wake_[id] = 0;
       shm::notify(seg.client(id).completion_wake);
@@ -527,6 +555,7 @@ void Agent::wake_clients() {
       shm::notify(seg.client(id).dispatch_wake);
     }
   }
+  to_wake_.clear();
 }
 
 void Agent::publish_counters() {
@@ -550,14 +579,16 @@ void Agent::publish_counters() {
 
 int Agent::do_work() {
   const uint64_t now = clock_.now_mono_ns();
+  now_ns_ = now;
   aref(seg_->header().heartbeat_mono_ns).store(now, std::memory_order_relaxed);
   int n = 0;
-  if (now >= next_liveness_ns_) {
+  const bool tick = now >= next_liveness_ns_;
+  if (tick) {
     watch_clients(now);
     publish_counters();
     next_liveness_ns_ = now + cfg_.liveness_interval_ms * 1'000'000;
   }
-  n += drain_bands();
+  n += drain_bands(tick);
   n += settle_results();
   n += dispatch();
   if (!undelivered_.empty()) {
@@ -581,16 +612,20 @@ void Agent::run(const std::atomic<bool>& stop) {
     for (uint8_t b = 0; b < kBandCount; ++b) {
       if (seg.band(static_cast<Band>(b)).size_approx() > 0) return true;
     }
-    for (uint32_t w = 0; w < workers_.size(); ++w) {
-      if (workers_[w].incarnation != 0 && seg.result_ring(w).size_approx() > 0) return true;
+    for (const uint32_t w : active_workers_) {
+      if (seg.result_ring(w).size_approx() > 0) return true;
     }
     return false;
   };
   while (!stop.load(std::memory_order_acquire)) {
     const int n = do_work();
     switch (idle.next(static_cast<uint64_t>(n))) {
-      case IdlePolicy::Action::kSpin: cpu_relax(); break;
-      case IdlePolicy::Action::kYield: std::this_thread::yield(); break;
+      case IdlePolicy::Action::kSpin:
+        cpu_relax();
+        break;
+      case IdlePolicy::Action::kYield:
+        std::this_thread::yield();
+        break;
       case IdlePolicy::Action::kPark: {
         publish_counters();
         // seq_cst: pairs with the fence in shm::notify (core/wait_word.hpp).

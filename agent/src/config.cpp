@@ -1,5 +1,6 @@
 #include "perfq/agent/config.hpp"
 
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,7 +8,6 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
-#include <toml++/toml.h>
 
 namespace perfq::agent {
 
@@ -76,11 +76,9 @@ const std::map<std::string, Setter>& settings() {
          c.retry_jitter = d;
          return {};
        }},
-      {"max_requests_per_user_per_minute",
-       u64(&Config::max_requests_per_user_per_minute, 1, 1u << 30,
-           "max_requests_per_user_per_minute")},
-      {"idempotency_ttl_ms",
-       u64(&Config::idempotency_ttl_ms, 1, 1ull << 40, "idempotency_ttl_ms")},
+      {"max_requests_per_user_per_minute", u64(&Config::max_requests_per_user_per_minute, 1,
+                                               1u << 30, "max_requests_per_user_per_minute")},
+      {"idempotency_ttl_ms", u64(&Config::idempotency_ttl_ms, 1, 1ull << 40, "idempotency_ttl_ms")},
       {"slot_payload_bytes", u64(&Config::slot_payload_bytes, 64, 1u << 20, "slot_payload_bytes")},
       {"aging_ms", u64(&Config::aging_ms, 1, 1ull << 40, "aging_ms")},
       {"slots", u64(&Config::slots, 64, 1u << 22, "slots")},

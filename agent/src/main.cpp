@@ -13,7 +13,9 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-extern "C" void on_signal(int) { g_stop.store(true, std::memory_order_release); }
+extern "C" void on_signal(int) {
+  g_stop.store(true, std::memory_order_release);
+}
 
 }  // namespace
 

@@ -49,7 +49,10 @@ int health(perfq::shm::Segment& seg, bool json) {
   const double hb_age_ms = now > hb ? static_cast<double>(now - hb) / 1e6 : 0.0;
   const bool alive = seg.agent_alive();
   const auto state = load_relaxed(h.agent_state);
-  const char* state_name = !alive ? "down" : state == 1 ? "running" : state == 0 ? "starting" : "stopped";
+  const char* state_name = !alive       ? "down"
+                           : state == 1 ? "running"
+                           : state == 0 ? "starting"
+                                        : "stopped";
   const auto& k = h.counters;
   struct WorkerRow {
     uint32_t id, pid;
@@ -76,8 +79,7 @@ int health(perfq::shm::Segment& seg, bool json) {
   }
   uint64_t depth[perfq::kBandCount];
   for (uint8_t b = 0; b < perfq::kBandCount; ++b) {
-    depth[b] = load_relaxed(k.band_depth[b]) +
-               seg.band(static_cast<perfq::Band>(b)).size_approx();
+    depth[b] = load_relaxed(k.band_depth[b]) + seg.band(static_cast<perfq::Band>(b)).size_approx();
   }
   if (json) {
     std::printf("{\"agent\":{\"pid\":%u,\"state\":\"%s\",\"heartbeatAgeMs\":%.1f},",
@@ -88,44 +90,48 @@ int health(perfq::shm::Segment& seg, bool json) {
                   perfq::band_name(static_cast<perfq::Band>(b)).data(),
                   static_cast<unsigned long long>(depth[b]));
     }
-    std::printf("},\"processingCount\":%llu,\"waitingForWorker\":%llu,\"producers\":%u,\"workers\":[",
-                static_cast<unsigned long long>(load_relaxed(k.inflight)),
-                static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)), producers);
+    std::printf(
+        "},\"processingCount\":%llu,\"waitingForWorker\":%llu,\"producers\":%u,\"workers\":[",
+        static_cast<unsigned long long>(load_relaxed(k.inflight)),
+        static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)), producers);
     for (size_t i = 0; i < workers.size(); ++i) {
       std::printf("%s{\"id\":%u,\"pid\":%u,\"heartbeatAgeMs\":%.1f,\"types\":\"%s\"}", i ? "," : "",
                   workers[i].id, workers[i].pid, workers[i].hb_ms,
                   json_escape(workers[i].types).c_str());
     }
-    std::printf("],\"counters\":{\"submitted\":%llu,\"completed\":%llu,\"failed\":%llu,"
-                "\"retried\":%llu,\"rejectedInvalid\":%llu,\"ringClaimsSkipped\":%llu,"
-                "\"slotsReclaimed\":%llu,\"attemptsRedispatched\":%llu}}\n",
-                static_cast<unsigned long long>(load_relaxed(k.submitted)),
-                static_cast<unsigned long long>(load_relaxed(k.completed)),
-                static_cast<unsigned long long>(load_relaxed(k.failed)),
-                static_cast<unsigned long long>(load_relaxed(k.retried)),
-                static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)),
-                static_cast<unsigned long long>(load_relaxed(k.ring_claims_skipped)),
-                static_cast<unsigned long long>(load_relaxed(k.slots_reclaimed)),
-                static_cast<unsigned long long>(load_relaxed(k.attempts_redispatched)));
+    std::printf(
+        "],\"counters\":{\"submitted\":%llu,\"completed\":%llu,\"failed\":%llu,"
+        "\"retried\":%llu,\"rejectedInvalid\":%llu,\"ringClaimsSkipped\":%llu,"
+        "\"slotsReclaimed\":%llu,\"attemptsRedispatched\":%llu}}\n",
+        static_cast<unsigned long long>(load_relaxed(k.submitted)),
+        static_cast<unsigned long long>(load_relaxed(k.completed)),
+        static_cast<unsigned long long>(load_relaxed(k.failed)),
+        static_cast<unsigned long long>(load_relaxed(k.retried)),
+        static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)),
+        static_cast<unsigned long long>(load_relaxed(k.ring_claims_skipped)),
+        static_cast<unsigned long long>(load_relaxed(k.slots_reclaimed)),
+        static_cast<unsigned long long>(load_relaxed(k.attempts_redispatched)));
   } else {
     std::printf("queue %s  agent pid %u  %s  heartbeat %.1f ms ago\n", seg.queue().c_str(),
                 load_relaxed(h.agent_pid), state_name, hb_age_ms);
-    std::printf("depth    CRITICAL %llu  HIGH %llu  NORMAL %llu  LOW %llu   in flight %llu  "
-                "waiting for a worker %llu\n",
-                static_cast<unsigned long long>(depth[0]), static_cast<unsigned long long>(depth[1]),
-                static_cast<unsigned long long>(depth[2]), static_cast<unsigned long long>(depth[3]),
-                static_cast<unsigned long long>(load_relaxed(k.inflight)),
-                static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)));
-    std::printf("totals   submitted %llu  completed %llu  failed %llu  retried %llu  rejected %llu\n",
-                static_cast<unsigned long long>(load_relaxed(k.submitted)),
-                static_cast<unsigned long long>(load_relaxed(k.completed)),
-                static_cast<unsigned long long>(load_relaxed(k.failed)),
-                static_cast<unsigned long long>(load_relaxed(k.retried)),
-                static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)));
+    std::printf(
+        "depth    CRITICAL %llu  HIGH %llu  NORMAL %llu  LOW %llu   in flight %llu  "
+        "waiting for a worker %llu\n",
+        static_cast<unsigned long long>(depth[0]), static_cast<unsigned long long>(depth[1]),
+        static_cast<unsigned long long>(depth[2]), static_cast<unsigned long long>(depth[3]),
+        static_cast<unsigned long long>(load_relaxed(k.inflight)),
+        static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)));
+    std::printf(
+        "totals   submitted %llu  completed %llu  failed %llu  retried %llu  rejected %llu\n",
+        static_cast<unsigned long long>(load_relaxed(k.submitted)),
+        static_cast<unsigned long long>(load_relaxed(k.completed)),
+        static_cast<unsigned long long>(load_relaxed(k.failed)),
+        static_cast<unsigned long long>(load_relaxed(k.retried)),
+        static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)));
     std::printf("clients  %u producers, %zu workers\n", producers, workers.size());
     for (const auto& w : workers) {
-      std::printf("  worker %-3u pid %-8u heartbeat %7.1f ms ago  types %s\n", w.id, w.pid,
-                  w.hb_ms, w.types.c_str());
+      std::printf("  worker %-3u pid %-8u heartbeat %7.1f ms ago  types %s\n", w.id, w.pid, w.hb_ms,
+                  w.types.c_str());
     }
   }
   return alive ? 0 : 1;
@@ -137,14 +143,22 @@ int submit(const std::string& queue, const std::vector<std::string>& a, bool jso
   bool wait = false;
   for (size_t i = 0; i < a.size(); ++i) {
     auto val = [&]() -> std::string { return i + 1 < a.size() ? a[++i] : std::string(); };
-    if (a[i] == "--user") user = val();
-    else if (a[i] == "--type") type = val();
-    else if (a[i] == "--mode") mode = val();
-    else if (a[i] == "--priority") priority = std::atoi(val().c_str());
-    else if (a[i] == "--idempotency-key") key = val();
-    else if (a[i] == "--payload") payload = val();
-    else if (a[i] == "--wait") wait = true;
-    else return usage();
+    if (a[i] == "--user")
+      user = val();
+    else if (a[i] == "--type")
+      type = val();
+    else if (a[i] == "--mode")
+      mode = val();
+    else if (a[i] == "--priority")
+      priority = std::atoi(val().c_str());
+    else if (a[i] == "--idempotency-key")
+      key = val();
+    else if (a[i] == "--payload")
+      payload = val();
+    else if (a[i] == "--wait")
+      wait = true;
+    else
+      return usage();
   }
   auto fail = [&](perfq::Errc code, const std::string& msg) {
     const auto name = perfq::errc_name(code);
@@ -196,9 +210,12 @@ int main(int argc, char** argv) {
   bool json = false;
   size_t i = 0;
   for (; i < args.size(); ++i) {
-    if (args[i] == "--queue" && i + 1 < args.size()) queue = args[++i];
-    else if (args[i] == "--json") json = true;
-    else break;
+    if (args[i] == "--queue" && i + 1 < args.size())
+      queue = args[++i];
+    else if (args[i] == "--json")
+      json = true;
+    else
+      break;
   }
   if (queue.empty() || i >= args.size()) return usage();
   const std::string verb = args[i];

@@ -19,10 +19,9 @@ Result<uint32_t> register_client(Segment& seg, uint32_t roles) {
     uint32_t expected = static_cast<uint32_t>(ClientState::kFree);
     // acquire: pairs with the agent's release when it freed the record, so
     // the agent's last reads of the old rings happen before we reset them.
-    if (!aref(c.state).compare_exchange_strong(expected,
-                                               static_cast<uint32_t>(ClientState::kRegistering),
-                                               std::memory_order_acquire,
-                                               std::memory_order_relaxed)) {
+    if (!aref(c.state).compare_exchange_strong(
+            expected, static_cast<uint32_t>(ClientState::kRegistering), std::memory_order_acquire,
+            std::memory_order_relaxed)) {
       continue;
     }
     aref(c.pid).store(pid, std::memory_order_relaxed);
@@ -46,8 +45,8 @@ Result<void> add_client_type(Segment& seg, uint32_t id, std::string_view type, b
   ClientRecord& c = seg.client(id);
   const uint32_t k = aref(c.type_count).load(std::memory_order_relaxed);
   if (k >= kMaxTypesPerWorker) {
-    return {Errc::kInvalidRequest, "a worker registers at most " +
-                                       std::to_string(kMaxTypesPerWorker) + " types"};
+    return {Errc::kInvalidRequest,
+            "a worker registers at most " + std::to_string(kMaxTypesPerWorker) + " types"};
   }
   TypeName& t = c.types[k];
   t.len = static_cast<uint8_t>(type.size());
@@ -78,7 +77,7 @@ bool client_gone(Segment& seg, uint32_t id) noexcept {
 namespace perfq::shm {
 void activate_client(Segment& seg, uint32_t id) noexcept {
   // release: pairs with the agent's acquire of state; the rings are formatted.
-  aref(seg.client(id).state).store(static_cast<uint32_t>(ClientState::kActive),
-                                   std::memory_order_release);
+  aref(seg.client(id).state)
+      .store(static_cast<uint32_t>(ClientState::kActive), std::memory_order_release);
 }
 }  // namespace perfq::shm

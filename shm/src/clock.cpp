@@ -1,6 +1,6 @@
-#include <ctime>
-
 #include "perfq/core/clock.hpp"
+
+#include <ctime>
 
 namespace perfq {
 
@@ -20,8 +20,12 @@ class SystemClock final : public Clock {
 
 }  // namespace
 
-uint64_t mono_now_ns() noexcept { return read(CLOCK_MONOTONIC); }
-uint64_t unix_now_ns() noexcept { return read(CLOCK_REALTIME); }
+uint64_t mono_now_ns() noexcept {
+  return read(CLOCK_MONOTONIC);
+}
+uint64_t unix_now_ns() noexcept {
+  return read(CLOCK_REALTIME);
+}
 
 const Clock& system_clock() noexcept {
   static const SystemClock clock;

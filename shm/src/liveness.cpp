@@ -46,7 +46,9 @@ uint64_t process_start_ticks(pid_t pid) noexcept {
   return read_stat(pid, state, ticks) ? ticks : 0;
 }
 
-uint64_t self_start_ticks() noexcept { return process_start_ticks(::getpid()); }
+uint64_t self_start_ticks() noexcept {
+  return process_start_ticks(::getpid());
+}
 
 bool process_alive(uint32_t pid, uint64_t start_ticks) noexcept {
   if (pid == 0) return false;

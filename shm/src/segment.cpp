@@ -40,7 +40,9 @@ int fd_of(const bip::shared_memory_object& o) noexcept {
   return static_cast<int>(o.get_mapping_handle().handle);
 }
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
 
 // Every process maps the whole segment with its pages present, so no submit
 // or dispatch ever pays for a page fault (the segment is bounded; see
@@ -87,7 +89,9 @@ bool valid_queue_name(std::string_view q) noexcept {
   return q[0] != '.';
 }
 
-std::string segment_name(std::string_view queue) { return "perfq-" + std::string(queue); }
+std::string segment_name(std::string_view queue) {
+  return "perfq-" + std::string(queue);
+}
 
 bool Segment::remove(std::string_view queue) noexcept {
   return bip::shared_memory_object::remove(segment_name(queue).c_str());
@@ -155,7 +159,8 @@ void Segment::format(const CreateOptions& opt) {
 
 Result<void> Segment::map_and_validate(std::string_view queue) {
   queue_ = std::string(queue);
-  mapping_->region = bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
+  mapping_->region =
+      bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
   const std::size_t size = mapping_->region.get_size();
   if (size < sizeof(SegmentHeader)) {
     return {Errc::kSegmentInvalid, "segment is smaller than its header (" + std::to_string(size) +
@@ -228,9 +233,9 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
   bool created = false;
   try {
     try {
-      s->mapping_->object = bip::shared_memory_object(bip::create_only, name.c_str(),
-                                                      bip::read_write,
-                                                      bip::permissions(static_cast<int>(opt.mode)));
+      s->mapping_->object =
+          bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
+                                    bip::permissions(static_cast<int>(opt.mode)));
       created = true;
     } catch (const bip::interprocess_exception& e) {
       if (e.get_error_code() != bip::already_exists_error) throw;
@@ -285,9 +290,8 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
   try {
     if (auto r = s->map_and_validate(queue); !r) {
       return Error{r.error().code, "existing segment /" + name + " fails validation: " +
-                                       r.error().message +
-                                       " (remove it with `perfqctl --queue " + std::string(queue) +
-                                       " destroy` if no process uses it)"};
+                                       r.error().message + " (remove it with `perfqctl --queue " +
+                                       std::string(queue) + " destroy` if no process uses it)"};
     }
   } catch (const bip::interprocess_exception& e) {
     return Error{Errc::kSegmentInvalid, std::string("cannot map segment: ") + e.what()};

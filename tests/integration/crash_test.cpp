@@ -43,8 +43,8 @@ class Crash : public ::testing::Test {
     cfg_ = test::test_config(q_.str());
     agent_ = test::spawn_agent(cfg_);
     test::Signal ready;
-    worker_ = test::spawn_worker(q_.str(), "echo", [](const Job&) { return Reply::ok("done"); },
-                                 &ready);
+    worker_ = test::spawn_worker(
+        q_.str(), "echo", [](const Job&) { return Reply::ok("done"); }, &ready);
     ready.close_write();
     ASSERT_EQ(ready.wait(10s), 1);
     auto seg = shm::Segment::attach(q_.str());
@@ -82,7 +82,8 @@ class Crash : public ::testing::Test {
 
 TEST_F(Crash, ProducerStoppedBetweenRingClaimAndCommitBlocksNobody) {
   test::Signal reached;
-  test::Child stopped([&] { return submit_and_stop(q_.str(), SubmitPoint::kRingClaimed, &reached); });
+  test::Child stopped(
+      [&] { return submit_and_stop(q_.str(), SubmitPoint::kRingClaimed, &reached); });
   reached.close_write();
   ASSERT_EQ(reached.wait(10s), 1);
   // The stopped producer holds a claimed, unpublished cell of the NORMAL
@@ -99,7 +100,8 @@ TEST_F(Crash, ProducerStoppedBetweenRingClaimAndCommitBlocksNobody) {
 
 TEST_F(Crash, ProducerKilledHoldingAClaimedSlotHasItReclaimed) {
   test::Signal reached;
-  test::Child stopped([&] { return submit_and_stop(q_.str(), SubmitPoint::kSlotClaimed, &reached); });
+  test::Child stopped(
+      [&] { return submit_and_stop(q_.str(), SubmitPoint::kSlotClaimed, &reached); });
   reached.close_write();
   ASSERT_EQ(reached.wait(10s), 1);
   EXPECT_EQ(seg_->pool().count_free_approx(), seg_->pool().count() - 1);
@@ -149,9 +151,8 @@ TEST_F(Crash, WorkerKilledMidProcessingHasItsRequestRunByAnotherWorker) {
   ASSERT_EQ(started.wait(10s), 1);
 
   test::Signal ready;
-  test::Child healthy = test::spawn_worker(q_.str(), "hangs",
-                                           [](const Job&) { return Reply::ok("from-healthy"); },
-                                           &ready);
+  test::Child healthy = test::spawn_worker(
+      q_.str(), "hangs", [](const Job&) { return Reply::ok("from-healthy"); }, &ready);
   ready.close_write();
   ASSERT_EQ(ready.wait(10s), 1);
   stuck.kill(SIGKILL);
@@ -164,10 +165,17 @@ TEST_F(Crash, WorkerKilledMidProcessingHasItsRequestRunByAnotherWorker) {
 }
 
 TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
-  // At the kill: "echo" requests partly done, partly in flight; "later"
-  // requests pending in the agent (no worker serves them yet). While the
-  // agent is down: more requests wait in the band rings.
+  // At the kill: "echo" requests partly done, partly in flight; "held"
+  // attempts in flight at a worker that finishes them only after the
+  // restart; "later" requests pending in the agent (no worker serves them
+  // yet). While the agent is down: more requests wait in the band rings.
   constexpr int kEach = 1000;
+  constexpr int kHeld = 4;
+  test::Signal gate;  // one byte lets one held attempt finish
+  test::Child holder = test::spawn_worker(
+      q_.str(), "held",
+      [&](const Job&) { return gate.wait(60s) == 1 ? Reply::ok() : Reply::error("gate"); }, nullptr,
+      WorkerOptions{IdleKind::kPark, kHeld});
   auto p = Producer::connect(q_.str());
   ASSERT_TRUE(p.ok());
   std::vector<Future> fs;
@@ -178,12 +186,18 @@ TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
     ids.push_back(s->request_id);
     fs.push_back(std::move(s->outcome));
   };
+  for (int i = 0; i < kHeld; ++i) submit("held");
   for (int i = 0; i < kEach; ++i) {
     submit("echo");
     submit("later");
   }
   ASSERT_TRUE(test::eventually(
-      [&] { return test::counters(*seg_).waiting_for_worker == static_cast<uint64_t>(kEach); }, 10s));
+      [&] {
+        const auto k = test::counters(*seg_);
+        return k.waiting_for_worker == static_cast<uint64_t>(kEach) &&
+               k.inflight == static_cast<uint64_t>(kHeld);
+      },
+      10s));
   agent_.kill(SIGKILL);
   EXPECT_EQ(agent_.wait(10s), 128 + SIGKILL);
   EXPECT_FALSE(seg_->agent_alive());
@@ -192,10 +206,11 @@ TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
 
   agent_ = test::spawn_agent(cfg_);
   test::Signal ready;
-  test::Child later = test::spawn_worker(q_.str(), "later", [](const Job&) { return Reply::ok(); },
-                                         &ready);
+  test::Child later = test::spawn_worker(
+      q_.str(), "later", [](const Job&) { return Reply::ok(); }, &ready);
   ready.close_write();
   ASSERT_EQ(ready.wait(10s), 1);
+  for (int i = 0; i < kHeld; ++i) gate.notify();
   // Exactly once to completion: every request reaches one final status, and
   // that is `completed` with its own id (a Future is settled at most once,
   // by the DONE slot whose generation matches).
@@ -205,9 +220,12 @@ TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
     const Outcome& o = fs[i].get();
     if (o.status == Status::kCompleted && o.request_id == ids[i]) ++completed;
   }
-  EXPECT_EQ(completed, 3 * kEach);
+  EXPECT_EQ(completed, 3 * kEach + kHeld);
   EXPECT_EQ((*p)->outstanding(), 0u);
   EXPECT_TRUE(all_slots_free());
+  // Attempts in flight across the restart were counted and settled: the
+  // concurrency budget is whole again.
+  EXPECT_TRUE(test::eventually([&] { return test::counters(*seg_).inflight == 0; }, 10s));
 }
 
 TEST_F(Crash, SecondAgentForTheSameQueueRefuses) {

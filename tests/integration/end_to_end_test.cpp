@@ -24,9 +24,15 @@ TEST(EndToEnd, RequestIsProcessedByWorkerAndOutcomeReachesProducer) {
   test::AgentThread agent(test::test_config(q.str()));
   auto worker = Worker::connect(agent.segment());
   ASSERT_TRUE(worker.ok());
-  ASSERT_TRUE((*worker)->register_processor("echo", [](const Job& j) {
-    return Reply::ok(std::string(reinterpret_cast<const char*>(j.payload.data()), j.payload.size()) + "!");
-  }).ok());
+  ASSERT_TRUE((*worker)
+                  ->register_processor("echo",
+                                       [](const Job& j) {
+                                         return Reply::ok(std::string(reinterpret_cast<const char*>(
+                                                                          j.payload.data()),
+                                                                      j.payload.size()) +
+                                                          "!");
+                                       })
+                  .ok());
   std::atomic<bool> stop{false};
   std::thread wt([&] { (*worker)->run(stop); });
 

@@ -41,12 +41,13 @@ int run_producer(const std::string& queue, uint32_t p) {
   };
   for (uint32_t i = 0; i < kPerProducer; ++i) {
     const auto prio = static_cast<uint8_t>(1 + (i * 7) % 20);
-    const char band = static_cast<char>('0' + static_cast<uint8_t>(band_for(Mode::kPriority, prio)));
+    const char band =
+        static_cast<char>('0' + static_cast<uint8_t>(band_for(Mode::kPriority, prio)));
     char payload[48];
     const int n = std::snprintf(payload, sizeof payload, "%u:%u:%c", p, i, band);
     auto r = test::make_request("order.check", "user-" + std::to_string(p),
-                                std::string_view(payload, static_cast<size_t>(n)),
-                                Mode::kPriority, prio);
+                                std::string_view(payload, static_cast<size_t>(n)), Mode::kPriority,
+                                prio);
     auto s = (*prod)->submit(r);
     if (!s) {
       std::fprintf(stderr, "producer %u: submit %u: %s\n", p, i, s.error().message.c_str());

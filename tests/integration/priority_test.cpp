@@ -25,26 +25,30 @@ TEST(Priority, BandsAreServedStrictlyInOrderWhenAllAreLoaded) {
   std::vector<Future> outcomes;
   for (uint8_t prio : priorities) {
     for (int i = 0; i < kPerBand; ++i) {
-      std::string payload(1, static_cast<char>('0' + static_cast<int>(band_for(Mode::kPriority, prio))));
+      std::string payload(
+          1, static_cast<char>('0' + static_cast<int>(band_for(Mode::kPriority, prio))));
       auto s = (*producer)->submit(test::make_request("prio", "u", payload, Mode::kPriority, prio));
       ASSERT_TRUE(s.ok());
       outcomes.push_back(std::move(s->outcome));
     }
   }
   // No worker yet: wait until the agent holds every request.
-  ASSERT_TRUE(test::eventually(
-      [&] { return test::counters(*seg).waiting_for_worker == 4u * kPerBand; },
-      std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      test::eventually([&] { return test::counters(*seg).waiting_for_worker == 4u * kPerBand; },
+                       std::chrono::seconds(10)));
 
   std::mutex mu;
   std::string order;
   auto worker = Worker::connect(seg, WorkerOptions{IdleKind::kPark, 1});
   ASSERT_TRUE(worker.ok());
-  ASSERT_TRUE((*worker)->register_processor("prio", [&](const Job& j) {
-    std::lock_guard lock(mu);
-    order += static_cast<char>(j.payload[0]);
-    return Reply::ok();
-  }).ok());
+  ASSERT_TRUE((*worker)
+                  ->register_processor("prio",
+                                       [&](const Job& j) {
+                                         std::lock_guard lock(mu);
+                                         order += static_cast<char>(j.payload[0]);
+                                         return Reply::ok();
+                                       })
+                  .ok());
   std::atomic<bool> stop{false};
   std::thread wt([&] { (*worker)->run(stop); });
   for (auto& f : outcomes) ASSERT_TRUE(f.wait_for(std::chrono::seconds(10)));

@@ -22,7 +22,9 @@ QueueName::QueueName() {
   shm::Segment::remove(name_);
 }
 
-QueueName::~QueueName() { shm::Segment::remove(name_); }
+QueueName::~QueueName() {
+  shm::Segment::remove(name_);
+}
 
 Signal::Signal() {
   if (::pipe2(fds_, O_CLOEXEC) != 0) std::abort();
@@ -33,7 +35,9 @@ Signal::~Signal() {
   close_write();
 }
 
-void Signal::notify(uint8_t byte) noexcept { (void)!::write(fds_[1], &byte, 1); }
+void Signal::notify(uint8_t byte) noexcept {
+  (void)!::write(fds_[1], &byte, 1);
+}
 
 int Signal::wait(std::chrono::milliseconds bound) noexcept {
   pollfd p{fds_[0], POLLIN, 0};
@@ -126,7 +130,9 @@ AgentThread::AgentThread(const agent::Config& cfg) {
   thread_ = std::thread([this] { agent_->run(stop_); });
 }
 
-AgentThread::~AgentThread() { stop(); }
+AgentThread::~AgentThread() {
+  stop();
+}
 
 void AgentThread::stop() {
   stop_.store(true, std::memory_order_release);
@@ -170,8 +176,8 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds bou
 
 namespace perfq::test {
 
-Child spawn_worker(const std::string& queue, const std::string& type, Processor fn,
-                   Signal* ready, WorkerOptions opt) {
+Child spawn_worker(const std::string& queue, const std::string& type, Processor fn, Signal* ready,
+                   WorkerOptions opt) {
   return Child([&]() -> int {
     if (ready != nullptr) ready->close_read();
     static std::atomic<bool> stop{false};

@@ -53,7 +53,10 @@ class Child {
  public:
   Child() = default;
   explicit Child(const std::function<int()>& fn);
-  Child(Child&& o) noexcept : pid_(o.pid_), pidfd_(o.pidfd_) { o.pid_ = -1; o.pidfd_ = -1; }
+  Child(Child&& o) noexcept : pid_(o.pid_), pidfd_(o.pidfd_) {
+    o.pid_ = -1;
+    o.pidfd_ = -1;
+  }
   Child& operator=(Child&& o) noexcept;
   ~Child();  // kills and reaps a child still running
 
@@ -87,7 +90,8 @@ class AgentThread {
 };
 
 // An agent in a child process; returns once the agent reports it is running.
-Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound = std::chrono::seconds(10));
+Child spawn_agent(const agent::Config& cfg,
+                  std::chrono::milliseconds bound = std::chrono::seconds(10));
 
 // Waits until `pred` holds, re-checking each time `wake` (a shared word that
 // changes with progress) moves or a short bounded park ends; returns pred().

@@ -83,6 +83,9 @@ Producer::Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptio
   for (uint32_t i = 0; i < n; ++i) states_[i].store(nullptr, std::memory_order_relaxed);
   // Spread producers over the pool so they rarely probe the same hint word.
   cursor_.store(id * 7919u, std::memory_order_relaxed);
+  // createdAt is the monotonic clock shifted to wall time once, so a submit
+  // reads one clock, not two.
+  unix_offset_ns_ = unix_now_ns() - mono_now_ns();
 }
 
 Result<std::unique_ptr<Producer>> Producer::connect(std::string_view queue, ProducerOptions opt) {
@@ -124,10 +127,12 @@ Result<Submitted> Producer::submit(const RequestView& r) {
   RequestRecord& rec = seg.record(slot);
   const Band band = band_for(r.mode, r.priority);
   const uint64_t id = aref(seg.header().next_request_id).fetch_add(1, std::memory_order_relaxed);
-  const uint64_t created = unix_now_ns();
+  const uint64_t enqueued = mono_now_ns();
+  const uint64_t created = enqueued + unix_offset_ns_;
   rec.request_id = id;
   rec.created_at_unix_ns = created;
-  rec.producer_seq = seq_.fetch_add(1, std::memory_order_relaxed);
+  thread_local uint64_t thread_seq = 0;
+  rec.producer_seq = thread_seq++;
   rec.payload_len = static_cast<uint32_t>(r.payload.size());
   rec.metadata_len = static_cast<uint16_t>(r.metadata.size());
   rec.producer = static_cast<uint16_t>(id_);
@@ -144,12 +149,7 @@ Result<Submitted> Producer::submit(const RequestView& r) {
   }
   if (!r.metadata.empty()) std::memcpy(rec.metadata, r.metadata.data(), r.metadata.size());
   if (!r.payload.empty()) std::memcpy(seg.payload(slot), r.payload.data(), r.payload.size());
-  rec.status = static_cast<uint8_t>(Status::kPending);
-  rec.error = 0;
-  rec.attempts = 0;
-  rec.result_len = 0;
-  rec.result_kind = 0;
-  rec.enqueued_mono_ns = mono_now_ns();
+  rec.enqueued_mono_ns = enqueued;
 
   auto* st = new detail::FutureState();
   st->outcome.request_id = id;
@@ -158,20 +158,23 @@ Result<Submitted> Producer::submit(const RequestView& r) {
   states_[slot].store(st, std::memory_order_release);
   outstanding_.fetch_add(1, std::memory_order_relaxed);
 
-  uint64_t expected = SlotCtl{claim->generation, SlotState::kClaimed, 0, static_cast<uint16_t>(id_)}.pack();
+  uint64_t expected =
+      SlotCtl{claim->generation, SlotState::kClaimed, 0, static_cast<uint16_t>(id_)}.pack();
   const bool queued = seg.pool().transition(
       slot, expected,
       SlotCtl{claim->generation, SlotState::kQueued, 0, static_cast<uint16_t>(id_)});
-  const auto pushed = queued ? seg.band(band).try_push(slot, [this](uint64_t) {
-    if (opt_.hook != nullptr) opt_.hook(SubmitPoint::kRingClaimed, opt_.hook_arg);
-  })
-                             : BandRing::PushResult::kContended;
+  const auto pushed =
+      queued ? seg.band(band).try_push(slot,
+                                       [this](uint64_t) {
+                                         if (opt_.hook != nullptr)
+                                           opt_.hook(SubmitPoint::kRingClaimed, opt_.hook_arg);
+                                       })
+             : BandRing::PushResult::kContended;
   if (pushed != BandRing::PushResult::kOk) {
     // Not accepted: take the slot back. (With rings as large as the pool,
     // only a broken segment gets here.)
     states_[slot].store(nullptr, std::memory_order_relaxed);
-    st->unref();
-    st->unref();
+    delete st;  // both references are ours: no Future was made
     outstanding_.fetch_sub(1, std::memory_order_relaxed);
     (void)seg.pool().release(slot, seg.pool().load(slot));
     return Error{Errc::kQueueFull, "band ring full"};
@@ -220,6 +223,8 @@ size_t Producer::drain_locked() {
                             : 0;
     }
     if (!seg.pool().release(slot, ctl)) continue;
+    // Claim next near the slots just freed: their lines are still cached.
+    cursor_.store(slot / 64, std::memory_order_relaxed);
     ++settled;
     if (st != nullptr) {
       outstanding_.fetch_sub(1, std::memory_order_relaxed);
@@ -270,8 +275,12 @@ bool Producer::wait(detail::FutureState* st, std::chrono::steady_clock::time_poi
       const auto now = std::chrono::steady_clock::now();
       if (done || now >= deadline) break;
       switch (idle.next(n)) {
-        case IdlePolicy::Action::kSpin: cpu_relax(); break;
-        case IdlePolicy::Action::kYield: std::this_thread::yield(); break;
+        case IdlePolicy::Action::kSpin:
+          cpu_relax();
+          break;
+        case IdlePolicy::Action::kYield:
+          std::this_thread::yield();
+          break;
         case IdlePolicy::Action::kPark: {
           const auto left_ns = static_cast<uint64_t>(
               std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());

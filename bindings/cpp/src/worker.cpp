@@ -73,7 +73,8 @@ bool Worker::run_one(uint64_t ref) {
   if (slot >= seg.geometry().slot_count) return false;  // never follow garbage
   uint64_t ctl = pool.load(slot);
   SlotCtl c = SlotCtl::unpack(ctl);
-  if (c.state != SlotState::kAssigned || c.owner != id_ || c.generation != slot_ref_generation(ref)) {
+  if (c.state != SlotState::kAssigned || c.owner != id_ ||
+      c.generation != slot_ref_generation(ref)) {
     return false;  // revoked or stale
   }
   SlotCtl next = c;
@@ -93,7 +94,6 @@ bool Worker::run_one(uint64_t ref) {
   job.payload = {seg.payload(slot), std::min<size_t>(rec.payload_len, cap)};
   job.metadata =
       std::string_view(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));
-  rec.started_mono_ns = mono_now_ns();
 
   Reply reply;
   auto it = std::find_if(processors_.begin(), processors_.end(),
@@ -119,8 +119,8 @@ bool Worker::run_one(uint64_t ref) {
   if (len > 0) std::memcpy(seg.result(slot), reply.body.data(), len);
   rec.result_len = len;
   rec.result_kind = static_cast<uint8_t>(reply.kind);
-  rec.result_error = static_cast<uint8_t>(reply.kind == AttemptResult::kOk ? Errc::kOk
-                                                                          : Errc::kProcessorError);
+  rec.result_error =
+      static_cast<uint8_t>(reply.kind == AttemptResult::kOk ? Errc::kOk : Errc::kProcessorError);
   next.state = SlotState::kReported;
   // release (in transition): the agent reads the result after acquiring it.
   if (!pool.transition(slot, ctl, next)) return true;
@@ -156,8 +156,12 @@ void Worker::run(const std::atomic<bool>& stop) {
       if (now - last_heartbeat_ns_ >= beat_ns / 2) heartbeat(now);
     }
     switch (idle.next(static_cast<uint64_t>(n))) {
-      case IdlePolicy::Action::kSpin: cpu_relax(); break;
-      case IdlePolicy::Action::kYield: std::this_thread::yield(); break;
+      case IdlePolicy::Action::kSpin:
+        cpu_relax();
+        break;
+      case IdlePolicy::Action::kYield:
+        std::this_thread::yield();
+        break;
       case IdlePolicy::Action::kPark: {
         SpscRing ring = seg.dispatch_ring(id_);
         shm::park(seg.client(id_).dispatch_wake, std::min<uint64_t>(beat_ns, 50'000'000),

@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -67,11 +68,21 @@ class Agent {
     uint32_t slot;
     uint32_t generation;
   };
+  // Lets maps keyed by std::string be searched with a string_view (no
+  // allocation per dispatch).
+  struct TypeHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  template <class V>
+  using TypeMap = std::unordered_map<std::string, V, TypeHash, std::equal_to<>>;
 
   Agent(const Config& cfg, const Clock& clock, std::shared_ptr<shm::Segment> seg, bool reattached);
   void start();
   void recover();
-  int drain_bands();
+  int drain_bands(bool check_claims);
   int dispatch();
   int settle_results();
   void deliver(uint32_t slot, uint64_t done_ctl);
@@ -93,11 +104,14 @@ class Agent {
   std::unique_ptr<IoLoop> io_;
 
   std::deque<Pending> bands_[kBandCount];
-  std::unordered_map<std::string, std::deque<Pending>> no_worker_;  // by type
-  std::unordered_map<std::string, TypeRoute> routes_;
-  std::vector<WorkerView> workers_;        // by client id
-  std::vector<uint8_t> producer_wake_;     // by client id
-  std::vector<uint64_t> undelivered_;      // completion refs whose ring was full
+  TypeMap<std::deque<Pending>> no_worker_;  // by type
+  TypeMap<TypeRoute> routes_;
+  std::vector<WorkerView> workers_;       // by client id
+  std::vector<uint32_t> active_workers_;  // ids with workers_[id].incarnation != 0
+  std::vector<uint8_t> producer_wake_;    // by client id
+  std::vector<uint32_t> to_wake_;         // producers and workers to notify this cycle
+  uint64_t now_ns_ = 0;                   // CLOCK_MONOTONIC at the start of the cycle
+  std::vector<uint64_t> undelivered_;     // completion refs whose ring was full
   uint64_t inflight_ = 0;
   uint64_t stall_since_ns_[kBandCount] = {};
   uint64_t stall_position_[kBandCount] = {};

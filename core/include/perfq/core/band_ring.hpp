@@ -28,9 +28,9 @@
 namespace perfq {
 
 struct BandRingHeader {
-  alignas(kCacheLine) uint64_t tail;  // next position producers claim
-  alignas(kCacheLine) uint64_t head;  // next position the consumer reads
-  uint64_t skipped;                   // cells the consumer revoked (diagnostic)
+  alignas(kCacheLine) uint64_t tail;      // next position producers claim
+  alignas(kCacheLine) uint64_t head;      // next position the consumer reads
+  uint64_t skipped;                       // cells the consumer revoked (diagnostic)
   alignas(kCacheLine) uint32_t capacity;  // power of two, set once at format
   uint32_t mask;
 };
@@ -87,8 +87,13 @@ class BandRing {
     uint64_t position;
   };
 
+  // Whether an empty head also looks at `tail` to report a claimed but
+  // unpublished cell (kStalled). Reading `tail` pulls the line producers
+  // are updating, so the agent asks only on its liveness timer.
+  enum class Claims : uint8_t { kIgnore, kReport };
+
   // Consumer only.
-  [[nodiscard]] Pop try_pop() noexcept;
+  [[nodiscard]] Pop try_pop(Claims claims = Claims::kReport) noexcept;
 
   // Consumer only: revoke the unpublished claim at `position` (the current
   // head). Returns false if the producer published in the meantime.
@@ -170,7 +175,7 @@ BandRing::PushResult BandRing::try_push(uint32_t value, OnClaimed&& on_claimed) 
   return PushResult::kContended;
 }
 
-inline BandRing::Pop BandRing::try_pop() noexcept {
+inline BandRing::Pop BandRing::try_pop(Claims claims) noexcept {
   auto head = aref(h_->head);
   const uint64_t pos = head.load(std::memory_order_relaxed);  // we are its only writer
   auto slot = aref(cells_[pos & mask_]);
@@ -187,6 +192,7 @@ inline BandRing::Pop BandRing::try_pop() noexcept {
     return {PopKind::kValue, v, pos};
   }
   if (seq == static_cast<uint32_t>(pos) && value_of(c) == kEmpty) {
+    if (claims == Claims::kIgnore) return {PopKind::kEmpty, 0, pos};
     const uint64_t t = aref(h_->tail).load(std::memory_order_acquire);
     if (t == pos) return {PopKind::kEmpty, 0, pos};
     if (t > pos && t - pos <= capacity_) return {PopKind::kStalled, 0, pos};
@@ -199,10 +205,10 @@ inline bool BandRing::skip(uint64_t position) noexcept {
   // acq_rel: the revocation must be ordered before our consume of the cell;
   // a producer whose CAS fails observes it (its failure load is relaxed, it
   // only needs to know it lost).
-  const bool won = aref(cells_[position & mask_])
-                       .compare_exchange_strong(expected, cell(position + 1, kSkipped),
-                                                std::memory_order_acq_rel,
-                                                std::memory_order_acquire);
+  const bool won =
+      aref(cells_[position & mask_])
+          .compare_exchange_strong(expected, cell(position + 1, kSkipped),
+                                   std::memory_order_acq_rel, std::memory_order_acquire);
   if (won) aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
   return won;
 }
@@ -217,7 +223,8 @@ inline void BandRing::discard_corrupt(uint64_t position) noexcept {
     return;
   }
   // A producer claimed it; its publish CAS will fail and it claims anew.
-  aref(cells_[position & mask_]).store(cell(position + capacity_, kEmpty), std::memory_order_release);
+  aref(cells_[position & mask_])
+      .store(cell(position + capacity_, kEmpty), std::memory_order_release);
   aref(h_->head).store(position + 1, std::memory_order_release);
 }
 

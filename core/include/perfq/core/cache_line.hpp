@@ -10,6 +10,8 @@ namespace perfq {
 
 inline constexpr std::size_t kCacheLine = 128;
 
-constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept { return (n + a - 1) / a * a; }
+constexpr std::size_t align_up(std::size_t n, std::size_t a) noexcept {
+  return (n + a - 1) / a * a;
+}
 
 }  // namespace perfq

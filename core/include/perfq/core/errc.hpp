@@ -34,31 +34,53 @@ inline constexpr uint8_t kErrcCount = 20;
 // The wire name of a code, e.g. "QUEUE_FULL".
 [[nodiscard]] constexpr std::string_view errc_name(Errc e) noexcept {
   switch (e) {
-    case Errc::kOk: return "OK";
-    case Errc::kInvalidRequest: return "INVALID_REQUEST";
-    case Errc::kInvalidMode: return "INVALID_MODE";
-    case Errc::kInvalidPriority: return "INVALID_PRIORITY";
-    case Errc::kQueueFull: return "QUEUE_FULL";
-    case Errc::kRateLimitExceeded: return "RATE_LIMIT_EXCEEDED";
-    case Errc::kNotFound: return "NOT_FOUND";
-    case Errc::kUnauthorized: return "UNAUTHORIZED";
-    case Errc::kForbidden: return "FORBIDDEN";
-    case Errc::kInvalidStatus: return "INVALID_STATUS";
-    case Errc::kWorkerUnavailable: return "WORKER_UNAVAILABLE";
-    case Errc::kProcessingTimeout: return "PROCESSING_TIMEOUT";
-    case Errc::kProcessorError: return "PROCESSOR_ERROR";
-    case Errc::kWorkerDied: return "WORKER_DIED";
-    case Errc::kQueueTimeout: return "QUEUE_TIMEOUT";
-    case Errc::kCancelled: return "CANCELLED";
-    case Errc::kAgentUnavailable: return "AGENT_UNAVAILABLE";
-    case Errc::kSegmentInvalid: return "SEGMENT_INVALID";
-    case Errc::kConflict: return "CONFLICT";
-    case Errc::kInternal: return "INTERNAL";
+    case Errc::kOk:
+      return "OK";
+    case Errc::kInvalidRequest:
+      return "INVALID_REQUEST";
+    case Errc::kInvalidMode:
+      return "INVALID_MODE";
+    case Errc::kInvalidPriority:
+      return "INVALID_PRIORITY";
+    case Errc::kQueueFull:
+      return "QUEUE_FULL";
+    case Errc::kRateLimitExceeded:
+      return "RATE_LIMIT_EXCEEDED";
+    case Errc::kNotFound:
+      return "NOT_FOUND";
+    case Errc::kUnauthorized:
+      return "UNAUTHORIZED";
+    case Errc::kForbidden:
+      return "FORBIDDEN";
+    case Errc::kInvalidStatus:
+      return "INVALID_STATUS";
+    case Errc::kWorkerUnavailable:
+      return "WORKER_UNAVAILABLE";
+    case Errc::kProcessingTimeout:
+      return "PROCESSING_TIMEOUT";
+    case Errc::kProcessorError:
+      return "PROCESSOR_ERROR";
+    case Errc::kWorkerDied:
+      return "WORKER_DIED";
+    case Errc::kQueueTimeout:
+      return "QUEUE_TIMEOUT";
+    case Errc::kCancelled:
+      return "CANCELLED";
+    case Errc::kAgentUnavailable:
+      return "AGENT_UNAVAILABLE";
+    case Errc::kSegmentInvalid:
+      return "SEGMENT_INVALID";
+    case Errc::kConflict:
+      return "CONFLICT";
+    case Errc::kInternal:
+      return "INTERNAL";
   }
   return "UNKNOWN";
 }
 
 // Validates a code read from shared memory before it is trusted.
-[[nodiscard]] constexpr bool errc_valid(uint8_t raw) noexcept { return raw < kErrcCount; }
+[[nodiscard]] constexpr bool errc_valid(uint8_t raw) noexcept {
+  return raw < kErrcCount;
+}
 
 }  // namespace perfq

@@ -15,9 +15,12 @@ enum class IdleKind : uint8_t {
 
 [[nodiscard]] constexpr std::string_view idle_name(IdleKind k) noexcept {
   switch (k) {
-    case IdleKind::kBusySpin: return "busy-spin";
-    case IdleKind::kBackoff: return "backoff";
-    case IdleKind::kPark: return "park";
+    case IdleKind::kBusySpin:
+      return "busy-spin";
+    case IdleKind::kBackoff:
+      return "backoff";
+    case IdleKind::kPark:
+      return "park";
   }
   return "unknown";
 }

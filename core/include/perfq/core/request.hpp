@@ -124,7 +124,7 @@ struct RequestRecord {
   // --- written by the worker holding the attempt
   uint64_t started_mono_ns;
   uint32_t result_len;
-  uint8_t result_kind;  // AttemptResult
+  uint8_t result_kind;   // AttemptResult
   uint8_t result_error;  // Errc a processor returned
   uint8_t reserved2[2];
 };

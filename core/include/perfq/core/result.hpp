@@ -20,21 +20,33 @@ struct Error {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
   Result(Errc code, std::string message) : v_(Error{code, std::move(message)}) {}
 
   [[nodiscard]] bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(ok());
+    return std::get<0>(std::move(v_));
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
 
-  [[nodiscard]] const Error& error() const& { assert(!ok()); return std::get<1>(v_); }
+  [[nodiscard]] const Error& error() const& {
+    assert(!ok());
+    return std::get<1>(v_);
+  }
   [[nodiscard]] Errc code() const noexcept { return ok() ? Errc::kOk : std::get<1>(v_).code; }
 
  private:
@@ -51,7 +63,10 @@ class [[nodiscard]] Result<void> {
   Result(Errc code, std::string message) : error_{code, std::move(message)}, ok_(false) {}
   [[nodiscard]] bool ok() const noexcept { return ok_; }
   explicit operator bool() const noexcept { return ok_; }
-  [[nodiscard]] const Error& error() const& { assert(!ok_); return error_; }
+  [[nodiscard]] const Error& error() const& {
+    assert(!ok_);
+    return error_;
+  }
   [[nodiscard]] Errc code() const noexcept { return ok_ ? Errc::kOk : error_.code; }
 
  private:

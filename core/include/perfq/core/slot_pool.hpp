@@ -119,9 +119,9 @@ class SlotPool {
   // release goes through here. acq_rel: the new owner sees everything the
   // previous owner wrote to the slot before handing it over.
   [[nodiscard]] bool transition(uint32_t index, uint64_t& expected, SlotCtl next) noexcept {
-    return aref(ctl_[index]).compare_exchange_strong(expected, next.pack(),
-                                                     std::memory_order_acq_rel,
-                                                     std::memory_order_acquire);
+    return aref(ctl_[index])
+        .compare_exchange_strong(expected, next.pack(), std::memory_order_acq_rel,
+                                 std::memory_order_acquire);
   }
 
   // acquire: pairs with the release half of the transition that set it.
@@ -159,8 +159,9 @@ inline bool SlotPool::try_claim_index(uint32_t index, uint16_t owner, Claim& out
   const SlotCtl next{c.generation + 1, SlotState::kClaimed, 0, owner};
   // acquire on success: pairs with the release of whoever freed the slot, so
   // our writes to the slot come after its last reads.
-  if (!aref(ctl_[index]).compare_exchange_strong(cur, next.pack(), std::memory_order_acquire,
-                                                 std::memory_order_relaxed)) {
+  if (!aref(ctl_[index])
+           .compare_exchange_strong(cur, next.pack(), std::memory_order_acquire,
+                                    std::memory_order_relaxed)) {
     return false;
   }
   clear_hint(index);
@@ -169,7 +170,7 @@ inline bool SlotPool::try_claim_index(uint32_t index, uint16_t owner, Claim& out
 }
 
 inline std::optional<SlotPool::Claim> SlotPool::try_claim(uint16_t owner,
-                                                         uint32_t& cursor) noexcept {
+                                                          uint32_t& cursor) noexcept {
   Claim out{};
   const uint32_t start = cursor % words_;
   for (uint32_t i = 0; i < words_; ++i) {
@@ -196,9 +197,10 @@ inline std::optional<SlotPool::Claim> SlotPool::try_claim(uint16_t owner,
 inline bool SlotPool::release(uint32_t index, uint64_t expected) noexcept {
   const SlotCtl c = SlotCtl::unpack(expected);
   // release: pairs with the next claimer's acquire CAS.
-  if (!aref(ctl_[index]).compare_exchange_strong(
-          expected, SlotCtl{c.generation, SlotState::kFree, 0, kOwnerNone}.pack(),
-          std::memory_order_release, std::memory_order_relaxed)) {
+  if (!aref(ctl_[index])
+           .compare_exchange_strong(expected,
+                                    SlotCtl{c.generation, SlotState::kFree, 0, kOwnerNone}.pack(),
+                                    std::memory_order_release, std::memory_order_relaxed)) {
     return false;
   }
   set_hint(index);
@@ -221,7 +223,8 @@ inline uint32_t SlotPool::repair_hints() noexcept {
 inline uint32_t SlotPool::count_free_approx() const noexcept {
   uint32_t n = 0;
   for (uint32_t i = 0; i < count_; ++i) {
-    if (SlotCtl::unpack(aref(ctl_[i]).load(std::memory_order_relaxed)).state == SlotState::kFree) ++n;
+    if (SlotCtl::unpack(aref(ctl_[i]).load(std::memory_order_relaxed)).state == SlotState::kFree)
+      ++n;
   }
   return n;
 }

@@ -20,10 +20,10 @@
 namespace perfq {
 
 struct SpscRingHeader {
-  alignas(kCacheLine) uint64_t tail;  // writer
-  uint64_t head_cache;                // writer's copy of head
-  alignas(kCacheLine) uint64_t head;  // reader
-  uint64_t tail_cache;                // reader's copy of tail
+  alignas(kCacheLine) uint64_t tail;      // writer
+  uint64_t head_cache;                    // writer's copy of head
+  alignas(kCacheLine) uint64_t head;      // reader
+  uint64_t tail_cache;                    // reader's copy of tail
   alignas(kCacheLine) uint32_t capacity;  // power of two, set once at format
   uint32_t mask;
 };

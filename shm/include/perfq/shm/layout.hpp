@@ -44,8 +44,8 @@ inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
 struct Geometry {
   uint32_t slot_count = 0;
   uint32_t slot_payload_bytes = 0;
-  uint32_t band_ring_capacity = 0;   // power of two >= slot_count
-  uint32_t client_ring_capacity = 0; // power of two >= slot_count
+  uint32_t band_ring_capacity = 0;    // power of two >= slot_count
+  uint32_t client_ring_capacity = 0;  // power of two >= slot_count
   uint32_t max_clients = 0;
   SlotGeometry slot{};
 
@@ -72,16 +72,16 @@ enum class AgentState : uint32_t { kStarting = 0, kRunning = 1, kStopped = 2 };
 // Counters the agent publishes for health and perfqctl. Written by the agent
 // only (relaxed), read by anyone.
 struct AgentCounters {
-  uint64_t submitted;        // taken from the band rings
-  uint64_t dispatched;       // attempts handed to workers
+  uint64_t submitted;   // taken from the band rings
+  uint64_t dispatched;  // attempts handed to workers
   uint64_t completed;
   uint64_t failed;
   uint64_t retried;
-  uint64_t rejected_invalid; // garbage slots, indices or lengths from producers
+  uint64_t rejected_invalid;  // garbage slots, indices or lengths from producers
   uint64_t ring_claims_skipped;
-  uint64_t slots_reclaimed;  // from dead producers
-  uint64_t attempts_redispatched;  // from dead workers
-  uint64_t inflight;         // dispatched, not yet settled
+  uint64_t slots_reclaimed;         // from dead producers
+  uint64_t attempts_redispatched;   // from dead workers
+  uint64_t inflight;                // dispatched, not yet settled
   uint64_t band_depth[kBandCount];  // pending in the agent's scheduler
   uint64_t waiting_for_worker;      // pending requests whose type has no worker
   uint64_t reserved[3];
@@ -113,10 +113,10 @@ struct SegmentHeader {
   uint64_t off_slots;
   // --- the agent that owns the segment (rewritten by each agent at start)
   alignas(kCacheLine) uint32_t agent_pid;
-  uint32_t agent_state;  // AgentState
+  uint32_t agent_state;        // AgentState
   uint64_t agent_start_ticks;  // /proc/<pid>/stat starttime: pid-reuse guard
   uint64_t agent_started_unix_ns;
-  uint64_t agent_generation;   // agents that have owned this segment
+  uint64_t agent_generation;  // agents that have owned this segment
   char socket_path[108];
   char http_address[64];
   // runtime settings clients follow (written by the agent at start)
@@ -164,17 +164,17 @@ static_assert(sizeof(TypeName) == 128);
 struct ClientRecord {
   alignas(kCacheLine) uint32_t state;  // ClientState
   uint32_t pid;
-  uint64_t start_ticks;  // /proc/<pid>/stat starttime: pid-reuse guard
-  uint32_t roles;        // ClientRole bits
-  uint32_t incarnation;  // bumped at every registration of this record
-  uint32_t type_count;   // published with release after `types`
-  uint32_t max_inflight; // dispatches the worker accepts at once
+  uint64_t start_ticks;                            // /proc/<pid>/stat starttime: pid-reuse guard
+  uint32_t roles;                                  // ClientRole bits
+  uint32_t incarnation;                            // bumped at every registration of this record
+  uint32_t type_count;                             // published with release after `types`
+  uint32_t max_inflight;                           // dispatches the worker accepts at once
   alignas(kCacheLine) uint64_t heartbeat_mono_ns;  // workers, at least every idle period
   alignas(kCacheLine) WaitWord completion_wake;    // agent -> producer
   alignas(kCacheLine) WaitWord dispatch_wake;      // agent -> worker
-  SpscRingHeader completion;  // agent writes, producer reads
-  SpscRingHeader dispatch;    // agent writes, worker reads
-  SpscRingHeader result;      // worker writes, agent reads
+  SpscRingHeader completion;                       // agent writes, producer reads
+  SpscRingHeader dispatch;                         // agent writes, worker reads
+  SpscRingHeader result;                           // worker writes, agent reads
   TypeName types[kMaxTypesPerWorker];
 };
 static_assert(std::is_standard_layout_v<ClientRecord>);
@@ -193,17 +193,30 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
 // A hash over every size and offset above: two builds that disagree on any
 // of them refuse to share a segment even if the version was not bumped.
 [[nodiscard]] constexpr uint64_t layout_hash() noexcept {
-  constexpr uint64_t facts[] = {
-      sizeof(SegmentHeader), offsetof(SegmentHeader, agent_pid),
-      offsetof(SegmentHeader, heartbeat_mono_ns), offsetof(SegmentHeader, next_request_id),
-      offsetof(SegmentHeader, doorbell), offsetof(SegmentHeader, counters),
-      sizeof(AgentCounters), sizeof(ClientRecord), offsetof(ClientRecord, completion),
-      offsetof(ClientRecord, dispatch), offsetof(ClientRecord, result),
-      offsetof(ClientRecord, types), sizeof(TypeName), sizeof(RequestRecord),
-      offsetof(RequestRecord, type), offsetof(RequestRecord, metadata),
-      offsetof(RequestRecord, status), offsetof(RequestRecord, result_len),
-      sizeof(BandRingHeader), sizeof(SpscRingHeader), sizeof(WaitWord), kCacheLine,
-      kMaxTypesPerWorker, kLayoutVersion};
+  constexpr uint64_t facts[] = {sizeof(SegmentHeader),
+                                offsetof(SegmentHeader, agent_pid),
+                                offsetof(SegmentHeader, heartbeat_mono_ns),
+                                offsetof(SegmentHeader, next_request_id),
+                                offsetof(SegmentHeader, doorbell),
+                                offsetof(SegmentHeader, counters),
+                                sizeof(AgentCounters),
+                                sizeof(ClientRecord),
+                                offsetof(ClientRecord, completion),
+                                offsetof(ClientRecord, dispatch),
+                                offsetof(ClientRecord, result),
+                                offsetof(ClientRecord, types),
+                                sizeof(TypeName),
+                                sizeof(RequestRecord),
+                                offsetof(RequestRecord, type),
+                                offsetof(RequestRecord, metadata),
+                                offsetof(RequestRecord, status),
+                                offsetof(RequestRecord, result_len),
+                                sizeof(BandRingHeader),
+                                sizeof(SpscRingHeader),
+                                sizeof(WaitWord),
+                                kCacheLine,
+                                kMaxTypesPerWorker,
+                                kLayoutVersion};
   uint64_t h = 0xcbf2'9ce4'8422'2325ull;  // FNV-1a
   for (uint64_t f : facts) {
     for (int i = 0; i < 8; ++i) {

@@ -2,8 +2,9 @@
 // Process liveness: is the process that registered as (pid, start ticks)
 // still running? The start time from /proc/<pid>/stat guards against pid
 // reuse; a zombie counts as dead (it will never touch the segment again).
-#include <cstdint>
 #include <sys/types.h>
+
+#include <cstdint>
 
 namespace perfq::shm {
 

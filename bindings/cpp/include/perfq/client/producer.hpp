@@ -79,8 +79,8 @@ class Producer {
   [[nodiscard]] static Result<std::unique_ptr<Producer>> connect(std::string_view queue,
                                                                  ProducerOptions opt = {});
   // Shares an existing mapping (in-process agent, tests).
-  [[nodiscard]] static Result<std::unique_ptr<Producer>> connect(
-      std::shared_ptr<shm::Segment> seg, ProducerOptions opt = {});
+  [[nodiscard]] static Result<std::unique_ptr<Producer>> connect(std::shared_ptr<shm::Segment> seg,
+                                                                 ProducerOptions opt = {});
   ~Producer();
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
@@ -108,7 +108,7 @@ class Producer {
   uint32_t id_;
   ProducerOptions opt_;
   std::atomic<uint32_t> cursor_{0};
-  std::atomic<uint64_t> seq_{0};
+  uint64_t unix_offset_ns_ = 0;
   std::atomic<uint64_t> outstanding_{0};
   // One entry per slot: the state of the request this producer has in it.
   std::unique_ptr<std::atomic<detail::FutureState*>[]> states_;

@@ -40,7 +40,9 @@ struct Reply {
   AttemptResult kind = AttemptResult::kOk;
   std::string body;  // result bytes (kOk) or error message (errors)
 
-  [[nodiscard]] static Reply ok(std::string body = {}) { return {AttemptResult::kOk, std::move(body)}; }
+  [[nodiscard]] static Reply ok(std::string body = {}) {
+    return {AttemptResult::kOk, std::move(body)};
+  }
   [[nodiscard]] static Reply error(std::string message) {
     return {AttemptResult::kError, std::move(message)};
   }
