@@ -1,0 +1,99 @@
+// Configuration precedence and validation (SPEC §4, §6).
+#include "perfq/agent/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace perfq::agent {
+namespace {
+
+class TomlFile {
+ public:
+  explicit TomlFile(const std::string& text) {
+    path_ = "/tmp/perfq-config-test-" + std::to_string(::getpid()) + ".toml";
+    std::ofstream(path_) << text;
+  }
+  ~TomlFile() { std::remove(path_.c_str()); }
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(Config, DefaultsAreTheSeedConstants) {
+  Config c;
+  ASSERT_TRUE(parse_args({"--queue", "q"}, c).ok());
+  EXPECT_EQ(c.max_queue_depth, 10000u);
+  EXPECT_EQ(c.queue_timeout_ms, 30000u);
+  EXPECT_EQ(c.processing_timeout_ms, 60000u);
+  EXPECT_EQ(c.rope_drop_timeout_ms, 5000u);
+  EXPECT_EQ(c.batch_size, 100u);
+  EXPECT_EQ(c.batch_interval_ms, 1000u);
+  EXPECT_EQ(c.max_concurrent_workers, 10u);
+  EXPECT_EQ(c.max_retry_attempts, 3u);
+  EXPECT_EQ(c.max_requests_per_user_per_minute, 60u);
+  EXPECT_EQ(c.slot_payload_bytes, 4096u);
+  EXPECT_FALSE(c.data_dir.empty());
+}
+
+TEST(Config, TomlOverridesDefaultsAndFlagsOverrideToml) {
+  TomlFile f("max_queue_depth = 5\nrope_drop_timeout_ms = 200\nidle = \"backoff\"\n");
+  Config c;
+  ASSERT_TRUE(parse_args({"--max-queue-depth", "7", "--queue", "q", "--config", f.path()}, c).ok());
+  EXPECT_EQ(c.max_queue_depth, 7u);          // flag wins, wherever --config stands
+  EXPECT_EQ(c.rope_drop_timeout_ms, 200u);   // from the file
+  EXPECT_EQ(c.idle, IdleKind::kBackoff);     // from the file
+  EXPECT_EQ(c.queue_timeout_ms, 30000u);     // default
+}
+
+TEST(Config, UnknownFlagOrKeyIsAnErrorNamingIt) {
+  Config c;
+  auto r = parse_args({"--queue", "q", "--max-queue-dept", "5"}, c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("--max-queue-dept"), std::string::npos);
+  TomlFile f("max_queue_dept = 5\n");
+  Config d;
+  auto t = parse_args({"--queue", "q", "--config", f.path()}, d);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().message.find("max_queue_dept"), std::string::npos);
+}
+
+TEST(Config, OutOfRangeAndMalformedValuesAreRefused) {
+  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--max-queue-depth", "0"},
+           {"--max-queue-depth", "-1"},
+           {"--max-queue-depth", "12abc"},
+           {"--max-retry-attempts", "0"},
+           {"--retry-jitter", "1.5"},
+           {"--idle", "sleepy"},
+           {"--slot-payload-bytes", "8"}}) {
+    Config c;
+    auto r = parse_args({"--queue", "q", flag, value}, c);
+    EXPECT_FALSE(r.ok()) << flag << " " << value;
+  }
+}
+
+TEST(Config, QueueIsRequiredAndTomlTypesAreChecked) {
+  Config c;
+  EXPECT_FALSE(parse_args({}, c).ok());
+  TomlFile f("max_queue_depth = \"many\"\n");
+  Config d;
+  EXPECT_FALSE(parse_args({"--queue", "q", "--config", f.path()}, d).ok());
+}
+
+TEST(Config, SlotCountFollowsQueueDepthUnlessGiven) {
+  Config c;
+  c.max_queue_depth = 100;
+  EXPECT_EQ(c.slot_count(), 1024u);
+  c.max_queue_depth = 10000;
+  EXPECT_EQ(c.slot_count(), 20000u);
+  c.slots = 300;
+  EXPECT_EQ(c.slot_count(), 300u);
+}
+
+}  // namespace
+}  // namespace perfq::agent
