@@ -29,6 +29,7 @@ int run_producer(const std::string& queue, uint32_t p) {
   if (!prod) return 3;
   std::deque<Future> window;
   std::set<uint64_t> ids;
+  const std::string user = "user-" + std::to_string(p);  // outlives every RequestView
   uint64_t completed = 0;
   auto settle_one = [&]() -> bool {
     Future f = std::move(window.front());
@@ -45,7 +46,7 @@ int run_producer(const std::string& queue, uint32_t p) {
         static_cast<char>('0' + static_cast<uint8_t>(band_for(Mode::kPriority, prio)));
     char payload[48];
     const int n = std::snprintf(payload, sizeof payload, "%u:%u:%c", p, i, band);
-    auto r = test::make_request("order.check", "user-" + std::to_string(p),
+    auto r = test::make_request("order.check", user,
                                 std::string_view(payload, static_cast<size_t>(n)), Mode::kPriority,
                                 prio);
     auto s = (*prod)->submit(r);
