@@ -619,28 +619,18 @@ void Agent::run(const std::atomic<bool>& stop) {
   };
   while (!stop.load(std::memory_order_acquire)) {
     const int n = do_work();
-    switch (idle.next(static_cast<uint64_t>(n))) {
-      case IdlePolicy::Action::kSpin:
-        cpu_relax();
-        break;
-      case IdlePolicy::Action::kYield:
-        std::this_thread::yield();
-        break;
-      case IdlePolicy::Action::kPark: {
-        publish_counters();
-        // seq_cst: pairs with the fence in shm::notify (core/wait_word.hpp).
-        aref(db.waiters).store(1, std::memory_order_seq_cst);
-        const uint32_t s = aref(db.seq).load(std::memory_order_seq_cst);
-        if (!work_visible()) {
-          const uint64_t now = clock_.now_mono_ns();
-          const uint64_t until_liveness = next_liveness_ns_ > now ? next_liveness_ns_ - now : 0;
-          io_->park(&db.seq, s, std::min(std::max<uint64_t>(until_liveness, 100'000), kMaxParkNs));
-        }
-        aref(db.waiters).store(0, std::memory_order_relaxed);
-        idle.parked();
-        break;
+    idle.idle(static_cast<uint64_t>(n), [&] {
+      publish_counters();
+      // seq_cst: pairs with the fence in shm::notify (core/wait_word.hpp).
+      aref(db.waiters).store(1, std::memory_order_seq_cst);
+      const uint32_t s = aref(db.seq).load(std::memory_order_seq_cst);
+      if (!work_visible()) {
+        const uint64_t now = clock_.now_mono_ns();
+        const uint64_t until_liveness = next_liveness_ns_ > now ? next_liveness_ns_ - now : 0;
+        io_->park(&db.seq, s, std::min(std::max<uint64_t>(until_liveness, 100'000), kMaxParkNs));
       }
-    }
+      aref(db.waiters).store(0, std::memory_order_relaxed);
+    });
   }
   shutdown();
 }

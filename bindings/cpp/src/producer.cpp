@@ -274,23 +274,13 @@ bool Producer::wait(detail::FutureState* st, std::chrono::steady_clock::time_poi
       done = st->ready.load(std::memory_order_acquire) != 0;
       const auto now = std::chrono::steady_clock::now();
       if (done || now >= deadline) break;
-      switch (idle.next(n)) {
-        case IdlePolicy::Action::kSpin:
-          cpu_relax();
-          break;
-        case IdlePolicy::Action::kYield:
-          std::this_thread::yield();
-          break;
-        case IdlePolicy::Action::kPark: {
-          const auto left_ns = static_cast<uint64_t>(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
-          SpscRing ring = seg.completion_ring(id_);
-          shm::park(seg.client(id_).completion_wake, std::min(left_ns, kParkBoundNs),
-                    [&] { return ring.size_approx() > 0; });
-          idle.parked();
-          break;
-        }
-      }
+      idle.idle(n, [&] {
+        const auto left_ns = static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
+        SpscRing ring = seg.completion_ring(id_);
+        shm::park(seg.client(id_).completion_wake, std::min(left_ns, kParkBoundNs),
+                  [&] { return ring.size_approx() > 0; });
+      });
     }
     lock.unlock();
     // Hand the ring over: waiters blocked on the epoch retry the lock.

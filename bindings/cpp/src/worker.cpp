@@ -155,21 +155,11 @@ void Worker::run(const std::atomic<bool>& stop) {
       const uint64_t now = mono_now_ns();
       if (now - last_heartbeat_ns_ >= beat_ns / 2) heartbeat(now);
     }
-    switch (idle.next(static_cast<uint64_t>(n))) {
-      case IdlePolicy::Action::kSpin:
-        cpu_relax();
-        break;
-      case IdlePolicy::Action::kYield:
-        std::this_thread::yield();
-        break;
-      case IdlePolicy::Action::kPark: {
-        SpscRing ring = seg.dispatch_ring(id_);
-        shm::park(seg.client(id_).dispatch_wake, std::min<uint64_t>(beat_ns, 50'000'000),
-                  [&] { return ring.size_approx() > 0 || stop.load(std::memory_order_acquire); });
-        idle.parked();
-        break;
-      }
-    }
+    idle.idle(static_cast<uint64_t>(n), [&] {
+      SpscRing ring = seg.dispatch_ring(id_);
+      shm::park(seg.client(id_).dispatch_wake, std::min<uint64_t>(beat_ns, 50'000'000),
+                [&] { return ring.size_approx() > 0 || stop.load(std::memory_order_acquire); });
+    });
   }
 }
 

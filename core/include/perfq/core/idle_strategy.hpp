@@ -4,6 +4,7 @@
 // parking frees the core and costs a futex round trip per wake-up.
 #include <cstdint>
 #include <string_view>
+#include <thread>
 
 namespace perfq {
 
@@ -35,6 +36,14 @@ enum class IdleKind : uint8_t {
   return false;
 }
 
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Decides, after each empty pass, whether to spin on, yield or park.
 // Adaptive: the spin budget doubles when a spin ended in work (waking was
 // about to cost more than it saved) and halves when spinning ended in a
@@ -64,6 +73,24 @@ class IdlePolicy {
     return Action::kPark;
   }
 
+  // After a pass that did `work` units: spin, yield, or call `park()` (which
+  // must block with a bound). The one idle step every duty cycle takes.
+  template <class Park>
+  void idle(uint64_t work, Park&& park) {
+    switch (next(work)) {
+      case Action::kSpin:
+        cpu_relax();
+        break;
+      case Action::kYield:
+        std::this_thread::yield();
+        break;
+      case Action::kPark:
+        park();
+        parked();
+        break;
+    }
+  }
+
   // The loop parked and woke up.
   void parked() noexcept {
     if (budget_ > spin_min_) budget_ /= 2;
@@ -79,13 +106,5 @@ class IdlePolicy {
   uint32_t budget_;
   uint32_t idle_ = 0;
 };
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 }  // namespace perfq
