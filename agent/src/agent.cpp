@@ -26,6 +26,18 @@ constexpr int kDrainBatch = 1024;
 // Longest park: the heartbeat and the liveness timer keep running.
 constexpr uint64_t kMaxParkNs = 50'000'000;
 
+// A result kind read from the segment; anything unknown counts as an error.
+AttemptResult attempt_result(uint8_t raw) noexcept {
+  switch (raw) {
+    case static_cast<uint8_t>(AttemptResult::kOk):
+    case static_cast<uint8_t>(AttemptResult::kError):
+    case static_cast<uint8_t>(AttemptResult::kPermanentError):
+      return static_cast<AttemptResult>(raw);
+    default:
+      return AttemptResult::kError;
+  }
+}
+
 SlotCtl with_state(SlotCtl c, SlotState s, uint16_t owner) noexcept {
   c.state = s;
   c.owner = owner;
@@ -95,6 +107,7 @@ void Agent::start() {
     skipped_ = load_relaxed(k.ring_claims_skipped);
     reclaimed_ = load_relaxed(k.slots_reclaimed);
     redispatched_ = load_relaxed(k.attempts_redispatched);
+    stale_cells_ = load_relaxed(k.stale_cells);
     recover();
   }
   // release: clients that see kRunning see the facts above.
@@ -136,6 +149,13 @@ void Agent::recover() {
           workers_[c.owner].incarnation = inc == 0 ? 1 : inc;
           ++workers_[c.owner].inflight;
           ++inflight_;
+          // The previous agent may have died between assigning and pushing.
+          const uint64_t ref = slot_ref(s, c.generation);
+          if (c.state == SlotState::kAssigned && !seg.dispatch_ring(c.owner).contains_unread(ref)) {
+            (void)seg.dispatch_ring(c.owner).try_push(ref);
+            workers_[c.owner].wake = true;
+            to_wake_.push_back(c.owner);
+          }
         }
         break;
       case SlotState::kReported:
@@ -144,7 +164,7 @@ void Agent::recover() {
           ++workers_[c.owner].inflight;
           ++inflight_;
         }
-        settle(s, ctl, static_cast<AttemptResult>(rec.result_kind), Errc::kProcessorError);
+        settle(s, ctl, attempt_result(rec.result_kind), Errc::kProcessorError);
         break;
       case SlotState::kDone: {
         const uint64_t ref = slot_ref(s, c.generation);
@@ -182,11 +202,13 @@ bool Agent::accept(uint32_t slot) {
   uint64_t ctl = pool.load(slot);
   const SlotCtl c = SlotCtl::unpack(ctl);
   if (c.state != SlotState::kQueued || c.owner >= seg.geometry().max_clients) {
-    ++rejected_;
+    // A cell left by an agent that died after taking its slot, or one a
+    // broken producer wrote: the slot is not waiting to be taken.
+    ++stale_cells_;
     return false;
   }
   if (!pool.transition(slot, ctl, with_state(c, SlotState::kPending, kOwnerAgent))) {
-    ++rejected_;
+    ++stale_cells_;
     return false;
   }
   ctl = with_state(c, SlotState::kPending, kOwnerAgent).pack();
@@ -227,14 +249,22 @@ int Agent::drain_bands(bool check_claims) {
   for (uint8_t b = 0; b < kBandCount; ++b) {
     BandRing& ring = seg.band(static_cast<Band>(b));
     for (int i = 0; i < kDrainBatch; ++i) {
-      const BandRing::Pop p = ring.try_pop(claims);
+      // Peek, take the slot (QUEUED -> PENDING), then consume the cell: an
+      // agent that dies in between leaves the slot either QUEUED with its
+      // cell still in the ring, or PENDING (recovered from the slot states)
+      // with a stale cell that the next agent ignores.
+      const BandRing::Pop p = ring.peek(claims);
       if (p.kind == BandRing::PopKind::kValue) {
         stall_since_ns_[b] = 0;
         accept(p.value);
+        ring.consume(p.position);
         ++n;
         continue;
       }
-      if (p.kind == BandRing::PopKind::kSkipped) continue;
+      if (p.kind == BandRing::PopKind::kSkipped) {
+        ring.consume(p.position);
+        continue;
+      }
       if (p.kind == BandRing::PopKind::kCorrupt) {
         ++rejected_;
         ring.discard_corrupt(p.position);
@@ -314,7 +344,13 @@ int Agent::dispatch() {
         q.pop_front();
         continue;
       }
-      (void)seg.dispatch_ring(chosen).try_push(slot_ref(p.slot, p.generation));
+      if (!seg.dispatch_ring(chosen).try_push(slot_ref(p.slot, p.generation))) {
+        // Only a worker that corrupted its own ring gets here: take the
+        // attempt back; the request keeps its place for the next cycle.
+        uint64_t assigned = next.pack();
+        (void)pool.transition(p.slot, assigned, c);
+        break;
+      }
       ++workers_[chosen].inflight;
       if (!workers_[chosen].wake) {
         workers_[chosen].wake = true;
@@ -342,7 +378,7 @@ void Agent::deliver(uint32_t slot, uint64_t done_ctl) {
     return;
   }
   const uint64_t ref = slot_ref(slot, c.generation);
-  if (!seg.completion_ring(p).try_push(ref)) undelivered_.push_back(ref);
+  if (!seg.completion_ring(p).try_push(ref)) undelivered_.push_back({slot, done_ctl});
   if (producer_wake_[p] == 0) {
     producer_wake_[p] = 1;
     to_wake_.push_back(p);
@@ -404,13 +440,7 @@ int Agent::settle_results() {
           c.generation != slot_ref_generation(ref)) {
         continue;  // a late or duplicate report
       }
-      const uint8_t raw = seg.record(slot).result_kind;
-      const auto kind = raw == static_cast<uint8_t>(AttemptResult::kOk) ||
-                                raw == static_cast<uint8_t>(AttemptResult::kError) ||
-                                raw == static_cast<uint8_t>(AttemptResult::kPermanentError)
-                            ? static_cast<AttemptResult>(raw)
-                            : AttemptResult::kError;
-      settle(slot, ctl, kind, Errc::kProcessorError);
+      settle(slot, ctl, attempt_result(seg.record(slot).result_kind), Errc::kProcessorError);
       ++n;
     }
   }
@@ -476,27 +506,42 @@ void Agent::reclaim_worker(uint32_t id) {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   for (uint32_t s = 0; s < pool.count(); ++s) {
-    uint64_t ctl = pool.load(s);
-    const SlotCtl c = SlotCtl::unpack(ctl);
-    if (c.owner != id) continue;
-    if (c.state == SlotState::kReported) {
-      settle(s, ctl, static_cast<AttemptResult>(seg.record(s).result_kind), Errc::kProcessorError);
-      continue;
+    // A worker that closed may still be finishing an attempt: each lost CAS
+    // means it moved the slot one state on, so a few tries settle it.
+    for (int tries = 0; tries < 8; ++tries) {
+      uint64_t ctl = pool.load(s);
+      const SlotCtl c = SlotCtl::unpack(ctl);
+      if (c.owner != id) break;
+      if (c.state == SlotState::kReported) {
+        settle(s, ctl, attempt_result(seg.record(s).result_kind), Errc::kProcessorError);
+        break;
+      }
+      if (c.state == SlotState::kAssigned) {
+        // Never started: not an attempt. Back to the front of its band.
+        SlotCtl back = with_state(c, SlotState::kPending, kOwnerAgent);
+        back.attempt = static_cast<uint8_t>(c.attempt > 0 ? c.attempt - 1 : 0);
+        RequestRecord& rec = seg.record(s);
+        if (!pool.transition(s, ctl, back)) continue;
+        rec.attempts = back.attempt;
+        if (workers_[id].inflight > 0) {
+          --workers_[id].inflight;
+          if (inflight_ > 0) --inflight_;
+        }
+        if (rec.band < kBandCount) bands_[rec.band].push_front(Pending{s, c.generation});
+        break;
+      }
+      if (c.state != SlotState::kProcessing && c.state != SlotState::kReporting) break;
+      // The attempt failed with its worker. Take the slot back first, so a
+      // worker that was only slow cannot report into it any more.
+      const SlotCtl back = with_state(c, SlotState::kReported, id);
+      if (!pool.transition(s, ctl, back)) continue;
+      ++redispatched_;
+      settle(s, back.pack(), AttemptResult::kError, Errc::kWorkerDied);
+      break;
     }
-    if (c.state != SlotState::kAssigned && c.state != SlotState::kProcessing &&
-        c.state != SlotState::kReporting) {
-      continue;
-    }
-    // The attempt failed with its worker. Take the slot back first, so a
-    // worker that was only slow cannot report into it any more.
-    const SlotCtl back = with_state(c, SlotState::kReported, id);
-    if (!pool.transition(s, ctl, back)) continue;
-    ++redispatched_;
-    settle(s, back.pack(), AttemptResult::kError, Errc::kWorkerDied);
   }
-  if (workers_[id].inflight > 0) {
-    inflight_ -= std::min<uint64_t>(inflight_, workers_[id].inflight);
-  }
+  // Whatever settle() did not already give back.
+  inflight_ -= std::min<uint64_t>(inflight_, workers_[id].inflight);
   workers_[id] = WorkerView{};
   routes_dirty_ = true;
 }
@@ -570,6 +615,7 @@ void Agent::publish_counters() {
   put(k.ring_claims_skipped, skipped_);
   put(k.slots_reclaimed, reclaimed_);
   put(k.attempts_redispatched, redispatched_);
+  put(k.stale_cells, stale_cells_);
   put(k.inflight, inflight_);
   uint64_t waiting = 0;
   for (const auto& [_, q] : no_worker_) waiting += q.size();
@@ -592,11 +638,12 @@ int Agent::do_work() {
   n += settle_results();
   n += dispatch();
   if (!undelivered_.empty()) {
-    std::vector<uint64_t> retry;
+    std::vector<std::pair<uint32_t, uint64_t>> retry;
     retry.swap(undelivered_);
-    for (uint64_t ref : retry) {
-      const uint32_t slot = slot_ref_index(ref);
-      deliver(slot, seg_->pool().load(slot));
+    for (const auto& [slot, done_ctl] : retry) {
+      // Only while the slot still holds that outcome (a producer may have
+      // collected it through a duplicate entry, and the slot moved on).
+      if (seg_->pool().load(slot) == done_ctl) deliver(slot, done_ctl);
     }
   }
   wake_clients();

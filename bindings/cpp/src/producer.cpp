@@ -86,6 +86,7 @@ Producer::Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptio
   // createdAt is the monotonic clock shifted to wall time once, so a submit
   // reads one clock, not two.
   unix_offset_ns_ = unix_now_ns() - mono_now_ns();
+  incarnation_ = static_cast<uint16_t>(load_relaxed(seg_->client(id_).incarnation));
 }
 
 Result<std::unique_ptr<Producer>> Producer::connect(std::string_view queue, ProducerOptions opt) {
@@ -142,6 +143,7 @@ Result<Submitted> Producer::submit(const RequestView& r) {
   rec.mode = static_cast<uint8_t>(r.mode);
   rec.priority = r.priority;
   rec.band = static_cast<uint8_t>(band);
+  rec.producer_incarnation = incarnation_;
   std::memcpy(rec.type, r.type.data(), r.type.size());
   std::memcpy(rec.user_id, r.user_id.data(), r.user_id.size());
   if (!r.idempotency_key.empty()) {
@@ -176,7 +178,9 @@ Result<Submitted> Producer::submit(const RequestView& r) {
     states_[slot].store(nullptr, std::memory_order_relaxed);
     delete st;  // both references are ours: no Future was made
     outstanding_.fetch_sub(1, std::memory_order_relaxed);
-    (void)seg.pool().release(slot, seg.pool().load(slot));
+    const SlotState held = queued ? SlotState::kQueued : SlotState::kClaimed;
+    (void)seg.pool().release(
+        slot, SlotCtl{claim->generation, held, 0, static_cast<uint16_t>(id_)}.pack());
     return Error{Errc::kQueueFull, "band ring full"};
   }
   shm::notify(seg.header().doorbell);
@@ -222,9 +226,10 @@ size_t Producer::drain_locked() {
                             ? rec.finished_mono_ns - rec.dispatched_mono_ns
                             : 0;
     }
-    if (!seg.pool().release(slot, ctl)) continue;
-    // Claim next near the slots just freed: their lines are still cached.
-    cursor_.store(slot / 64, std::memory_order_relaxed);
+    if (seg.pool().release(slot, ctl)) {
+      // Claim next near the slots just freed: their lines are still cached.
+      cursor_.store(slot / 64, std::memory_order_relaxed);
+    }
     ++settled;
     if (st != nullptr) {
       outstanding_.fetch_sub(1, std::memory_order_relaxed);
@@ -240,52 +245,56 @@ size_t Producer::drain_locked() {
 size_t Producer::poll() {
   std::unique_lock lock(drain_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return 0;
+  draining_.store(true, std::memory_order_relaxed);
   const size_t n = drain_locked();
-  if (n > 0) {
-    epoch_.fetch_add(1, std::memory_order_release);
-    epoch_.notify_all();
-  }
+  // release: a waiter that sees the ring free also sees what we settled.
+  draining_.store(false, std::memory_order_release);
+  lock.unlock();
+  shm::notify(turn_);
   return n;
 }
 
 bool Producer::wait(detail::FutureState* st, std::chrono::steady_clock::time_point deadline) {
   shm::Segment& seg = *seg_;
+  auto left_ns = [&](std::chrono::steady_clock::time_point now) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
+  };
   for (;;) {
     if (st->ready.load(std::memory_order_acquire) != 0) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    // Load the epoch before trying the lock: a holder that lets go after our
-    // failed try bumps it after this load, so the wait below cannot miss it.
-    const uint32_t e = epoch_.load(std::memory_order_acquire);
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
     std::unique_lock lock(drain_mu_, std::try_to_lock);
     if (!lock.owns_lock()) {
-      if (st->ready.load(std::memory_order_acquire) != 0) return true;
-      epoch_.wait(e, std::memory_order_acquire);
+      // Another thread drains the ring. It notifies turn_ after every pass
+      // that settled something and when it lets go; the park re-checks after
+      // announcing itself, so neither can be missed, and it is bounded by
+      // our own deadline.
+      shm::park(turn_, std::min(left_ns(now), kParkBoundNs), [&] {
+        return st->ready.load(std::memory_order_acquire) != 0 ||
+               !draining_.load(std::memory_order_acquire);
+      });
       continue;
     }
     // This thread drains for everyone until its own outcome arrives.
+    draining_.store(true, std::memory_order_relaxed);
     IdlePolicy idle(opt_.idle);
     bool done = false;
     for (;;) {
       const size_t n = drain_locked();
-      if (n > 0) {
-        epoch_.fetch_add(1, std::memory_order_release);
-        epoch_.notify_all();
-      }
+      if (n > 0) shm::notify(turn_);
       done = st->ready.load(std::memory_order_acquire) != 0;
-      const auto now = std::chrono::steady_clock::now();
-      if (done || now >= deadline) break;
+      const auto t = std::chrono::steady_clock::now();
+      if (done || t >= deadline) break;
       idle.idle(n, [&] {
-        const auto left_ns = static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
         SpscRing ring = seg.completion_ring(id_);
-        shm::park(seg.client(id_).completion_wake, std::min(left_ns, kParkBoundNs),
+        shm::park(seg.client(id_).completion_wake, std::min(left_ns(t), kParkBoundNs),
                   [&] { return ring.size_approx() > 0; });
       });
     }
+    draining_.store(false, std::memory_order_release);
     lock.unlock();
-    // Hand the ring over: waiters blocked on the epoch retry the lock.
-    epoch_.fetch_add(1, std::memory_order_release);
-    epoch_.notify_all();
+    shm::notify(turn_);  // hand the ring over
     return done;
   }
 }

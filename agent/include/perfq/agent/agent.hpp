@@ -111,7 +111,7 @@ class Agent {
   std::vector<uint8_t> producer_wake_;    // by client id
   std::vector<uint32_t> to_wake_;         // producers and workers to notify this cycle
   uint64_t now_ns_ = 0;                   // CLOCK_MONOTONIC at the start of the cycle
-  std::vector<uint64_t> undelivered_;     // completion refs whose ring was full
+  std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
   uint64_t inflight_ = 0;
   uint64_t stall_since_ns_[kBandCount] = {};
   uint64_t stall_position_[kBandCount] = {};
@@ -120,7 +120,7 @@ class Agent {
 
   // Counters, published to the segment header once per cycle.
   uint64_t submitted_ = 0, dispatched_ = 0, completed_ = 0, failed_ = 0, retried_ = 0;
-  uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0;
+  uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0, stale_cells_ = 0;
 };
 
 }  // namespace perfq::agent

@@ -92,8 +92,16 @@ class BandRing {
   // are updating, so the agent asks only on its liveness timer.
   enum class Claims : uint8_t { kIgnore, kReport };
 
-  // Consumer only.
+  // Consumer only: peek() then, for kValue and kSkipped, consume().
   [[nodiscard]] Pop try_pop(Claims claims = Claims::kReport) noexcept;
+
+  // Consumer only: the cell at head, left in place. A consumer that must
+  // record what it took before the cell disappears (the agent, so a crash
+  // between the two loses nothing) peeks, records, then consumes.
+  [[nodiscard]] Pop peek(Claims claims = Claims::kReport) const noexcept;
+  // Consumer only: release the published or skipped cell at `position`
+  // (the current head) to the next lap.
+  void consume(uint64_t position) noexcept;
 
   // Consumer only: revoke the unpublished claim at `position` (the current
   // head). Returns false if the producer published in the meantime.
@@ -175,18 +183,12 @@ BandRing::PushResult BandRing::try_push(uint32_t value, OnClaimed&& on_claimed) 
   return PushResult::kContended;
 }
 
-inline BandRing::Pop BandRing::try_pop(Claims claims) noexcept {
-  auto head = aref(h_->head);
-  const uint64_t pos = head.load(std::memory_order_relaxed);  // we are its only writer
-  auto slot = aref(cells_[pos & mask_]);
+inline BandRing::Pop BandRing::peek(Claims claims) const noexcept {
+  const uint64_t pos = aref(h_->head).load(std::memory_order_relaxed);  // consumer's own
   // acquire: pairs with the producer's release CAS that published the cell.
-  const uint64_t c = slot.load(std::memory_order_acquire);
+  const uint64_t c = aref(cells_[pos & mask_]).load(std::memory_order_acquire);
   const uint32_t seq = seq_of(c);
   if (seq == static_cast<uint32_t>(pos + 1)) {
-    // release: pairs with the producers' acquire load of the cell in try_push
-    // (the next lap may be written only after we have read this one).
-    slot.store(cell(pos + capacity_, kEmpty), std::memory_order_release);
-    head.store(pos + 1, std::memory_order_release);
     const uint32_t v = value_of(c);
     if (v == kSkipped) return {PopKind::kSkipped, 0, pos};
     return {PopKind::kValue, v, pos};
@@ -198,6 +200,20 @@ inline BandRing::Pop BandRing::try_pop(Claims claims) noexcept {
     if (t > pos && t - pos <= capacity_) return {PopKind::kStalled, 0, pos};
   }
   return {PopKind::kCorrupt, 0, pos};
+}
+
+inline void BandRing::consume(uint64_t position) noexcept {
+  // release: pairs with the producers' acquire load of the cell in try_push
+  // (the next lap may be written only after we have read this one).
+  aref(cells_[position & mask_])
+      .store(cell(position + capacity_, kEmpty), std::memory_order_release);
+  aref(h_->head).store(position + 1, std::memory_order_release);
+}
+
+inline BandRing::Pop BandRing::try_pop(Claims claims) noexcept {
+  const Pop p = peek(claims);
+  if (p.kind == PopKind::kValue || p.kind == PopKind::kSkipped) consume(p.position);
+  return p;
 }
 
 inline bool BandRing::skip(uint64_t position) noexcept {

@@ -106,10 +106,10 @@ struct RequestRecord {
   uint8_t type_len;
   uint8_t user_len;
   uint8_t idem_len;
-  uint8_t mode;      // Mode
-  uint8_t priority;  // 1..20
-  uint8_t band;      // Band, derived from mode and priority
-  uint8_t reserved0[2];
+  uint8_t mode;                   // Mode
+  uint8_t priority;               // 1..20
+  uint8_t band;                   // Band, derived from mode and priority
+  uint16_t producer_incarnation;  // low bits of the producer record's incarnation
   char type[kTypeMaxBytes];
   char user_id[kUserIdMaxBytes];
   char idempotency_key[kIdempotencyKeyMaxBytes];
@@ -135,6 +135,7 @@ static_assert(offsetof(RequestRecord, request_id) == 0);
 static_assert(offsetof(RequestRecord, payload_len) == 32);
 static_assert(offsetof(RequestRecord, producer) == 38);
 static_assert(offsetof(RequestRecord, mode) == 43);
+static_assert(offsetof(RequestRecord, producer_incarnation) == 46);
 static_assert(offsetof(RequestRecord, type) == 48);
 static_assert(offsetof(RequestRecord, user_id) == 112);
 static_assert(offsetof(RequestRecord, idempotency_key) == 176);

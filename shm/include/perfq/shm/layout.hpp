@@ -35,7 +35,7 @@
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
@@ -84,7 +84,8 @@ struct AgentCounters {
   uint64_t inflight;                // dispatched, not yet settled
   uint64_t band_depth[kBandCount];  // pending in the agent's scheduler
   uint64_t waiting_for_worker;      // pending requests whose type has no worker
-  uint64_t reserved[3];
+  uint64_t stale_cells;             // ring cells whose slot was not waiting to be taken
+  uint64_t reserved[2];
 };
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
 static_assert(sizeof(AgentCounters) == 18 * 8);
@@ -208,6 +209,7 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 sizeof(TypeName),
                                 sizeof(RequestRecord),
                                 offsetof(RequestRecord, type),
+                                offsetof(RequestRecord, producer_incarnation),
                                 offsetof(RequestRecord, metadata),
                                 offsetof(RequestRecord, status),
                                 offsetof(RequestRecord, result_len),

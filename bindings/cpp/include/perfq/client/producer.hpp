@@ -17,6 +17,7 @@
 #include "perfq/core/idle_strategy.hpp"
 #include "perfq/core/request.hpp"
 #include "perfq/core/result.hpp"
+#include "perfq/core/wait_word.hpp"
 
 namespace perfq::shm {
 class Segment;
@@ -109,11 +110,13 @@ class Producer {
   ProducerOptions opt_;
   std::atomic<uint32_t> cursor_{0};
   uint64_t unix_offset_ns_ = 0;
+  uint16_t incarnation_ = 0;  // of our client record: outcomes are for this registration only
   std::atomic<uint64_t> outstanding_{0};
   // One entry per slot: the state of the request this producer has in it.
   std::unique_ptr<std::atomic<detail::FutureState*>[]> states_;
-  std::mutex drain_mu_;             // held by the thread draining the ring
-  std::atomic<uint32_t> epoch_{0};  // bumped after each drain pass
+  std::mutex drain_mu_;                // held by the thread draining the ring
+  std::atomic<bool> draining_{false};  // drain_mu_ is held (readable without it)
+  WaitWord turn_{};                    // waiters that do not drain park here
 };
 
 }  // namespace perfq
