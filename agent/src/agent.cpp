@@ -23,6 +23,9 @@ namespace {
 // Cells taken from one band ring per duty cycle: large enough to amortise
 // the cycle, small enough that a busy band cannot hold off settling results.
 constexpr int kDrainBatch = 1024;
+// How long a client record may stay kRegistering before the agent takes it
+// back (registering is a handful of stores).
+constexpr uint64_t kRegistrationBoundNs = 1'000'000'000;
 // Longest park: the heartbeat and the liveness timer keep running.
 constexpr uint64_t kMaxParkNs = 50'000'000;
 
@@ -79,6 +82,7 @@ void Agent::start() {
   shm::SegmentHeader& h = seg.header();
   const uint32_t n = seg.geometry().max_clients;
   workers_.assign(n, WorkerView{});
+  registering_since_.assign(n, 0);
   producer_wake_.assign(n, 0);
   aref(h.agent_state)
       .store(static_cast<uint32_t>(shm::AgentState::kStarting), std::memory_order_relaxed);
@@ -552,12 +556,18 @@ void Agent::watch_clients(uint64_t now_ns) {
   for (uint32_t id = 0; id < n; ++id) {
     shm::ClientRecord& c = seg.client(id);
     const auto st = static_cast<shm::ClientState>(load_acquire(c.state));
+    if (st != shm::ClientState::kRegistering) registering_since_[id] = 0;
     if (st == shm::ClientState::kFree) continue;
     if (st == shm::ClientState::kRegistering) {
-      const uint32_t pid = load_relaxed(c.pid);
-      if (pid != 0 && !shm::process_alive(pid, load_relaxed(c.start_ticks))) {
-        aref(c.state).store(static_cast<uint32_t>(shm::ClientState::kFree),
-                            std::memory_order_release);
+      // Registration takes microseconds. A registrant that died, or stalled
+      // past the bound, loses the record (its activate CAS then fails and
+      // it registers again), so no record is held by a dead process.
+      if (registering_since_[id] == 0) registering_since_[id] = now_ns;
+      // acquire: pairs with register_client's release store of pid.
+      const uint32_t pid = load_acquire(c.pid);
+      const bool dead = pid != 0 && !shm::process_alive(pid, load_relaxed(c.start_ticks));
+      if (dead || now_ns - registering_since_[id] > kRegistrationBoundNs) {
+        if (shm::take_back_registering(seg, id)) registering_since_[id] = 0;
       }
       continue;
     }
@@ -579,9 +589,9 @@ void Agent::watch_clients(uint64_t now_ns) {
     if (worker) reclaim_worker(id);
     if ((roles & shm::kRoleProducer) != 0) reclaim_producer(id);
     producer_wake_[id] = 0;
-    // release: pairs with register_client's acquire CAS; our last reads of
-    // this record's rings happen before a new client resets them.
-    aref(c.state).store(static_cast<uint32_t>(shm::ClientState::kFree), std::memory_order_release);
+    // Our last reads of this record's rings happen before a new client
+    // resets them (free_client stores kFree with release).
+    shm::free_client(seg, id);
   }
   (void)now_ns;
   seg.pool().repair_hints();

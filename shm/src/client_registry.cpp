@@ -24,9 +24,11 @@ Result<uint32_t> register_client(Segment& seg, uint32_t roles) {
             std::memory_order_relaxed)) {
       continue;
     }
-    aref(c.pid).store(pid, std::memory_order_relaxed);
     aref(c.start_ticks).store(ticks, std::memory_order_relaxed);
     aref(c.roles).store(roles, std::memory_order_relaxed);
+    // release: the agent reads pid with acquire, then the start time; a
+    // non-zero pid means the start time beside it is this process's.
+    aref(c.pid).store(pid, std::memory_order_release);
     aref(c.type_count).store(0, std::memory_order_relaxed);
     aref(c.max_inflight).store(0, std::memory_order_relaxed);
     aref(c.incarnation).fetch_add(1, std::memory_order_relaxed);
@@ -68,16 +70,54 @@ bool client_gone(Segment& seg, uint32_t id) noexcept {
   const auto st = static_cast<ClientState>(aref(c.state).load(std::memory_order_acquire));
   if (st == ClientState::kFree) return false;
   if (st == ClientState::kClosing) return true;
-  return !process_alive(aref(c.pid).load(std::memory_order_relaxed),
-                        aref(c.start_ticks).load(std::memory_order_relaxed));
+  // acquire: pairs with register_client's release store of pid.
+  const uint32_t pid = aref(c.pid).load(std::memory_order_acquire);
+  if (pid == 0) return false;  // still registering: not yet known
+  return !process_alive(pid, aref(c.start_ticks).load(std::memory_order_relaxed));
 }
 
 }  // namespace perfq::shm
 
 namespace perfq::shm {
-void activate_client(Segment& seg, uint32_t id) noexcept {
+
+bool activate_client(Segment& seg, uint32_t id) noexcept {
+  uint32_t expected = static_cast<uint32_t>(ClientState::kRegistering);
   // release: pairs with the agent's acquire of state; the rings are formatted.
-  aref(seg.client(id).state)
-      .store(static_cast<uint32_t>(ClientState::kActive), std::memory_order_release);
+  return aref(seg.client(id).state)
+      .compare_exchange_strong(expected, static_cast<uint32_t>(ClientState::kActive),
+                               std::memory_order_release, std::memory_order_relaxed);
+}
+
+void free_client(Segment& seg, uint32_t id) noexcept {
+  ClientRecord& c = seg.client(id);
+  aref(c.pid).store(0, std::memory_order_relaxed);
+  aref(c.start_ticks).store(0, std::memory_order_relaxed);
+  // release: pairs with register_client's acquire CAS; the agent's last
+  // reads of this record's rings, and the cleared pid, come first.
+  aref(c.state).store(static_cast<uint32_t>(ClientState::kFree), std::memory_order_release);
+}
+
+bool take_back_registering(Segment& seg, uint32_t id) noexcept {
+  uint32_t expected = static_cast<uint32_t>(ClientState::kRegistering);
+  if (!aref(seg.client(id).state)
+           .compare_exchange_strong(expected, static_cast<uint32_t>(ClientState::kClosing),
+                                    std::memory_order_acquire, std::memory_order_relaxed)) {
+    return false;  // it became active (or was taken back) meanwhile
+  }
+  free_client(seg, id);
+  return true;
+}
+
+}  // namespace perfq::shm
+
+namespace perfq::shm {
+Result<uint32_t> join(Segment& seg, uint32_t roles, uint32_t max_inflight) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    auto id = register_client(seg, roles);
+    if (!id) return id;
+    aref(seg.client(*id).max_inflight).store(max_inflight, std::memory_order_relaxed);
+    if (activate_client(seg, *id)) return id;
+  }
+  return Error{Errc::kAgentUnavailable, "registration kept being taken back by the agent"};
 }
 }  // namespace perfq::shm

@@ -97,9 +97,8 @@ Result<std::unique_ptr<Producer>> Producer::connect(std::string_view queue, Prod
 
 Result<std::unique_ptr<Producer>> Producer::connect(std::shared_ptr<shm::Segment> seg,
                                                     ProducerOptions opt) {
-  auto id = shm::register_client(*seg, shm::kRoleProducer);
+  auto id = shm::join(*seg, shm::kRoleProducer);
   if (!id) return id.error();
-  shm::activate_client(*seg, *id);
   return std::unique_ptr<Producer>(new Producer(std::move(seg), *id, opt));
 }
 

@@ -31,12 +31,9 @@ Result<std::unique_ptr<Worker>> Worker::connect(std::string_view queue, WorkerOp
 
 Result<std::unique_ptr<Worker>> Worker::connect(std::shared_ptr<shm::Segment> seg,
                                                 WorkerOptions opt) {
-  auto id = shm::register_client(*seg, shm::kRoleWorker);
-  if (!id) return id.error();
   const uint32_t cap = seg->geometry().client_ring_capacity;
-  aref(seg->client(*id).max_inflight)
-      .store(std::clamp<uint32_t>(opt.max_inflight, 1, cap), std::memory_order_relaxed);
-  shm::activate_client(*seg, *id);
+  auto id = shm::join(*seg, shm::kRoleWorker, std::clamp<uint32_t>(opt.max_inflight, 1, cap));
+  if (!id) return id.error();
   return std::unique_ptr<Worker>(new Worker(std::move(seg), *id, opt));
 }
 

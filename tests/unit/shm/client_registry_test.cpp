@@ -1,15 +1,14 @@
 #include "perfq/shm/client_registry.hpp"
 
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <iterator>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <set>
 #include <string>
 
@@ -102,7 +101,7 @@ TEST_F(ClientRegistry, RegisterResetsTheRingsALeftoverRecordHeld) {
 TEST_F(ClientRegistry, ActivatePublishesTheRecord) {
   auto r = register_client(*seg_, kRoleProducer);
   ASSERT_TRUE(r);
-  activate_client(*seg_, *r);
+  ASSERT_TRUE(activate_client(*seg_, *r));
   EXPECT_EQ(state(*r), ClientState::kActive);
 }
 
@@ -115,7 +114,7 @@ TEST_F(ClientRegistry, LiveClientIsNotGone) {
   auto r = register_client(*seg_, kRoleProducer);
   ASSERT_TRUE(r);
   EXPECT_FALSE(client_gone(*seg_, *r)) << "while registering";
-  activate_client(*seg_, *r);
+  ASSERT_TRUE(activate_client(*seg_, *r));
   EXPECT_FALSE(client_gone(*seg_, *r)) << "while active";
 }
 
@@ -127,7 +126,7 @@ TEST_F(ClientRegistry, ClosedClientIsGoneAndKeepsItsRecordUntilTheAgentFreesIt) 
     ids.insert(*r);
   }
   const uint32_t id = *ids.begin();
-  activate_client(*seg_, id);
+  ASSERT_TRUE(activate_client(*seg_, id));
   close_client(*seg_, id);
   EXPECT_EQ(state(id), ClientState::kClosing);
   EXPECT_TRUE(client_gone(*seg_, id));
@@ -142,7 +141,7 @@ TEST_F(ClientRegistry, ClientWhoseProcessExitedIsGone) {
     if (!s) return 1;
     auto r = register_client(**s, kRoleProducer);
     if (!r) return 2;
-    activate_client(**s, *r);
+    if (!activate_client(**s, *r)) return 3;
     return 0;
   });
   ASSERT_EQ(child.wait(kChildBound), 0);
@@ -158,7 +157,7 @@ TEST_F(ClientRegistry, ClientWhoseProcessExitedIsGone) {
 TEST_F(ClientRegistry, ClientWithAReusedPidIsGone) {
   auto r = register_client(*seg_, kRoleProducer);
   ASSERT_TRUE(r);
-  activate_client(*seg_, *r);
+  ASSERT_TRUE(activate_client(*seg_, *r));
   seg_->client(*r).start_ticks += 1;  // same pid, another process start
   EXPECT_TRUE(client_gone(*seg_, *r));
 }
@@ -195,6 +194,32 @@ TEST_F(ClientRegistry, AddClientTypeRefusesATypeThatDoesNotFitItsRecord) {
   EXPECT_EQ(added.code(), Errc::kInvalidRequest);
   EXPECT_EQ(c.type_count, 0u);
   EXPECT_EQ(c.types[0].reserved[0], 0xAB) << "the copy ran past TypeName::text";
+}
+
+TEST_F(ClientRegistry, ARegistrationTakenBackCannotActivateAndJoinRegistersAgain) {
+  auto r = register_client(*seg_, kRoleProducer);
+  ASSERT_TRUE(r);
+  EXPECT_NE(seg_->client(*r).pid, 0u);
+  // The agent takes the stalled registration back: the record is free with
+  // its pid cleared, and the late activate fails instead of reviving it.
+  ASSERT_TRUE(take_back_registering(*seg_, *r));
+  EXPECT_EQ(state(*r), ClientState::kFree);
+  EXPECT_EQ(seg_->client(*r).pid, 0u);
+  EXPECT_FALSE(activate_client(*seg_, *r));
+  EXPECT_EQ(state(*r), ClientState::kFree);
+  // An active record is never taken back.
+  auto j = join(*seg_, kRoleProducer);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(state(*j), ClientState::kActive);
+  EXPECT_FALSE(take_back_registering(*seg_, *j));
+  EXPECT_EQ(state(*j), ClientState::kActive);
+}
+
+TEST_F(ClientRegistry, ARecordStillRegisteringIsNotJudgedGone) {
+  auto r = register_client(*seg_, kRoleWorker);
+  ASSERT_TRUE(r);
+  seg_->client(*r).pid = 0;  // as seen between the CAS and the pid store
+  EXPECT_FALSE(client_gone(*seg_, *r));
 }
 
 }  // namespace

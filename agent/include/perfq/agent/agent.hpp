@@ -106,11 +106,12 @@ class Agent {
   std::deque<Pending> bands_[kBandCount];
   TypeMap<std::deque<Pending>> no_worker_;  // by type
   TypeMap<TypeRoute> routes_;
-  std::vector<WorkerView> workers_;       // by client id
-  std::vector<uint32_t> active_workers_;  // ids with workers_[id].incarnation != 0
-  std::vector<uint8_t> producer_wake_;    // by client id
-  std::vector<uint32_t> to_wake_;         // producers and workers to notify this cycle
-  uint64_t now_ns_ = 0;                   // CLOCK_MONOTONIC at the start of the cycle
+  std::vector<WorkerView> workers_;          // by client id
+  std::vector<uint64_t> registering_since_;  // by client id: first seen kRegistering
+  std::vector<uint32_t> active_workers_;     // ids with workers_[id].incarnation != 0
+  std::vector<uint8_t> producer_wake_;       // by client id
+  std::vector<uint32_t> to_wake_;            // producers and workers to notify this cycle
+  uint64_t now_ns_ = 0;                      // CLOCK_MONOTONIC at the start of the cycle
   std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
   uint64_t inflight_ = 0;
   uint64_t stall_since_ns_[kBandCount] = {};

@@ -34,6 +34,19 @@ void close_client(Segment& seg, uint32_t id) noexcept;
 }  // namespace perfq::shm
 
 namespace perfq::shm {
-// The owner publishes its record (after add_client_type for workers).
-void activate_client(Segment& seg, uint32_t id) noexcept;
+// The owner publishes its record. False if the agent took the record back
+// first (the registration stalled for longer than the agent waits): the
+// caller registers again.
+[[nodiscard]] bool activate_client(Segment& seg, uint32_t id) noexcept;
+
+// Agent: returns a record to kFree (its pid cleared first).
+void free_client(Segment& seg, uint32_t id) noexcept;
+
+// Agent: takes back a record stuck in kRegistering (its registrant died or
+// stalled). False if it became active meanwhile.
+bool take_back_registering(Segment& seg, uint32_t id) noexcept;
+
+// Producers and workers: register and activate, retrying (a bounded number
+// of times) when the agent took a stalled registration back.
+[[nodiscard]] Result<uint32_t> join(Segment& seg, uint32_t roles, uint32_t max_inflight = 0);
 }  // namespace perfq::shm
