@@ -49,6 +49,16 @@ std::string errno_text(int e) {
 // docs/PROTOCOL.md for its size).
 constexpr int kMapOptions = MAP_POPULATE;
 
+// True when the object is too small for a header or its magic is still zero.
+bool never_published(int fd) noexcept {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return false;
+  if (static_cast<std::size_t>(st.st_size) < sizeof(SegmentHeader)) return true;
+  uint64_t magic = 0;
+  if (::pread(fd, &magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic)) return false;
+  return magic == 0;
+}
+
 }  // namespace
 
 Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
@@ -261,7 +271,10 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
     }
     return Error{Errc::kInternal, "cannot lock segment: " + errno_text(e)};
   }
-  if (created) {
+  // Holding the lock, a segment whose magic was never stored is one whose
+  // creator died (or lost the lock race) before publishing it: nobody can
+  // have attached to it, so it is formatted afresh rather than refused.
+  if (created || never_published(fd)) {
     ::fchmod(fd, static_cast<mode_t>(opt.mode));
     if (!opt.group.empty()) {
       struct group* gr = ::getgrnam(opt.group.c_str());

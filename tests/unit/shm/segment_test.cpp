@@ -323,7 +323,7 @@ TEST(Segment, AgentRefusesToReattachToACorruptSegment) {
   EXPECT_TRUE(contains(r.error().message, "destroy")) << "tells the operator the way out";
 }
 
-TEST(Segment, SegmentNeverInitialisedIsRefused) {
+TEST(Segment, SegmentNeverInitialisedIsRefusedByAttachAndFormattedByTheNextAgent) {
   // A creator that died between creating the object and sizing it.
   TestQueue q;
   const std::string name = "/" + segment_name(q.str());
@@ -337,10 +337,13 @@ TEST(Segment, SegmentNeverInitialisedIsRefused) {
   EXPECT_EQ(r.code(), Errc::kSegmentInvalid);
   EXPECT_TRUE(contains(r.error().message, "smaller than its header")) << r.error().message;
 
+  // The next agent, holding the lock, knows nobody can have attached to an
+  // unpublished segment: it formats it instead of refusing to start.
   Segment::Opened how{};
   auto a = Segment::open_for_agent(q.str(), small_options(), how);
-  ASSERT_FALSE(a);
-  EXPECT_EQ(a.code(), Errc::kSegmentInvalid);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(how, Segment::Opened::kCreated);
+  EXPECT_TRUE(Segment::attach(q.str()));
 }
 
 TEST(Segment, SegmentZeroedButSizedHasBadMagic) {
@@ -356,6 +359,11 @@ TEST(Segment, SegmentZeroedButSizedHasBadMagic) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.code(), Errc::kSegmentInvalid);
   EXPECT_TRUE(contains(r.error().message, "magic")) << r.error().message;
+
+  Segment::Opened how{};
+  auto a = Segment::open_for_agent(q.str(), small_options(), how);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(how, Segment::Opened::kCreated);
 }
 
 TEST(Segment, RemoveUnlinksTheNameButKeepsExistingMappings) {
