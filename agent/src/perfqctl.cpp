@@ -49,10 +49,11 @@ int health(perfq::shm::Segment& seg, bool json) {
   const double hb_age_ms = now > hb ? static_cast<double>(now - hb) / 1e6 : 0.0;
   const bool alive = seg.agent_alive();
   const auto state = load_relaxed(h.agent_state);
-  const char* state_name = !alive       ? "down"
-                           : state == 1 ? "running"
-                           : state == 0 ? "starting"
-                                        : "stopped";
+  // A clean stop says so; a dead agent that never got to say it is "down".
+  const char* state_name = "starting";
+  if (state == static_cast<uint32_t>(perfq::shm::AgentState::kStopped)) state_name = "stopped";
+  else if (!alive) state_name = "down";
+  else if (state == static_cast<uint32_t>(perfq::shm::AgentState::kRunning)) state_name = "running";
   const auto& k = h.counters;
   struct WorkerRow {
     uint32_t id, pid;
