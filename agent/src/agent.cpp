@@ -112,6 +112,7 @@ void Agent::start() {
     reclaimed_ = load_relaxed(k.slots_reclaimed);
     redispatched_ = load_relaxed(k.attempts_redispatched);
     stale_cells_ = load_relaxed(k.stale_cells);
+    timed_out_ = load_relaxed(k.timed_out);
     recover();
   }
   // release: clients that see kRunning see the facts above.
@@ -134,14 +135,18 @@ void Agent::recover() {
   const uint32_t n = pool.count();
   const uint32_t clients = seg.geometry().max_clients;
   std::vector<std::pair<uint64_t, Pending>> pending[kBandCount];
+  std::vector<Timer> deadlines;
   for (uint32_t s = 0; s < n; ++s) {
     const uint64_t ctl = pool.load(s);
     const SlotCtl c = SlotCtl::unpack(ctl);
     const RequestRecord& rec = seg.record(s);
     switch (c.state) {
       case SlotState::kPending:
-        if (rec.band < kBandCount) {
-          pending[rec.band].push_back({rec.request_id, Pending{s, c.generation}});
+        if (rec.retry_at_mono_ns != 0) {
+          retries_.push(Timer{rec.retry_at_mono_ns, s, c.generation, c.attempt});
+        } else if (rec.band < kBandCount) {
+          pending[rec.band].push_back(
+              {rec.request_id, Pending{s, c.generation, rec.eligible_mono_ns}});
         }
         break;
       case SlotState::kAssigned:
@@ -153,6 +158,8 @@ void Agent::recover() {
           workers_[c.owner].incarnation = inc == 0 ? 1 : inc;
           ++workers_[c.owner].inflight;
           ++inflight_;
+          deadlines.push_back(Timer{rec.dispatched_mono_ns + cfg_.processing_timeout_ms * 1'000'000,
+                                    s, c.generation, c.attempt});
           // The previous agent may have died between assigning and pushing.
           const uint64_t ref = slot_ref(s, c.generation);
           if (c.state == SlotState::kAssigned && !seg.dispatch_ring(c.owner).contains_unread(ref)) {
@@ -186,6 +193,9 @@ void Agent::recover() {
               [](const auto& x, const auto& y) { return x.first < y.first; });
     for (const auto& [id, p] : pending[b]) bands_[b].push_back(p);
   }
+  std::sort(deadlines.begin(), deadlines.end(),
+            [](const Timer& x, const Timer& y) { return x.at_ns < y.at_ns; });
+  attempts_.assign(deadlines.begin(), deadlines.end());
   routes_dirty_ = true;
 }
 
@@ -241,7 +251,12 @@ bool Agent::accept(uint32_t slot) {
     if (pool.transition(slot, ctl, done)) deliver(slot, done.pack());
     return false;
   }
-  bands_[rec.band].push_back(Pending{slot, c.generation});
+  // Eligible from the moment the agent holds it (docs/DECISIONS.md): the
+  // agent's own clock, never a time a producer wrote.
+  const uint64_t eligible = now_ns_;
+  rec.eligible_mono_ns = eligible;
+  rec.retry_at_mono_ns = 0;
+  bands_[rec.band].push_back(Pending{slot, c.generation, eligible});
   return true;
 }
 
@@ -294,8 +309,130 @@ int Agent::drain_bands(bool check_claims) {
   return n;
 }
 
-void Agent::requeue(uint32_t slot, uint32_t generation, Band band) {
-  bands_[static_cast<uint8_t>(band)].push_back(Pending{slot, generation});
+void Agent::requeue(uint32_t slot, uint32_t generation, Band band, uint64_t eligible_ns) {
+  bands_[static_cast<uint8_t>(band)].push_back(Pending{slot, generation, eligible_ns});
+}
+
+// SPEC §4: the delay after failed attempt k is retry_backoff_ms x 2^k, spread
+// by +- retry_jitter so that requests that failed together do not return
+// together.
+uint64_t Agent::backoff_ns(uint8_t failed_attempt) noexcept {
+  const uint32_t k = std::min<uint32_t>(failed_attempt, 30);
+  const double base =
+      static_cast<double>(cfg_.retry_backoff_ms) * 1e6 * static_cast<double>(1u << k);
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  const double u = static_cast<double>(rng_ >> 11) * 0x1.0p-53;  // [0, 1)
+  const double spread = 1.0 + cfg_.retry_jitter * (2.0 * u - 1.0);
+  return static_cast<uint64_t>(base * spread);
+}
+
+void Agent::schedule_retry(uint32_t slot, uint32_t generation, uint8_t attempt, uint64_t at_ns) {
+  seg_->record(slot).retry_at_mono_ns = at_ns;
+  retries_.push(Timer{at_ns, slot, generation, attempt});
+}
+
+int Agent::release_retries() {
+  shm::Segment& seg = *seg_;
+  int n = 0;
+  // Bounded by the heap: each pass pops one timer.
+  while (!retries_.empty() && retries_.top().at_ns <= now_ns_) {
+    const Timer t = retries_.top();
+    retries_.pop();
+    const SlotCtl c = SlotCtl::unpack(seg.pool().load(t.slot));
+    if (c.state != SlotState::kPending || c.generation != t.generation) continue;
+    RequestRecord& rec = seg.record(t.slot);
+    if (rec.retry_at_mono_ns == 0 || rec.band >= kBandCount) continue;
+    rec.retry_at_mono_ns = 0;
+    rec.eligible_mono_ns = now_ns_;
+    requeue(t.slot, t.generation, static_cast<Band>(rec.band), now_ns_);
+    ++n;
+  }
+  return n;
+}
+
+// SPEC §4 processing_timeout_ms: an attempt not finished this long after
+// dispatch fails with PROCESSING_TIMEOUT. Its slot is taken back first, so
+// the worker's late result is dropped by the CAS that guards writing it.
+int Agent::expire_attempts() {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  int n = 0;
+  while (!attempts_.empty() && attempts_.front().at_ns <= now_ns_) {
+    const Timer t = attempts_.front();
+    attempts_.pop_front();
+    uint64_t ctl = pool.load(t.slot);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.generation != t.generation || c.attempt != t.attempt || c.owner >= workers_.size() ||
+        (c.state != SlotState::kAssigned && c.state != SlotState::kProcessing)) {
+      continue;  // settled already, or being reported right now
+    }
+    const SlotCtl back = with_state(c, SlotState::kReported, c.owner);
+    if (!pool.transition(t.slot, ctl, back)) continue;
+    settle(t.slot, back.pack(), AttemptResult::kError, Errc::kProcessingTimeout);
+    ++n;
+  }
+  // Settled attempts stay in the deque until their deadline; keep it within
+  // a bound by dropping them once it is much longer than what can be in flight.
+  if (attempts_.size() > 2 * cfg_.max_concurrent_workers + 1024) {
+    std::deque<Timer> live;
+    for (const Timer& t : attempts_) {
+      const SlotCtl c = SlotCtl::unpack(pool.load(t.slot));
+      if (c.generation == t.generation && c.attempt == t.attempt &&
+          (c.state == SlotState::kAssigned || c.state == SlotState::kProcessing ||
+           c.state == SlotState::kReporting)) {
+        live.push_back(t);
+      }
+    }
+    attempts_.swap(live);
+  }
+  return n;
+}
+
+// SPEC §4 queue_timeout_ms: a request not dispatched this long after it
+// became eligible ends as `timeout`. Each queue is in eligible order, so only
+// fronts are looked at; the queues of types without a worker only on the
+// liveness timer.
+int Agent::expire_pending(bool all_queues) {
+  shm::Segment& seg = *seg_;
+  const uint64_t limit_ns = cfg_.queue_timeout_ms * 1'000'000;
+  int n = 0;
+  auto expire = [&](std::deque<Pending>& q) {
+    while (!q.empty() && now_ns_ - std::min(q.front().eligible_ns, now_ns_) >= limit_ns) {
+      const Pending p = q.front();
+      q.pop_front();
+      const uint64_t ctl = seg.pool().load(p.slot);
+      const SlotCtl c = SlotCtl::unpack(ctl);
+      if (c.state != SlotState::kPending || c.generation != p.generation) continue;
+      finish(p.slot, ctl, Status::kTimeout, Errc::kQueueTimeout);
+      ++n;
+    }
+  };
+  for (auto& q : bands_) expire(q);
+  if (all_queues) {
+    for (auto& [_, q] : no_worker_) expire(q);
+  }
+  return n;
+}
+
+// Aging (SPEC §5): a front that has waited aging_ms is served before younger
+// fronts of higher bands, oldest first; otherwise bands in order. Bands whose
+// workers are full this cycle are passed over.
+int Agent::pick_band(const bool blocked[kBandCount]) const noexcept {
+  const uint64_t aging_ns = cfg_.aging_ms * 1'000'000;
+  int first = -1;
+  int aged = -1;
+  for (int b = 0; b < kBandCount; ++b) {
+    if (blocked[b] || bands_[b].empty()) continue;
+    if (first < 0) first = b;
+    const uint64_t e = bands_[b].front().eligible_ns;
+    if (now_ns_ - std::min(e, now_ns_) >= aging_ns &&
+        (aged < 0 || e < bands_[aged].front().eligible_ns)) {
+      aged = b;
+    }
+  }
+  return aged >= 0 ? aged : first;
 }
 
 int Agent::dispatch() {
@@ -304,67 +441,75 @@ int Agent::dispatch() {
   SlotPool& pool = seg.pool();
   const uint64_t now = now_ns_;
   int n = 0;
-  for (uint8_t b = 0; b < kBandCount; ++b) {
+  bool blocked[kBandCount] = {};
+  // Bounded: each pass pops a request or blocks a band.
+  while (inflight_ < cfg_.max_concurrent_workers) {
+    const int b = pick_band(blocked);
+    if (b < 0) break;
     auto& q = bands_[b];
-    // Bounded by the queue's length: each pass pops or stops.
-    while (!q.empty() && inflight_ < cfg_.max_concurrent_workers) {
-      const Pending p = q.front();
-      uint64_t ctl = pool.load(p.slot);
-      const SlotCtl c = SlotCtl::unpack(ctl);
-      if (c.state != SlotState::kPending || c.generation != p.generation) {
-        q.pop_front();  // no longer ours (e.g. reclaimed)
-        continue;
+    const Pending p = q.front();
+    uint64_t ctl = pool.load(p.slot);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.state != SlotState::kPending || c.generation != p.generation) {
+      q.pop_front();  // no longer ours (e.g. reclaimed)
+      continue;
+    }
+    const std::string_view type = type_of(p.slot);
+    auto route = routes_.find(type);
+    if (route == routes_.end() || route->second.workers.empty()) {
+      auto waiting = no_worker_.find(type);
+      if (waiting == no_worker_.end()) {
+        waiting = no_worker_.emplace(std::string(type), std::deque<Pending>{}).first;
       }
-      const std::string_view type = type_of(p.slot);
-      auto route = routes_.find(type);
-      if (route == routes_.end() || route->second.workers.empty()) {
-        auto waiting = no_worker_.find(type);
-        if (waiting == no_worker_.end())
-          waiting = no_worker_.emplace(std::string(type), std::deque<Pending>{}).first;
-        waiting->second.push_back(p);
-        q.pop_front();
-        continue;
-      }
-      TypeRoute& r = route->second;
-      uint32_t chosen = UINT32_MAX;
-      for (size_t k = 0; k < r.workers.size(); ++k) {
-        const uint32_t w = r.workers[(r.next + k) % r.workers.size()];
-        if (workers_[w].inflight < workers_[w].max_inflight) {
-          chosen = w;
-          r.next = static_cast<uint32_t>((r.next + k + 1) % r.workers.size());
-          break;
-        }
-      }
-      if (chosen == UINT32_MAX) break;  // this type's workers are full: next band
-      RequestRecord& rec = seg.record(p.slot);
-      const auto attempt = static_cast<uint8_t>(c.attempt + 1);
-      rec.attempts = attempt;
-      rec.dispatched_mono_ns = now;
-      SlotCtl next = c;
-      next.state = SlotState::kAssigned;
-      next.attempt = attempt;
-      next.owner = static_cast<uint16_t>(chosen);
-      if (!pool.transition(p.slot, ctl, next)) {
-        q.pop_front();
-        continue;
-      }
-      if (!seg.dispatch_ring(chosen).try_push(slot_ref(p.slot, p.generation))) {
-        // Only a worker that corrupted its own ring gets here: take the
-        // attempt back; the request keeps its place for the next cycle.
-        uint64_t assigned = next.pack();
-        (void)pool.transition(p.slot, assigned, c);
+      waiting->second.push_back(p);
+      q.pop_front();
+      continue;
+    }
+    TypeRoute& r = route->second;
+    uint32_t chosen = UINT32_MAX;
+    for (size_t k = 0; k < r.workers.size(); ++k) {
+      const uint32_t w = r.workers[(r.next + k) % r.workers.size()];
+      if (workers_[w].inflight < workers_[w].max_inflight) {
+        chosen = w;
+        r.next = static_cast<uint32_t>((r.next + k + 1) % r.workers.size());
         break;
       }
-      ++workers_[chosen].inflight;
-      if (!workers_[chosen].wake) {
-        workers_[chosen].wake = true;
-        to_wake_.push_back(chosen);
-      }
-      ++inflight_;
-      ++dispatched_;
-      q.pop_front();
-      ++n;
     }
+    if (chosen == UINT32_MAX) {
+      blocked[b] = true;  // this type's workers are full: other bands go on
+      continue;
+    }
+    RequestRecord& rec = seg.record(p.slot);
+    const auto attempt = static_cast<uint8_t>(c.attempt + 1);
+    rec.attempts = attempt;
+    rec.dispatched_mono_ns = now;
+    SlotCtl next = c;
+    next.state = SlotState::kAssigned;
+    next.attempt = attempt;
+    next.owner = static_cast<uint16_t>(chosen);
+    if (!pool.transition(p.slot, ctl, next)) {
+      q.pop_front();
+      continue;
+    }
+    if (!seg.dispatch_ring(chosen).try_push(slot_ref(p.slot, p.generation))) {
+      // Only a worker that corrupted its own ring gets here: take the
+      // attempt back; the request keeps its place for the next cycle.
+      uint64_t assigned = next.pack();
+      (void)pool.transition(p.slot, assigned, c);
+      blocked[b] = true;
+      continue;
+    }
+    attempts_.push_back(
+        Timer{now + cfg_.processing_timeout_ms * 1'000'000, p.slot, p.generation, attempt});
+    ++workers_[chosen].inflight;
+    if (!workers_[chosen].wake) {
+      workers_[chosen].wake = true;
+      to_wake_.push_back(chosen);
+    }
+    ++inflight_;
+    ++dispatched_;
+    q.pop_front();
+    ++n;
   }
   return n;
 }
@@ -397,31 +542,43 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
     --workers_[c.owner].inflight;
     if (inflight_ > 0) --inflight_;
   }
-  RequestRecord& rec = seg.record(slot);
   const bool retry = kind == AttemptResult::kError && c.attempt < cfg_.max_retry_attempts;
   if (retry) {
-    SlotCtl next = with_state(c, SlotState::kPending, kOwnerAgent);
-    if (pool.transition(slot, ctl, next) && rec.band < kBandCount) {
+    const SlotCtl next = with_state(c, SlotState::kPending, kOwnerAgent);
+    if (pool.transition(slot, ctl, next)) {
       ++retried_;
-      requeue(slot, c.generation, static_cast<Band>(rec.band));
+      schedule_retry(slot, c.generation, c.attempt, now_ns_ + backoff_ns(c.attempt));
     }
     return;
   }
-  rec.finished_mono_ns = now_ns_;
   if (kind == AttemptResult::kOk) {
-    rec.status = static_cast<uint8_t>(Status::kCompleted);
-    rec.error = static_cast<uint8_t>(Errc::kOk);
+    finish(slot, ctl, Status::kCompleted, Errc::kOk);
   } else {
-    rec.status = static_cast<uint8_t>(Status::kFailed);
-    rec.error = static_cast<uint8_t>(error);
+    finish(slot, ctl, Status::kFailed, error);
   }
-  const uint16_t producer = rec.producer;
-  SlotCtl done = with_state(c, SlotState::kDone, producer);
-  if (!pool.transition(slot, ctl, done)) return;
-  if (kind == AttemptResult::kOk)
-    ++completed_;
-  else
-    ++failed_;
+}
+
+// The final transition: writes the outcome, hands the slot to its producer.
+void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
+  shm::Segment& seg = *seg_;
+  RequestRecord& rec = seg.record(slot);
+  rec.finished_mono_ns = now_ns_;
+  rec.status = static_cast<uint8_t>(status);
+  rec.error = static_cast<uint8_t>(error);
+  rec.retry_at_mono_ns = 0;
+  const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
+  if (!seg.pool().transition(slot, ctl, done)) return;
+  switch (status) {
+    case Status::kCompleted:
+      ++completed_;
+      break;
+    case Status::kTimeout:
+      ++timed_out_;
+      break;
+    default:
+      ++failed_;
+      break;
+  }
   deliver(slot, done.pack());
 }
 
@@ -531,7 +688,9 @@ void Agent::reclaim_worker(uint32_t id) {
           --workers_[id].inflight;
           if (inflight_ > 0) --inflight_;
         }
-        if (rec.band < kBandCount) bands_[rec.band].push_front(Pending{s, c.generation});
+        if (rec.band < kBandCount) {
+          bands_[rec.band].push_front(Pending{s, c.generation, rec.eligible_mono_ns});
+        }
         break;
       }
       if (c.state != SlotState::kProcessing && c.state != SlotState::kReporting) break;
@@ -626,6 +785,7 @@ void Agent::publish_counters() {
   put(k.slots_reclaimed, reclaimed_);
   put(k.attempts_redispatched, redispatched_);
   put(k.stale_cells, stale_cells_);
+  put(k.timed_out, timed_out_);
   put(k.inflight, inflight_);
   uint64_t waiting = 0;
   for (const auto& [_, q] : no_worker_) waiting += q.size();
@@ -646,6 +806,9 @@ int Agent::do_work() {
   }
   n += drain_bands(tick);
   n += settle_results();
+  n += expire_attempts();
+  n += release_retries();
+  n += expire_pending(tick);
   n += dispatch();
   if (!undelivered_.empty()) {
     std::vector<std::pair<uint32_t, uint64_t>> retry;

@@ -117,6 +117,7 @@ agent::Config test_config(const std::string& queue) {
   cfg.liveness_interval_ms = 2;
   cfg.ring_claim_timeout_ms = 20;
   cfg.max_concurrent_workers = 64;
+  cfg.retry_backoff_ms = 1;  // the backoff rules have their own tests on a manual clock
   return cfg;
 }
 

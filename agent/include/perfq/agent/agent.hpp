@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -67,6 +68,15 @@ class Agent {
   struct Pending {
     uint32_t slot;
     uint32_t generation;
+    uint64_t eligible_ns;  // dispatchable since (queue timeout and aging count from here)
+  };
+  // A failed attempt's backoff, or an attempt's processing deadline.
+  struct Timer {
+    uint64_t at_ns;
+    uint32_t slot;
+    uint32_t generation;
+    uint8_t attempt;
+    friend bool operator>(const Timer& a, const Timer& b) { return a.at_ns > b.at_ns; }
   };
   // Lets maps keyed by std::string be searched with a string_view (no
   // allocation per dispatch).
@@ -87,7 +97,14 @@ class Agent {
   int settle_results();
   void deliver(uint32_t slot, uint64_t done_ctl);
   void settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error);
-  void requeue(uint32_t slot, uint32_t generation, Band band);
+  void requeue(uint32_t slot, uint32_t generation, Band band, uint64_t eligible_ns);
+  void schedule_retry(uint32_t slot, uint32_t generation, uint8_t attempt, uint64_t at_ns);
+  void finish(uint32_t slot, uint64_t ctl, Status status, Errc error);
+  int release_retries();
+  int expire_attempts();
+  int expire_pending(bool all_queues);
+  [[nodiscard]] int pick_band(const bool blocked[kBandCount]) const noexcept;
+  [[nodiscard]] uint64_t backoff_ns(uint8_t failed_attempt) noexcept;
   bool accept(uint32_t slot);
   void watch_clients(uint64_t now_ns);
   void reclaim_producer(uint32_t id);
@@ -103,8 +120,11 @@ class Agent {
   bool reattached_ = false;
   std::unique_ptr<IoLoop> io_;
 
-  std::deque<Pending> bands_[kBandCount];
-  TypeMap<std::deque<Pending>> no_worker_;  // by type
+  std::deque<Pending> bands_[kBandCount];  // each in eligible order
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> retries_;  // backoffs
+  std::deque<Timer> attempts_;               // processing deadlines, in dispatch order
+  uint64_t rng_ = 0x9e37'79b9'7f4a'7c15ull;  // retry jitter (xorshift64)
+  TypeMap<std::deque<Pending>> no_worker_;   // by type
   TypeMap<TypeRoute> routes_;
   std::vector<WorkerView> workers_;          // by client id
   std::vector<uint64_t> registering_since_;  // by client id: first seen kRegistering
@@ -121,7 +141,8 @@ class Agent {
 
   // Counters, published to the segment header once per cycle.
   uint64_t submitted_ = 0, dispatched_ = 0, completed_ = 0, failed_ = 0, retried_ = 0;
-  uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0, stale_cells_ = 0;
+  uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0, stale_cells_ = 0,
+           timed_out_ = 0;
 };
 
 }  // namespace perfq::agent

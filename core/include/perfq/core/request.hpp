@@ -127,6 +127,9 @@ struct RequestRecord {
   uint8_t result_kind;   // AttemptResult
   uint8_t result_error;  // Errc a processor returned
   uint8_t reserved2[2];
+  // --- written by the agent: the time rules (survive an agent restart)
+  uint64_t eligible_mono_ns;  // became dispatchable (publish, or end of a retry backoff)
+  uint64_t retry_at_mono_ns;  // 0, or when a failed attempt's backoff ends
 };
 
 static_assert(std::is_standard_layout_v<RequestRecord>);
@@ -144,7 +147,9 @@ static_assert(offsetof(RequestRecord, dispatched_mono_ns) == 816);
 static_assert(offsetof(RequestRecord, status) == 832);
 static_assert(offsetof(RequestRecord, started_mono_ns) == 840);
 static_assert(offsetof(RequestRecord, result_len) == 848);
-static_assert(sizeof(RequestRecord) == 856);
+static_assert(offsetof(RequestRecord, eligible_mono_ns) == 856);
+static_assert(offsetof(RequestRecord, retry_at_mono_ns) == 864);
+static_assert(sizeof(RequestRecord) == 872);
 
 // Where the parts of a slot lie, for a given payload capacity.
 struct SlotGeometry {

@@ -85,7 +85,8 @@ struct AgentCounters {
   uint64_t band_depth[kBandCount];  // pending in the agent's scheduler
   uint64_t waiting_for_worker;      // pending requests whose type has no worker
   uint64_t stale_cells;             // ring cells whose slot was not waiting to be taken
-  uint64_t reserved[2];
+  uint64_t timed_out;               // requests that waited past queue_timeout_ms
+  uint64_t reserved[1];
 };
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
 static_assert(sizeof(AgentCounters) == 18 * 8);
@@ -213,6 +214,7 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 offsetof(RequestRecord, metadata),
                                 offsetof(RequestRecord, status),
                                 offsetof(RequestRecord, result_len),
+                                offsetof(RequestRecord, retry_at_mono_ns),
                                 sizeof(BandRingHeader),
                                 sizeof(SpscRingHeader),
                                 sizeof(WaitWord),

@@ -1,0 +1,308 @@
+// The time rules of SPEC §4/§5 on a manual clock: retry backoff with jitter,
+// queue timeout, processing timeout (late results dropped), and aging. The
+// agent, a worker and a producer share one thread and one mapping; the test
+// turns their duty cycles by hand and moves the clock, so nothing waits.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq {
+namespace {
+
+class ManualClock final : public Clock {
+ public:
+  uint64_t now_mono_ns() const noexcept override { return now_; }
+  uint64_t now_unix_ns() const noexcept override { return 1'700'000'000'000'000'000ull + now_; }
+  void advance_ms(uint64_t ms) { now_ += ms * 1'000'000; }
+
+ private:
+  uint64_t now_ = 1'000'000'000'000;  // any start far from zero
+};
+
+constexpr uint64_t kMs = 1'000'000;
+
+class TimeRules : public ::testing::Test {
+ protected:
+  void start(const std::function<void(agent::Config&)>& tune = {}) {
+    cfg_ = test::test_config(q_.str());
+    cfg_.retry_backoff_ms = 1000;
+    cfg_.retry_jitter = 0.1;
+    cfg_.max_retry_attempts = 3;
+    cfg_.liveness_interval_ms = 1;
+    if (tune) tune(cfg_);
+    auto a = agent::Agent::open(cfg_, clock_);
+    ASSERT_TRUE(a.ok()) << a.error().message;
+    agent_ = std::move(*a);
+    auto p = Producer::connect(agent_->segment());
+    ASSERT_TRUE(p.ok());
+    producer_ = std::move(*p);
+  }
+
+  Worker& add_worker(const std::string& type, Processor fn, uint32_t max_inflight = 64) {
+    auto w = Worker::connect(agent_->segment(), WorkerOptions{IdleKind::kPark, max_inflight});
+    EXPECT_TRUE(w.ok());
+    EXPECT_TRUE((*w)->register_processor(type, std::move(fn)).ok());
+    workers_.push_back(std::move(*w));
+    return *workers_.back();
+  }
+
+  // Turns every duty cycle until nothing moves (bounded), without moving
+  // the clock. The agent's liveness pass runs on its first cycle after any
+  // advance (its interval is 1 ms), so new workers are routed.
+  void pump(bool run_workers = true) {
+    for (int i = 0; i < 64; ++i) {
+      int n = agent_->do_work();
+      if (run_workers) {
+        for (auto& w : workers_) n += w->do_work();
+      }
+      n += static_cast<int>(producer_->poll());
+      if (n == 0) return;
+    }
+  }
+
+  void advance_ms(uint64_t ms) {
+    clock_.advance_ms(ms);
+    pump();
+  }
+
+  Future submit(const std::string& type, uint8_t priority = 5, Mode mode = Mode::kPriority,
+                const std::string& payload = "p") {
+    auto s = producer_->submit(test::make_request(type, "u", payload, mode, priority));
+    EXPECT_TRUE(s.ok());
+    return std::move(s->outcome);
+  }
+
+  shm::AgentCounters counters() { return test::counters(*agent_->segment()); }
+
+  test::QueueName q_;
+  ManualClock clock_;
+  agent::Config cfg_;
+  std::unique_ptr<agent::Agent> agent_;
+  std::unique_ptr<Producer> producer_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+TEST_F(TimeRules, FailedAttemptsAreRetriedAfterTwoThenFourSecondsThenFail) {
+  start();
+  int calls = 0;
+  add_worker("flaky", [&](const Job&) {
+    ++calls;
+    return Reply::error("downstream unavailable");
+  });
+  advance_ms(1);  // route the worker
+  Future f = submit("flaky");
+  pump();
+  EXPECT_EQ(calls, 1);
+  // Attempt 1 failed: back after 2 s +- 10 %, not before.
+  advance_ms(1790);
+  EXPECT_EQ(calls, 1);
+  advance_ms(420);  // t = 2.21 s
+  EXPECT_EQ(calls, 2);
+  // Attempt 2 failed: back after 4 s +- 10 %.
+  advance_ms(3590);
+  EXPECT_EQ(calls, 2);
+  advance_ms(820);
+  EXPECT_EQ(calls, 3);
+  // Attempt 3 was the last.
+  ASSERT_TRUE(f.ready());
+  const Outcome& o = f.get();
+  EXPECT_EQ(o.status, Status::kFailed);
+  EXPECT_EQ(o.error, Errc::kProcessorError);
+  EXPECT_EQ(o.attempts, 3);
+  advance_ms(60'000);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(counters().retried, 2u);
+}
+
+TEST_F(TimeRules, JitterSpreadsRetriesOfRequestsThatFailedTogether) {
+  start([](agent::Config& c) { c.max_retry_attempts = 2; });
+  std::vector<uint64_t> retried_at;
+  std::vector<int> seen(64, 0);
+  add_worker("flaky", [&](const Job& j) {
+    const int i =
+        std::stoi(std::string(reinterpret_cast<const char*>(j.payload.data()), j.payload.size()));
+    if (++seen[static_cast<size_t>(i)] == 2) retried_at.push_back(clock_.now_mono_ns());
+    return Reply::error("no");
+  });
+  advance_ms(1);
+  const uint64_t failed_at = clock_.now_mono_ns();
+  std::vector<Future> fs;
+  for (int i = 0; i < 64; ++i) fs.push_back(submit("flaky", 5, Mode::kPriority, std::to_string(i)));
+  pump();
+  for (int step = 0; step < 500; ++step) advance_ms(1);  // 1 ms resolution over 2 +- 0.2 s
+  for (int step = 0; step < 1700; ++step) clock_.advance_ms(1), pump();
+  ASSERT_EQ(retried_at.size(), 64u);
+  uint64_t lo = UINT64_MAX, hi = 0;
+  for (uint64_t t : retried_at) {
+    lo = std::min(lo, t - failed_at);
+    hi = std::max(hi, t - failed_at);
+  }
+  EXPECT_GE(lo, 1800 * kMs);
+  EXPECT_LE(hi, 2201 * kMs);
+  EXPECT_GT(hi - lo, 100 * kMs) << "64 retries should not all land together";
+}
+
+TEST_F(TimeRules, PermanentErrorSkipsRetries) {
+  start();
+  int calls = 0;
+  add_worker("bad", [&](const Job&) {
+    ++calls;
+    return Reply::permanent_error("malformed message");
+  });
+  advance_ms(1);
+  Future f = submit("bad");
+  pump();
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(f.get().status, Status::kFailed);
+  EXPECT_EQ(f.get().attempts, 1);
+  advance_ms(10'000);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(TimeRules, RequestNotDispatchedWithinQueueTimeoutEndsAsTimeout) {
+  start([](agent::Config& c) { c.queue_timeout_ms = 30'000; });
+  Future f = submit("nobody-serves-this");
+  pump();
+  advance_ms(29'990);
+  EXPECT_FALSE(f.ready());
+  advance_ms(20);
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(f.get().status, Status::kTimeout);
+  EXPECT_EQ(f.get().error, Errc::kQueueTimeout);
+  EXPECT_EQ(f.get().attempts, 0);
+  EXPECT_EQ(counters().timed_out, 1u);
+}
+
+TEST_F(TimeRules, QueueTimeoutCountsFromTheEndOfARetryBackoff) {
+  start([](agent::Config& c) {
+    c.queue_timeout_ms = 3000;
+    c.retry_jitter = 0;
+  });
+  int calls = 0;
+  add_worker(
+      "once",
+      [&](const Job&) {
+        ++calls;
+        return Reply::error("first time fails");
+      },
+      64);
+  advance_ms(1);
+  Future f = submit("once");
+  pump();
+  ASSERT_EQ(calls, 1);
+  // Remove the worker: the retry becomes eligible at t = 2 s and waits.
+  workers_.clear();
+  advance_ms(1);
+  advance_ms(1999);  // retry eligible now, no worker
+  EXPECT_FALSE(f.ready());
+  advance_ms(2990);  // 2.99 s after it became eligible again
+  EXPECT_FALSE(f.ready());
+  advance_ms(20);
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(f.get().status, Status::kTimeout);
+}
+
+TEST_F(TimeRules, AttemptOverProcessingTimeoutFailsAndItsLateResultIsDropped) {
+  start([](agent::Config& c) {
+    c.processing_timeout_ms = 60'000;
+    c.retry_jitter = 0;
+  });
+  int calls = 0;
+  add_worker("slow", [&](const Job& j) {
+    ++calls;
+    if (j.attempt == 1) {
+      // While attempt 1 runs, its deadline passes and the agent takes it back.
+      clock_.advance_ms(60'001);
+      agent_->do_work();
+      return Reply::ok("late result of attempt 1");
+    }
+    return Reply::ok("result of attempt 2");
+  });
+  advance_ms(1);
+  Future f = submit("slow");
+  pump();  // attempt 1 runs and times out inside the processor
+  EXPECT_FALSE(f.ready());
+  advance_ms(2001);  // backoff after attempt 1: 2 s
+  ASSERT_TRUE(f.ready());
+  const Outcome& o = f.get();
+  EXPECT_EQ(o.status, Status::kCompleted);
+  EXPECT_EQ(o.result_text(), "result of attempt 2");
+  EXPECT_EQ(o.attempts, 2);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(TimeRules, AttemptNeverStartedTimesOutToo) {
+  start([](agent::Config& c) {
+    c.processing_timeout_ms = 1000;
+    c.max_retry_attempts = 1;
+  });
+  add_worker("stuck", [](const Job&) { return Reply::ok(); });
+  advance_ms(1);
+  Future f = submit("stuck");
+  // Dispatch without letting the worker run (a frozen worker).
+  for (int i = 0; i < 4; ++i) agent_->do_work();
+  clock_.advance_ms(1001);
+  for (int i = 0; i < 4; ++i) agent_->do_work(), producer_->poll();
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(f.get().status, Status::kFailed);
+  EXPECT_EQ(f.get().error, Errc::kProcessingTimeout);
+  // The worker wakes up: its stale dispatch is ignored.
+  EXPECT_EQ(workers_[0]->do_work(), 0);
+}
+
+TEST_F(TimeRules, AgedRequestIsServedBeforeYoungerRequestsOfHigherBands) {
+  start([](agent::Config& c) {
+    c.aging_ms = 5000;
+    c.max_concurrent_workers = 1;
+  });
+  std::string order;
+  add_worker(
+      "t",
+      [&](const Job& j) {
+        order += static_cast<char>(j.payload[0]);
+        return Reply::ok();
+      },
+      1);
+  // The worker is not routed yet. An old LOW request, then younger ones.
+  std::vector<Future> fs;
+  fs.push_back(submit("t", 1, Mode::kPriority, "L"));
+  agent_->do_work();  // the agent holds it from t0
+  clock_.advance_ms(3000);
+  for (int i = 0; i < 3; ++i) fs.push_back(submit("t", 20, Mode::kPriority, "C"));
+  fs.push_back(submit("t", 1, Mode::kPriority, "l"));
+  agent_->do_work();  // these from t0 + 3 s
+  clock_.advance_ms(2500);
+  pump();
+  // At t0 + 5.5 s only "L" has waited past aging_ms: it goes before the
+  // CRITICAL ones, which go before the younger LOW.
+  EXPECT_EQ(order, "LCCCl");
+}
+
+TEST_F(TimeRules, WithoutAgingHigherBandsGoFirst) {
+  start([](agent::Config& c) {
+    c.aging_ms = 5000;
+    c.max_concurrent_workers = 1;
+  });
+  std::string order;
+  add_worker(
+      "t",
+      [&](const Job& j) {
+        order += static_cast<char>(j.payload[0]);
+        return Reply::ok();
+      },
+      1);
+  std::vector<Future> fs;
+  fs.push_back(submit("t", 1, Mode::kPriority, "L"));
+  fs.push_back(submit("t", 20, Mode::kPriority, "C"));
+  agent_->do_work();
+  clock_.advance_ms(4000);  // below aging_ms
+  pump();
+  EXPECT_EQ(order, "CL");
+}
+
+}  // namespace
+}  // namespace perfq
