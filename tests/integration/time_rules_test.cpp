@@ -304,5 +304,49 @@ TEST_F(TimeRules, WithoutAgingHigherBandsGoFirst) {
   EXPECT_EQ(order, "CL");
 }
 
+TEST_F(TimeRules, RestartedAgentHonoursABackoffAndADeadlineInProgress) {
+  start([](agent::Config& c) {
+    c.retry_jitter = 0;
+    c.processing_timeout_ms = 10'000;
+  });
+  // Producer and worker map the segment themselves, so the agent's mapping
+  // (and its lock) goes away with the agent.
+  producer_.reset();
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  int calls = 0;
+  auto w = Worker::connect(q_.str());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->register_processor("flaky", [&](const Job&) {
+    ++calls;
+    return Reply::error("no");
+  }).ok());
+  auto turn = [&] {
+    for (int i = 0; i < 16; ++i) {
+      agent_->do_work();
+      (*w)->do_work();
+      (*p)->poll();
+    }
+  };
+  clock_.advance_ms(1);
+  turn();
+  auto s = (*p)->submit(test::make_request("flaky", "u", "x"));
+  ASSERT_TRUE(s.ok());
+  turn();
+  ASSERT_EQ(calls, 1);  // attempt 1 failed at t0: retry at t0 + 2 s
+  clock_.advance_ms(1000);
+  agent_.reset();       // the agent goes away mid-backoff
+  auto again = agent::Agent::open(cfg_, clock_);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  agent_ = std::move(*again);
+  ASSERT_TRUE(agent_->reattached());
+  clock_.advance_ms(900);  // t0 + 1.9 s
+  turn();
+  EXPECT_EQ(calls, 1) << "the restarted agent kept the backoff";
+  clock_.advance_ms(200);  // t0 + 2.1 s
+  turn();
+  EXPECT_EQ(calls, 2);
+}
+
 }  // namespace
 }  // namespace perfq
