@@ -11,6 +11,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/band_ring.hpp"
 #include "perfq/core/idle_strategy.hpp"
+#include "perfq/shm/admission.hpp"
 #include "perfq/shm/client_registry.hpp"
 #include "perfq/shm/futex.hpp"
 #include "perfq/shm/liveness.hpp"
@@ -92,6 +93,8 @@ void Agent::start() {
   aref(h.agent_generation).fetch_add(1, std::memory_order_relaxed);
   aref(h.processing_timeout_ms).store(cfg_.processing_timeout_ms, std::memory_order_relaxed);
   aref(h.worker_idle_timeout_ms).store(cfg_.worker_idle_timeout_ms, std::memory_order_relaxed);
+  aref(h.max_queue_depth).store(cfg_.max_queue_depth, std::memory_order_relaxed);
+  aref(h.rope_drop_timeout_ms).store(cfg_.rope_drop_timeout_ms, std::memory_order_relaxed);
   const std::string sock = cfg_.data_dir + "/agent.sock";
   std::memset(h.socket_path, 0, sizeof h.socket_path);
   std::memcpy(h.socket_path, sock.data(), std::min(sock.size(), sizeof h.socket_path - 1));
@@ -398,10 +401,14 @@ int Agent::expire_pending(bool all_queues) {
   shm::Segment& seg = *seg_;
   const uint64_t limit_ns = cfg_.queue_timeout_ms * 1'000'000;
   int n = 0;
-  auto expire = [&](std::deque<Pending>& q) {
+  auto expire = [&](std::deque<Pending>& q, uint64_t* waiting_in_band) {
     while (!q.empty() && now_ns_ - std::min(q.front().eligible_ns, now_ns_) >= limit_ns) {
       const Pending p = q.front();
       q.pop_front();
+      if (waiting_in_band != nullptr) {
+        const uint8_t b = seg.record(p.slot).band;
+        if (b < kBandCount && waiting_in_band[b] > 0) --waiting_in_band[b];
+      }
       const uint64_t ctl = seg.pool().load(p.slot);
       const SlotCtl c = SlotCtl::unpack(ctl);
       if (c.state != SlotState::kPending || c.generation != p.generation) continue;
@@ -409,9 +416,9 @@ int Agent::expire_pending(bool all_queues) {
       ++n;
     }
   };
-  for (auto& q : bands_) expire(q);
+  for (auto& q : bands_) expire(q, nullptr);
   if (all_queues) {
-    for (auto& [_, q] : no_worker_) expire(q);
+    for (auto& [_, q] : no_worker_) expire(q, no_worker_band_);
   }
   return n;
 }
@@ -462,6 +469,7 @@ int Agent::dispatch() {
         waiting = no_worker_.emplace(std::string(type), std::deque<Pending>{}).first;
       }
       waiting->second.push_back(p);
+      ++no_worker_band_[b];
       q.pop_front();
       continue;
     }
@@ -638,7 +646,10 @@ void Agent::refresh_routes() {
     }
     for (auto p = it->second.rbegin(); p != it->second.rend(); ++p) {
       const uint8_t band = seg.record(p->slot).band;
-      if (band < kBandCount) bands_[band].push_front(*p);
+      if (band < kBandCount) {
+        bands_[band].push_front(*p);
+        if (no_worker_band_[band] > 0) --no_worker_band_[band];
+      }
     }
     it = no_worker_.erase(it);
   }
@@ -788,9 +799,18 @@ void Agent::publish_counters() {
   put(k.timed_out, timed_out_);
   put(k.inflight, inflight_);
   uint64_t waiting = 0;
-  for (const auto& [_, q] : no_worker_) waiting += q.size();
-  for (uint8_t b = 0; b < kBandCount; ++b) put(k.band_depth[b], bands_[b].size());
+  uint64_t band_depth[kBandCount] = {};
+  for (uint8_t b = 0; b < kBandCount; ++b) waiting += no_worker_band_[b];
+  uint64_t depth = waiting + retries_.size() + inflight_;
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    put(k.band_depth[b], bands_[b].size());
+    band_depth[b] = bands_[b].size() + no_worker_band_[b];
+    depth += bands_[b].size();
+  }
   put(k.waiting_for_worker, waiting);
+  shm::publish_admission(*seg_, depth, band_depth);
+  // Producers waiting for room (rope drop) are woken when there is some.
+  if (depth < cfg_.max_queue_depth) shm::notify(seg_->header().room);
 }
 
 int Agent::do_work() {

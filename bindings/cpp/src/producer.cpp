@@ -6,6 +6,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/core/slot_pool.hpp"
+#include "perfq/shm/admission.hpp"
 #include "perfq/shm/client_registry.hpp"
 #include "perfq/shm/futex.hpp"
 #include "perfq/shm/segment.hpp"
@@ -113,9 +114,52 @@ Producer::~Producer() {
 }
 
 Result<Submitted> Producer::submit(const RequestView& r) {
+  return submit_impl(r, true);
+}
+
+Result<Submitted> Producer::try_submit(const RequestView& r) {
+  return submit_impl(r, false);
+}
+
+// SPEC §5 admission: while max_queue_depth requests are accepted and not
+// final, wait up to rope_drop_timeout_ms for room (parked on the segment's
+// `room` word, which the agent notifies as requests finish), then QUEUE_FULL.
+Result<shm::Occupancy> Producer::admit(bool wait_for_room) {
+  shm::Segment& seg = *seg_;
+  const uint64_t max = load_relaxed(seg.header().max_queue_depth);
+  shm::Occupancy o = shm::occupancy(seg);
+  if (max == 0) return o;  // no agent has run yet: the pool is the only bound
+  auto full = [&] {
+    o = shm::occupancy(seg);
+    return !o.known || o.depth >= max;
+  };
+  if (o.known && o.depth < max) return o;
+  auto queue_full = [&] {
+    return Result<shm::Occupancy>(
+        Errc::kQueueFull, "the queue holds max_queue_depth (" + std::to_string(max) + ") requests");
+  };
+  if (!wait_for_room) return queue_full();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(load_relaxed(seg.header().rope_drop_timeout_ms));
+  // Bounded by the deadline; each park by kParkBoundNs.
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return queue_full();
+    const auto left_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
+    if (shm::park(seg.header().room, std::min(left_ns, kParkBoundNs), [&] { return !full(); })) {
+      return o;
+    }
+  }
+}
+
+Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room) {
   shm::Segment& seg = *seg_;
   const Violation v = validate(r, seg.geometry().slot_payload_bytes);
   if (v.code != Errc::kOk) return Error{v.code, std::string(v.message)};
+  auto admitted = admit(wait_for_room);
+  if (!admitted) return admitted.error();
+  const shm::Occupancy& before = *admitted;
 
   uint32_t cursor = cursor_.load(std::memory_order_relaxed);
   const auto claim = seg.pool().try_claim(static_cast<uint16_t>(id_), cursor);
@@ -190,6 +234,9 @@ Result<Submitted> Producer::submit(const RequestView& r) {
   s.band = band;
   s.priority = r.priority;
   s.created_at_unix_ns = created;
+  // Requests in this band and the ones above it when it was admitted (an
+  // estimate: aging can move an old lower-band request ahead of it).
+  for (uint8_t b = 0; b <= static_cast<uint8_t>(band); ++b) s.queue_position += before.ahead[b];
   s.outcome = Future(this, st);
   return s;
 }

@@ -122,9 +122,10 @@ class Agent {
 
   std::deque<Pending> bands_[kBandCount];  // each in eligible order
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> retries_;  // backoffs
-  std::deque<Timer> attempts_;               // processing deadlines, in dispatch order
-  uint64_t rng_ = 0x9e37'79b9'7f4a'7c15ull;  // retry jitter (xorshift64)
-  TypeMap<std::deque<Pending>> no_worker_;   // by type
+  std::deque<Timer> attempts_;                // processing deadlines, in dispatch order
+  uint64_t rng_ = 0x9e37'79b9'7f4a'7c15ull;   // retry jitter (xorshift64)
+  TypeMap<std::deque<Pending>> no_worker_;    // by type
+  uint64_t no_worker_band_[kBandCount] = {};  // entries of no_worker_ per band
   TypeMap<TypeRoute> routes_;
   std::vector<WorkerView> workers_;          // by client id
   std::vector<uint64_t> registering_since_;  // by client id: first seen kRegistering

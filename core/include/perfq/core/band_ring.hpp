@@ -123,6 +123,13 @@ class BandRing {
     return t >= hd ? t - hd : 0;
   }
   [[nodiscard]] uint32_t capacity() const noexcept { return capacity_; }
+  // Positions for accounting (any process; acquire: they count published work).
+  [[nodiscard]] uint64_t tail_position() const noexcept {
+    return aref(h_->tail).load(std::memory_order_acquire);
+  }
+  [[nodiscard]] uint64_t head_position() const noexcept {
+    return aref(h_->head).load(std::memory_order_acquire);
+  }
 
  private:
   [[nodiscard]] static constexpr uint64_t cell(uint64_t seq, uint32_t value) noexcept {

@@ -91,6 +91,22 @@ struct AgentCounters {
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
 static_assert(sizeof(AgentCounters) == 18 * 8);
 
+// What producers need to admit a request (SPEC §5 admission) and to tell its
+// queue position, published by the agent under a sequence lock: `seq` is odd
+// while the agent writes. With `head` (each band ring's head when published)
+// a producer counts every accepted request exactly once:
+//   depth_now <= depth + sum over bands of (ring tail - head)
+// since a cell the agent consumed after publishing is still counted by the
+// ring term. Readers retry a bounded number of times, then assume full.
+struct AdmissionView {
+  uint64_t seq;
+  uint64_t depth;                   // pending + waiting for retry + in flight
+  uint64_t band_depth[kBandCount];  // pending per band (incl. waiting for a worker)
+  uint64_t head[kBandCount];        // band ring heads at this publish
+};
+static_assert(std::is_trivially_copyable_v<AdmissionView>);
+static_assert(sizeof(AdmissionView) == 80);
+
 struct SegmentHeader {
   // --- identity (written once by the creator; magic last)
   uint64_t magic;
@@ -124,11 +140,15 @@ struct SegmentHeader {
   // runtime settings clients follow (written by the agent at start)
   uint64_t processing_timeout_ms;
   uint64_t worker_idle_timeout_ms;
+  uint64_t max_queue_depth;
+  uint64_t rope_drop_timeout_ms;
   // --- hot words, one line each
   alignas(kCacheLine) uint64_t heartbeat_mono_ns;  // agent, every duty cycle
   alignas(kCacheLine) uint64_t next_request_id;    // producers, fetch_add
   alignas(kCacheLine) WaitWord doorbell;           // producers, workers -> agent
   alignas(kCacheLine) AgentCounters counters;
+  alignas(kCacheLine) AdmissionView admission;  // agent writes, producers read
+  alignas(kCacheLine) WaitWord room;            // agent -> producers waiting for room
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(std::is_trivially_copyable_v<SegmentHeader>);
@@ -146,7 +166,10 @@ static_assert(offsetof(SegmentHeader, heartbeat_mono_ns) == 3 * kCacheLine);
 static_assert(offsetof(SegmentHeader, next_request_id) == 4 * kCacheLine);
 static_assert(offsetof(SegmentHeader, doorbell) == 5 * kCacheLine);
 static_assert(offsetof(SegmentHeader, counters) == 6 * kCacheLine);
-static_assert(sizeof(SegmentHeader) == 8 * kCacheLine);
+static_assert(offsetof(SegmentHeader, max_queue_depth) == 1 * kCacheLine + 224);
+static_assert(offsetof(SegmentHeader, admission) == 8 * kCacheLine);
+static_assert(offsetof(SegmentHeader, room) == 9 * kCacheLine);
+static_assert(sizeof(SegmentHeader) == 10 * kCacheLine);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 
@@ -201,6 +224,9 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 offsetof(SegmentHeader, next_request_id),
                                 offsetof(SegmentHeader, doorbell),
                                 offsetof(SegmentHeader, counters),
+                                offsetof(SegmentHeader, admission),
+                                offsetof(SegmentHeader, room),
+                                offsetof(SegmentHeader, max_queue_depth),
                                 sizeof(AgentCounters),
                                 sizeof(ClientRecord),
                                 offsetof(ClientRecord, completion),

@@ -18,6 +18,7 @@
 #include "perfq/core/request.hpp"
 #include "perfq/core/result.hpp"
 #include "perfq/core/wait_word.hpp"
+#include "perfq/shm/admission.hpp"
 
 namespace perfq::shm {
 class Segment;
@@ -62,6 +63,7 @@ struct Submitted {
   Band band = Band::kNormal;
   uint8_t priority = kPriorityDefault;
   uint64_t created_at_unix_ns = 0;
+  uint64_t queue_position = 0;  // requests that will be served before it (estimate, see docs)
   Future outcome;
 };
 
@@ -86,9 +88,13 @@ class Producer {
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
 
-  // Validates (SPEC §3), claims a slot, publishes it to its band ring and
-  // wakes the agent if it sleeps. Never blocks.
+  // Validates (SPEC §3), waits for room while the queue holds
+  // max_queue_depth requests (at most rope_drop_timeout_ms, woken when room
+  // appears; then QUEUE_FULL), claims a slot, publishes it to its band ring
+  // and wakes the agent if it sleeps.
   [[nodiscard]] Result<Submitted> submit(const RequestView& r);
+  // As submit, but never waits: QUEUE_FULL at once when the queue is full.
+  [[nodiscard]] Result<Submitted> try_submit(const RequestView& r);
 
   // Settles every outcome waiting in the completion ring. Never blocks.
   size_t poll();
@@ -103,6 +109,8 @@ class Producer {
   friend class Future;
   Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptions opt);
   bool wait(detail::FutureState* st, std::chrono::steady_clock::time_point deadline);
+  [[nodiscard]] Result<Submitted> submit_impl(const RequestView& r, bool wait_for_room);
+  [[nodiscard]] Result<shm::Occupancy> admit(bool wait_for_room);
   size_t drain_locked();
 
   std::shared_ptr<shm::Segment> seg_;
