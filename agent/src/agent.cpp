@@ -62,7 +62,8 @@ Agent::~Agent() {
   shutdown();
 }
 
-Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock) {
+Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock,
+                                           DeadLetterSink* sink) {
   shm::CreateOptions o;
   o.slot_count = cfg.slot_count();
   o.slot_payload_bytes = static_cast<uint32_t>(cfg.slot_payload_bytes);
@@ -74,6 +75,11 @@ Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock
   std::unique_ptr<Agent> a(new Agent(cfg, clock, std::shared_ptr<shm::Segment>(std::move(*seg)),
                                      how == shm::Segment::Opened::kReattached));
   if (auto r = a->io_->init(); !r) return r.error();
+  if (sink == nullptr) {
+    a->own_sink_ = std::make_unique<MemoryDeadLetters>();
+    sink = a->own_sink_.get();
+  }
+  a->sink_ = sink;
   a->start();
   return a;
 }
@@ -245,6 +251,8 @@ bool Agent::accept(uint32_t slot) {
   rec.attempts = 0;
   rec.result_len = 0;
   rec.result_kind = static_cast<uint8_t>(AttemptResult::kNone);
+  rec.first_attempt_unix_ns = 0;
+  rec.failures = 0;
   if (!valid) {
     ++rejected_;
     rec.status = static_cast<uint8_t>(Status::kFailed);
@@ -491,6 +499,7 @@ int Agent::dispatch() {
     const auto attempt = static_cast<uint8_t>(c.attempt + 1);
     rec.attempts = attempt;
     rec.dispatched_mono_ns = now;
+    if (attempt == 1) rec.first_attempt_unix_ns = clock_.now_unix_ns();
     SlotCtl next = c;
     next.state = SlotState::kAssigned;
     next.attempt = attempt;
@@ -550,6 +559,7 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
     --workers_[c.owner].inflight;
     if (inflight_ > 0) --inflight_;
   }
+  if (kind != AttemptResult::kOk) record_failure(slot, error);
   const bool retry = kind == AttemptResult::kError && c.attempt < cfg_.max_retry_attempts;
   if (retry) {
     const SlotCtl next = with_state(c, SlotState::kPending, kOwnerAgent);
@@ -566,6 +576,59 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
   }
 }
 
+// Appends one failed attempt to the slot's errorHistory. A processor's error
+// text is its reply; the agent's own reasons get a fixed text.
+void Agent::record_failure(uint32_t slot, Errc code) {
+  shm::Segment& seg = *seg_;
+  RequestRecord& rec = seg.record(slot);
+  AttemptError& e = rec.history[rec.failures % kAttemptHistory];
+  e.at_unix_ns = clock_.now_unix_ns();
+  e.code = static_cast<uint8_t>(code);
+  std::string_view text;
+  if (code == Errc::kProcessorError) {
+    const uint32_t len = std::min(rec.result_len, seg.geometry().slot_payload_bytes);
+    text = {reinterpret_cast<const char*>(seg.result(slot)), len};
+  } else if (code == Errc::kProcessingTimeout) {
+    text = "attempt exceeded processing_timeout_ms";
+  } else if (code == Errc::kWorkerDied) {
+    text = "the worker running the attempt died";
+  } else {
+    text = errc_name(code);
+  }
+  e.len = static_cast<uint8_t>(std::min(text.size(), kAttemptMessageBytes));
+  std::memcpy(e.message, text.data(), e.len);
+  if (rec.failures < 255) ++rec.failures;
+}
+
+// Hands a failed or timed-out request to the dead-letter sink, with every
+// field SPEC §5 lists. Nothing of it is logged.
+void Agent::dead_letter(uint32_t slot, Status status, Errc reason) {
+  shm::Segment& seg = *seg_;
+  const RequestRecord& rec = seg.record(slot);
+  DeadLetter d;
+  d.request_id = rec.request_id;
+  d.user_id.assign(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
+  d.type.assign(rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes));
+  d.mode = static_cast<Mode>(rec.mode < kModeCount ? rec.mode : 0);
+  d.priority = rec.priority;
+  const uint32_t len = std::min(rec.payload_len, seg.geometry().slot_payload_bytes);
+  d.payload.assign(seg.payload(slot), seg.payload(slot) + len);
+  d.metadata.assign(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));
+  d.status = status;
+  d.reason = reason;
+  d.attempt_count = rec.attempts;
+  d.first_attempt_unix_ns = rec.first_attempt_unix_ns;
+  const uint8_t kept = std::min<uint8_t>(rec.failures, kAttemptHistory);
+  for (uint8_t k = 0; k < kept; ++k) {
+    const AttemptError& e = rec.history[(rec.failures - kept + k) % kAttemptHistory];
+    d.history.push_back(AttemptFailure{
+        e.at_unix_ns, errc_valid(e.code) ? static_cast<Errc>(e.code) : Errc::kInternal,
+        std::string(e.message, std::min<size_t>(e.len, kAttemptMessageBytes))});
+  }
+  d.last_attempt_unix_ns = d.history.empty() ? 0 : d.history.back().at_unix_ns;
+  sink_->accept(std::move(d));
+}
+
 // The final transition: writes the outcome, hands the slot to its producer.
 void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   shm::Segment& seg = *seg_;
@@ -576,6 +639,7 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   rec.retry_at_mono_ns = 0;
   const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
   if (!seg.pool().transition(slot, ctl, done)) return;
+  if (status == Status::kFailed || status == Status::kTimeout) dead_letter(slot, status, error);
   switch (status) {
     case Status::kCompleted:
       ++completed_;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "perfq/agent/dead_letter.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq {
@@ -116,6 +117,27 @@ TEST_F(TimeRules, FailedAttemptsAreRetriedAfterTwoThenFourSecondsThenFail) {
   advance_ms(60'000);
   EXPECT_EQ(calls, 3);
   EXPECT_EQ(counters().retried, 2u);
+  // The dead letter keeps every attempt's error.
+  const auto letters = agent_->memory_dead_letters()->snapshot();
+  ASSERT_EQ(letters.size(), 1u);
+  const agent::DeadLetter& d = letters[0];
+  EXPECT_EQ(d.request_id, o.request_id);
+  EXPECT_EQ(d.status, Status::kFailed);
+  EXPECT_EQ(d.reason, Errc::kProcessorError);
+  EXPECT_EQ(d.type, "flaky");
+  EXPECT_EQ(d.user_id, "u");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(d.payload.data()), d.payload.size()), "p");
+  EXPECT_EQ(d.attempt_count, 3u);
+  ASSERT_EQ(d.history.size(), 3u);
+  for (const auto& h : d.history) {
+    EXPECT_EQ(h.code, Errc::kProcessorError);
+    EXPECT_EQ(h.message, "downstream unavailable");
+  }
+  EXPECT_LT(d.history[0].at_unix_ns, d.history[1].at_unix_ns);
+  EXPECT_LT(d.history[1].at_unix_ns, d.history[2].at_unix_ns);
+  EXPECT_GT(d.first_attempt_unix_ns, 0u);
+  EXPECT_LE(d.first_attempt_unix_ns, d.history[0].at_unix_ns);
+  EXPECT_EQ(d.last_attempt_unix_ns, d.history[2].at_unix_ns);
 }
 
 TEST_F(TimeRules, JitterSpreadsRetriesOfRequestsThatFailedTogether) {
@@ -161,6 +183,10 @@ TEST_F(TimeRules, PermanentErrorSkipsRetries) {
   EXPECT_EQ(f.get().attempts, 1);
   advance_ms(10'000);
   EXPECT_EQ(calls, 1);
+  const auto letters = agent_->memory_dead_letters()->snapshot();
+  ASSERT_EQ(letters.size(), 1u);
+  ASSERT_EQ(letters[0].history.size(), 1u);
+  EXPECT_EQ(letters[0].history[0].message, "malformed message");
 }
 
 TEST_F(TimeRules, RequestNotDispatchedWithinQueueTimeoutEndsAsTimeout) {
@@ -175,6 +201,13 @@ TEST_F(TimeRules, RequestNotDispatchedWithinQueueTimeoutEndsAsTimeout) {
   EXPECT_EQ(f.get().error, Errc::kQueueTimeout);
   EXPECT_EQ(f.get().attempts, 0);
   EXPECT_EQ(counters().timed_out, 1u);
+  const auto letters = agent_->memory_dead_letters()->snapshot();
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].status, Status::kTimeout);
+  EXPECT_EQ(letters[0].reason, Errc::kQueueTimeout);
+  EXPECT_EQ(letters[0].attempt_count, 0u);
+  EXPECT_EQ(letters[0].first_attempt_unix_ns, 0u);
+  EXPECT_TRUE(letters[0].history.empty());
 }
 
 TEST_F(TimeRules, QueueTimeoutCountsFromTheEndOfARetryBackoff) {
@@ -250,6 +283,10 @@ TEST_F(TimeRules, AttemptNeverStartedTimesOutToo) {
   ASSERT_TRUE(f.ready());
   EXPECT_EQ(f.get().status, Status::kFailed);
   EXPECT_EQ(f.get().error, Errc::kProcessingTimeout);
+  const auto letters = agent_->memory_dead_letters()->snapshot();
+  ASSERT_EQ(letters.size(), 1u);
+  ASSERT_EQ(letters[0].history.size(), 1u);
+  EXPECT_EQ(letters[0].history[0].code, Errc::kProcessingTimeout);
   // The worker wakes up: its stale dispatch is ignored.
   EXPECT_EQ(workers_[0]->do_work(), 0);
 }
@@ -317,10 +354,12 @@ TEST_F(TimeRules, RestartedAgentHonoursABackoffAndADeadlineInProgress) {
   int calls = 0;
   auto w = Worker::connect(q_.str());
   ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)->register_processor("flaky", [&](const Job&) {
-    ++calls;
-    return Reply::error("no");
-  }).ok());
+  ASSERT_TRUE((*w)->register_processor("flaky",
+                                       [&](const Job&) {
+                                         ++calls;
+                                         return Reply::error("no");
+                                       })
+                  .ok());
   auto turn = [&] {
     for (int i = 0; i < 16; ++i) {
       agent_->do_work();
@@ -335,7 +374,7 @@ TEST_F(TimeRules, RestartedAgentHonoursABackoffAndADeadlineInProgress) {
   turn();
   ASSERT_EQ(calls, 1);  // attempt 1 failed at t0: retry at t0 + 2 s
   clock_.advance_ms(1000);
-  agent_.reset();       // the agent goes away mid-backoff
+  agent_.reset();  // the agent goes away mid-backoff
   auto again = agent::Agent::open(cfg_, clock_);
   ASSERT_TRUE(again.ok()) << again.error().message;
   agent_ = std::move(*again);

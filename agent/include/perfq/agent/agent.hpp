@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "perfq/agent/config.hpp"
+#include "perfq/agent/dead_letter.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/core/request.hpp"
 #include "perfq/core/result.hpp"
@@ -34,8 +35,11 @@ class IoLoop;
 class Agent {
  public:
   // Creates or re-attaches to the segment; fails if another agent runs.
+  // `sink` receives every dead letter; none: a bounded in-memory list
+  // (memory_dead_letters()).
   [[nodiscard]] static Result<std::unique_ptr<Agent>> open(const Config& cfg,
-                                                           const Clock& clock = system_clock());
+                                                           const Clock& clock = system_clock(),
+                                                           DeadLetterSink* sink = nullptr);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -52,6 +56,10 @@ class Agent {
   [[nodiscard]] std::shared_ptr<shm::Segment> segment() const noexcept { return seg_; }
   [[nodiscard]] bool reattached() const noexcept { return reattached_; }
   [[nodiscard]] const Config& config() const noexcept { return cfg_; }
+  // The default sink, when open() was given none.
+  [[nodiscard]] const MemoryDeadLetters* memory_dead_letters() const noexcept {
+    return own_sink_.get();
+  }
 
  private:
   struct WorkerView {
@@ -100,6 +108,8 @@ class Agent {
   void requeue(uint32_t slot, uint32_t generation, Band band, uint64_t eligible_ns);
   void schedule_retry(uint32_t slot, uint32_t generation, uint8_t attempt, uint64_t at_ns);
   void finish(uint32_t slot, uint64_t ctl, Status status, Errc error);
+  void record_failure(uint32_t slot, Errc code);
+  void dead_letter(uint32_t slot, Status status, Errc reason);
   int release_retries();
   int expire_attempts();
   int expire_pending(bool all_queues);
@@ -119,6 +129,8 @@ class Agent {
   std::shared_ptr<shm::Segment> seg_;
   bool reattached_ = false;
   std::unique_ptr<IoLoop> io_;
+  std::unique_ptr<MemoryDeadLetters> own_sink_;
+  DeadLetterSink* sink_ = nullptr;
 
   std::deque<Pending> bands_[kBandCount];  // each in eligible order
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> retries_;  // backoffs

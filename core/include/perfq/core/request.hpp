@@ -84,6 +84,19 @@ void format_request_id(uint64_t id, char (&out)[17]) noexcept;
 // Outcome kinds a worker reports for one attempt.
 enum class AttemptResult : uint8_t { kNone = 0, kOk = 1, kError = 2, kPermanentError = 3 };
 
+// One failed attempt, as the dead-letter queue reports it (errorHistory).
+inline constexpr std::size_t kAttemptMessageBytes = 102;
+struct AttemptError {
+  uint64_t at_unix_ns;
+  uint8_t code;  // Errc
+  uint8_t len;   // bytes of message used
+  char message[kAttemptMessageBytes];
+};
+static_assert(sizeof(AttemptError) == 112);
+static_assert(std::is_trivially_copyable_v<AttemptError>);
+// Attempts whose errors a slot keeps; later ones replace the oldest.
+inline constexpr uint8_t kAttemptHistory = 8;
+
 // The fixed part of a slot. The payload and result areas follow it in the
 // slot (see SlotGeometry); their capacity is the segment's slot_payload_bytes.
 //
@@ -130,6 +143,11 @@ struct RequestRecord {
   // --- written by the agent: the time rules (survive an agent restart)
   uint64_t eligible_mono_ns;  // became dispatchable (publish, or end of a retry backoff)
   uint64_t retry_at_mono_ns;  // 0, or when a failed attempt's backoff ends
+  // --- written by the agent: what the dead-letter queue reports
+  uint64_t first_attempt_unix_ns;
+  uint8_t failures;  // failed attempts so far (history keeps the last kAttemptHistory)
+  uint8_t reserved3[7];
+  AttemptError history[kAttemptHistory];  // ring: failure k at [k % kAttemptHistory]
 };
 
 static_assert(std::is_standard_layout_v<RequestRecord>);
@@ -149,7 +167,10 @@ static_assert(offsetof(RequestRecord, started_mono_ns) == 840);
 static_assert(offsetof(RequestRecord, result_len) == 848);
 static_assert(offsetof(RequestRecord, eligible_mono_ns) == 856);
 static_assert(offsetof(RequestRecord, retry_at_mono_ns) == 864);
-static_assert(sizeof(RequestRecord) == 872);
+static_assert(offsetof(RequestRecord, first_attempt_unix_ns) == 872);
+static_assert(offsetof(RequestRecord, failures) == 880);
+static_assert(offsetof(RequestRecord, history) == 888);
+static_assert(sizeof(RequestRecord) == 1784);
 
 // Where the parts of a slot lie, for a given payload capacity.
 struct SlotGeometry {
