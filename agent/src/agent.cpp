@@ -122,6 +122,7 @@ void Agent::start() {
     redispatched_ = load_relaxed(k.attempts_redispatched);
     stale_cells_ = load_relaxed(k.stale_cells);
     timed_out_ = load_relaxed(k.timed_out);
+    evicted_ = load_relaxed(k.workers_evicted);
     recover();
   }
   // release: clients that see kRunning see the facts above.
@@ -687,7 +688,8 @@ void Agent::refresh_routes() {
   active_workers_.clear();
   for (uint32_t w = 0; w < workers_.size(); ++w) {
     if (workers_[w].incarnation == 0) continue;
-    active_workers_.push_back(w);
+    active_workers_.push_back(w);  // results are settled even from an evicted worker
+    if (workers_[w].evicted) continue;
     shm::ClientRecord& rec = seg.client(w);
     // acquire: pairs with the release store of type_count in add_client_type.
     const uint32_t tc = std::min(load_acquire(rec.type_count), shm::kMaxTypesPerWorker);
@@ -738,7 +740,7 @@ void Agent::reclaim_producer(uint32_t id) {
   }
 }
 
-void Agent::reclaim_worker(uint32_t id) {
+void Agent::reclaim_worker(uint32_t id, bool gone) {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   for (uint32_t s = 0; s < pool.count(); ++s) {
@@ -768,7 +770,9 @@ void Agent::reclaim_worker(uint32_t id) {
         }
         break;
       }
-      if (c.state != SlotState::kProcessing && c.state != SlotState::kReporting) break;
+      if (c.state != SlotState::kProcessing && (c.state != SlotState::kReporting || !gone)) {
+        break;  // a live worker writing its result finishes it
+      }
       // The attempt failed with its worker. Take the slot back first, so a
       // worker that was only slow cannot report into it any more.
       const SlotCtl back = with_state(c, SlotState::kReported, id);
@@ -778,10 +782,37 @@ void Agent::reclaim_worker(uint32_t id) {
       break;
     }
   }
+  routes_dirty_ = true;
+  if (!gone) return;  // its REPORTING attempts still count until they settle
   // Whatever settle() did not already give back.
   inflight_ -= std::min<uint64_t>(inflight_, workers_[id].inflight);
   workers_[id] = WorkerView{};
-  routes_dirty_ = true;
+}
+
+// SPEC §4 worker_idle_timeout_ms: a worker whose heartbeat (its own thread,
+// every quarter of the timeout) is older than the timeout is stopped or
+// starved. Heartbeats are CLOCK_MONOTONIC of the host, whatever clock the
+// agent's time rules run on.
+bool Agent::worker_silent(uint32_t id) noexcept {
+  const uint64_t hb = load_relaxed(seg_->client(id).heartbeat_mono_ns);
+  const uint64_t now = mono_now_ns();
+  return now > hb && now - hb > cfg_.worker_idle_timeout_ms * 1'000'000;
+}
+
+// A silent but living worker: no more dispatches, and the attempts it holds
+// are taken back (never started: back to their band; started: failed with
+// WORKER_DIED). Its record stays until the worker notices and closes it, or
+// its process dies.
+void Agent::evict_worker(uint32_t id) {
+  uint32_t expected = static_cast<uint32_t>(shm::ClientState::kActive);
+  if (!aref(seg_->client(id).state)
+           .compare_exchange_strong(expected, static_cast<uint32_t>(shm::ClientState::kEvicted),
+                                    std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    return;
+  }
+  ++evicted_;
+  workers_[id].evicted = true;
+  reclaim_worker(id, false);
 }
 
 void Agent::watch_clients(uint64_t now_ns) {
@@ -816,11 +847,16 @@ void Agent::watch_clients(uint64_t now_ns) {
           routes_dirty_ = true;
         }
         if (load_acquire(c.type_count) != workers_[id].type_count) routes_dirty_ = true;
+        if (st == shm::ClientState::kEvicted) {
+          workers_[id].evicted = true;
+        } else if (worker_silent(id)) {
+          evict_worker(id);
+        }
       }
       continue;
     }
     // Closed or dead: take back everything it held, then free the record.
-    if (worker) reclaim_worker(id);
+    if (worker) reclaim_worker(id, true);
     if ((roles & shm::kRoleProducer) != 0) reclaim_producer(id);
     producer_wake_[id] = 0;
     // Our last reads of this record's rings happen before a new client
@@ -861,6 +897,7 @@ void Agent::publish_counters() {
   put(k.attempts_redispatched, redispatched_);
   put(k.stale_cells, stale_cells_);
   put(k.timed_out, timed_out_);
+  put(k.workers_evicted, evicted_);
   put(k.inflight, inflight_);
   uint64_t waiting = 0;
   uint64_t band_depth[kBandCount] = {};

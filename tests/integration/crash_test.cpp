@@ -235,5 +235,75 @@ TEST_F(Crash, SecondAgentForTheSameQueueRefuses) {
   EXPECT_NE(second.error().message.find("already has a running agent"), std::string::npos);
 }
 
+TEST(Eviction, StoppedWorkerIsEvictedItsAttemptRunsElsewhereAndItRejoinsOnWaking) {
+  test::QueueName q;
+  auto cfg = test::test_config(q.str());
+  cfg.worker_idle_timeout_ms = 300;  // heartbeats every 75 ms
+  test::Child agent = test::spawn_agent(cfg);
+  auto seg = shm::Segment::attach(q.str());
+  ASSERT_TRUE(seg.ok());
+
+  test::Signal started;
+  test::Signal gate;  // holds worker A inside its processor
+  test::Child a = test::spawn_worker(q.str(), "t", [&](const Job&) {
+    started.notify();
+    (void)gate.wait(60s);
+    return Reply::ok("from-A");
+  });
+  auto p = Producer::connect(q.str());
+  ASSERT_TRUE(p.ok());
+  auto s = (*p)->submit(test::make_request("t", "u", "x"));
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ(started.wait(10s), 1);
+
+  a.kill(SIGSTOP);  // frozen mid-processing: its heartbeat stops too
+  test::Signal ready;
+  test::Child b = test::spawn_worker(
+      q.str(), "t", [](const Job&) { return Reply::ok("from-B"); }, &ready);
+  ready.close_write();
+  ASSERT_EQ(ready.wait(10s), 1);
+  ASSERT_TRUE(s->outcome.wait_for(10s));
+  EXPECT_EQ(s->outcome.get().status, Status::kCompleted);
+  EXPECT_EQ(s->outcome.get().result_text(), "from-B");
+  EXPECT_EQ(s->outcome.get().attempts, 2);
+  EXPECT_GE(test::counters(**seg).workers_evicted, 1u);
+
+  // A wakes up: its late result is dropped, it sees the eviction, registers
+  // anew and hands its old record back. Two live workers, nothing evicted.
+  a.kill(SIGCONT);
+  gate.notify();
+  auto count = [&](shm::ClientState want) {
+    int n = 0;
+    for (uint32_t id = 0; id < (*seg)->geometry().max_clients; ++id) {
+      auto& c = (*seg)->client(id);
+      if (load_acquire(c.state) == static_cast<uint32_t>(want) &&
+          (load_acquire(c.roles) & shm::kRoleWorker) != 0) {
+        ++n;
+      }
+    }
+    return n;
+  };
+  EXPECT_TRUE(test::eventually(
+      [&] {
+        return count(shm::ClientState::kActive) == 2 && count(shm::ClientState::kEvicted) == 0 &&
+               count(shm::ClientState::kClosing) == 0;  // the agent freed the old record
+      },
+      10s));
+  // And the rejoined worker still gets work: enough requests reach both.
+  std::vector<Future> more;
+  for (int i = 0; i < 20; ++i) {
+    auto m = (*p)->submit(test::make_request("t", "u", "y"));
+    ASSERT_TRUE(m.ok());
+    more.push_back(std::move(m->outcome));
+  }
+  for (int i = 0; i < 20; ++i) gate.notify();
+  int from_a = 0;
+  for (auto& f : more) {
+    ASSERT_TRUE(f.wait_for(10s));
+    if (f.get().result_text() == "from-A") ++from_a;
+  }
+  EXPECT_GT(from_a, 0);
+}
+
 }  // namespace
 }  // namespace perfq

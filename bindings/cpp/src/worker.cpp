@@ -21,7 +21,23 @@ constexpr int kRunBatch = 256;
 }  // namespace
 
 Worker::Worker(std::shared_ptr<shm::Segment> seg, uint32_t id, WorkerOptions opt)
-    : seg_(std::move(seg)), id_(id), opt_(opt) {}
+    : seg_(std::move(seg)), id_(id), opt_(opt) {
+  beat_ = std::thread([this] { beat_loop(); });
+}
+
+void Worker::beat_loop() {
+  shm::Segment& seg = *seg_;
+  const uint64_t idle_ms = std::max<uint64_t>(1, load_relaxed(seg.header().worker_idle_timeout_ms));
+  // A quarter of the idle timeout: three beats can be late before the agent
+  // gives up on this worker.
+  const auto period = std::chrono::microseconds(idle_ms * 1000 / 4);
+  std::unique_lock lock(beat_mu_);
+  while (!beat_stop_) {
+    aref(seg.client(id_.load(std::memory_order_relaxed)).heartbeat_mono_ns)
+        .store(mono_now_ns(), std::memory_order_relaxed);
+    beat_cv_.wait_for(lock, period, [this] { return beat_stop_; });
+  }
+}
 
 Result<std::unique_ptr<Worker>> Worker::connect(std::string_view queue, WorkerOptions opt) {
   auto seg = shm::Segment::attach(queue);
@@ -38,8 +54,36 @@ Result<std::unique_ptr<Worker>> Worker::connect(std::shared_ptr<shm::Segment> se
 }
 
 Worker::~Worker() {
-  shm::close_client(*seg_, id_);
+  {
+    std::lock_guard lock(beat_mu_);
+    beat_stop_ = true;
+  }
+  beat_cv_.notify_all();
+  beat_.join();
+  shm::close_client(*seg_, client_id());
   shm::notify(seg_->header().doorbell);
+}
+
+// The agent evicted this worker (it stopped heart-beating: the process was
+// stopped or starved). Its attempts were taken back; register anew with the
+// same processors and hand the old record back. Run thread only.
+bool Worker::rejoin_if_evicted() {
+  shm::Segment& seg = *seg_;
+  const uint32_t old = id_.load(std::memory_order_relaxed);
+  if (static_cast<shm::ClientState>(load_acquire(seg.client(old).state)) !=
+      shm::ClientState::kEvicted) {
+    return false;
+  }
+  const uint32_t cap = seg.geometry().client_ring_capacity;
+  auto id = shm::join(seg, shm::kRoleWorker, std::clamp<uint32_t>(opt_.max_inflight, 1, cap));
+  if (!id) return false;  // tried again at the next idle pass
+  for (const auto& p : processors_) (void)shm::add_client_type(seg, *id, p.type, false);
+  aref(seg.client(*id).heartbeat_mono_ns).store(mono_now_ns(), std::memory_order_relaxed);
+  id_.store(*id, std::memory_order_relaxed);
+  shm::close_client(seg, old);
+  ++rejoins_;
+  shm::notify(seg.header().doorbell);
+  return true;
 }
 
 Result<void> Worker::register_processor(std::string_view type, Processor fn) {
@@ -52,15 +96,10 @@ Result<void> Worker::register_processor(std::string_view type, Processor fn) {
       return {};
     }
   }
-  if (auto r = shm::add_client_type(*seg_, id_, type, false); !r) return r;
+  if (auto r = shm::add_client_type(*seg_, client_id(), type, false); !r) return r;
   processors_.push_back({std::string(type), std::move(fn)});
   shm::notify(seg_->header().doorbell);
   return {};
-}
-
-void Worker::heartbeat(uint64_t now_ns) noexcept {
-  last_heartbeat_ns_ = now_ns;
-  aref(seg_->client(id_).heartbeat_mono_ns).store(now_ns, std::memory_order_relaxed);
 }
 
 bool Worker::run_one(uint64_t ref) {
@@ -70,7 +109,7 @@ bool Worker::run_one(uint64_t ref) {
   if (slot >= seg.geometry().slot_count) return false;  // never follow garbage
   uint64_t ctl = pool.load(slot);
   SlotCtl c = SlotCtl::unpack(ctl);
-  if (c.state != SlotState::kAssigned || c.owner != id_ ||
+  if (c.state != SlotState::kAssigned || c.owner != client_id() ||
       c.generation != slot_ref_generation(ref)) {
     return false;  // revoked or stale
   }
@@ -122,12 +161,12 @@ bool Worker::run_one(uint64_t ref) {
   // release (in transition): the agent reads the result after acquiring it.
   if (!pool.transition(slot, ctl, next)) return true;
   // The result ring is as large as the pool, so it cannot be full.
-  (void)seg.result_ring(id_).try_push(ref);
+  (void)seg.result_ring(client_id()).try_push(ref);
   return true;
 }
 
 int Worker::do_work() {
-  SpscRing ring = seg_->dispatch_ring(id_);
+  SpscRing ring = seg_->dispatch_ring(client_id());
   int ran = 0;
   uint64_t ref = 0;
   while (ran < kRunBatch && ring.try_pop(ref)) {
@@ -140,21 +179,14 @@ int Worker::do_work() {
 
 void Worker::run(const std::atomic<bool>& stop) {
   shm::Segment& seg = *seg_;
-  const uint64_t idle_ms = load_relaxed(seg.header().worker_idle_timeout_ms);
-  // Heart-beat at a quarter of the idle timeout (and park no longer than that).
-  const uint64_t beat_ns = std::max<uint64_t>(1, idle_ms) * 1'000'000 / 4;
   IdlePolicy idle(opt_.idle);
-  heartbeat(mono_now_ns());
-  uint64_t passes = 0;
   while (!stop.load(std::memory_order_acquire)) {
     const int n = do_work();
-    if ((++passes & 1023) == 0 || n == 0) {
-      const uint64_t now = mono_now_ns();
-      if (now - last_heartbeat_ns_ >= beat_ns / 2) heartbeat(now);
-    }
+    if (n == 0) rejoin_if_evicted();
     idle.idle(static_cast<uint64_t>(n), [&] {
-      SpscRing ring = seg.dispatch_ring(id_);
-      shm::park(seg.client(id_).dispatch_wake, std::min<uint64_t>(beat_ns, 50'000'000),
+      const uint32_t id = id_.load(std::memory_order_relaxed);
+      SpscRing ring = seg.dispatch_ring(id);
+      shm::park(seg.client(id).dispatch_wake, 50'000'000,
                 [&] { return ring.size_approx() > 0 || stop.load(std::memory_order_acquire); });
     });
   }

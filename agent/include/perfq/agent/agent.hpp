@@ -68,6 +68,7 @@ class Agent {
     uint32_t inflight = 0;
     uint32_t max_inflight = 0;
     bool wake = false;
+    bool evicted = false;  // alive but silent: no dispatches, results still settled
   };
   struct TypeRoute {
     std::vector<uint32_t> workers;
@@ -118,8 +119,12 @@ class Agent {
   bool accept(uint32_t slot);
   void watch_clients(uint64_t now_ns);
   void reclaim_producer(uint32_t id);
-  void reclaim_worker(uint32_t id);
+  // `gone`: the process is dead or closed. Otherwise (eviction) attempts
+  // being reported are left to finish.
+  void reclaim_worker(uint32_t id, bool gone);
   void refresh_routes();
+  [[nodiscard]] bool worker_silent(uint32_t id) noexcept;
+  void evict_worker(uint32_t id);
   void wake_clients();
   void publish_counters();
   [[nodiscard]] std::string_view type_of(uint32_t slot) const noexcept;
@@ -155,7 +160,7 @@ class Agent {
   // Counters, published to the segment header once per cycle.
   uint64_t submitted_ = 0, dispatched_ = 0, completed_ = 0, failed_ = 0, retried_ = 0;
   uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0, stale_cells_ = 0,
-           timed_out_ = 0;
+           timed_out_ = 0, evicted_ = 0;
 };
 
 }  // namespace perfq::agent

@@ -86,7 +86,7 @@ struct AgentCounters {
   uint64_t waiting_for_worker;      // pending requests whose type has no worker
   uint64_t stale_cells;             // ring cells whose slot was not waiting to be taken
   uint64_t timed_out;               // requests that waited past queue_timeout_ms
-  uint64_t reserved[1];
+  uint64_t workers_evicted;         // live workers that stopped heart-beating
 };
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
 static_assert(sizeof(AgentCounters) == 18 * 8);
@@ -173,7 +173,16 @@ static_assert(sizeof(SegmentHeader) == 10 * kCacheLine);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 
-enum class ClientState : uint32_t { kFree = 0, kRegistering = 1, kActive = 2, kClosing = 3 };
+// kEvicted: a worker the agent stopped trusting (no heartbeat for
+// worker_idle_timeout_ms) while its process lives; it gets no dispatches, and
+// on seeing the state the worker registers anew and closes this record.
+enum class ClientState : uint32_t {
+  kFree = 0,
+  kRegistering = 1,
+  kActive = 2,
+  kClosing = 3,
+  kEvicted = 4
+};
 enum ClientRole : uint32_t { kRoleProducer = 1, kRoleWorker = 2 };
 
 struct TypeName {

@@ -3,12 +3,15 @@
 // agent dispatches to it. The run loop heart-beats; a worker that stops
 // heart-beating, closes, or dies has its attempts dispatched again.
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "perfq/core/errc.hpp"
@@ -80,16 +83,20 @@ class Worker {
   // the heartbeat continues). Single thread only.
   void run(const std::atomic<bool>& stop);
 
-  [[nodiscard]] uint32_t client_id() const noexcept { return id_; }
+  [[nodiscard]] uint32_t client_id() const noexcept { return id_.load(std::memory_order_relaxed); }
+  // Registrations after the first (the agent evicted this worker while it
+  // was frozen, and it came back).
+  [[nodiscard]] uint32_t rejoins() const noexcept { return rejoins_; }
   [[nodiscard]] uint64_t processed() const noexcept { return processed_; }
 
  private:
   Worker(std::shared_ptr<shm::Segment> seg, uint32_t id, WorkerOptions opt);
-  void heartbeat(uint64_t now_ns) noexcept;
+  void beat_loop();
+  bool rejoin_if_evicted();
   bool run_one(uint64_t ref);
 
   std::shared_ptr<shm::Segment> seg_;
-  uint32_t id_;
+  std::atomic<uint32_t> id_;  // changes only on the run thread (rejoin)
   WorkerOptions opt_;
   struct Registered {
     std::string type;
@@ -97,8 +104,13 @@ class Worker {
   };
   std::vector<Registered> processors_;  // at most kMaxTypesPerWorker
   uint64_t processed_ = 0;
-  uint64_t last_heartbeat_ns_ = 0;
-  bool active_ = false;
+  uint32_t rejoins_ = 0;
+  // The heartbeat runs on its own thread, so a long processor is not taken
+  // for a frozen process; a stopped or frozen process stops it too.
+  std::mutex beat_mu_;
+  std::condition_variable beat_cv_;
+  bool beat_stop_ = false;
+  std::thread beat_;
 };
 
 }  // namespace perfq
