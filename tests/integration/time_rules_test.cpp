@@ -51,6 +51,18 @@ class TimeRules : public ::testing::Test {
     return *workers_.back();
   }
 
+  // A worker that takes one request at a time and notes the first byte of
+  // each payload, in dispatch order.
+  Worker& add_order_worker(const std::string& type, std::string& order) {
+    return add_worker(
+        type,
+        [&order](const Job& j) {
+          order += static_cast<char>(j.payload[0]);
+          return Reply::ok();
+        },
+        1);
+  }
+
   // Turns every duty cycle until nothing moves (bounded), without moving
   // the clock. The agent's liveness pass runs on its first cycle after any
   // advance (its interval is 1 ms), so new workers are routed.
@@ -297,13 +309,7 @@ TEST_F(TimeRules, AgedRequestIsServedBeforeYoungerRequestsOfHigherBands) {
     c.max_concurrent_workers = 1;
   });
   std::string order;
-  add_worker(
-      "t",
-      [&](const Job& j) {
-        order += static_cast<char>(j.payload[0]);
-        return Reply::ok();
-      },
-      1);
+  add_order_worker("t", order);
   // The worker is not routed yet. An old LOW request, then younger ones.
   std::vector<Future> fs;
   fs.push_back(submit("t", 1, Mode::kPriority, "L"));
@@ -325,13 +331,7 @@ TEST_F(TimeRules, WithoutAgingHigherBandsGoFirst) {
     c.max_concurrent_workers = 1;
   });
   std::string order;
-  add_worker(
-      "t",
-      [&](const Job& j) {
-        order += static_cast<char>(j.payload[0]);
-        return Reply::ok();
-      },
-      1);
+  add_order_worker("t", order);
   std::vector<Future> fs;
   fs.push_back(submit("t", 1, Mode::kPriority, "L"));
   fs.push_back(submit("t", 20, Mode::kPriority, "C"));
