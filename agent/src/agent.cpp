@@ -24,6 +24,8 @@ namespace {
 // Cells taken from one band ring per duty cycle: large enough to amortise
 // the cycle, small enough that a busy band cannot hold off settling results.
 constexpr int kDrainBatch = 1024;
+// Events are written while some reader polled the ring this recently.
+constexpr uint64_t kEventReaderIdleNs = 10'000'000'000;
 // How long a client record may stay kRegistering before the agent takes it
 // back (registering is a handful of stores).
 constexpr uint64_t kRegistrationBoundNs = 1'000'000'000;
@@ -108,6 +110,7 @@ void Agent::start() {
   // left its mark here.
   aref(h.doorbell.waiters).store(0, std::memory_order_relaxed);
   aref(h.heartbeat_mono_ns).store(clock_.now_mono_ns(), std::memory_order_relaxed);
+  events_ = seg.events();
   if (reattached_) {
     // Totals carry on across agent restarts.
     const shm::AgentCounters& k = h.counters;
@@ -269,6 +272,7 @@ bool Agent::accept(uint32_t slot) {
   rec.eligible_mono_ns = eligible;
   rec.retry_at_mono_ns = 0;
   bands_[rec.band].push_back(Pending{slot, c.generation, eligible});
+  emit(EventKind::kSubmitted, slot, Status::kPending);
   return true;
 }
 
@@ -519,6 +523,7 @@ int Agent::dispatch() {
     }
     attempts_.push_back(
         Timer{now + cfg_.processing_timeout_ms * 1'000'000, p.slot, p.generation, attempt});
+    emit(EventKind::kAssigned, p.slot, Status::kAssigned);
     ++workers_[chosen].inflight;
     if (!workers_[chosen].wake) {
       workers_[chosen].wake = true;
@@ -567,6 +572,7 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
     if (pool.transition(slot, ctl, next)) {
       ++retried_;
       schedule_retry(slot, c.generation, c.attempt, now_ns_ + backoff_ns(c.attempt));
+      emit(EventKind::kRetrying, slot, Status::kPending, error);
     }
     return;
   }
@@ -630,6 +636,27 @@ void Agent::dead_letter(uint32_t slot, Status status, Errc reason) {
   sink_->accept(std::move(d));
 }
 
+void Agent::emit(EventKind kind, uint32_t slot, Status status, Errc error) {
+  if (!events_on_) return;
+  Event ev{};
+  ev.at_unix_ns = clock_.now_unix_ns();
+  ev.kind = static_cast<uint8_t>(kind);
+  ev.status = static_cast<uint8_t>(status);
+  ev.error = static_cast<uint8_t>(error);
+  if (slot != UINT32_MAX) {
+    const RequestRecord& rec = seg_->record(slot);
+    ev.request_id = rec.request_id;
+    ev.priority = rec.priority;
+    ev.attempt = rec.attempts;
+    ev.mode = rec.mode;
+    ev.type_len = static_cast<uint8_t>(std::min<size_t>(rec.type_len, kTypeMaxBytes));
+    ev.user_len = static_cast<uint8_t>(std::min<size_t>(rec.user_len, kUserIdMaxBytes));
+    std::memcpy(ev.type, rec.type, ev.type_len);
+    std::memcpy(ev.user_id, rec.user_id, ev.user_len);
+  }
+  events_.publish(ev);
+}
+
 // The final transition: writes the outcome, hands the slot to its producer.
 void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   shm::Segment& seg = *seg_;
@@ -640,7 +667,14 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   rec.retry_at_mono_ns = 0;
   const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
   if (!seg.pool().transition(slot, ctl, done)) return;
-  if (status == Status::kFailed || status == Status::kTimeout) dead_letter(slot, status, error);
+  emit(status == Status::kCompleted ? EventKind::kCompleted
+       : status == Status::kTimeout ? EventKind::kTimeout
+                                    : EventKind::kFailed,
+       slot, status, error);
+  if (status == Status::kFailed || status == Status::kTimeout) {
+    dead_letter(slot, status, error);
+    emit(EventKind::kDeadLettered, slot, status, error);
+  }
   switch (status) {
     case Status::kCompleted:
       ++completed_;
@@ -674,6 +708,8 @@ int Agent::settle_results() {
           c.generation != slot_ref_generation(ref)) {
         continue;  // a late or duplicate report
       }
+      // The agent learns that an attempt ran together with its outcome.
+      emit(EventKind::kProcessing, slot, Status::kProcessing);
       settle(slot, ctl, attempt_result(seg.record(slot).result_kind), Errc::kProcessorError);
       ++n;
     }
@@ -864,6 +900,9 @@ void Agent::watch_clients(uint64_t now_ns) {
     shm::free_client(seg, id);
   }
   (void)now_ns;
+  const uint64_t last_poll = events_.last_reader_poll();
+  const uint64_t host_now = mono_now_ns();
+  events_on_ = last_poll != 0 && host_now >= last_poll && host_now - last_poll < kEventReaderIdleNs;
   seg.pool().repair_hints();
   if (routes_dirty_) refresh_routes();
 }
@@ -910,6 +949,11 @@ void Agent::publish_counters() {
   }
   put(k.waiting_for_worker, waiting);
   shm::publish_admission(*seg_, depth, band_depth);
+  const bool full = depth >= cfg_.max_queue_depth;
+  if (full && !was_full_) emit(EventKind::kQueueFull, UINT32_MAX, Status::kPending);
+  if (depth == 0 && !was_empty_) emit(EventKind::kQueueEmpty, UINT32_MAX, Status::kPending);
+  was_full_ = full;
+  was_empty_ = depth == 0;
   // Producers waiting for room (rope drop) are woken when there is some.
   if (depth < cfg_.max_queue_depth) shm::notify(seg_->header().room);
 }

@@ -83,6 +83,8 @@ Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
   off += SlotPool::ctl_bytes(slot_count);
   g.off_slot_hints = off;
   off += SlotPool::hint_bytes(slot_count);
+  g.off_events = off;
+  off += sizeof(EventRingHeader) + EventRing::entries_bytes(kEventCapacity);
   g.off_slots = off;
   off += uint64_t{slot_count} * g.slot.stride;
   g.total_bytes = off;
@@ -150,6 +152,10 @@ void Segment::format(const CreateOptions& opt) {
   h.off_slot_ctl = geo_.off_slot_ctl;
   h.off_slot_hints = geo_.off_slot_hints;
   h.off_slots = geo_.off_slots;
+  h.off_events = geo_.off_events;
+  EventRing::format(*reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events),
+                    reinterpret_cast<Event*>(base_ + geo_.off_events + sizeof(EventRingHeader)),
+                    kEventCapacity);
   // Ids are unique across segments of the same name too: the counter starts
   // at the creation time in milliseconds, shifted to leave 2^16 ids per
   // millisecond of the previous segment's life.
@@ -199,7 +205,7 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
       h->off_client_rings == geo_.off_client_rings &&
       h->off_band_headers == geo_.off_band_headers && h->off_band_cells == geo_.off_band_cells &&
       h->off_slot_ctl == geo_.off_slot_ctl && h->off_slot_hints == geo_.off_slot_hints &&
-      h->off_slots == geo_.off_slots;
+      h->off_slots == geo_.off_slots && h->off_events == geo_.off_events;
   if (!offsets_ok) return {Errc::kSegmentInvalid, "region offsets"};
   if (h->total_bytes != geo_.total_bytes || size < geo_.total_bytes) {
     return {Errc::kSegmentInvalid, "size: the geometry needs " + std::to_string(geo_.total_bytes) +

@@ -9,6 +9,7 @@
 
 #include "harness.hpp"
 #include "perfq/agent/dead_letter.hpp"
+#include "perfq/client/events.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq {
@@ -385,6 +386,106 @@ TEST_F(TimeRules, RestartedAgentHonoursABackoffAndADeadlineInProgress) {
   clock_.advance_ms(200);  // t0 + 2.1 s
   turn();
   EXPECT_EQ(calls, 2);
+}
+
+// ---- events (SPEC §5): the same hand-turned agent
+
+std::vector<std::string> names_for(const std::vector<Event>& evs, uint64_t request_id) {
+  std::vector<std::string> out;
+  for (const Event& e : evs) {
+    if (e.request_id == request_id) out.emplace_back(event_name(static_cast<EventKind>(e.kind)));
+  }
+  return out;
+}
+
+TEST_F(TimeRules, EventsFollowARequestThroughItsLifeInOrder) {
+  start([](agent::Config& c) { c.retry_jitter = 0; });
+  auto reader = EventReader::connect(agent_->segment());
+  ASSERT_TRUE(reader.ok());
+  int calls = 0;
+  add_worker("once",
+             [&](const Job&) { return ++calls == 1 ? Reply::error("first fails") : Reply::ok(); });
+  advance_ms(1);  // liveness pass: the agent sees the reader and the worker
+  auto s = producer_->submit(test::make_request("once", "user-7", "secret payload"));
+  ASSERT_TRUE(s.ok());
+  pump();
+  advance_ms(2001);
+  ASSERT_TRUE(s->outcome.ready());
+  std::vector<Event> evs;
+  (*reader)->poll(evs);
+  EXPECT_EQ(names_for(evs, s->request_id),
+            (std::vector<std::string>{"request.submitted", "request.assigned", "request.processing",
+                                      "request.retrying", "request.assigned", "request.processing",
+                                      "request.completed"}));
+  for (const Event& e : evs) {
+    if (e.request_id != s->request_id) continue;
+    EXPECT_EQ(std::string(e.type, e.type_len), "once");
+    EXPECT_EQ(std::string(e.user_id, e.user_len), "user-7");
+    const std::string raw(reinterpret_cast<const char*>(&e), sizeof e);
+    EXPECT_EQ(raw.find("secret payload"), std::string::npos) << "events never carry payloads";
+  }
+  EXPECT_EQ((*reader)->missed(), 0u);
+}
+
+TEST_F(TimeRules, EventsTellWhenTheQueueFillsAndEmpties) {
+  start([](agent::Config& c) { c.max_queue_depth = 2; });
+  auto reader = EventReader::connect(agent_->segment());
+  ASSERT_TRUE(reader.ok());
+  advance_ms(1);
+  Future a = submit("later");
+  Future b = submit("later");
+  pump();
+  add_worker("later", [](const Job&) { return Reply::ok(); });
+  advance_ms(1);
+  ASSERT_TRUE(a.ready() && b.ready());
+  std::vector<Event> evs;
+  (*reader)->poll(evs);
+  std::vector<std::string> queue_events;
+  for (const Event& e : evs) {
+    if (e.request_id == 0) queue_events.emplace_back(event_name(static_cast<EventKind>(e.kind)));
+  }
+  EXPECT_EQ(queue_events, (std::vector<std::string>{"queue.full", "queue.empty"}));
+}
+
+TEST_F(TimeRules, ASlowReaderLosesTheOldestEventsAndIsToldHowMany) {
+  start();
+  auto reader = EventReader::connect(agent_->segment());
+  ASSERT_TRUE(reader.ok());
+  add_worker("fast", [](const Job&) { return Reply::ok(); });
+  advance_ms(1);
+  // Each request makes four events (submitted, assigned, processing,
+  // completed): far more than the ring holds.
+  const int requests = static_cast<int>(shm::kEventCapacity);
+  std::vector<Future> fs;
+  for (int i = 0; i < requests; ++i) {
+    fs.push_back(submit("fast"));
+    if (fs.size() >= 256) {
+      pump();
+      fs.clear();
+    }
+  }
+  pump();
+  std::vector<Event> evs;
+  while ((*reader)->poll(evs) > 0) {
+  }
+  EXPECT_GT((*reader)->missed(), 0u);
+  EXPECT_LE(evs.size(), shm::kEventCapacity);
+  // Every event written was either read or counted as missed.
+  EXPECT_EQ(evs.size() + (*reader)->missed(), agent_->segment()->events().tail());
+  EXPECT_GE(agent_->segment()->events().tail(), 4u * static_cast<uint64_t>(requests));
+  for (size_t k = 1; k < evs.size(); ++k) {
+    EXPECT_LE(evs[k - 1].at_unix_ns, evs[k].at_unix_ns);
+  }
+}
+
+TEST_F(TimeRules, WithoutReadersNoEventsAreWritten) {
+  start();
+  add_worker("fast", [](const Job&) { return Reply::ok(); });
+  advance_ms(1);
+  Future f = submit("fast");
+  pump();
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(agent_->segment()->events().tail(), 0u);
 }
 
 }  // namespace

@@ -311,16 +311,19 @@ TEST(RequestId, FormatThenParseRoundTrips) {
 }
 
 TEST(RequestId, ParseRejectsEverythingButSixteenLowerCaseHexDigits) {
-  for (const char* text : {"", "0", "000000000000000", "00000000000000000", "000000000000000A",
-                           "ABCDEF0123456789", "000000000000000g", "0x00000000000000",
-                           "-000000000000001", "+000000000000001", " 000000000000001",
-                           "000000000000001 ", "0000000000000\n01"}) {
+  for (const char* text :
+       {"", "0", "000000000000000", "00000000000000000", "000000000000000A", "ABCDEF0123456789",
+        "000000000000000g", "0x00000000000000", "-000000000000001", "+000000000000001",
+        " 000000000000001", "000000000000001 ", "0000000000000\n01"}) {
     uint64_t out = 42;
     EXPECT_FALSE(parse_request_id(text, out)) << "`" << text << "`";
     EXPECT_EQ(out, 42u) << "a failed parse leaves the output alone";
   }
   uint64_t out = 0;
-  EXPECT_FALSE(parse_request_id(std::string_view("00000000\0" "0000000", 16), out));
+  EXPECT_FALSE(parse_request_id(std::string_view("00000000\0"
+                                                 "0000000",
+                                                 16),
+                                out));
 }
 
 TEST(SlotGeometry, PartsAreCacheLineAlignedAndDoNotOverlap) {

@@ -20,6 +20,7 @@
 #include "perfq/agent/config.hpp"
 #include "perfq/agent/dead_letter.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/core/event_ring.hpp"
 #include "perfq/core/request.hpp"
 #include "perfq/core/result.hpp"
 #include "perfq/core/slot_pool.hpp"
@@ -110,6 +111,8 @@ class Agent {
   void schedule_retry(uint32_t slot, uint32_t generation, uint8_t attempt, uint64_t at_ns);
   void finish(uint32_t slot, uint64_t ctl, Status status, Errc error);
   void record_failure(uint32_t slot, Errc code);
+  // Publishes an event if anyone reads them (a reader polled lately).
+  void emit(EventKind kind, uint32_t slot, Status status, Errc error = Errc::kOk);
   void dead_letter(uint32_t slot, Status status, Errc reason);
   int release_retries();
   int expire_attempts();
@@ -149,7 +152,11 @@ class Agent {
   std::vector<uint32_t> active_workers_;     // ids with workers_[id].incarnation != 0
   std::vector<uint8_t> producer_wake_;       // by client id
   std::vector<uint32_t> to_wake_;            // producers and workers to notify this cycle
-  uint64_t now_ns_ = 0;                      // CLOCK_MONOTONIC at the start of the cycle
+  uint64_t now_ns_ = 0;
+  EventRing events_{};
+  bool events_on_ = false;  // a reader polled within kEventReaderIdleNs
+  bool was_full_ = false;   // for queue.full / queue.empty edges
+  bool was_empty_ = true;   // CLOCK_MONOTONIC at the start of the cycle
   std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
   uint64_t inflight_ = 0;
   uint64_t stall_since_ns_[kBandCount] = {};

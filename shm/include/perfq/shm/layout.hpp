@@ -16,6 +16,8 @@
 //   | u64 ctl[slot_count]       |  SlotPool control words
 //   +---------------------------+ off_slot_hints
 //   | u64 hints[...]            |  SlotPool free hints
+//   +---------------------------+ off_events
+//   | EventRingHeader, Event[]  |  lossy broadcast of events
 //   +---------------------------+ off_slots
 //   | slot[slot_count]          |  RequestRecord + payload + result
 //   +---------------------------+ total_bytes
@@ -28,6 +30,7 @@
 
 #include "perfq/core/band_ring.hpp"
 #include "perfq/core/cache_line.hpp"
+#include "perfq/core/event_ring.hpp"
 #include "perfq/core/request.hpp"
 #include "perfq/core/spsc_ring.hpp"
 #include "perfq/core/wait_word.hpp"
@@ -39,6 +42,7 @@ inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
+inline constexpr uint32_t kEventCapacity = 4096;  // events a reader may lag before it loses some
 
 // The part of the configuration that shapes the segment. Fixed at creation.
 struct Geometry {
@@ -56,6 +60,7 @@ struct Geometry {
   uint64_t off_slot_ctl = 0;
   uint64_t off_slot_hints = 0;
   uint64_t off_slots = 0;
+  uint64_t off_events = 0;  // EventRingHeader, then Event[kEventCapacity]
   uint64_t total_bytes = 0;
 
   [[nodiscard]] uint64_t client_rings_stride() const noexcept {
@@ -129,6 +134,7 @@ struct SegmentHeader {
   uint64_t off_slot_ctl;
   uint64_t off_slot_hints;
   uint64_t off_slots;
+  uint64_t off_events;
   // --- the agent that owns the segment (rewritten by each agent at start)
   alignas(kCacheLine) uint32_t agent_pid;
   uint32_t agent_state;        // AgentState
@@ -158,6 +164,7 @@ static_assert(offsetof(SegmentHeader, layout_hash) == 16);
 static_assert(offsetof(SegmentHeader, slot_count) == 40);
 static_assert(offsetof(SegmentHeader, off_clients) == 64);
 static_assert(offsetof(SegmentHeader, off_slots) == 112);
+static_assert(offsetof(SegmentHeader, off_events) == 120);
 static_assert(offsetof(SegmentHeader, agent_pid) == 1 * kCacheLine);
 static_assert(offsetof(SegmentHeader, socket_path) == 1 * kCacheLine + 32);
 static_assert(offsetof(SegmentHeader, http_address) == 1 * kCacheLine + 140);
@@ -232,6 +239,10 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 offsetof(SegmentHeader, heartbeat_mono_ns),
                                 offsetof(SegmentHeader, next_request_id),
                                 offsetof(SegmentHeader, doorbell),
+                                offsetof(SegmentHeader, off_events),
+                                sizeof(Event),
+                                sizeof(EventRingHeader),
+                                kEventCapacity,
                                 offsetof(SegmentHeader, counters),
                                 offsetof(SegmentHeader, admission),
                                 offsetof(SegmentHeader, room),

@@ -81,6 +81,10 @@ class Segment {
   [[nodiscard]] SpscRing result_ring(uint32_t id) noexcept {
     return SpscRing(&client(id).result, ring_entries(id, 2), geo_.client_ring_capacity);
   }
+  [[nodiscard]] EventRing events() noexcept {
+    return EventRing(reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events),
+                     reinterpret_cast<Event*>(base_ + geo_.off_events + sizeof(EventRingHeader)));
+  }
   // Resets a client's three rings; only while the record is kRegistering.
   void format_client_rings(uint32_t id) noexcept;
 
