@@ -126,6 +126,7 @@ void Agent::start() {
     stale_cells_ = load_relaxed(k.stale_cells);
     timed_out_ = load_relaxed(k.timed_out);
     evicted_ = load_relaxed(k.workers_evicted);
+    cancelled_ = load_relaxed(k.cancelled);
     recover();
   }
   // release: clients that see kRunning see the facts above.
@@ -190,6 +191,9 @@ void Agent::recover() {
         }
         settle(s, ctl, attempt_result(rec.result_kind), Errc::kProcessorError);
         break;
+      case SlotState::kCancelling:
+        finish(s, ctl, Status::kCancelled, Errc::kCancelled);
+        break;
       case SlotState::kDone: {
         const uint64_t ref = slot_ref(s, c.generation);
         if (c.owner < clients && !seg.completion_ring(c.owner).contains_unread(ref)) {
@@ -217,6 +221,54 @@ std::string_view Agent::type_of(uint32_t slot) const noexcept {
   return {rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes)};
 }
 
+// The agent-written fields of a record the agent has just taken.
+void Agent::rec_defaults(uint32_t slot) {
+  RequestRecord& rec = seg_->record(slot);
+  rec.status = static_cast<uint8_t>(Status::kPending);
+  rec.error = static_cast<uint8_t>(Errc::kOk);
+  rec.attempts = 0;
+  rec.result_len = 0;
+  rec.result_kind = static_cast<uint8_t>(AttemptResult::kNone);
+  rec.first_attempt_unix_ns = 0;
+  rec.failures = 0;
+  rec.retry_at_mono_ns = 0;
+}
+
+// Requests cancelled while pending: finish them (the entries that still
+// name them in the agent's queues and timers are dropped when reached).
+int Agent::drain_cancels(bool check_claims) {
+  shm::Segment& seg = *seg_;
+  BandRing& ring = seg.cancel_ring();
+  int n = 0;
+  for (int i = 0; i < kDrainBatch; ++i) {
+    const BandRing::Pop p =
+        ring.try_pop(check_claims ? BandRing::Claims::kReport : BandRing::Claims::kIgnore);
+    if (p.kind == BandRing::PopKind::kEmpty) break;
+    if (p.kind == BandRing::PopKind::kStalled) {
+      // A canceller that died between claim and publish: as for the bands.
+      if (cancel_stall_since_ns_ == 0 || cancel_stall_position_ != p.position) {
+        cancel_stall_since_ns_ = now_ns_;
+        cancel_stall_position_ = p.position;
+      } else if (now_ns_ - cancel_stall_since_ns_ >= cfg_.ring_claim_timeout_ms * 1'000'000) {
+        (void)ring.skip(p.position);
+        cancel_stall_since_ns_ = 0;
+        continue;
+      }
+      break;
+    }
+    if (p.kind == BandRing::PopKind::kCorrupt) {
+      ring.discard_corrupt(p.position);
+      continue;
+    }
+    if (p.kind != BandRing::PopKind::kValue || p.value >= seg.pool().count()) continue;
+    const uint64_t ctl = seg.pool().load(p.value);
+    if (SlotCtl::unpack(ctl).state != SlotState::kCancelling) continue;  // already finished
+    finish(p.value, ctl, Status::kCancelled, Errc::kCancelled);
+    ++n;
+  }
+  return n;
+}
+
 // Takes a published slot into the scheduler, checking everything a broken
 // producer could have got wrong. Returns false for a rejected slot.
 bool Agent::accept(uint32_t slot) {
@@ -228,6 +280,13 @@ bool Agent::accept(uint32_t slot) {
   }
   uint64_t ctl = pool.load(slot);
   const SlotCtl c = SlotCtl::unpack(ctl);
+  if (c.state == SlotState::kCancelling) {
+    // Cancelled before the agent took it: it finishes here, never queued.
+    ++submitted_;
+    rec_defaults(slot);
+    finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
+    return false;
+  }
   if (c.state != SlotState::kQueued || c.owner >= seg.geometry().max_clients) {
     // A cell left by an agent that died after taking its slot, or one a
     // broken producer wrote: the slot is not waiting to be taken.
@@ -250,13 +309,7 @@ bool Agent::accept(uint32_t slot) {
       rec.metadata_len <= kMetadataMaxBytes && rec.idem_len <= kIdempotencyKeyMaxBytes &&
       rec.producer == c.owner;
   ++submitted_;
-  rec.status = static_cast<uint8_t>(Status::kPending);
-  rec.error = static_cast<uint8_t>(Errc::kOk);
-  rec.attempts = 0;
-  rec.result_len = 0;
-  rec.result_kind = static_cast<uint8_t>(AttemptResult::kNone);
-  rec.first_attempt_unix_ns = 0;
-  rec.failures = 0;
+  rec_defaults(slot);
   if (!valid) {
     ++rejected_;
     rec.status = static_cast<uint8_t>(Status::kFailed);
@@ -667,9 +720,10 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   rec.retry_at_mono_ns = 0;
   const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
   if (!seg.pool().transition(slot, ctl, done)) return;
-  emit(status == Status::kCompleted ? EventKind::kCompleted
-       : status == Status::kTimeout ? EventKind::kTimeout
-                                    : EventKind::kFailed,
+  emit(status == Status::kCompleted   ? EventKind::kCompleted
+       : status == Status::kTimeout   ? EventKind::kTimeout
+       : status == Status::kCancelled ? EventKind::kCancelled
+                                      : EventKind::kFailed,
        slot, status, error);
   if (status == Status::kFailed || status == Status::kTimeout) {
     dead_letter(slot, status, error);
@@ -681,6 +735,9 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
       break;
     case Status::kTimeout:
       ++timed_out_;
+      break;
+    case Status::kCancelled:
+      ++cancelled_;
       break;
     default:
       ++failed_;
@@ -937,6 +994,7 @@ void Agent::publish_counters() {
   put(k.stale_cells, stale_cells_);
   put(k.timed_out, timed_out_);
   put(k.workers_evicted, evicted_);
+  put(k.cancelled, cancelled_);
   put(k.inflight, inflight_);
   uint64_t waiting = 0;
   uint64_t band_depth[kBandCount] = {};
@@ -970,6 +1028,7 @@ int Agent::do_work() {
     next_liveness_ns_ = now + cfg_.liveness_interval_ms * 1'000'000;
   }
   n += drain_bands(tick);
+  n += drain_cancels(tick);
   n += settle_results();
   n += expire_attempts();
   n += release_retries();

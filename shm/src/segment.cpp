@@ -76,9 +76,9 @@ Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
   g.off_client_rings = off;
   off += uint64_t{max_clients} * g.client_rings_stride();
   g.off_band_headers = off;
-  off += kBandCount * sizeof(BandRingHeader);
+  off += kRingCount * sizeof(BandRingHeader);
   g.off_band_cells = off;
-  off += kBandCount * BandRing::cells_bytes(g.band_ring_capacity);
+  off += kRingCount * BandRing::cells_bytes(g.band_ring_capacity);
   g.off_slot_ctl = off;
   off += SlotPool::ctl_bytes(slot_count);
   g.off_slot_hints = off;
@@ -116,7 +116,7 @@ void Segment::bind_views() {
   pool_ = SlotPool(reinterpret_cast<uint64_t*>(base_ + geo_.off_slot_ctl),
                    reinterpret_cast<uint64_t*>(base_ + geo_.off_slot_hints), geo_.slot_count);
   auto* bh = reinterpret_cast<BandRingHeader*>(base_ + geo_.off_band_headers);
-  for (uint8_t b = 0; b < kBandCount; ++b) {
+  for (uint8_t b = 0; b < kRingCount; ++b) {
     auto* cells = reinterpret_cast<uint64_t*>(base_ + geo_.off_band_cells +
                                               b * BandRing::cells_bytes(geo_.band_ring_capacity));
     bands_[b] = BandRing(&bh[b], cells);
@@ -161,7 +161,7 @@ void Segment::format(const CreateOptions& opt) {
   // millisecond of the previous segment's life.
   h.next_request_id = (h.created_unix_ns / 1'000'000) << 16;
   auto* bh = reinterpret_cast<BandRingHeader*>(base_ + geo_.off_band_headers);
-  for (uint8_t b = 0; b < kBandCount; ++b) {
+  for (uint8_t b = 0; b < kRingCount; ++b) {
     auto* cells = reinterpret_cast<uint64_t*>(base_ + geo_.off_band_cells +
                                               b * BandRing::cells_bytes(geo_.band_ring_capacity));
     BandRing::format(bh[b], cells, geo_.band_ring_capacity);
@@ -213,7 +213,7 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
                                        " and the mapping has " + std::to_string(size)};
   }
   bind_views();
-  for (uint8_t b = 0; b < kBandCount; ++b) {
+  for (uint8_t b = 0; b < kRingCount; ++b) {
     if (bands_[b].capacity() != geo_.band_ring_capacity) {
       return {Errc::kSegmentInvalid, "band ring capacity"};
     }

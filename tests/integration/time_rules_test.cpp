@@ -388,6 +388,87 @@ TEST_F(TimeRules, RestartedAgentHonoursABackoffAndADeadlineInProgress) {
   EXPECT_EQ(calls, 2);
 }
 
+// ---- cancel (SPEC §5): the same hand-turned agent
+
+TEST_F(TimeRules, CancelBeforeDispatchMeansNeverDispatched) {
+  start();
+  int calls = 0;
+  auto s = producer_->submit(test::make_request("later", "alice", "x"));
+  ASSERT_TRUE(s.ok());
+  agent_->do_work();  // pending in the agent: no worker for the type yet
+  ASSERT_TRUE(producer_->cancel(s->request_id, "alice").ok());
+  add_worker("later", [&](const Job&) {
+    ++calls;
+    return Reply::ok();
+  });
+  advance_ms(1);
+  advance_ms(1);
+  ASSERT_TRUE(s->outcome.ready());
+  EXPECT_EQ(s->outcome.get().status, Status::kCancelled);
+  EXPECT_EQ(s->outcome.get().error, Errc::kCancelled);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(counters().cancelled, 1u);
+  EXPECT_TRUE(agent_->memory_dead_letters()->snapshot().empty()) << "a cancel is not a failure";
+}
+
+TEST_F(TimeRules, CancelBeforeTheAgentTookItFromItsRing) {
+  start();
+  int calls = 0;
+  add_worker("fast", [&](const Job&) {
+    ++calls;
+    return Reply::ok();
+  });
+  advance_ms(1);
+  auto s = producer_->submit(test::make_request("fast", "alice", "x"));
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(producer_->cancel(s->request_id, "alice").ok());  // still QUEUED in its band ring
+  pump();
+  ASSERT_TRUE(s->outcome.ready());
+  EXPECT_EQ(s->outcome.get().status, Status::kCancelled);
+  EXPECT_EQ(calls, 0);
+}
+
+TEST_F(TimeRules, CancelWhileWaitingForARetryStopsTheRetry) {
+  start([](agent::Config& c) { c.retry_jitter = 0; });
+  int calls = 0;
+  add_worker("flaky", [&](const Job&) {
+    ++calls;
+    return Reply::error("no");
+  });
+  advance_ms(1);
+  auto s = producer_->submit(test::make_request("flaky", "alice", "x"));
+  ASSERT_TRUE(s.ok());
+  pump();
+  ASSERT_EQ(calls, 1);  // in backoff now
+  ASSERT_TRUE(producer_->cancel(s->request_id, "alice").ok());
+  advance_ms(1);
+  advance_ms(5000);
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE(s->outcome.ready());
+  EXPECT_EQ(s->outcome.get().status, Status::kCancelled);
+  EXPECT_EQ(s->outcome.get().attempts, 1);
+}
+
+TEST_F(TimeRules, OnlyTheOwnerCancelsAndOnlyWhilePending) {
+  start();
+  auto s = producer_->submit(test::make_request("held", "alice", "x"));
+  ASSERT_TRUE(s.ok());
+  agent_->do_work();
+  auto other = producer_->cancel(s->request_id, "mallory");
+  EXPECT_EQ(other.code(), Errc::kNotFound) << "another user's request does not exist for them";
+  EXPECT_EQ(producer_->cancel(s->request_id + 1000, "alice").code(), Errc::kNotFound);
+  // Dispatched (the worker holds it, not yet started): too late to cancel.
+  add_worker("held", [](const Job&) { return Reply::ok(); });
+  clock_.advance_ms(1);
+  for (int i = 0; i < 4; ++i) agent_->do_work();
+  EXPECT_EQ(producer_->cancel(s->request_id, "alice").code(), Errc::kInvalidStatus);
+  pump();
+  ASSERT_TRUE(s->outcome.ready());
+  EXPECT_EQ(s->outcome.get().status, Status::kCompleted);
+  // Finished and collected: unknown now.
+  EXPECT_EQ(producer_->cancel(s->request_id, "alice").code(), Errc::kNotFound);
+}
+
 // ---- events (SPEC §5): the same hand-turned agent
 
 std::vector<std::string> names_for(const std::vector<Event>& evs, uint64_t request_id) {

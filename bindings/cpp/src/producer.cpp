@@ -241,6 +241,45 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
   return s;
 }
 
+Result<void> Producer::cancel(uint64_t request_id, std::string_view user_id) {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  auto not_found = [] { return Result<void>(Errc::kNotFound, "no such request"); };
+  for (uint32_t slot = 0; slot < pool.count(); ++slot) {
+    uint64_t ctl = pool.load(slot);
+    SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.state == SlotState::kFree || c.state == SlotState::kClaimed) continue;
+    const RequestRecord& rec = seg.record(slot);
+    if (load_relaxed(rec.request_id) != request_id) continue;
+    // The id is read between two loads of the control word: the same word
+    // means the slot still held this request while we looked.
+    const std::string_view owner(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
+    const bool mine = owner == user_id;
+    if (pool.load(slot) != ctl) return not_found();  // it moved on: finished meanwhile
+    if (!mine) return not_found();                   // SPEC §5: others get NOT_FOUND
+    // A few tries: the agent may move the slot QUEUED -> PENDING meanwhile.
+    for (int tries = 0; tries < 8; ++tries) {
+      if (c.state != SlotState::kQueued && c.state != SlotState::kPending) {
+        return {Errc::kInvalidStatus, "only pending requests can be cancelled"};
+      }
+      SlotCtl next = c;
+      next.state = SlotState::kCancelling;
+      next.owner = kOwnerAgent;
+      if (pool.transition(slot, ctl, next)) {
+        // The agent finishes it: from the cancel ring, or when it meets the
+        // slot in its band ring. Whichever comes first wins the CAS.
+        (void)seg.cancel_ring().try_push(slot);
+        shm::notify(seg.header().doorbell);
+        return {};
+      }
+      c = SlotCtl::unpack(ctl);  // the failed CAS loaded the current word
+      if (c.generation != SlotCtl::unpack(pool.load(slot)).generation) return not_found();
+    }
+    return {Errc::kInvalidStatus, "the request kept changing state; try again"};
+  }
+  return not_found();
+}
+
 size_t Producer::drain_locked() {
   shm::Segment& seg = *seg_;
   SpscRing ring = seg.completion_ring(id_);

@@ -17,7 +17,7 @@ struct Shape {
 };
 
 const Shape kShapes[] = {
-    {1, 0, 1},   {3, 1, 2},        {16, 64, 4},      {60, 64, 4},
+    {1, 0, 1},       {3, 1, 2},         {16, 64, 4},           {60, 64, 4},
     {100, 4096, 64}, {20000, 4096, 64}, {1u << 20, 100, 1024},
 };
 
@@ -44,8 +44,9 @@ TEST(Layout, ComputeGeometryRegionsHoldWhatTheyDescribe) {
     EXPECT_EQ(g.slot_payload_bytes, s.payload);
     EXPECT_EQ(g.max_clients, s.clients);
     EXPECT_EQ(g.off_client_rings - g.off_clients, uint64_t{s.clients} * sizeof(ClientRecord));
-    EXPECT_EQ(g.off_band_headers - g.off_client_rings, uint64_t{s.clients} * g.client_rings_stride());
-    EXPECT_EQ(g.off_band_cells - g.off_band_headers, kBandCount * sizeof(BandRingHeader));
+    EXPECT_EQ(g.off_band_headers - g.off_client_rings,
+              uint64_t{s.clients} * g.client_rings_stride());
+    EXPECT_EQ(g.off_band_cells - g.off_band_headers, kRingCount * sizeof(BandRingHeader));
     EXPECT_GE(g.off_slot_ctl - g.off_band_cells,
               uint64_t{kBandCount} * g.band_ring_capacity * sizeof(uint64_t));
     EXPECT_GE(g.off_slot_hints - g.off_slot_ctl, uint64_t{s.slots} * sizeof(uint64_t));

@@ -103,6 +103,8 @@ class Agent {
   void start();
   void recover();
   int drain_bands(bool check_claims);
+  int drain_cancels(bool check_claims);
+  void rec_defaults(uint32_t slot);
   int dispatch();
   int settle_results();
   void deliver(uint32_t slot, uint64_t done_ctl);
@@ -153,6 +155,8 @@ class Agent {
   std::vector<uint8_t> producer_wake_;       // by client id
   std::vector<uint32_t> to_wake_;            // producers and workers to notify this cycle
   uint64_t now_ns_ = 0;
+  uint64_t cancel_stall_since_ns_ = 0;
+  uint64_t cancel_stall_position_ = 0;
   EventRing events_{};
   bool events_on_ = false;  // a reader polled within kEventReaderIdleNs
   bool was_full_ = false;   // for queue.full / queue.empty edges
@@ -167,7 +171,7 @@ class Agent {
   // Counters, published to the segment header once per cycle.
   uint64_t submitted_ = 0, dispatched_ = 0, completed_ = 0, failed_ = 0, retried_ = 0;
   uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0, stale_cells_ = 0,
-           timed_out_ = 0, evicted_ = 0;
+           timed_out_ = 0, evicted_ = 0, cancelled_ = 0;
 };
 
 }  // namespace perfq::agent

@@ -42,8 +42,9 @@ enum class SlotState : uint8_t {
   kReporting = 6,   // the worker is writing the result (owner = worker)
   kReported = 7,    // the result is written; the agent will settle it
   kDone = 8,        // final status written; owner = producer, to collect
+  kCancelling = 9,  // cancelled while pending/queued; the agent finishes it (owner = agent)
 };
-inline constexpr uint8_t kSlotStateCount = 9;
+inline constexpr uint8_t kSlotStateCount = 10;
 
 inline constexpr uint16_t kOwnerAgent = 0xFFFE;
 inline constexpr uint16_t kOwnerNone = 0xFFFF;

@@ -9,9 +9,9 @@
 //   | per client: completion,   |  u64 entries, client_ring_capacity each
 //   |   dispatch, result rings  |
 //   +---------------------------+ off_band_headers
-//   | BandRingHeader[4]         |  CRITICAL, HIGH, NORMAL, LOW
+//   | BandRingHeader[5]         |  CRITICAL, HIGH, NORMAL, LOW, CANCEL
 //   +---------------------------+ off_band_cells
-//   | u64 cells[4][band_cap]    |
+//   | u64 cells[5][band_cap]    |
 //   +---------------------------+ off_slot_ctl
 //   | u64 ctl[slot_count]       |  SlotPool control words
 //   +---------------------------+ off_slot_hints
@@ -42,7 +42,11 @@ inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
-inline constexpr uint32_t kEventCapacity = 4096;  // events a reader may lag before it loses some
+inline constexpr uint32_t kEventCapacity = 4096;
+// MPSC rings of slot indices: the four bands, then the cancel ring (any
+// process -> agent: slots whose requests were cancelled while pending).
+inline constexpr uint8_t kRingCount = kBandCount + 1;
+inline constexpr uint8_t kCancelRing = kBandCount;  // events a reader may lag before it loses some
 
 // The part of the configuration that shapes the segment. Fixed at creation.
 struct Geometry {
@@ -92,9 +96,11 @@ struct AgentCounters {
   uint64_t stale_cells;             // ring cells whose slot was not waiting to be taken
   uint64_t timed_out;               // requests that waited past queue_timeout_ms
   uint64_t workers_evicted;         // live workers that stopped heart-beating
+  uint64_t cancelled;               // requests cancelled before dispatch
+  uint64_t reserved;
 };
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
-static_assert(sizeof(AgentCounters) == 18 * 8);
+static_assert(sizeof(AgentCounters) == 20 * 8);
 
 // What producers need to admit a request (SPEC §5 admission) and to tell its
 // queue position, published by the agent under a sequence lock: `seq` is odd

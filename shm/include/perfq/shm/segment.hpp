@@ -60,6 +60,7 @@ class Segment {
 
   [[nodiscard]] SlotPool& pool() noexcept { return pool_; }
   [[nodiscard]] BandRing& band(Band b) noexcept { return bands_[static_cast<uint8_t>(b)]; }
+  [[nodiscard]] BandRing& cancel_ring() noexcept { return bands_[kCancelRing]; }
   [[nodiscard]] RequestRecord& record(uint32_t slot) noexcept {
     return *reinterpret_cast<RequestRecord*>(slot_base(slot));
   }
@@ -113,7 +114,7 @@ class Segment {
   SegmentHeader* header_ = nullptr;
   Geometry geo_{};
   SlotPool pool_{};
-  BandRing bands_[kBandCount]{};
+  BandRing bands_[kRingCount]{};  // the four bands, then the cancel ring
 };
 
 }  // namespace perfq::shm

@@ -96,6 +96,14 @@ class Producer {
   // As submit, but never waits: QUEUE_FULL at once when the queue is full.
   [[nodiscard]] Result<Submitted> try_submit(const RequestView& r);
 
+  // Cancels a request that is still pending (queued, waiting for a worker,
+  // or waiting for a retry): it is never dispatched afterwards, and its
+  // outcome becomes `cancelled`. NOT_FOUND unless `user_id` submitted it
+  // (or the request is unknown); INVALID_STATUS once it was dispatched or
+  // finished. Any producer may cancel any request of that user. Bounded:
+  // one pass over the slots' control words.
+  [[nodiscard]] Result<void> cancel(uint64_t request_id, std::string_view user_id);
+
   // Settles every outcome waiting in the completion ring. Never blocks.
   size_t poll();
 
