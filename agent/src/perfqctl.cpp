@@ -51,9 +51,12 @@ int health(perfq::shm::Segment& seg, bool json) {
   const auto state = load_relaxed(h.agent_state);
   // A clean stop says so; a dead agent that never got to say it is "down".
   const char* state_name = "starting";
-  if (state == static_cast<uint32_t>(perfq::shm::AgentState::kStopped)) state_name = "stopped";
-  else if (!alive) state_name = "down";
-  else if (state == static_cast<uint32_t>(perfq::shm::AgentState::kRunning)) state_name = "running";
+  if (state == static_cast<uint32_t>(perfq::shm::AgentState::kStopped))
+    state_name = "stopped";
+  else if (!alive)
+    state_name = "down";
+  else if (state == static_cast<uint32_t>(perfq::shm::AgentState::kRunning))
+    state_name = "running";
   const auto& k = h.counters;
   struct WorkerRow {
     uint32_t id, pid;

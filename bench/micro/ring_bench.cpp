@@ -141,8 +141,7 @@ class SpscRingQueue {
 
   class Producer {
    public:
-    explicit Producer(SpscRingQueue& q) noexcept
-        : ring_(&q.header_, q.entries_, kRingCapacity) {}
+    explicit Producer(SpscRingQueue& q) noexcept : ring_(&q.header_, q.entries_, kRingCapacity) {}
     [[nodiscard]] bool try_push(uint32_t v) noexcept { return ring_.try_push(v); }
 
    private:
@@ -151,8 +150,7 @@ class SpscRingQueue {
 
   class Consumer {
    public:
-    explicit Consumer(SpscRingQueue& q) noexcept
-        : ring_(&q.header_, q.entries_, kRingCapacity) {}
+    explicit Consumer(SpscRingQueue& q) noexcept : ring_(&q.header_, q.entries_, kRingCapacity) {}
     [[nodiscard]] Pop try_pop(uint32_t& out) noexcept {
       uint64_t e = 0;
       if (!ring_.try_pop(e)) return Pop::kNone;

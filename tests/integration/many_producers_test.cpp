@@ -46,9 +46,9 @@ int run_producer(const std::string& queue, uint32_t p) {
         static_cast<char>('0' + static_cast<uint8_t>(band_for(Mode::kPriority, prio)));
     char payload[48];
     const int n = std::snprintf(payload, sizeof payload, "%u:%u:%c", p, i, band);
-    auto r = test::make_request("order.check", user,
-                                std::string_view(payload, static_cast<size_t>(n)), Mode::kPriority,
-                                prio);
+    auto r =
+        test::make_request("order.check", user, std::string_view(payload, static_cast<size_t>(n)),
+                           Mode::kPriority, prio);
     auto s = (*prod)->submit(r);
     if (!s) {
       std::fprintf(stderr, "producer %u: submit %u: %s\n", p, i, s.error().message.c_str());

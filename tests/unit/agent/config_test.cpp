@@ -44,10 +44,10 @@ TEST(Config, TomlOverridesDefaultsAndFlagsOverrideToml) {
   TomlFile f("max_queue_depth = 5\nrope_drop_timeout_ms = 200\nidle = \"backoff\"\n");
   Config c;
   ASSERT_TRUE(parse_args({"--max-queue-depth", "7", "--queue", "q", "--config", f.path()}, c).ok());
-  EXPECT_EQ(c.max_queue_depth, 7u);          // flag wins, wherever --config stands
-  EXPECT_EQ(c.rope_drop_timeout_ms, 200u);   // from the file
-  EXPECT_EQ(c.idle, IdleKind::kBackoff);     // from the file
-  EXPECT_EQ(c.queue_timeout_ms, 30000u);     // default
+  EXPECT_EQ(c.max_queue_depth, 7u);         // flag wins, wherever --config stands
+  EXPECT_EQ(c.rope_drop_timeout_ms, 200u);  // from the file
+  EXPECT_EQ(c.idle, IdleKind::kBackoff);    // from the file
+  EXPECT_EQ(c.queue_timeout_ms, 30000u);    // default
 }
 
 TEST(Config, UnknownFlagOrKeyIsAnErrorNamingIt) {
@@ -63,14 +63,14 @@ TEST(Config, UnknownFlagOrKeyIsAnErrorNamingIt) {
 }
 
 TEST(Config, OutOfRangeAndMalformedValuesAreRefused) {
-  for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
-           {"--max-queue-depth", "0"},
-           {"--max-queue-depth", "-1"},
-           {"--max-queue-depth", "12abc"},
-           {"--max-retry-attempts", "0"},
-           {"--retry-jitter", "1.5"},
-           {"--idle", "sleepy"},
-           {"--slot-payload-bytes", "8"}}) {
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--max-queue-depth", "0"},
+                                                        {"--max-queue-depth", "-1"},
+                                                        {"--max-queue-depth", "12abc"},
+                                                        {"--max-retry-attempts", "0"},
+                                                        {"--retry-jitter", "1.5"},
+                                                        {"--idle", "sleepy"},
+                                                        {"--slot-payload-bytes", "8"}}) {
     Config c;
     auto r = parse_args({"--queue", "q", flag, value}, c);
     EXPECT_FALSE(r.ok()) << flag << " " << value;

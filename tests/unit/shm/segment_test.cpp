@@ -1,11 +1,10 @@
 #include "perfq/shm/segment.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -99,7 +98,7 @@ TEST(Segment, OpenForAgentCreatesAFormattedSegment) {
   EXPECT_EQ(s.pool().count(), 16u);
   EXPECT_EQ(s.pool().count_free_approx(), 16u);
 
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(q.path().c_str(), &st), 0) << q.path();
   EXPECT_GE(static_cast<uint64_t>(st.st_size), want.total_bytes);
 }
@@ -108,7 +107,7 @@ TEST(Segment, SegmentFileIsCreatedWithMode0660) {
   TestQueue q;
   auto s = open_agent(q.str());
   ASSERT_NE(s, nullptr);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(q.path().c_str(), &st), 0) << q.path();
   EXPECT_EQ(st.st_mode & 07777, 0660u) << std::oct << (st.st_mode & 07777);
 }
@@ -121,7 +120,7 @@ TEST(Segment, SegmentFileTakesTheConfiguredModeWhateverTheUmask) {
   auto s = open_agent(q.str(), opt);
   ::umask(old);
   ASSERT_NE(s, nullptr);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(q.path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0640u) << std::oct << (st.st_mode & 07777);
 }
@@ -250,8 +249,7 @@ const Corruption kCorruptions[] = {
     {"header_bytes", [](SegmentHeader& h) { h.header_bytes += 8; }, "header size"},
     {"layout_hash", [](SegmentHeader& h) { h.layout_hash ^= 0x100; }, "layout hash"},
     {"slot_count_zero", [](SegmentHeader& h) { h.slot_count = 0; }, "slot count"},
-    {"slot_count_huge", [](SegmentHeader& h) { h.slot_count = kMaxSlotsLimit + 1; },
-     "slot count"},
+    {"slot_count_huge", [](SegmentHeader& h) { h.slot_count = kMaxSlotsLimit + 1; }, "slot count"},
     {"max_clients_zero", [](SegmentHeader& h) { h.max_clients = 0; }, "client count"},
     {"payload_huge", [](SegmentHeader& h) { h.slot_payload_bytes = (1u << 24) + 1; },
      "payload size"},
@@ -373,7 +371,7 @@ TEST(Segment, RemoveUnlinksTheNameButKeepsExistingMappings) {
   EXPECT_TRUE(Segment::remove(q.str()));
   EXPECT_FALSE(Segment::remove(q.str())) << "nothing left to remove";
 
-  struct stat st{};
+  struct stat st {};
   EXPECT_NE(::stat(q.path().c_str(), &st), 0);
   auto r = Segment::attach(q.str());
   ASSERT_FALSE(r);
