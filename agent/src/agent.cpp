@@ -113,26 +113,30 @@ void Agent::start() {
   events_ = seg.events();
   if (reattached_) {
     // Totals carry on across agent restarts.
-    const shm::AgentCounters& k = h.counters;
-    submitted_ = load_relaxed(k.submitted);
-    dispatched_ = load_relaxed(k.dispatched);
-    completed_ = load_relaxed(k.completed);
-    failed_ = load_relaxed(k.failed);
-    retried_ = load_relaxed(k.retried);
-    rejected_ = load_relaxed(k.rejected_invalid);
-    skipped_ = load_relaxed(k.ring_claims_skipped);
-    reclaimed_ = load_relaxed(k.slots_reclaimed);
-    redispatched_ = load_relaxed(k.attempts_redispatched);
-    stale_cells_ = load_relaxed(k.stale_cells);
-    timed_out_ = load_relaxed(k.timed_out);
-    evicted_ = load_relaxed(k.workers_evicted);
-    cancelled_ = load_relaxed(k.cancelled);
+    for (const auto& [mine, published] : kTotals) this->*mine = load_relaxed(h.counters.*published);
     recover();
   }
   // release: clients that see kRunning see the facts above.
   aref(h.agent_state)
       .store(static_cast<uint32_t>(shm::AgentState::kRunning), std::memory_order_release);
 }
+
+// The totals the agent publishes, and takes back when it re-attaches.
+const std::pair<uint64_t Agent::*, uint64_t shm::AgentCounters::*> Agent::kTotals[] = {
+    {&Agent::submitted_, &shm::AgentCounters::submitted},
+    {&Agent::dispatched_, &shm::AgentCounters::dispatched},
+    {&Agent::completed_, &shm::AgentCounters::completed},
+    {&Agent::failed_, &shm::AgentCounters::failed},
+    {&Agent::retried_, &shm::AgentCounters::retried},
+    {&Agent::rejected_, &shm::AgentCounters::rejected_invalid},
+    {&Agent::skipped_, &shm::AgentCounters::ring_claims_skipped},
+    {&Agent::reclaimed_, &shm::AgentCounters::slots_reclaimed},
+    {&Agent::redispatched_, &shm::AgentCounters::attempts_redispatched},
+    {&Agent::stale_cells_, &shm::AgentCounters::stale_cells},
+    {&Agent::timed_out_, &shm::AgentCounters::timed_out},
+    {&Agent::evicted_, &shm::AgentCounters::workers_evicted},
+    {&Agent::cancelled_, &shm::AgentCounters::cancelled},
+};
 
 void Agent::shutdown() noexcept {
   if (!seg_) return;
@@ -238,35 +242,12 @@ void Agent::rec_defaults(uint32_t slot) {
 // name them in the agent's queues and timers are dropped when reached).
 int Agent::drain_cancels(bool check_claims) {
   shm::Segment& seg = *seg_;
-  BandRing& ring = seg.cancel_ring();
-  int n = 0;
-  for (int i = 0; i < kDrainBatch; ++i) {
-    const BandRing::Pop p =
-        ring.try_pop(check_claims ? BandRing::Claims::kReport : BandRing::Claims::kIgnore);
-    if (p.kind == BandRing::PopKind::kEmpty) break;
-    if (p.kind == BandRing::PopKind::kStalled) {
-      // A canceller that died between claim and publish: as for the bands.
-      if (cancel_stall_since_ns_ == 0 || cancel_stall_position_ != p.position) {
-        cancel_stall_since_ns_ = now_ns_;
-        cancel_stall_position_ = p.position;
-      } else if (now_ns_ - cancel_stall_since_ns_ >= cfg_.ring_claim_timeout_ms * 1'000'000) {
-        (void)ring.skip(p.position);
-        cancel_stall_since_ns_ = 0;
-        continue;
-      }
-      break;
-    }
-    if (p.kind == BandRing::PopKind::kCorrupt) {
-      ring.discard_corrupt(p.position);
-      continue;
-    }
-    if (p.kind != BandRing::PopKind::kValue || p.value >= seg.pool().count()) continue;
-    const uint64_t ctl = seg.pool().load(p.value);
-    if (SlotCtl::unpack(ctl).state != SlotState::kCancelling) continue;  // already finished
-    finish(p.value, ctl, Status::kCancelled, Errc::kCancelled);
-    ++n;
-  }
-  return n;
+  return drain_ring(shm::kCancelRing, check_claims, [&](uint32_t slot) {
+    if (slot >= seg.pool().count()) return;
+    const uint64_t ctl = seg.pool().load(slot);
+    if (SlotCtl::unpack(ctl).state != SlotState::kCancelling) return;  // already finished
+    finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
+  });
 }
 
 // Takes a published slot into the scheduler, checking everything a broken
@@ -329,51 +310,55 @@ bool Agent::accept(uint32_t slot) {
   return true;
 }
 
-int Agent::drain_bands(bool check_claims) {
-  shm::Segment& seg = *seg_;
-  int n = 0;
-  const uint64_t now = now_ns_;
+// One pass over an MPSC ring (a band, or the cancel ring): peek, hand the
+// slot to `take`, then consume the cell, so an agent that dies in between
+// leaves the slot either in its old state with its cell still in the ring,
+// or taken (recovered from the slot states) with a stale cell the next agent
+// ignores. A claim left unpublished for ring_claim_timeout_ms is revoked, so
+// nobody waits on a process that may be dead (looked for on the liveness
+// timer only). Bounded by kDrainBatch cells.
+template <class Take>
+int Agent::drain_ring(uint8_t r, bool check_claims, Take&& take) {
+  BandRing& ring = seg_->ring(r);
   const auto claims = check_claims ? BandRing::Claims::kReport : BandRing::Claims::kIgnore;
-  for (uint8_t b = 0; b < kBandCount; ++b) {
-    BandRing& ring = seg.band(static_cast<Band>(b));
-    for (int i = 0; i < kDrainBatch; ++i) {
-      // Peek, take the slot (QUEUED -> PENDING), then consume the cell: an
-      // agent that dies in between leaves the slot either QUEUED with its
-      // cell still in the ring, or PENDING (recovered from the slot states)
-      // with a stale cell that the next agent ignores.
-      const BandRing::Pop p = ring.peek(claims);
-      if (p.kind == BandRing::PopKind::kValue) {
-        stall_since_ns_[b] = 0;
-        accept(p.value);
+  int n = 0;
+  for (int i = 0; i < kDrainBatch; ++i) {
+    const BandRing::Pop p = ring.peek(claims);
+    switch (p.kind) {
+      case BandRing::PopKind::kValue:
+        stall_since_ns_[r] = 0;
+        take(p.value);
         ring.consume(p.position);
         ++n;
         continue;
-      }
-      if (p.kind == BandRing::PopKind::kSkipped) {
+      case BandRing::PopKind::kSkipped:
         ring.consume(p.position);
         continue;
-      }
-      if (p.kind == BandRing::PopKind::kCorrupt) {
+      case BandRing::PopKind::kCorrupt:
         ++rejected_;
         ring.discard_corrupt(p.position);
         continue;
-      }
-      if (p.kind == BandRing::PopKind::kStalled) {
-        // A producer claimed this cell and has not published it. Give it
-        // ring_claim_timeout_ms, then revoke the claim so nobody waits on a
-        // process that may be dead (docs/ARCHITECTURE.md, crash safety).
-        // Looked for on the liveness timer only.
-        if (stall_since_ns_[b] == 0 || stall_position_[b] != p.position) {
-          stall_since_ns_[b] = now;
-          stall_position_[b] = p.position;
-        } else if (now - stall_since_ns_[b] >= cfg_.ring_claim_timeout_ms * 1'000'000) {
+      case BandRing::PopKind::kStalled:
+        if (stall_since_ns_[r] == 0 || stall_position_[r] != p.position) {
+          stall_since_ns_[r] = now_ns_;
+          stall_position_[r] = p.position;
+        } else if (now_ns_ - stall_since_ns_[r] >= cfg_.ring_claim_timeout_ms * 1'000'000) {
           if (ring.skip(p.position)) ++skipped_;
-          stall_since_ns_[b] = 0;
+          stall_since_ns_[r] = 0;
           continue;
         }
-      }
-      break;
+        return n;
+      case BandRing::PopKind::kEmpty:
+        return n;
     }
+  }
+  return n;
+}
+
+int Agent::drain_bands(bool check_claims) {
+  int n = 0;
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    n += drain_ring(b, check_claims, [this](uint32_t slot) { accept(slot); });
   }
   return n;
 }
@@ -982,19 +967,7 @@ void Agent::wake_clients() {
 void Agent::publish_counters() {
   shm::AgentCounters& k = seg_->header().counters;
   auto put = [](uint64_t& f, uint64_t v) { aref(f).store(v, std::memory_order_relaxed); };
-  put(k.submitted, submitted_);
-  put(k.dispatched, dispatched_);
-  put(k.completed, completed_);
-  put(k.failed, failed_);
-  put(k.retried, retried_);
-  put(k.rejected_invalid, rejected_);
-  put(k.ring_claims_skipped, skipped_);
-  put(k.slots_reclaimed, reclaimed_);
-  put(k.attempts_redispatched, redispatched_);
-  put(k.stale_cells, stale_cells_);
-  put(k.timed_out, timed_out_);
-  put(k.workers_evicted, evicted_);
-  put(k.cancelled, cancelled_);
+  for (const auto& [mine, published] : kTotals) put(k.*published, this->*mine);
   put(k.inflight, inflight_);
   uint64_t waiting = 0;
   uint64_t band_depth[kBandCount] = {};

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "perfq/agent/config.hpp"
@@ -24,10 +25,12 @@
 #include "perfq/core/request.hpp"
 #include "perfq/core/result.hpp"
 #include "perfq/core/slot_pool.hpp"
+#include "perfq/shm/layout.hpp"
 
 namespace perfq::shm {
 class Segment;
-}
+struct AgentCounters;
+}  // namespace perfq::shm
 
 namespace perfq::agent {
 
@@ -102,6 +105,8 @@ class Agent {
   Agent(const Config& cfg, const Clock& clock, std::shared_ptr<shm::Segment> seg, bool reattached);
   void start();
   void recover();
+  template <class Take>
+  int drain_ring(uint8_t ring, bool check_claims, Take&& take);
   int drain_bands(bool check_claims);
   int drain_cancels(bool check_claims);
   void rec_defaults(uint32_t slot);
@@ -155,19 +160,18 @@ class Agent {
   std::vector<uint8_t> producer_wake_;       // by client id
   std::vector<uint32_t> to_wake_;            // producers and workers to notify this cycle
   uint64_t now_ns_ = 0;
-  uint64_t cancel_stall_since_ns_ = 0;
-  uint64_t cancel_stall_position_ = 0;
   EventRing events_{};
   bool events_on_ = false;  // a reader polled within kEventReaderIdleNs
   bool was_full_ = false;   // for queue.full / queue.empty edges
   bool was_empty_ = true;   // CLOCK_MONOTONIC at the start of the cycle
   std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
   uint64_t inflight_ = 0;
-  uint64_t stall_since_ns_[kBandCount] = {};
-  uint64_t stall_position_[kBandCount] = {};
+  uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled
+  uint64_t stall_position_[shm::kRingCount] = {};
   uint64_t next_liveness_ns_ = 0;
   bool routes_dirty_ = true;
 
+  static const std::pair<uint64_t Agent::*, uint64_t shm::AgentCounters::*> kTotals[13];
   // Counters, published to the segment header once per cycle.
   uint64_t submitted_ = 0, dispatched_ = 0, completed_ = 0, failed_ = 0, retried_ = 0;
   uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0, stale_cells_ = 0,

@@ -61,6 +61,10 @@ class Segment {
   [[nodiscard]] SlotPool& pool() noexcept { return pool_; }
   [[nodiscard]] BandRing& band(Band b) noexcept { return bands_[static_cast<uint8_t>(b)]; }
   [[nodiscard]] BandRing& cancel_ring() noexcept { return bands_[kCancelRing]; }
+  // The MPSC rings by index: bands 0..3, then kCancelRing.
+  [[nodiscard]] BandRing& ring(uint8_t i) noexcept {
+    return bands_[i < kRingCount ? i : kCancelRing];
+  }
   [[nodiscard]] RequestRecord& record(uint32_t slot) noexcept {
     return *reinterpret_cast<RequestRecord*>(slot_base(slot));
   }
