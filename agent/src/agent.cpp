@@ -93,6 +93,7 @@ void Agent::start() {
   workers_.assign(n, WorkerView{});
   registering_since_.assign(n, 0);
   producer_wake_.assign(n, 0);
+  batch_of_.assign(seg.geometry().slot_count, 0);
   aref(h.agent_state)
       .store(static_cast<uint32_t>(shm::AgentState::kStarting), std::memory_order_relaxed);
   aref(h.agent_pid).store(static_cast<uint32_t>(::getpid()), std::memory_order_relaxed);
@@ -136,6 +137,7 @@ const std::pair<uint64_t Agent::*, uint64_t shm::AgentCounters::*> Agent::kTotal
     {&Agent::timed_out_, &shm::AgentCounters::timed_out},
     {&Agent::evicted_, &shm::AgentCounters::workers_evicted},
     {&Agent::cancelled_, &shm::AgentCounters::cancelled},
+    {&Agent::batches_, &shm::AgentCounters::batches},
 };
 
 void Agent::shutdown() noexcept {
@@ -468,6 +470,7 @@ int Agent::expire_pending(bool all_queues) {
     }
   };
   for (auto& q : bands_) expire(q, nullptr);
+  for (auto& [_, g] : gathering_) expire(g, gathered_band_);
   if (all_queues) {
     for (auto& [_, q] : no_worker_) expire(q, no_worker_band_);
   }
@@ -493,11 +496,75 @@ int Agent::pick_band(const bool blocked[kBandCount]) const noexcept {
   return aged >= 0 ? aged : first;
 }
 
+uint32_t Agent::pick_worker(const std::vector<uint32_t>& ws, uint32_t& cursor,
+                            const std::vector<WorkerView>& views) noexcept {
+  for (size_t k = 0; k < ws.size(); ++k) {
+    const uint32_t w = ws[(cursor + k) % ws.size()];
+    if (views[w].inflight < views[w].max_inflight) {
+      cursor = static_cast<uint32_t>((cursor + k + 1) % ws.size());
+      return w;
+    }
+  }
+  return UINT32_MAX;
+}
+
+bool Agent::assign(const Pending& p, uint64_t ctl, uint32_t worker) {
+  RequestRecord& rec = seg_->record(p.slot);
+  const SlotCtl c = SlotCtl::unpack(ctl);
+  const auto attempt = static_cast<uint8_t>(c.attempt + 1);
+  rec.attempts = attempt;
+  rec.dispatched_mono_ns = now_ns_;
+  if (attempt == 1) rec.first_attempt_unix_ns = clock_.now_unix_ns();
+  SlotCtl next = c;
+  next.state = SlotState::kAssigned;
+  next.attempt = attempt;
+  next.owner = static_cast<uint16_t>(worker);
+  return seg_->pool().transition(p.slot, ctl, next);
+}
+
+// Only a worker that corrupted its own ring gets here: take the attempt
+// back; the request keeps its place for the next cycle.
+void Agent::unassign(const Pending& p, uint32_t worker) {
+  SlotPool& pool = seg_->pool();
+  uint64_t ctl = pool.load(p.slot);
+  SlotCtl c = SlotCtl::unpack(ctl);
+  if (c.state != SlotState::kAssigned || c.owner != worker || c.generation != p.generation) return;
+  SlotCtl back = with_state(c, SlotState::kPending, kOwnerAgent);
+  back.attempt = static_cast<uint8_t>(c.attempt - 1);
+  if (pool.transition(p.slot, ctl, back)) seg_->record(p.slot).attempts = back.attempt;
+}
+
+void Agent::note_dispatched(const Pending& p, uint32_t worker, uint8_t attempt) {
+  attempts_.push_back(
+      Timer{now_ns_ + cfg_.processing_timeout_ms * 1'000'000, p.slot, p.generation, attempt});
+  emit(EventKind::kAssigned, p.slot, Status::kAssigned);
+  if (!workers_[worker].wake) {
+    workers_[worker].wake = true;
+    to_wake_.push_back(worker);
+  }
+  ++dispatched_;
+}
+
+void Agent::release_dispatch(uint32_t slot, uint32_t worker) {
+  uint32_t& batch = batch_of_[slot];
+  if (batch != 0) {
+    auto it = open_batches_.find(batch);
+    batch = 0;
+    if (it == open_batches_.end()) return;  // its worker is gone and was written off
+    worker = it->second.worker;
+    if (--it->second.remaining > 0) return;  // the batch is still out
+    open_batches_.erase(it);
+  }
+  if (worker < workers_.size() && workers_[worker].inflight > 0) {
+    --workers_[worker].inflight;
+    if (inflight_ > 0) --inflight_;
+  }
+}
+
 int Agent::dispatch() {
   if (routes_dirty_) refresh_routes();
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
-  const uint64_t now = now_ns_;
   int n = 0;
   bool blocked[kBandCount] = {};
   // Bounded: each pass pops a request or blocks a band.
@@ -506,7 +573,7 @@ int Agent::dispatch() {
     if (b < 0) break;
     auto& q = bands_[b];
     const Pending p = q.front();
-    uint64_t ctl = pool.load(p.slot);
+    const uint64_t ctl = pool.load(p.slot);
     const SlotCtl c = SlotCtl::unpack(ctl);
     if (c.state != SlotState::kPending || c.generation != p.generation) {
       q.pop_front();  // no longer ours (e.g. reclaimed)
@@ -525,54 +592,140 @@ int Agent::dispatch() {
       continue;
     }
     TypeRoute& r = route->second;
-    uint32_t chosen = UINT32_MAX;
-    for (size_t k = 0; k < r.workers.size(); ++k) {
-      const uint32_t w = r.workers[(r.next + k) % r.workers.size()];
-      if (workers_[w].inflight < workers_[w].max_inflight) {
-        chosen = w;
-        r.next = static_cast<uint32_t>((r.next + k + 1) % r.workers.size());
-        break;
-      }
+    const RequestRecord& rec = seg.record(p.slot);
+    // A batch request's first attempt waits for its batch; a failed item is
+    // retried on its own (SPEC §5), like a request of any other mode.
+    if (rec.mode == static_cast<uint8_t>(Mode::kBatch) && rec.failures == 0 &&
+        !r.batch_workers.empty()) {
+      q.pop_front();
+      gather(type, p);
+      continue;
     }
+    const uint32_t chosen = pick_worker(r.workers, r.next, workers_);
     if (chosen == UINT32_MAX) {
       blocked[b] = true;  // this type's workers are full: other bands go on
       continue;
     }
-    RequestRecord& rec = seg.record(p.slot);
-    const auto attempt = static_cast<uint8_t>(c.attempt + 1);
-    rec.attempts = attempt;
-    rec.dispatched_mono_ns = now;
-    if (attempt == 1) rec.first_attempt_unix_ns = clock_.now_unix_ns();
-    SlotCtl next = c;
-    next.state = SlotState::kAssigned;
-    next.attempt = attempt;
-    next.owner = static_cast<uint16_t>(chosen);
-    if (!pool.transition(p.slot, ctl, next)) {
+    if (!assign(p, ctl, chosen)) {
       q.pop_front();
       continue;
     }
     if (!seg.dispatch_ring(chosen).try_push(slot_ref(p.slot, p.generation))) {
-      // Only a worker that corrupted its own ring gets here: take the
-      // attempt back; the request keeps its place for the next cycle.
-      uint64_t assigned = next.pack();
-      (void)pool.transition(p.slot, assigned, c);
+      unassign(p, chosen);
       blocked[b] = true;
       continue;
     }
-    attempts_.push_back(
-        Timer{now + cfg_.processing_timeout_ms * 1'000'000, p.slot, p.generation, attempt});
-    emit(EventKind::kAssigned, p.slot, Status::kAssigned);
+    note_dispatched(p, chosen, static_cast<uint8_t>(c.attempt + 1));
     ++workers_[chosen].inflight;
-    if (!workers_[chosen].wake) {
-      workers_[chosen].wake = true;
-      to_wake_.push_back(chosen);
-    }
     ++inflight_;
-    ++dispatched_;
     q.pop_front();
     ++n;
   }
+  return n + flush_batches(false);
+}
+
+void Agent::gather(std::string_view type, const Pending& p) {
+  auto g = gathering_.find(type);
+  if (g == gathering_.end()) g = gathering_.emplace(std::string(type), std::deque<Pending>{}).first;
+  g->second.push_back(p);
+  const uint8_t band = seg_->record(p.slot).band;
+  if (band < kBandCount) ++gathered_band_[band];
+  // A full batch goes now, not at the end of the cycle.
+  if (g->second.size() >= cfg_.batch_size) {
+    auto route = routes_.find(type);
+    if (route != routes_.end()) (void)flush_batch(g->second, route->second);
+  }
+}
+
+// Dispatches the batches that are due: batch_size items wait, or the
+// oldest has waited batch_interval_ms since it became eligible.
+int Agent::flush_batches(bool full_only) {
+  const uint64_t interval_ns = cfg_.batch_interval_ms * 1'000'000;
+  int n = 0;
+  for (auto& [type, g] : gathering_) {
+    if (g.empty()) continue;
+    auto route = routes_.find(type);
+    if (route == routes_.end()) continue;
+    // Bounded: each flush takes items or returns 0.
+    while (!g.empty()) {
+      const bool full = g.size() >= cfg_.batch_size;
+      const bool due = now_ns_ - std::min(g.front().eligible_ns, now_ns_) >= interval_ns;
+      if (!full && (full_only || !due)) break;
+      const int sent = flush_batch(g, route->second);
+      if (sent == 0) break;
+      n += sent;
+    }
+  }
   return n;
+}
+
+// One batch dispatch of up to batch_size items from the front of `g`.
+// Returns the items sent (0: no capacity, or nothing valid left).
+int Agent::flush_batch(std::deque<Pending>& g, TypeRoute& r) {
+  if (inflight_ >= cfg_.max_concurrent_workers) return 0;
+  const uint32_t w = pick_worker(r.batch_workers, r.batch_next, workers_);
+  if (w == UINT32_MAX) return 0;
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
+  const size_t want = std::min<size_t>(g.size(), std::max<uint64_t>(cfg_.batch_size, 1));
+  std::vector<Pending> items;
+  std::vector<uint64_t> refs;
+  items.reserve(want);
+  refs.reserve(want + 1);
+  refs.push_back(0);  // the header, once the count is known
+  // Bounded by `want` items taken from the front.
+  for (size_t k = 0; k < want && !g.empty(); ++k) {
+    const Pending p = g.front();
+    g.pop_front();
+    const uint8_t band = seg.record(p.slot).band;
+    if (band < kBandCount && gathered_band_[band] > 0) --gathered_band_[band];
+    const uint64_t ctl = pool.load(p.slot);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.state != SlotState::kPending || c.generation != p.generation) continue;
+    if (!assign(p, ctl, w)) continue;
+    items.push_back(p);
+    refs.push_back(slot_ref(p.slot, p.generation));
+  }
+  if (items.empty()) return 0;
+  SpscRing ring = seg.dispatch_ring(w);
+  const bool single = items.size() == 1;
+  refs[0] = batch_header(static_cast<uint32_t>(items.size()));
+  const bool pushed = single ? ring.try_push(refs[1])
+                             : ring.try_push_n(refs.data(), static_cast<uint32_t>(refs.size()));
+  if (!pushed) {
+    for (auto it = items.rbegin(); it != items.rend(); ++it) {
+      unassign(*it, w);
+      g.push_front(*it);
+      const uint8_t band = seg.record(it->slot).band;
+      if (band < kBandCount) ++gathered_band_[band];
+    }
+    return 0;
+  }
+  const uint32_t batch = single ? 0 : next_batch_++;
+  if (next_batch_ == 0) next_batch_ = 1;
+  for (const Pending& p : items) {
+    batch_of_[p.slot] = batch;
+    note_dispatched(p, w, seg.record(p.slot).attempts);
+  }
+  if (batch != 0) {
+    open_batches_[batch] = OpenBatch{w, static_cast<uint32_t>(items.size())};
+    ++batches_;
+  }
+  ++workers_[w].inflight;
+  ++inflight_;
+  return static_cast<int>(items.size());
+}
+
+// The type lost its batch workers: its gathered requests go back to the
+// front of their bands, oldest first.
+void Agent::ungather(std::deque<Pending>& g) {
+  for (auto p = g.rbegin(); p != g.rend(); ++p) {
+    const uint8_t band = seg_->record(p->slot).band;
+    if (band >= kBandCount) continue;
+    bands_[band].push_front(*p);
+    if (gathered_band_[band] > 0) --gathered_band_[band];
+  }
+  g.clear();
 }
 
 void Agent::deliver(uint32_t slot, uint64_t done_ctl) {
@@ -599,10 +752,7 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   const SlotCtl c = SlotCtl::unpack(ctl);
-  if (c.owner < workers_.size() && workers_[c.owner].inflight > 0) {
-    --workers_[c.owner].inflight;
-    if (inflight_ > 0) --inflight_;
-  }
+  release_dispatch(slot, c.owner);
   if (kind != AttemptResult::kOk) record_failure(slot, error);
   const bool retry = kind == AttemptResult::kError && c.attempt < cfg_.max_retry_attempts;
   if (retry) {
@@ -762,7 +912,10 @@ int Agent::settle_results() {
 void Agent::refresh_routes() {
   routes_dirty_ = false;
   shm::Segment& seg = *seg_;
-  for (auto& [_, r] : routes_) r.workers.clear();
+  for (auto& [_, r] : routes_) {
+    r.workers.clear();
+    r.batch_workers.clear();
+  }
   active_workers_.clear();
   for (uint32_t w = 0; w < workers_.size(); ++w) {
     if (workers_[w].incarnation == 0) continue;
@@ -777,8 +930,15 @@ void Agent::refresh_routes() {
     for (uint32_t k = 0; k < tc; ++k) {
       const shm::TypeName& t = rec.types[k];
       const std::string_view name(t.text, std::min<size_t>(t.len, kTypeMaxBytes));
-      if (valid_type(name)) routes_[std::string(name)].workers.push_back(w);
+      if (!valid_type(name)) continue;
+      TypeRoute& r = routes_[std::string(name)];
+      r.workers.push_back(w);
+      if (t.batch != 0) r.batch_workers.push_back(w);
     }
+  }
+  for (auto& [type, g] : gathering_) {
+    auto r = routes_.find(type);
+    if (r == routes_.end() || r->second.batch_workers.empty()) ungather(g);
   }
   // Requests that waited for a worker go back to the front of their bands,
   // oldest first, now that their type may have one.
@@ -839,10 +999,7 @@ void Agent::reclaim_worker(uint32_t id, bool gone) {
         RequestRecord& rec = seg.record(s);
         if (!pool.transition(s, ctl, back)) continue;
         rec.attempts = back.attempt;
-        if (workers_[id].inflight > 0) {
-          --workers_[id].inflight;
-          if (inflight_ > 0) --inflight_;
-        }
+        release_dispatch(s, id);
         if (rec.band < kBandCount) {
           bands_[rec.band].push_front(Pending{s, c.generation, rec.eligible_mono_ns});
         }
@@ -864,6 +1021,7 @@ void Agent::reclaim_worker(uint32_t id, bool gone) {
   if (!gone) return;  // its REPORTING attempts still count until they settle
   // Whatever settle() did not already give back.
   inflight_ -= std::min<uint64_t>(inflight_, workers_[id].inflight);
+  std::erase_if(open_batches_, [id](const auto& kv) { return kv.second.worker == id; });
   workers_[id] = WorkerView{};
 }
 
@@ -972,11 +1130,14 @@ void Agent::publish_counters() {
   uint64_t waiting = 0;
   uint64_t band_depth[kBandCount] = {};
   for (uint8_t b = 0; b < kBandCount; ++b) waiting += no_worker_band_[b];
-  uint64_t depth = waiting + retries_.size() + inflight_;
+  // In flight counts attempts, not dispatches (a batch holds many).
+  uint64_t attempts_out = inflight_;
+  for (const auto& [_, ob] : open_batches_) attempts_out += ob.remaining - 1;
+  uint64_t depth = waiting + retries_.size() + attempts_out;
   for (uint8_t b = 0; b < kBandCount; ++b) {
     put(k.band_depth[b], bands_[b].size());
-    band_depth[b] = bands_[b].size() + no_worker_band_[b];
-    depth += bands_[b].size();
+    band_depth[b] = bands_[b].size() + no_worker_band_[b] + gathered_band_[b];
+    depth += bands_[b].size() + gathered_band_[b];
   }
   put(k.waiting_for_worker, waiting);
   shm::publish_admission(*seg_, depth, band_depth);

@@ -52,6 +52,15 @@ class TimeRules : public ::testing::Test {
     return *workers_.back();
   }
 
+  // A worker with a batch processor; `sizes` gets the size of each call.
+  Worker& add_batch_worker(const std::string& type, BatchProcessor fn) {
+    auto w = Worker::connect(agent_->segment(), WorkerOptions{IdleKind::kPark, 64});
+    EXPECT_TRUE(w.ok());
+    EXPECT_TRUE((*w)->register_batch_processor(type, std::move(fn)).ok());
+    workers_.push_back(std::move(*w));
+    return *workers_.back();
+  }
+
   // A worker that takes one request at a time and notes the first byte of
   // each payload, in dispatch order.
   Worker& add_order_worker(const std::string& type, std::string& order) {
@@ -567,6 +576,188 @@ TEST_F(TimeRules, WithoutReadersNoEventsAreWritten) {
   pump();
   ASSERT_TRUE(f.ready());
   EXPECT_EQ(agent_->segment()->events().tail(), 0u);
+}
+
+// ---------------------------------------------------------------- batch mode
+
+// Replies ok to every job and notes each call's payloads ("abc|de|...").
+BatchProcessor recording_batch(std::string& calls) {
+  return [&calls](std::span<const Job> jobs) {
+    if (!calls.empty()) calls += '|';
+    std::vector<Reply> replies;
+    for (const Job& j : jobs) {
+      calls.append(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
+      replies.push_back(Reply::ok());
+    }
+    return replies;
+  };
+}
+
+TEST_F(TimeRules, ABatchGoesWhenBatchSizeRequestsOfItsTypeWait) {
+  start([](agent::Config& c) {
+    c.batch_size = 4;
+    c.batch_interval_ms = 1000;
+  });
+  std::string calls;
+  add_batch_worker("embed", recording_batch(calls));
+  advance_ms(1);
+  std::vector<Future> fs;
+  for (const char* p : {"a", "b", "c"}) fs.push_back(submit("embed", 5, Mode::kBatch, p));
+  pump();
+  EXPECT_EQ(calls, "");  // three wait for a fourth
+  fs.push_back(submit("embed", 5, Mode::kBatch, "d"));
+  pump();
+  EXPECT_EQ(calls, "abcd");  // one call, in submit order
+  for (auto& f : fs) {
+    ASSERT_TRUE(f.ready());
+    EXPECT_EQ(f.get().status, Status::kCompleted);
+  }
+  EXPECT_EQ(counters().batches, 1u);
+}
+
+TEST_F(TimeRules, ABatchGoesWhenItsOldestRequestHasWaitedBatchInterval) {
+  start([](agent::Config& c) {
+    c.batch_size = 100;
+    c.batch_interval_ms = 1000;
+  });
+  std::string calls;
+  add_batch_worker("embed", recording_batch(calls));
+  advance_ms(1);
+  Future f1 = submit("embed", 5, Mode::kBatch, "a");
+  pump();  // the agent holds it from now on
+  advance_ms(400);
+  Future f2 = submit("embed", 5, Mode::kBatch, "b");
+  advance_ms(599);
+  EXPECT_EQ(calls, "");  // the oldest has waited 999 ms
+  advance_ms(1);
+  EXPECT_EQ(calls, "ab");
+  ASSERT_TRUE(f1.ready() && f2.ready());
+  EXPECT_EQ(f2.get().status, Status::kCompleted);
+}
+
+TEST_F(TimeRules, BatchesArePerTypeAndOtherModesAreNotHeldBack) {
+  start([](agent::Config& c) {
+    c.batch_size = 2;
+    c.batch_interval_ms = 1000;
+  });
+  std::string embed;
+  std::string rank;
+  add_batch_worker("embed", recording_batch(embed));
+  add_batch_worker("rank", recording_batch(rank));
+  advance_ms(1);
+  Future a = submit("embed", 5, Mode::kBatch, "a");
+  Future x = submit("rank", 5, Mode::kBatch, "x");
+  pump();
+  EXPECT_EQ(embed, "");
+  EXPECT_EQ(rank, "");
+  // A fifo request of a batch-only type goes at once, as a batch of one.
+  Future now = submit("rank", 5, Mode::kFifo, "n");
+  pump();
+  EXPECT_EQ(rank, "n");
+  Future b = submit("embed", 5, Mode::kBatch, "b");
+  pump();
+  EXPECT_EQ(embed, "ab");
+  EXPECT_EQ(rank, "n");  // x still waits for a partner of its own type
+}
+
+TEST_F(TimeRules, FailedBatchItemsAreRetriedOneByOne) {
+  start([](agent::Config& c) {
+    c.batch_size = 3;
+    c.batch_interval_ms = 1000;
+  });
+  std::vector<size_t> sizes;
+  std::string seen;
+  add_batch_worker("embed", [&](std::span<const Job> jobs) {
+    sizes.push_back(jobs.size());
+    std::vector<Reply> replies;
+    for (const Job& j : jobs) {
+      const char c = static_cast<char>(j.payload[0]);
+      seen += c;
+      // b fails once; c fails for good; a is fine.
+      if (c == 'b' && j.attempt == 1) {
+        replies.push_back(Reply::error("try again"));
+      } else if (c == 'c') {
+        replies.push_back(Reply::permanent_error("malformed"));
+      } else {
+        replies.push_back(Reply::ok("done"));
+      }
+    }
+    return replies;
+  });
+  advance_ms(1);
+  Future a = submit("embed", 5, Mode::kBatch, "a");
+  Future b = submit("embed", 5, Mode::kBatch, "b");
+  Future c = submit("embed", 5, Mode::kBatch, "c");
+  pump();
+  ASSERT_EQ(sizes, (std::vector<size_t>{3}));
+  ASSERT_TRUE(a.ready() && c.ready());
+  EXPECT_EQ(a.get().status, Status::kCompleted);
+  EXPECT_EQ(c.get().status, Status::kFailed);  // permanent: no retry
+  EXPECT_EQ(c.get().attempts, 1);
+  EXPECT_FALSE(b.ready());
+  advance_ms(2300);                               // b's backoff: 2 s +- 10 %
+  EXPECT_EQ(sizes, (std::vector<size_t>{3, 1}));  // b alone, not a new batch of three
+  EXPECT_EQ(seen, "abcb");
+  ASSERT_TRUE(b.ready());
+  EXPECT_EQ(b.get().status, Status::kCompleted);
+  EXPECT_EQ(b.get().attempts, 2);
+}
+
+TEST_F(TimeRules, ItemsABatchProcessorLeavesWithoutAnOutcomeFailTheirAttempt) {
+  start([](agent::Config& c) {
+    c.batch_size = 2;
+    c.max_retry_attempts = 1;
+  });
+  add_batch_worker("embed", [](std::span<const Job>) { return std::vector<Reply>{Reply::ok()}; });
+  advance_ms(1);
+  Future a = submit("embed", 5, Mode::kBatch, "a");
+  Future b = submit("embed", 5, Mode::kBatch, "b");
+  pump();
+  ASSERT_TRUE(a.ready() && b.ready());
+  EXPECT_EQ(a.get().status, Status::kCompleted);
+  EXPECT_EQ(b.get().status, Status::kFailed);
+  EXPECT_EQ(b.get().result_text(), "the batch processor gave no outcome");
+}
+
+TEST_F(TimeRules, ABatchCountsOnceAgainstMaxConcurrentWorkers) {
+  start([](agent::Config& c) {
+    c.batch_size = 3;
+    c.max_concurrent_workers = 1;
+  });
+  size_t most = 0;
+  add_batch_worker("embed", [&](std::span<const Job> jobs) {
+    most = std::max(most, jobs.size());
+    return std::vector<Reply>(jobs.size(), Reply::ok());
+  });
+  advance_ms(1);
+  std::vector<Future> fs;
+  for (int i = 0; i < 6; ++i) fs.push_back(submit("embed", 5, Mode::kBatch, "x"));
+  pump(false);  // the agent alone: one dispatch may be out
+  EXPECT_EQ(counters().batches, 1u);
+  EXPECT_EQ(counters().inflight, 1u);
+  pump();
+  EXPECT_EQ(counters().batches, 2u);
+  EXPECT_EQ(most, 3u);
+  for (auto& f : fs) ASSERT_TRUE(f.ready());
+}
+
+TEST_F(TimeRules, GatheredBatchRequestsStillTimeOut) {
+  start([](agent::Config& c) {
+    c.batch_size = 10;
+    c.batch_interval_ms = 60'000;
+    c.queue_timeout_ms = 5'000;
+  });
+  std::string calls;
+  add_batch_worker("embed", recording_batch(calls));
+  advance_ms(1);
+  Future f = submit("embed", 5, Mode::kBatch, "a");
+  pump();
+  advance_ms(4'999);
+  EXPECT_FALSE(f.ready());
+  advance_ms(1);
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(f.get().status, Status::kTimeout);
+  EXPECT_EQ(calls, "");
 }
 
 }  // namespace

@@ -87,28 +87,41 @@ bool Worker::rejoin_if_evicted() {
 }
 
 Result<void> Worker::register_processor(std::string_view type, Processor fn) {
+  return add_type(type, std::move(fn), nullptr);
+}
+
+Result<void> Worker::register_batch_processor(std::string_view type, BatchProcessor fn) {
+  return add_type(type, nullptr, std::move(fn));
+}
+
+Result<void> Worker::add_type(std::string_view type, Processor fn, BatchProcessor batch_fn) {
   if (!valid_type(type)) {
     return {Errc::kInvalidRequest, "type must be 1..64 bytes of [A-Za-z0-9._:-]"};
   }
+  const bool batch = batch_fn != nullptr;
   for (auto& p : processors_) {
-    if (p.type == type) {
-      p.fn = std::move(fn);
-      return {};
+    if (p.type != type) continue;
+    if ((p.batch_fn != nullptr) != batch) {
+      return {Errc::kConflict, "the type is registered here with the other kind of processor"};
     }
+    p.fn = std::move(fn);
+    p.batch_fn = std::move(batch_fn);
+    return {};
   }
-  if (auto r = shm::add_client_type(*seg_, client_id(), type, false); !r) return r;
-  processors_.push_back({std::string(type), std::move(fn)});
+  if (auto r = shm::add_client_type(*seg_, client_id(), type, batch); !r) return r;
+  processors_.push_back({std::string(type), std::move(fn), std::move(batch_fn)});
   shm::notify(seg_->header().doorbell);
   return {};
 }
 
-bool Worker::run_one(uint64_t ref) {
+// Takes one dispatched attempt: false if the agent revoked it meanwhile.
+bool Worker::start(uint64_t ref, Started& out, Job& job) {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   const uint32_t slot = slot_ref_index(ref);
   if (slot >= seg.geometry().slot_count) return false;  // never follow garbage
   uint64_t ctl = pool.load(slot);
-  SlotCtl c = SlotCtl::unpack(ctl);
+  const SlotCtl c = SlotCtl::unpack(ctl);
   if (c.state != SlotState::kAssigned || c.owner != client_id() ||
       c.generation != slot_ref_generation(ref)) {
     return false;  // revoked or stale
@@ -116,11 +129,10 @@ bool Worker::run_one(uint64_t ref) {
   SlotCtl next = c;
   next.state = SlotState::kProcessing;
   if (!pool.transition(slot, ctl, next)) return false;
-  ctl = next.pack();
+  out = Started{slot, next.pack(), ref};
 
-  RequestRecord& rec = seg.record(slot);
+  const RequestRecord& rec = seg.record(slot);
   const uint32_t cap = seg.geometry().slot_payload_bytes;
-  Job job;
   job.request_id = rec.request_id;
   job.type = std::string_view(rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes));
   job.user_id = std::string_view(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
@@ -130,39 +142,86 @@ bool Worker::run_one(uint64_t ref) {
   job.payload = {seg.payload(slot), std::min<size_t>(rec.payload_len, cap)};
   job.metadata =
       std::string_view(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));
+  return true;
+}
 
-  Reply reply;
-  auto it = std::find_if(processors_.begin(), processors_.end(),
-                         [&](const Registered& p) { return p.type == job.type; });
-  if (it == processors_.end()) {
-    reply = Reply::error("no processor registered for this type in this worker");
-  } else {
-    try {
-      reply = it->fn(job);
-    } catch (const std::exception& e) {
-      reply = Reply::error(std::string("processor threw: ") + e.what());
-    } catch (...) {
-      reply = Reply::error("processor threw");
-    }
-  }
-
+void Worker::report(const Started& s, const Reply& reply) {
+  shm::Segment& seg = *seg_;
+  SlotPool& pool = seg.pool();
   // Take the right to write the result. Losing means the agent revoked the
   // attempt (timeout, or it judged us dead): the late result is dropped.
+  uint64_t ctl = s.ctl;
+  SlotCtl next = SlotCtl::unpack(ctl);
   next.state = SlotState::kReporting;
-  if (!pool.transition(slot, ctl, next)) return true;
+  if (!pool.transition(s.slot, ctl, next)) return;
   ctl = next.pack();
+  RequestRecord& rec = seg.record(s.slot);
+  const uint32_t cap = seg.geometry().slot_payload_bytes;
   const auto len = static_cast<uint32_t>(std::min<size_t>(reply.body.size(), cap));
-  if (len > 0) std::memcpy(seg.result(slot), reply.body.data(), len);
+  if (len > 0) std::memcpy(seg.result(s.slot), reply.body.data(), len);
   rec.result_len = len;
   rec.result_kind = static_cast<uint8_t>(reply.kind);
   rec.result_error =
       static_cast<uint8_t>(reply.kind == AttemptResult::kOk ? Errc::kOk : Errc::kProcessorError);
   next.state = SlotState::kReported;
   // release (in transition): the agent reads the result after acquiring it.
-  if (!pool.transition(slot, ctl, next)) return true;
+  if (!pool.transition(s.slot, ctl, next)) return;
   // The result ring is as large as the pool, so it cannot be full.
-  (void)seg.result_ring(client_id()).try_push(ref);
-  return true;
+  (void)seg.result_ring(client_id()).try_push(s.ref);
+}
+
+namespace {
+
+template <class Fn>
+Reply call_guarded(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return Reply::error(std::string("processor threw: ") + e.what());
+  } catch (...) {
+    return Reply::error("processor threw");
+  }
+}
+
+}  // namespace
+
+int Worker::run_dispatch(std::span<const uint64_t> refs) {
+  started_.clear();
+  jobs_.clear();
+  for (const uint64_t ref : refs) {
+    Started st{};
+    Job job;
+    if (!start(ref, st, job)) continue;
+    started_.push_back(st);
+    jobs_.push_back(job);
+  }
+  if (started_.empty()) return 0;
+  // One dispatch carries one type (the agent batches per type).
+  const std::string_view type = jobs_.front().type;
+  auto it = std::find_if(processors_.begin(), processors_.end(),
+                         [&](const Registered& p) { return p.type == type; });
+  if (it == processors_.end()) {
+    const Reply none = Reply::error("no processor registered for this type in this worker");
+    for (const Started& st : started_) report(st, none);
+  } else if (it->batch_fn != nullptr) {
+    std::vector<Reply> replies;
+    try {
+      replies = it->batch_fn(std::span<const Job>(jobs_));
+    } catch (const std::exception& e) {
+      replies.assign(jobs_.size(), Reply::error(std::string("processor threw: ") + e.what()));
+    } catch (...) {
+      replies.assign(jobs_.size(), Reply::error("processor threw"));
+    }
+    for (size_t k = 0; k < started_.size(); ++k) {
+      report(started_[k],
+             k < replies.size() ? replies[k] : Reply::error("the batch processor gave no outcome"));
+    }
+  } else {
+    for (size_t k = 0; k < started_.size(); ++k) {
+      report(started_[k], call_guarded([&] { return it->fn(jobs_[k]); }));
+    }
+  }
+  return static_cast<int>(started_.size());
 }
 
 int Worker::do_work() {
@@ -170,7 +229,17 @@ int Worker::do_work() {
   int ran = 0;
   uint64_t ref = 0;
   while (ran < kRunBatch && ring.try_pop(ref)) {
-    if (run_one(ref)) ++ran;
+    if (slot_ref_index(ref) != kBatchHeaderIndex) {
+      ran += run_dispatch(std::span<const uint64_t>(&ref, 1));
+      continue;
+    }
+    // A batch: its refs were pushed together with the header. Bounded by
+    // the ring's capacity.
+    const uint32_t count = std::min(slot_ref_generation(ref), ring.capacity());
+    refs_.clear();
+    uint64_t item = 0;
+    for (uint32_t k = 0; k < count && ring.try_pop(item); ++k) refs_.push_back(item);
+    ran += run_dispatch(refs_);
   }
   processed_ += static_cast<uint64_t>(ran);
   if (ran > 0) shm::notify(seg_->header().doorbell);

@@ -75,8 +75,16 @@ class Agent {
     bool evicted = false;  // alive but silent: no dispatches, results still settled
   };
   struct TypeRoute {
-    std::vector<uint32_t> workers;
-    uint32_t next = 0;  // round-robin cursor
+    std::vector<uint32_t> workers;        // every worker that registered the type
+    std::vector<uint32_t> batch_workers;  // those with a batch processor for it
+    uint32_t next = 0;                    // round-robin cursors
+    uint32_t batch_next = 0;
+  };
+  // A batch dispatch in flight: it counts once against max_concurrent_workers
+  // and its worker's max_inflight until its last item settles.
+  struct OpenBatch {
+    uint32_t worker;
+    uint32_t remaining;
   };
   struct Pending {
     uint32_t slot;
@@ -111,6 +119,21 @@ class Agent {
   int drain_cancels(bool check_claims);
   void rec_defaults(uint32_t slot);
   int dispatch();
+  // Batch mode (SPEC §5): batch requests of a type gather here until
+  // batch_size of them wait or the oldest has waited batch_interval_ms.
+  void gather(std::string_view type, const Pending& p);
+  int flush_batches(bool due_only_full);
+  int flush_batch(std::deque<Pending>& g, TypeRoute& r);
+  void ungather(std::deque<Pending>& g);
+  [[nodiscard]] static uint32_t pick_worker(const std::vector<uint32_t>& ws, uint32_t& cursor,
+                                            const std::vector<WorkerView>& views) noexcept;
+  // Writes the attempt into the slot and moves it PENDING -> ASSIGNED.
+  bool assign(const Pending& p, uint64_t ctl, uint32_t worker);
+  void unassign(const Pending& p, uint32_t worker);
+  void note_dispatched(const Pending& p, uint32_t worker, uint8_t attempt);
+  // An attempt settled or was taken back: its dispatch leaves the counts
+  // once (a batch's, when its last item does).
+  void release_dispatch(uint32_t slot, uint32_t worker);
   int settle_results();
   void deliver(uint32_t slot, uint64_t done_ctl);
   void settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error);
@@ -154,6 +177,11 @@ class Agent {
   TypeMap<std::deque<Pending>> no_worker_;    // by type
   uint64_t no_worker_band_[kBandCount] = {};  // entries of no_worker_ per band
   TypeMap<TypeRoute> routes_;
+  TypeMap<std::deque<Pending>> gathering_;   // batch requests by type, in arrival order
+  uint64_t gathered_band_[kBandCount] = {};  // entries of gathering_ per band
+  std::vector<uint32_t> batch_of_;           // by slot: its open batch, 0 for none
+  std::unordered_map<uint32_t, OpenBatch> open_batches_;
+  uint32_t next_batch_ = 1;
   std::vector<WorkerView> workers_;          // by client id
   std::vector<uint64_t> registering_since_;  // by client id: first seen kRegistering
   std::vector<uint32_t> active_workers_;     // ids with workers_[id].incarnation != 0
@@ -171,11 +199,11 @@ class Agent {
   uint64_t next_liveness_ns_ = 0;
   bool routes_dirty_ = true;
 
-  static const std::pair<uint64_t Agent::*, uint64_t shm::AgentCounters::*> kTotals[13];
+  static const std::pair<uint64_t Agent::*, uint64_t shm::AgentCounters::*> kTotals[14];
   // Counters, published to the segment header once per cycle.
   uint64_t submitted_ = 0, dispatched_ = 0, completed_ = 0, failed_ = 0, retried_ = 0;
   uint64_t rejected_ = 0, skipped_ = 0, reclaimed_ = 0, redispatched_ = 0, stale_cells_ = 0,
-           timed_out_ = 0, evicted_ = 0, cancelled_ = 0;
+           timed_out_ = 0, evicted_ = 0, cancelled_ = 0, batches_ = 0;
 };
 
 }  // namespace perfq::agent

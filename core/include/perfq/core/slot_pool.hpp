@@ -80,6 +80,14 @@ struct SlotCtl {
   return static_cast<uint32_t>(ref >> 32);
 }
 
+// A dispatch-ring entry that opens a batch: the next `count` entries are
+// the slot refs of one batch dispatch, pushed together (SpscRing::try_push_n).
+// Its index is never a slot's.
+inline constexpr uint32_t kBatchHeaderIndex = 0xFFFF'FFFFu;
+[[nodiscard]] constexpr uint64_t batch_header(uint32_t count) noexcept {
+  return slot_ref(kBatchHeaderIndex, count);
+}
+
 class SlotPool {
  public:
   [[nodiscard]] static constexpr std::size_t ctl_bytes(uint32_t count) noexcept {

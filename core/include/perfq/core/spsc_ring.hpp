@@ -70,6 +70,22 @@ class SpscRing {
     return true;
   }
 
+  // Writer only: all of `v` or nothing, made visible to the reader at once
+  // (one release store of tail), so a reader never sees part of a group.
+  [[nodiscard]] bool try_push_n(const uint64_t* v, uint32_t n) noexcept {
+    const uint64_t t = aref(h_->tail).load(std::memory_order_relaxed);
+    if (t + n - h_->head_cache > capacity_) {
+      // acquire: as in try_push.
+      h_->head_cache = aref(h_->head).load(std::memory_order_acquire);
+      if (t + n - h_->head_cache > capacity_) return false;
+    }
+    for (uint32_t i = 0; i < n; ++i)
+      aref(e_[(t + i) & mask_]).store(v[i], std::memory_order_relaxed);
+    // release: pairs with the reader's acquire load of tail.
+    aref(h_->tail).store(t + n, std::memory_order_release);
+    return true;
+  }
+
   // Reader only.
   [[nodiscard]] bool try_pop(uint64_t& out) noexcept {
     const uint64_t hd = aref(h_->head).load(std::memory_order_relaxed);

@@ -97,7 +97,7 @@ struct AgentCounters {
   uint64_t timed_out;               // requests that waited past queue_timeout_ms
   uint64_t workers_evicted;         // live workers that stopped heart-beating
   uint64_t cancelled;               // requests cancelled before dispatch
-  uint64_t reserved;
+  uint64_t batches;                 // batch dispatches (each of 2 or more requests)
 };
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
 static_assert(sizeof(AgentCounters) == 20 * 8);

@@ -56,6 +56,9 @@ struct Reply {
 };
 
 using Processor = std::function<Reply(const Job&)>;
+// A batch processor returns one Reply per job, in order. Jobs it returns no
+// Reply for fail their attempt (an error, retried like any other).
+using BatchProcessor = std::function<std::vector<Reply>(std::span<const Job>)>;
 
 struct WorkerOptions {
   IdleKind idle = IdleKind::kPark;
@@ -75,6 +78,12 @@ class Worker {
   // Declares `type`; the agent dispatches it here from the next duty cycle.
   [[nodiscard]] Result<void> register_processor(std::string_view type, Processor fn);
 
+  // Declares `type` with a batch processor: the agent hands it batch-mode
+  // requests of the type together (SPEC §5 batch mode), and any other
+  // request of the type as a batch of one. Replaces a single processor for
+  // the same type.
+  [[nodiscard]] Result<void> register_batch_processor(std::string_view type, BatchProcessor fn);
+
   // One duty cycle: runs what is dispatched, reports results. Returns how
   // many attempts it ran. Single thread only (the worker's run thread).
   int do_work();
@@ -93,15 +102,29 @@ class Worker {
   Worker(std::shared_ptr<shm::Segment> seg, uint32_t id, WorkerOptions opt);
   void beat_loop();
   bool rejoin_if_evicted();
-  bool run_one(uint64_t ref);
+  // An attempt this worker holds, started (ASSIGNED -> PROCESSING).
+  struct Started {
+    uint32_t slot;
+    uint64_t ctl;
+    uint64_t ref;
+  };
+  [[nodiscard]] Result<void> add_type(std::string_view type, Processor fn, BatchProcessor batch_fn);
+  bool start(uint64_t ref, Started& out, Job& job);
+  void report(const Started& s, const Reply& reply);
+  // Runs the attempts of one dispatch (a single ref, or a batch's refs).
+  int run_dispatch(std::span<const uint64_t> refs);
 
   std::shared_ptr<shm::Segment> seg_;
   std::atomic<uint32_t> id_;  // changes only on the run thread (rejoin)
   WorkerOptions opt_;
   struct Registered {
     std::string type;
-    Processor fn;
+    Processor fn;             // either this
+    BatchProcessor batch_fn;  // or this
   };
+  std::vector<Started> started_;  // scratch for run_dispatch
+  std::vector<Job> jobs_;
+  std::vector<uint64_t> refs_;
   std::vector<Registered> processors_;  // at most kMaxTypesPerWorker
   uint64_t processed_ = 0;
   uint32_t rejoins_ = 0;
