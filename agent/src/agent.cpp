@@ -70,6 +70,10 @@ Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock
   o.slot_count = cfg.slot_count();
   o.slot_payload_bytes = static_cast<uint32_t>(cfg.slot_payload_bytes);
   o.max_clients = static_cast<uint32_t>(cfg.max_clients);
+  o.status_entries = static_cast<uint32_t>(cfg.status_table_entries);
+  o.idempotency_entries = static_cast<uint32_t>(cfg.idempotency_table_entries);
+  o.rate_entries = static_cast<uint32_t>(cfg.rate_limit_table_entries);
+  o.rate_limit = static_cast<uint32_t>(cfg.max_requests_per_user_per_minute);
   o.group = cfg.group;
   shm::Segment::Opened how{};
   auto seg = shm::Segment::open_for_agent(cfg.queue, o, how);
@@ -104,6 +108,7 @@ void Agent::start() {
   aref(h.worker_idle_timeout_ms).store(cfg_.worker_idle_timeout_ms, std::memory_order_relaxed);
   aref(h.max_queue_depth).store(cfg_.max_queue_depth, std::memory_order_relaxed);
   aref(h.rope_drop_timeout_ms).store(cfg_.rope_drop_timeout_ms, std::memory_order_relaxed);
+  aref(h.idempotency_ttl_ms).store(cfg_.idempotency_ttl_ms, std::memory_order_relaxed);
   const std::string sock = cfg_.data_dir + "/agent.sock";
   std::memset(h.socket_path, 0, sizeof h.socket_path);
   std::memcpy(h.socket_path, sock.data(), std::min(sock.size(), sizeof h.socket_path - 1));
@@ -115,6 +120,7 @@ void Agent::start() {
   if (reattached_) {
     // Totals carry on across agent restarts.
     for (const auto& [mine, published] : kTotals) this->*mine = load_relaxed(h.counters.*published);
+    shm::repair_status_table(seg);
     recover();
   }
   // release: clients that see kRunning see the facts above.
@@ -160,6 +166,18 @@ void Agent::recover() {
     const uint64_t ctl = pool.load(s);
     const SlotCtl c = SlotCtl::unpack(ctl);
     const RequestRecord& rec = seg.record(s);
+    switch (c.state) {
+      case SlotState::kPending:
+      case SlotState::kAssigned:
+      case SlotState::kProcessing:
+      case SlotState::kReporting:
+      case SlotState::kReported:
+      case SlotState::kCancelling:
+        ++live_;  // accepted and not final: in the depth until finished
+        break;
+      default:
+        break;
+    }
     switch (c.state) {
       case SlotState::kPending:
         if (rec.retry_at_mono_ns != 0) {
@@ -266,6 +284,7 @@ bool Agent::accept(uint32_t slot) {
   if (c.state == SlotState::kCancelling) {
     // Cancelled before the agent took it: it finishes here, never queued.
     ++submitted_;
+    ++live_;
     rec_defaults(slot);
     finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
     return false;
@@ -307,6 +326,7 @@ bool Agent::accept(uint32_t slot) {
   const uint64_t eligible = now_ns_;
   rec.eligible_mono_ns = eligible;
   rec.retry_at_mono_ns = 0;
+  ++live_;
   bands_[rec.band].push_back(Pending{slot, c.generation, eligible});
   emit(EventKind::kSubmitted, slot, Status::kPending);
   return true;
@@ -854,7 +874,24 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   rec.error = static_cast<uint8_t>(error);
   rec.retry_at_mono_ns = 0;
   const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
+  // The status table has it before the slot can be released (status.hpp).
+  shm::StatusEntry e{};
+  e.request_id = rec.request_id;
+  e.created_unix_ns = rec.created_at_unix_ns;
+  e.finished_unix_ns = clock_.now_unix_ns();
+  e.status = static_cast<uint8_t>(status);
+  e.error = static_cast<uint8_t>(error);
+  e.attempts = rec.attempts;
+  e.mode = rec.mode;
+  e.priority = rec.priority;
+  e.band = rec.band;
+  e.type_len = static_cast<uint8_t>(std::min<size_t>(rec.type_len, kTypeMaxBytes));
+  e.user_len = static_cast<uint8_t>(std::min<size_t>(rec.user_len, kUserIdMaxBytes));
+  std::memcpy(e.type, rec.type, e.type_len);
+  std::memcpy(e.user_id, rec.user_id, e.user_len);
+  shm::record_final(seg, e);
   if (!seg.pool().transition(slot, ctl, done)) return;
+  if (live_ > 0) --live_;
   emit(status == Status::kCompleted   ? EventKind::kCompleted
        : status == Status::kTimeout   ? EventKind::kTimeout
        : status == Status::kCancelled ? EventKind::kCancelled
@@ -976,6 +1013,10 @@ void Agent::reclaim_producer(uint32_t id) {
                         (c.state == SlotState::kQueued && !published.contains(s));
     if (orphan && pool.release(s, ctl)) ++reclaimed_;
   }
+  // Table ways it was writing (a submit it died in) are free again, before
+  // its client id can be reused.
+  if (auto* t = seg.idempotency()) (void)t->release_writer(id);
+  if (auto* t = seg.rate_limiter()) (void)t->release_writer(id);
 }
 
 void Agent::reclaim_worker(uint32_t id, bool gone) {
@@ -1130,14 +1171,13 @@ void Agent::publish_counters() {
   uint64_t waiting = 0;
   uint64_t band_depth[kBandCount] = {};
   for (uint8_t b = 0; b < kBandCount; ++b) waiting += no_worker_band_[b];
-  // In flight counts attempts, not dispatches (a batch holds many).
-  uint64_t attempts_out = inflight_;
-  for (const auto& [_, ob] : open_batches_) attempts_out += ob.remaining - 1;
-  uint64_t depth = waiting + retries_.size() + attempts_out;
+  // Depth is counted, not summed from the queues: a request cancelled or
+  // finished while an entry still names it in a queue or timer leaves the
+  // depth at once (the stale entry is dropped later, when reached).
+  const uint64_t depth = live_;
   for (uint8_t b = 0; b < kBandCount; ++b) {
     put(k.band_depth[b], bands_[b].size());
     band_depth[b] = bands_[b].size() + no_worker_band_[b] + gathered_band_[b];
-    depth += bands_[b].size() + gathered_band_[b];
   }
   put(k.waiting_for_worker, waiting);
   shm::publish_admission(*seg_, depth, band_depth);

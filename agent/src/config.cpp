@@ -37,6 +37,17 @@ Setter u64(uint64_t Config::*field, uint64_t min, uint64_t max, std::string name
   return [=](Config& c, const std::string& v) { return parse_u64(v, min, max, c.*field, name); };
 }
 
+// Table sizes: 0 (where allowed) or a power of two in range.
+Setter pow2(uint64_t Config::*field, uint64_t min, uint64_t max, std::string name) {
+  return [=](Config& c, const std::string& v) -> Result<void> {
+    uint64_t n = 0;
+    if (auto r = parse_u64(v, min, max, n, name); !r) return r;
+    if ((n & (n - 1)) != 0) return {Errc::kInvalidRequest, name + " must be a power of two"};
+    c.*field = n;
+    return {};
+  };
+}
+
 Setter str(std::string Config::*field) {
   return [=](Config& c, const std::string& v) -> Result<void> {
     c.*field = v;
@@ -76,8 +87,14 @@ const std::map<std::string, Setter>& settings() {
          c.retry_jitter = d;
          return {};
        }},
-      {"max_requests_per_user_per_minute", u64(&Config::max_requests_per_user_per_minute, 1,
-                                               1u << 30, "max_requests_per_user_per_minute")},
+      {"max_requests_per_user_per_minute", u64(&Config::max_requests_per_user_per_minute, 0, 65536,
+                                               "max_requests_per_user_per_minute")},
+      {"status_table_entries",
+       pow2(&Config::status_table_entries, 0, 1u << 24, "status_table_entries")},
+      {"idempotency_table_entries",
+       pow2(&Config::idempotency_table_entries, 4, 1u << 24, "idempotency_table_entries")},
+      {"rate_limit_table_entries",
+       pow2(&Config::rate_limit_table_entries, 4, 1u << 20, "rate_limit_table_entries")},
       {"idempotency_ttl_ms", u64(&Config::idempotency_ttl_ms, 1, 1ull << 40, "idempotency_ttl_ms")},
       {"slot_payload_bytes", u64(&Config::slot_payload_bytes, 64, 1u << 20, "slot_payload_bytes")},
       {"aging_ms", u64(&Config::aging_ms, 1, 1ull << 40, "aging_ms")},

@@ -1,7 +1,10 @@
 // perfqctl: operate a queue. This version reads the segment directly; the
 // admin socket of the agent (SPEC §6) takes over the verbs that change state.
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,8 @@ int usage() {
       "usage: perfqctl --queue NAME [--json] health\n"
       "       perfqctl --queue NAME [--json] submit --user U --type T [--mode M] [--priority P]\n"
       "                [--idempotency-key K] [--payload JSON] [--wait]\n"
+      "       perfqctl --queue NAME [--json] status ID --user U\n"
+      "       perfqctl --queue NAME [--json] cancel ID --user U\n"
       "       perfqctl --queue NAME destroy      (remove the segment; no agent may run)\n",
       stderr);
   return 2;
@@ -132,6 +137,10 @@ int health(perfq::shm::Segment& seg, bool json) {
         static_cast<unsigned long long>(load_relaxed(k.failed)),
         static_cast<unsigned long long>(load_relaxed(k.retried)),
         static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)));
+    if (load_relaxed(k.waiting_for_worker) != 0) {
+      std::printf("WORKER_UNAVAILABLE: %llu requests wait for a worker of their type\n",
+                  static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)));
+    }
     std::printf("clients  %u producers, %zu workers\n", producers, workers.size());
     for (const auto& w : workers) {
       std::printf("  worker %-3u pid %-8u heartbeat %7.1f ms ago  types %s\n", w.id, w.pid, w.hb_ms,
@@ -141,68 +150,203 @@ int health(perfq::shm::Segment& seg, bool json) {
   return alive ? 0 : 1;
 }
 
-int submit(const std::string& queue, const std::vector<std::string>& a, bool json) {
-  std::string user, type, mode = "fifo", key, payload = "{}";
-  int priority = perfq::kPriorityDefault;
-  bool wait = false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    auto val = [&]() -> std::string { return i + 1 < a.size() ? a[++i] : std::string(); };
-    if (a[i] == "--user")
-      user = val();
-    else if (a[i] == "--type")
-      type = val();
-    else if (a[i] == "--mode")
-      mode = val();
-    else if (a[i] == "--priority")
-      priority = std::atoi(val().c_str());
-    else if (a[i] == "--idempotency-key")
-      key = val();
-    else if (a[i] == "--payload")
-      payload = val();
-    else if (a[i] == "--wait")
-      wait = true;
-    else
-      return usage();
-  }
-  auto fail = [&](perfq::Errc code, const std::string& msg) {
-    const auto name = perfq::errc_name(code);
-    if (json) {
-      std::printf("{\"statusCode\":400,\"message\":\"%s\",\"error\":\"%s\"}\n",
-                  json_escape(msg).c_str(), name.data());
-    } else {
-      std::fprintf(stderr, "perfqctl: %s: %s\n", name.data(), msg.c_str());
+// createdAt and friends: ISO 8601 in UTC with milliseconds.
+std::string iso_time(uint64_t unix_ns) {
+  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<unsigned>(unix_ns / 1'000'000 % 1000));
+  return buf;
+}
+
+// Prints an error as SPEC §6 shapes it and returns the exit code (1).
+int fail(bool json, perfq::Errc code, const std::string& msg, uint64_t retry_after_ms = 0) {
+  const auto name = perfq::errc_name(code);
+  if (json) {
+    std::printf("{\"statusCode\":%d,\"message\":\"%s\",\"error\":\"%s\"", perfq::http_status(code),
+                json_escape(msg).c_str(), name.data());
+    if (retry_after_ms != 0) {
+      std::printf(",\"retryAfterMs\":%llu", static_cast<unsigned long long>(retry_after_ms));
     }
-    return 1;
+    std::printf("}\n");
+  } else {
+    std::fprintf(stderr, "perfqctl: %s: %s", name.data(), msg.c_str());
+    if (retry_after_ms != 0) {
+      std::fprintf(stderr, " (retry after %llu ms)",
+                   static_cast<unsigned long long>(retry_after_ms));
+    }
+    std::fprintf(stderr, "\n");
+  }
+  return 1;
+}
+
+int fail(bool json, const perfq::Error& e) {
+  return fail(json, e.code, e.message, e.retry_after_ms);
+}
+
+// Flags of the verbs below: "--name value" pairs and bare switches.
+struct Flags {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> named;
+  std::vector<std::string> switches;
+  bool bad = false;
+
+  [[nodiscard]] const std::string* get(std::string_view name) const {
+    for (const auto& [k, v] : named) {
+      if (k == name) return &v;
+    }
+    return nullptr;
+  }
+  [[nodiscard]] bool has(std::string_view name) const {
+    return std::find(switches.begin(), switches.end(), name) != switches.end();
+  }
+};
+
+Flags parse_flags(const std::vector<std::string>& a, std::initializer_list<std::string_view> valued,
+                  std::initializer_list<std::string_view> bare) {
+  Flags f;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string& x = a[i];
+    if (x.rfind("--", 0) != 0) {
+      f.positional.push_back(x);
+    } else if (std::find(valued.begin(), valued.end(), x) != valued.end() && i + 1 < a.size()) {
+      f.named.emplace_back(x, a[++i]);
+    } else if (std::find(bare.begin(), bare.end(), x) != bare.end()) {
+      f.switches.push_back(x);
+    } else {
+      f.bad = true;
+    }
+  }
+  return f;
+}
+
+int submit(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  const Flags f =
+      parse_flags(a, {"--user", "--type", "--mode", "--priority", "--idempotency-key", "--payload"},
+                  {"--wait"});
+  if (f.bad || !f.positional.empty()) return usage();
+  auto opt = [&](std::string_view name, std::string dflt) {
+    const std::string* v = f.get(name);
+    return v != nullptr ? *v : dflt;
   };
+  const std::string user = opt("--user", "");
+  const std::string type = opt("--type", "");
+  const std::string mode = opt("--mode", "fifo");
+  const std::string key = opt("--idempotency-key", "");
+  const std::string payload = opt("--payload", "{}");
+  const std::string prio_text = opt("--priority", "5");
   perfq::RequestView r;
   r.user_id = user;
   r.type = type;
   if (!perfq::parse_mode(mode, r.mode)) {
-    return fail(perfq::Errc::kInvalidMode, "mode must be fifo, priority or batch");
+    return fail(json, perfq::Errc::kInvalidMode, "mode must be fifo, priority or batch");
   }
-  if (priority < 1 || priority > 20) {
-    return fail(perfq::Errc::kInvalidPriority, "priority must be an integer from 1 to 20");
+  int priority = 0;
+  const auto pr = std::from_chars(prio_text.data(), prio_text.data() + prio_text.size(), priority);
+  if (pr.ec != std::errc{} || pr.ptr != prio_text.data() + prio_text.size() || priority < 1 ||
+      priority > 20) {
+    return fail(json, perfq::Errc::kInvalidPriority, "priority must be an integer from 1 to 20");
   }
   r.priority = static_cast<uint8_t>(priority);
   r.idempotency_key = key;
   r.payload = std::as_bytes(std::span(payload.data(), payload.size()));
   auto p = perfq::Producer::connect(queue);
-  if (!p) return fail(p.error().code, p.error().message);
+  if (!p) return fail(json, p.error());
   auto s = (*p)->submit(r);
-  if (!s) return fail(s.error().code, s.error().message);
+  if (!s) return fail(json, s.error());
   char id[17];
   perfq::format_request_id(s->request_id, id);
-  std::printf(json ? "{\"requestId\":\"%s\",\"status\":\"pending\",\"mode\":\"%s\",\"type\":\"%s\","
-                     "\"priority\":%d}\n"
-                   : "requestId %s  status pending  mode %s  type %s  priority %d\n",
-              id, perfq::mode_name(r.mode).data(), json_escape(type).c_str(), priority);
-  if (wait) {
+  const std::string created = iso_time(s->created_at_unix_ns);
+  const char* status = perfq::status_name(s->status).data();
+  if (json) {
+    std::printf(
+        "{\"requestId\":\"%s\",\"status\":\"%s\",\"mode\":\"%s\",\"type\":\"%s\",\"priority\":%u,"
+        "\"createdAt\":\"%s\",\"queuePosition\":%llu%s}\n",
+        id, status, perfq::mode_name(s->mode).data(), json_escape(type).c_str(), s->priority,
+        created.c_str(), static_cast<unsigned long long>(s->queue_position),
+        s->duplicate ? ",\"duplicate\":true" : "");
+  } else {
+    std::printf("requestId %s  status %s  mode %s  type %s  priority %u  queuePosition %llu%s\n",
+                id, status, perfq::mode_name(s->mode).data(), type.c_str(), s->priority,
+                static_cast<unsigned long long>(s->queue_position),
+                s->duplicate ? "  (duplicate of an earlier submit)" : "");
+  }
+  if (f.has("--wait") && s->outcome.valid()) {
     const perfq::Outcome& o = s->outcome.get();
     std::printf(json ? "{\"requestId\":\"%s\",\"status\":\"%s\",\"attempts\":%u}\n"
                      : "requestId %s  status %s  attempts %u\n",
                 id, perfq::status_name(o.status).data(), o.attempts);
     return o.status == perfq::Status::kCompleted ? 0 : 1;
   }
+  return 0;
+}
+
+// `status ID --user U` and `cancel ID --user U`: the owner's view.
+struct Target {
+  std::string id_text;
+  uint64_t id = 0;
+  std::string user;
+};
+
+bool parse_target(const std::vector<std::string>& a, Target& t) {
+  const Flags f = parse_flags(a, {"--user"}, {});
+  if (f.bad || f.positional.size() != 1 || f.get("--user") == nullptr) return false;
+  t.id_text = f.positional[0];
+  t.user = *f.get("--user");
+  return true;
+}
+
+int status(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  Target t;
+  if (!parse_target(a, t)) return usage();
+  if (!perfq::parse_request_id(t.id_text, t.id)) {
+    return fail(json, perfq::Errc::kInvalidRequest, "a request id is 16 hex digits");
+  }
+  auto p = perfq::Producer::connect(queue);
+  if (!p) return fail(json, p.error());
+  auto st = (*p)->status(t.id, perfq::shm::Caller{t.user, false});
+  if (!st) return fail(json, st.error());
+  char id[17];
+  perfq::format_request_id(st->request_id, id);
+  const bool final = perfq::is_final(st->status);
+  const std::string created = iso_time(st->created_at_unix_ns);
+  const std::string finished = final ? iso_time(st->finished_at_unix_ns) : std::string();
+  const bool show_error = st->error != perfq::Errc::kOk;
+  if (json) {
+    std::printf(
+        "{\"requestId\":\"%s\",\"status\":\"%s\",\"mode\":\"%s\",\"type\":\"%s\",\"priority\":%u,"
+        "\"band\":\"%s\",\"userId\":\"%s\",\"attempts\":%u,\"createdAt\":\"%s\"",
+        id, perfq::status_name(st->status).data(), perfq::mode_name(st->mode).data(),
+        json_escape(st->type).c_str(), st->priority, perfq::band_name(st->band).data(),
+        json_escape(st->user_id).c_str(), st->attempts, created.c_str());
+    if (final) std::printf(",\"finishedAt\":\"%s\"", finished.c_str());
+    if (show_error) std::printf(",\"error\":\"%s\"", perfq::errc_name(st->error).data());
+    std::printf("}\n");
+  } else {
+    std::printf("requestId %s  status %s  mode %s  type %s  priority %u (%s)  attempts %u\n", id,
+                perfq::status_name(st->status).data(), perfq::mode_name(st->mode).data(),
+                st->type.c_str(), st->priority, perfq::band_name(st->band).data(), st->attempts);
+    std::printf("created %s%s%s\n", created.c_str(), final ? "  finished " : "", finished.c_str());
+    if (show_error) std::printf("error %s\n", perfq::errc_name(st->error).data());
+  }
+  return 0;
+}
+
+int cancel(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  Target t;
+  if (!parse_target(a, t)) return usage();
+  if (!perfq::parse_request_id(t.id_text, t.id)) {
+    return fail(json, perfq::Errc::kInvalidRequest, "a request id is 16 hex digits");
+  }
+  auto p = perfq::Producer::connect(queue);
+  if (!p) return fail(json, p.error());
+  if (auto r = (*p)->cancel(t.id, perfq::shm::Caller{t.user, false}); !r) {
+    return fail(json, r.error());
+  }
+  if (!json) std::printf("cancelled\n");
   return 0;
 }
 
@@ -238,6 +382,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (verb == "submit") return submit(queue, rest, json);
+  if (verb == "status") return status(queue, rest, json);
+  if (verb == "cancel") return cancel(queue, rest, json);
   if (verb != "health") return usage();
   auto seg = perfq::shm::Segment::attach(queue);
   if (!seg) {

@@ -1,14 +1,19 @@
 #include "perfq/shm/admission.hpp"
 
+#include <thread>
+
 #include "perfq/core/atomic.hpp"
+#include "perfq/core/clock.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {
 
 namespace {
-// A reader that keeps seeing the agent mid-write gives up after this many
-// tries (the agent may have died holding the lock odd).
-constexpr int kReadTries = 64;
+// A reader that sees the agent mid-write spins this many tries, then yields
+// its CPU between tries (the agent may have been preempted mid-write), and
+// gives up after kReadBoundNs (the agent may have died holding the lock odd).
+constexpr int kSpinTries = 64;
+constexpr uint64_t kReadBoundNs = 5'000'000;
 }  // namespace
 
 void publish_admission(Segment& seg, uint64_t depth,
@@ -29,7 +34,15 @@ void publish_admission(Segment& seg, uint64_t depth,
 Occupancy occupancy(Segment& seg) noexcept {
   AdmissionView& v = seg.header().admission;
   Occupancy o;
-  for (int i = 0; i < kReadTries; ++i) {
+  uint64_t give_up_ns = 0;
+  // Bounded: kSpinTries, then until kReadBoundNs has passed.
+  for (int i = 0;; ++i) {
+    if (i >= kSpinTries) {
+      const uint64_t now = mono_now_ns();
+      if (give_up_ns == 0) give_up_ns = now + kReadBoundNs;
+      if (now >= give_up_ns) return o;
+      std::this_thread::yield();
+    }
     const uint64_t s1 = aref(v.seq).load(std::memory_order_acquire);
     if ((s1 & 1) != 0) continue;
     AdmissionView copy{};
@@ -49,7 +62,6 @@ Occupancy occupancy(Segment& seg) noexcept {
     o.known = true;
     return o;
   }
-  return o;
 }
 
 }  // namespace perfq::shm

@@ -63,6 +63,33 @@ bool never_published(int fd) noexcept {
 
 Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
                           uint32_t max_clients) noexcept {
+  Shape shape;
+  shape.slot_count = slot_count;
+  shape.slot_payload_bytes = slot_payload_bytes;
+  shape.max_clients = max_clients;
+  return compute_geometry(shape);
+}
+
+namespace {
+
+bool pow2_or_zero(uint32_t v) noexcept {
+  return (v & (v - 1)) == 0;
+}
+
+}  // namespace
+
+bool shape_valid(const Shape& s) noexcept {
+  return pow2_or_zero(s.status_entries) && s.status_entries <= (1u << 24) &&
+         pow2_or_zero(s.idempotency_entries) && s.idempotency_entries != 1 &&
+         s.idempotency_entries != 2 && s.idempotency_entries <= (1u << 24) &&
+         pow2_or_zero(s.rate_entries) && s.rate_entries <= (1u << 20) &&
+         s.rate_limit <= RateLimiter::kMaxLimit && (s.rate_limit == 0 || (s.rate_entries >= 4));
+}
+
+Geometry compute_geometry(const Shape& shape) noexcept {
+  const uint32_t slot_count = shape.slot_count;
+  const uint32_t slot_payload_bytes = shape.slot_payload_bytes;
+  const uint32_t max_clients = shape.max_clients;
   Geometry g;
   g.slot_count = slot_count;
   g.slot_payload_bytes = slot_payload_bytes;
@@ -85,6 +112,20 @@ Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
   off += SlotPool::hint_bytes(slot_count);
   g.off_events = off;
   off += sizeof(EventRingHeader) + EventRing::entries_bytes(kEventCapacity);
+  g.status_entries = shape.status_entries;
+  g.idempotency_entries = shape.idempotency_entries;
+  g.rate_limit = shape.rate_limit;
+  g.rate_entries = shape.rate_limit == 0 ? 0 : shape.rate_entries;
+  g.off_status = off;
+  off += uint64_t{g.status_entries} * sizeof(StatusEntry);
+  g.off_idempotency = off;
+  if (g.idempotency_entries != 0) {
+    off += align_up(IdempotencyTable::bytes_for(g.idempotency_entries), kCacheLine);
+  }
+  g.off_rate = off;
+  if (g.rate_entries != 0) {
+    off += align_up(RateLimiter::bytes_for(g.rate_entries, g.rate_limit), kCacheLine);
+  }
   g.off_slots = off;
   off += uint64_t{slot_count} * g.slot.stride;
   g.total_bytes = off;
@@ -153,6 +194,19 @@ void Segment::format(const CreateOptions& opt) {
   h.off_slot_hints = geo_.off_slot_hints;
   h.off_slots = geo_.off_slots;
   h.off_events = geo_.off_events;
+  h.status_entries = geo_.status_entries;
+  h.idempotency_entries = geo_.idempotency_entries;
+  h.rate_entries = geo_.rate_entries;
+  h.rate_limit = geo_.rate_limit;
+  h.off_status = geo_.off_status;
+  h.off_idempotency = geo_.off_idempotency;
+  h.off_rate = geo_.off_rate;
+  if (geo_.idempotency_entries != 0) {
+    IdempotencyTable::format(base_ + geo_.off_idempotency, geo_.idempotency_entries);
+  }
+  if (geo_.rate_entries != 0) {
+    RateLimiter::format(base_ + geo_.off_rate, geo_.rate_entries, geo_.rate_limit, kRateWindowMs);
+  }
   EventRing::format(*reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events),
                     reinterpret_cast<Event*>(base_ + geo_.off_events + sizeof(EventRingHeader)),
                     kEventCapacity);
@@ -171,6 +225,24 @@ void Segment::format(const CreateOptions& opt) {
   (void)opt;
   // release: pairs with the acquire load of magic in map_and_validate.
   aref(h.magic).store(kMagic, std::memory_order_release);
+}
+
+Result<void> Segment::bind_tables() {
+  idem_.reset();
+  rate_.reset();
+  if (geo_.idempotency_entries != 0) {
+    auto t = IdempotencyTable::attach(base_ + geo_.off_idempotency,
+                                      IdempotencyTable::bytes_for(geo_.idempotency_entries));
+    if (!t) return Error{Errc::kSegmentInvalid, "idempotency table: " + t.error().message};
+    idem_.emplace(std::move(*t));
+  }
+  if (geo_.rate_entries != 0) {
+    auto t = RateLimiter::attach(base_ + geo_.off_rate,
+                                 RateLimiter::bytes_for(geo_.rate_entries, geo_.rate_limit));
+    if (!t) return Error{Errc::kSegmentInvalid, "rate-limit table: " + t.error().message};
+    rate_.emplace(std::move(*t));
+  }
+  return {};
 }
 
 Result<void> Segment::map_and_validate(std::string_view queue) {
@@ -198,14 +270,25 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
     return {Errc::kSegmentInvalid, "client count out of range"};
   }
   if (h->slot_payload_bytes > (1u << 24)) return {Errc::kSegmentInvalid, "payload size"};
-  geo_ = compute_geometry(h->slot_count, h->slot_payload_bytes, h->max_clients);
+  Shape shape;
+  shape.slot_count = h->slot_count;
+  shape.slot_payload_bytes = h->slot_payload_bytes;
+  shape.max_clients = h->max_clients;
+  shape.status_entries = h->status_entries;
+  shape.idempotency_entries = h->idempotency_entries;
+  shape.rate_entries = h->rate_entries;
+  shape.rate_limit = h->rate_limit;
+  if (!shape_valid(shape)) return {Errc::kSegmentInvalid, "table sizes out of range"};
+  geo_ = compute_geometry(shape);
   const bool offsets_ok =
       h->slot_stride == geo_.slot.stride && h->band_ring_capacity == geo_.band_ring_capacity &&
       h->client_ring_capacity == geo_.client_ring_capacity && h->off_clients == geo_.off_clients &&
       h->off_client_rings == geo_.off_client_rings &&
       h->off_band_headers == geo_.off_band_headers && h->off_band_cells == geo_.off_band_cells &&
       h->off_slot_ctl == geo_.off_slot_ctl && h->off_slot_hints == geo_.off_slot_hints &&
-      h->off_slots == geo_.off_slots && h->off_events == geo_.off_events;
+      h->off_slots == geo_.off_slots && h->off_events == geo_.off_events &&
+      h->off_status == geo_.off_status && h->off_idempotency == geo_.off_idempotency &&
+      h->off_rate == geo_.off_rate;
   if (!offsets_ok) return {Errc::kSegmentInvalid, "region offsets"};
   if (h->total_bytes != geo_.total_bytes || size < geo_.total_bytes) {
     return {Errc::kSegmentInvalid, "size: the geometry needs " + std::to_string(geo_.total_bytes) +
@@ -218,7 +301,7 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
       return {Errc::kSegmentInvalid, "band ring capacity"};
     }
   }
-  return {};
+  return bind_tables();
 }
 
 Result<std::unique_ptr<Segment>> Segment::attach(std::string_view queue) {
@@ -289,7 +372,22 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
         return Error{Errc::kInvalidRequest, "cannot give the segment to group '" + opt.group + "'"};
       }
     }
-    const Geometry geo = compute_geometry(opt.slot_count, opt.slot_payload_bytes, opt.max_clients);
+    Shape shape;
+    shape.slot_count = opt.slot_count;
+    shape.slot_payload_bytes = opt.slot_payload_bytes;
+    shape.max_clients = opt.max_clients;
+    shape.status_entries = opt.status_entries;
+    shape.idempotency_entries = opt.idempotency_entries;
+    shape.rate_entries = opt.rate_entries;
+    shape.rate_limit = opt.rate_limit;
+    if (!shape_valid(shape)) {
+      Segment::remove(queue);
+      return Error{Errc::kInvalidRequest,
+                   "table sizes must be powers of two (idempotency and rate tables at least 4), "
+                   "and max_requests_per_user_per_minute at most " +
+                       std::to_string(RateLimiter::kMaxLimit)};
+    }
+    const Geometry geo = compute_geometry(shape);
     try {
       s->mapping_->object.truncate(static_cast<bip::offset_t>(geo.total_bytes));
       s->mapping_->region =
@@ -303,6 +401,7 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
     s->bind_views();
     s->format(opt);
     s->bind_views();  // the ring views copy their capacity, known only after format
+    if (auto r = s->bind_tables(); !r) return r.error();
     how = Opened::kCreated;
     return s;
   }

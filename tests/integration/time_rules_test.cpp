@@ -474,8 +474,25 @@ TEST_F(TimeRules, OnlyTheOwnerCancelsAndOnlyWhilePending) {
   pump();
   ASSERT_TRUE(s->outcome.ready());
   EXPECT_EQ(s->outcome.get().status, Status::kCompleted);
-  // Finished and collected: unknown now.
-  EXPECT_EQ(producer_->cancel(s->request_id, "alice").code(), Errc::kNotFound);
+  // Finished and collected: the status table still knows it, and it is final.
+  EXPECT_EQ(producer_->cancel(s->request_id, "alice").code(), Errc::kInvalidStatus);
+  EXPECT_EQ(producer_->cancel(s->request_id, "mallory").code(), Errc::kNotFound);
+}
+
+TEST_F(TimeRules, ACancelledRequestLeavesTheQueueDepthAtOnce) {
+  start([](agent::Config& c) { c.max_queue_depth = 1; });
+  // Waiting for a worker of its type: the agent holds it in a side queue.
+  auto s = producer_->submit(test::make_request("nobody", "alice", "x"));
+  ASSERT_TRUE(s.ok());
+  pump();
+  EXPECT_EQ(producer_->try_submit(test::make_request("nobody", "alice", "y")).code(),
+            Errc::kQueueFull);
+  ASSERT_TRUE(producer_->cancel(s->request_id, "alice").ok());
+  pump();
+  ASSERT_TRUE(s->outcome.ready());
+  // Its entry in the side queue is only dropped when reached; the depth
+  // does not wait for that.
+  EXPECT_TRUE(producer_->try_submit(test::make_request("nobody", "alice", "z")).ok());
 }
 
 // ---- events (SPEC §5): the same hand-turned agent

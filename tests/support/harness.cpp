@@ -118,6 +118,11 @@ agent::Config test_config(const std::string& queue) {
   cfg.ring_claim_timeout_ms = 20;
   cfg.max_concurrent_workers = 64;
   cfg.retry_backoff_ms = 1;  // the backoff rules have their own tests on a manual clock
+  // Tests submit thousands as one user; the limit has its own tests.
+  cfg.max_requests_per_user_per_minute = 0;
+  cfg.status_table_entries = 1024;
+  cfg.idempotency_table_entries = 256;
+  cfg.rate_limit_table_entries = 64;
   return cfg;
 }
 
@@ -179,6 +184,18 @@ namespace perfq::test {
 
 Child spawn_worker(const std::string& queue, const std::string& type, Processor fn, Signal* ready,
                    WorkerOptions opt) {
+  return spawn_worker_with(
+      queue, [&](Worker& w) { return w.register_processor(type, fn); }, ready, opt);
+}
+
+Child spawn_batch_worker(const std::string& queue, const std::string& type, BatchProcessor fn,
+                         Signal* ready, WorkerOptions opt) {
+  return spawn_worker_with(
+      queue, [&](Worker& w) { return w.register_batch_processor(type, fn); }, ready, opt);
+}
+
+Child spawn_worker_with(const std::string& queue, const std::function<Result<void>(Worker&)>& setup,
+                        Signal* ready, WorkerOptions opt) {
   return Child([&]() -> int {
     if (ready != nullptr) ready->close_read();
     static std::atomic<bool> stop{false};
@@ -190,7 +207,7 @@ Child spawn_worker(const std::string& queue, const std::string& type, Processor 
       std::fprintf(stderr, "worker: %s\n", w.error().message.c_str());
       return 3;
     }
-    if (!(*w)->register_processor(type, fn)) return 4;
+    if (!setup(**w)) return 4;
     if (ready != nullptr) ready->notify();
     (*w)->run(stop);
     return 0;

@@ -107,6 +107,12 @@ namespace perfq::test {
 // SIGTERM. `ready` (if given) gets a byte once the worker is registered.
 Child spawn_worker(const std::string& queue, const std::string& type, Processor fn,
                    Signal* ready = nullptr, WorkerOptions opt = {});
+// The same with a batch processor.
+Child spawn_batch_worker(const std::string& queue, const std::string& type, BatchProcessor fn,
+                         Signal* ready = nullptr, WorkerOptions opt = {});
+// A worker whose processors `setup` registers.
+Child spawn_worker_with(const std::string& queue, const std::function<Result<void>(Worker&)>& setup,
+                        Signal* ready = nullptr, WorkerOptions opt = {});
 
 // A request whose views point at the given strings.
 RequestView make_request(std::string_view type, std::string_view user, std::string_view payload,

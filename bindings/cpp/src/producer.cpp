@@ -1,7 +1,9 @@
 #include "perfq/client/producer.hpp"
 
 #include <cstring>
+#include <optional>
 #include <thread>
+#include <variant>
 
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
@@ -78,7 +80,10 @@ const Outcome& Future::get() {
 // ---------------------------------------------------------------- Producer
 
 Producer::Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptions opt)
-    : seg_(std::move(seg)), id_(id), opt_(opt) {
+    : seg_(std::move(seg)),
+      id_(id),
+      opt_(opt),
+      clock_(opt.clock != nullptr ? *opt.clock : system_clock()) {
   const uint32_t n = seg_->geometry().slot_count;
   states_ = std::make_unique<std::atomic<detail::FutureState*>[]>(n);
   for (uint32_t i = 0; i < n; ++i) states_[i].store(nullptr, std::memory_order_relaxed);
@@ -135,8 +140,13 @@ Result<shm::Occupancy> Producer::admit(bool wait_for_room) {
   };
   if (o.known && o.depth < max) return o;
   auto queue_full = [&] {
-    return Result<shm::Occupancy>(
-        Errc::kQueueFull, "the queue holds max_queue_depth (" + std::to_string(max) + ") requests");
+    if (!o.known) {
+      return Result<shm::Occupancy>(Errc::kQueueFull,
+                                    "the queue's depth could not be read; treated as full");
+    }
+    return Result<shm::Occupancy>(Errc::kQueueFull, "the queue holds " + std::to_string(o.depth) +
+                                                        " requests (max_queue_depth " +
+                                                        std::to_string(max) + ")");
   };
   if (!wait_for_room) return queue_full();
   const auto deadline = std::chrono::steady_clock::now() +
@@ -157,6 +167,66 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
   shm::Segment& seg = *seg_;
   const Violation v = validate(r, seg.geometry().slot_payload_bytes);
   if (v.code != Errc::kOk) return Error{v.code, std::string(v.message)};
+  const uint64_t id = aref(seg.header().next_request_id).fetch_add(1, std::memory_order_relaxed);
+  shm::IdempotencyTable* idem = r.idempotency_key.empty() ? nullptr : seg.idempotency();
+  shm::RateLimiter* rate = seg.rate_limiter();
+  if (idem == nullptr && rate == nullptr) return enqueue(r, wait_for_room, id);
+
+  const uint64_t now = clock_.now_mono_ns();
+  // 1. Idempotency: a live (user, key) pair answers with its request and
+  //    counts for nothing. A concurrent submit of the same pair waits for
+  //    the first to be accepted or refused (bounded by the rope-drop wait).
+  std::optional<shm::IdempotencyTable::Claim> claim;
+  if (idem != nullptr) {
+    const uint64_t wait_ns = (load_relaxed(seg.header().rope_drop_timeout_ms) + 1000) * 1'000'000;
+    auto found = idem->lookup_or_claim(r.user_id, r.idempotency_key, now, id_, wait_ns);
+    if (auto* e = std::get_if<Error>(&found)) return *e;
+    if (auto* o = std::get_if<shm::IdempotencyTable::Original>(&found)) {
+      Submitted s;
+      s.request_id = o->request_id;
+      s.mode = static_cast<Mode>(o->mode < kModeCount ? o->mode : 0);
+      s.priority = o->priority;
+      s.band = static_cast<Band>(o->band < kBandCount ? o->band : 2);
+      s.created_at_unix_ns = o->created_unix_ns;
+      s.duplicate = true;
+      auto st = shm::lookup_status(seg, o->request_id, shm::Caller{r.user_id, false});
+      s.status = st ? st->status : Status::kPending;
+      return s;
+    }
+    claim = std::get<shm::IdempotencyTable::Claim>(found);
+  }
+  // 2. Rate limit: refused submits are not counted.
+  std::optional<shm::RateTicket> ticket;
+  if (rate != nullptr) {
+    auto t = rate->acquire(r.user_id, now, id_);
+    if (!t) {
+      if (claim) idem->abandon(*claim);
+      return t.error();
+    }
+    ticket = *t;
+  }
+  // 3. Admission and enqueue. A submit refused here is not counted either.
+  auto s = enqueue(r, wait_for_room, id);
+  if (!s) {
+    if (ticket) rate->refund(*ticket);
+    if (claim) idem->abandon(*claim);
+    return s;
+  }
+  if (claim) {
+    shm::IdempotencyTable::Original o{};
+    o.request_id = id;
+    o.created_unix_ns = s->created_at_unix_ns;
+    o.mode = static_cast<uint8_t>(r.mode);
+    o.priority = r.priority;
+    o.band = static_cast<uint8_t>(s->band);
+    const uint64_t ttl_ns = load_relaxed(seg.header().idempotency_ttl_ms) * 1'000'000;
+    idem->publish(*claim, o, r.user_id, r.idempotency_key, r.type, now + ttl_ns);
+  }
+  return s;
+}
+
+Result<Submitted> Producer::enqueue(const RequestView& r, bool wait_for_room, uint64_t id) {
+  shm::Segment& seg = *seg_;
   auto admitted = admit(wait_for_room);
   if (!admitted) return admitted.error();
   const shm::Occupancy& before = *admitted;
@@ -170,7 +240,6 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
   const uint32_t slot = claim->index;
   RequestRecord& rec = seg.record(slot);
   const Band band = band_for(r.mode, r.priority);
-  const uint64_t id = aref(seg.header().next_request_id).fetch_add(1, std::memory_order_relaxed);
   const uint64_t enqueued = mono_now_ns();
   const uint64_t created = enqueued + unix_offset_ns_;
   rec.request_id = id;
@@ -241,8 +310,17 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
   return s;
 }
 
+Result<shm::RequestStatus> Producer::status(uint64_t request_id, const shm::Caller& who) {
+  return shm::lookup_status(*seg_, request_id, who);
+}
+
 Result<void> Producer::cancel(uint64_t request_id, std::string_view user_id) {
+  return cancel(request_id, shm::Caller{user_id, false});
+}
+
+Result<void> Producer::cancel(uint64_t request_id, const shm::Caller& who) {
   shm::Segment& seg = *seg_;
+  const std::string_view user_id = who.user_id;
   SlotPool& pool = seg.pool();
   auto not_found = [] { return Result<void>(Errc::kNotFound, "no such request"); };
   for (uint32_t slot = 0; slot < pool.count(); ++slot) {
@@ -254,7 +332,7 @@ Result<void> Producer::cancel(uint64_t request_id, std::string_view user_id) {
     // The id is read between two loads of the control word: the same word
     // means the slot still held this request while we looked.
     const std::string_view owner(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
-    const bool mine = owner == user_id;
+    const bool mine = who.admin || owner == user_id;
     if (pool.load(slot) != ctl) return not_found();  // it moved on: finished meanwhile
     if (!mine) return not_found();                   // SPEC §5: others get NOT_FOUND
     // A few tries: the agent may move the slot QUEUED -> PENDING meanwhile.
@@ -277,6 +355,9 @@ Result<void> Producer::cancel(uint64_t request_id, std::string_view user_id) {
     }
     return {Errc::kInvalidStatus, "the request kept changing state; try again"};
   }
+  // Not live: a finished request (or none) cannot be cancelled.
+  auto st = shm::lookup_status(seg, request_id, who);
+  if (st) return {Errc::kInvalidStatus, "only pending requests can be cancelled"};
   return not_found();
 }
 

@@ -193,7 +193,8 @@ class Agent {
   bool was_full_ = false;   // for queue.full / queue.empty edges
   bool was_empty_ = true;   // CLOCK_MONOTONIC at the start of the cycle
   std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
-  uint64_t inflight_ = 0;
+  uint64_t inflight_ = 0;                                   // dispatches out (a batch counts once)
+  uint64_t live_ = 0;  // accepted requests not yet final: the queue depth
   uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled
   uint64_t stall_position_[shm::kRingCount] = {};
   uint64_t next_liveness_ns_ = 0;

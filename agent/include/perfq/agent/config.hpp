@@ -37,6 +37,10 @@ struct Config {
   // Shape and mechanics of this implementation (docs/CONFIG.md)
   uint64_t slots = 0;  // 0: 2 x max_queue_depth, at least 1024
   uint64_t max_clients = 64;
+  // The tables behind SPEC §5 (docs/CONFIG.md; fixed when the segment is created)
+  uint64_t status_table_entries = 32768;       // finished statuses kept, by request id
+  uint64_t idempotency_table_entries = 16384;  // (userId, idempotencyKey) pairs
+  uint64_t rate_limit_table_entries = 4096;    // users rate-limited at once
   uint64_t ring_claim_timeout_ms = 50;
   uint64_t liveness_interval_ms = 5;
   IdleKind idle = IdleKind::kPark;

@@ -83,4 +83,34 @@ inline constexpr uint8_t kErrcCount = 20;
   return raw < kErrcCount;
 }
 
+// The HTTP status an error answers with (SPEC §6), also the `statusCode` of
+// perfqctl's JSON error bodies.
+[[nodiscard]] constexpr int http_status(Errc e) noexcept {
+  switch (e) {
+    case Errc::kOk:
+      return 200;
+    case Errc::kInvalidRequest:
+    case Errc::kInvalidMode:
+    case Errc::kInvalidPriority:
+    case Errc::kInvalidStatus:
+      return 400;
+    case Errc::kUnauthorized:
+      return 401;
+    case Errc::kForbidden:
+      return 403;
+    case Errc::kNotFound:
+      return 404;
+    case Errc::kConflict:
+      return 409;
+    case Errc::kRateLimitExceeded:
+      return 429;
+    case Errc::kQueueFull:
+    case Errc::kAgentUnavailable:
+    case Errc::kWorkerUnavailable:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
 }  // namespace perfq

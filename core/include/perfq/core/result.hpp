@@ -4,6 +4,7 @@
 // Operational failures (QUEUE_FULL, INVALID_REQUEST, ...) travel as values;
 // exceptions never cross the hot path or a process boundary.
 #include <cassert>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
@@ -15,6 +16,7 @@ namespace perfq {
 struct Error {
   Errc code = Errc::kInternal;
   std::string message;
+  uint64_t retry_after_ms = 0;  // RATE_LIMIT_EXCEEDED: when a submit may be accepted again
 };
 
 template <class T>

@@ -18,6 +18,12 @@
 //   | u64 hints[...]            |  SlotPool free hints
 //   +---------------------------+ off_events
 //   | EventRingHeader, Event[]  |  lossy broadcast of events
+//   +---------------------------+ off_status
+//   | StatusEntry[status_cap]   |  final statuses, by request id
+//   +---------------------------+ off_idempotency
+//   | idempotency table         |  (userId, key) -> request (producers)
+//   +---------------------------+ off_rate
+//   | rate-limit table          |  per user: last `limit` accept times
 //   +---------------------------+ off_slots
 //   | slot[slot_count]          |  RequestRecord + payload + result
 //   +---------------------------+ total_bytes
@@ -34,21 +40,34 @@
 #include "perfq/core/request.hpp"
 #include "perfq/core/spsc_ring.hpp"
 #include "perfq/core/wait_word.hpp"
+#include "perfq/shm/status.hpp"
 
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
 inline constexpr uint32_t kEventCapacity = 4096;
+// The rate limiter's rolling window (SPEC §4: per minute).
+inline constexpr uint64_t kRateWindowMs = 60000;
 // MPSC rings of slot indices: the four bands, then the cancel ring (any
 // process -> agent: slots whose requests were cancelled while pending).
 inline constexpr uint8_t kRingCount = kBandCount + 1;
 inline constexpr uint8_t kCancelRing = kBandCount;  // events a reader may lag before it loses some
 
 // The part of the configuration that shapes the segment. Fixed at creation.
+struct Shape {
+  uint32_t slot_count = 0;
+  uint32_t slot_payload_bytes = 0;
+  uint32_t max_clients = 0;
+  uint32_t status_entries = 1024;       // power of two; 0: no status table
+  uint32_t idempotency_entries = 1024;  // power of two >= 4; 0: no idempotency table
+  uint32_t rate_entries = 256;          // users; power of two >= 4; 0 with rate_limit 0
+  uint32_t rate_limit = 60;             // max_requests_per_user_per_minute; 0: unlimited
+};
+
 struct Geometry {
   uint32_t slot_count = 0;
   uint32_t slot_payload_bytes = 0;
@@ -65,6 +84,13 @@ struct Geometry {
   uint64_t off_slot_hints = 0;
   uint64_t off_slots = 0;
   uint64_t off_events = 0;  // EventRingHeader, then Event[kEventCapacity]
+  uint32_t status_entries = 0;
+  uint32_t idempotency_entries = 0;
+  uint32_t rate_entries = 0;
+  uint32_t rate_limit = 0;
+  uint64_t off_status = 0;
+  uint64_t off_idempotency = 0;
+  uint64_t off_rate = 0;
   uint64_t total_bytes = 0;
 
   [[nodiscard]] uint64_t client_rings_stride() const noexcept {
@@ -72,9 +98,13 @@ struct Geometry {
   }
 };
 
-// Computes every offset from the three inputs that shape the segment.
+// Computes every offset from the inputs that shape the segment.
+[[nodiscard]] Geometry compute_geometry(const Shape& shape) noexcept;
+// The same with the tables at their Shape defaults.
 [[nodiscard]] Geometry compute_geometry(uint32_t slot_count, uint32_t slot_payload_bytes,
                                         uint32_t max_clients) noexcept;
+// Whether a Shape's table sizes are ones compute_geometry accepts.
+[[nodiscard]] bool shape_valid(const Shape& shape) noexcept;
 
 enum class AgentState : uint32_t { kStarting = 0, kRunning = 1, kStopped = 2 };
 
@@ -161,6 +191,15 @@ struct SegmentHeader {
   alignas(kCacheLine) AgentCounters counters;
   alignas(kCacheLine) AdmissionView admission;  // agent writes, producers read
   alignas(kCacheLine) WaitWord room;            // agent -> producers waiting for room
+  // --- the tables (geometry written once by the creator)
+  alignas(kCacheLine) uint32_t status_entries;
+  uint32_t idempotency_entries;
+  uint32_t rate_entries;
+  uint32_t rate_limit;  // accepted submits per user per rolling minute; 0: unlimited
+  uint64_t off_status;
+  uint64_t off_idempotency;
+  uint64_t off_rate;
+  uint64_t idempotency_ttl_ms;  // runtime: written by the agent at start
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(std::is_trivially_copyable_v<SegmentHeader>);
@@ -182,7 +221,10 @@ static_assert(offsetof(SegmentHeader, counters) == 6 * kCacheLine);
 static_assert(offsetof(SegmentHeader, max_queue_depth) == 1 * kCacheLine + 224);
 static_assert(offsetof(SegmentHeader, admission) == 8 * kCacheLine);
 static_assert(offsetof(SegmentHeader, room) == 9 * kCacheLine);
-static_assert(sizeof(SegmentHeader) == 10 * kCacheLine);
+static_assert(offsetof(SegmentHeader, status_entries) == 10 * kCacheLine);
+static_assert(offsetof(SegmentHeader, off_status) == 10 * kCacheLine + 16);
+static_assert(offsetof(SegmentHeader, idempotency_ttl_ms) == 10 * kCacheLine + 40);
+static_assert(sizeof(SegmentHeader) == 11 * kCacheLine);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 
@@ -247,12 +289,15 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 offsetof(SegmentHeader, doorbell),
                                 offsetof(SegmentHeader, off_events),
                                 sizeof(Event),
+                                sizeof(StatusEntry),
                                 sizeof(EventRingHeader),
                                 kEventCapacity,
                                 offsetof(SegmentHeader, counters),
                                 offsetof(SegmentHeader, admission),
                                 offsetof(SegmentHeader, room),
                                 offsetof(SegmentHeader, max_queue_depth),
+                                offsetof(SegmentHeader, status_entries),
+                                offsetof(SegmentHeader, idempotency_ttl_ms),
                                 sizeof(AgentCounters),
                                 sizeof(ClientRecord),
                                 offsetof(ClientRecord, completion),

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,7 +19,9 @@
 #include "perfq/core/result.hpp"
 #include "perfq/core/slot_pool.hpp"
 #include "perfq/core/spsc_ring.hpp"
+#include "perfq/shm/idempotency.hpp"
 #include "perfq/shm/layout.hpp"
+#include "perfq/shm/rate_limit.hpp"
 
 namespace perfq::shm {
 
@@ -26,6 +29,10 @@ struct CreateOptions {
   uint32_t slot_count = 20000;
   uint32_t slot_payload_bytes = 4096;
   uint32_t max_clients = 64;
+  uint32_t status_entries = Shape{}.status_entries;
+  uint32_t idempotency_entries = Shape{}.idempotency_entries;
+  uint32_t rate_entries = Shape{}.rate_entries;
+  uint32_t rate_limit = Shape{}.rate_limit;
   uint32_t mode = 0660;
   std::string group;  // empty: the creator's group
 };
@@ -90,6 +97,15 @@ class Segment {
     return EventRing(reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events),
                      reinterpret_cast<Event*>(base_ + geo_.off_events + sizeof(EventRingHeader)));
   }
+  // The status table (status.hpp): the entry request `id` maps to.
+  [[nodiscard]] uint32_t status_capacity() const noexcept { return geo_.status_entries; }
+  [[nodiscard]] StatusEntry& status_entry(uint64_t id) noexcept {
+    return reinterpret_cast<StatusEntry*>(base_ + geo_.off_status)[id & (geo_.status_entries - 1)];
+  }
+  // The producers' tables; nullptr when the segment has none.
+  [[nodiscard]] IdempotencyTable* idempotency() noexcept { return idem_ ? &*idem_ : nullptr; }
+  [[nodiscard]] RateLimiter* rate_limiter() noexcept { return rate_ ? &*rate_ : nullptr; }
+
   // Resets a client's three rings; only while the record is kRegistering.
   void format_client_rings(uint32_t id) noexcept;
 
@@ -101,6 +117,7 @@ class Segment {
   [[nodiscard]] Result<void> map_and_validate(std::string_view queue);
   void format(const CreateOptions& opt);
   void bind_views();
+  [[nodiscard]] Result<void> bind_tables();
   [[nodiscard]] std::byte* slot_base(uint32_t slot) noexcept {
     return base_ + geo_.off_slots + std::size_t{slot} * geo_.slot.stride;
   }
@@ -119,6 +136,8 @@ class Segment {
   Geometry geo_{};
   SlotPool pool_{};
   BandRing bands_[kRingCount]{};  // the four bands, then the cancel ring
+  std::optional<IdempotencyTable> idem_;
+  std::optional<RateLimiter> rate_;
 };
 
 }  // namespace perfq::shm

@@ -14,11 +14,13 @@
 #include <vector>
 
 #include "perfq/client/outcome.hpp"
+#include "perfq/core/clock.hpp"
 #include "perfq/core/idle_strategy.hpp"
 #include "perfq/core/request.hpp"
 #include "perfq/core/result.hpp"
 #include "perfq/core/wait_word.hpp"
 #include "perfq/shm/admission.hpp"
+#include "perfq/shm/status.hpp"
 
 namespace perfq::shm {
 class Segment;
@@ -64,6 +66,9 @@ struct Submitted {
   uint8_t priority = kPriorityDefault;
   uint64_t created_at_unix_ns = 0;
   uint64_t queue_position = 0;  // requests that will be served before it (estimate, see docs)
+  // An earlier submit of this user with the same idempotency key: the fields
+  // above are that request's, and `outcome` is empty (status() tells it).
+  bool duplicate = false;
   Future outcome;
 };
 
@@ -73,6 +78,9 @@ using SubmitHook = void (*)(SubmitPoint, void* arg);
 
 struct ProducerOptions {
   IdleKind idle = IdleKind::kPark;
+  // The time the rate limiter and the idempotency table go by (tests share
+  // a manual one between processes). Must outlive the producer.
+  const Clock* clock = nullptr;  // nullptr: the system clock
   SubmitHook hook = nullptr;
   void* hook_arg = nullptr;
 };
@@ -88,7 +96,10 @@ class Producer {
   Producer(const Producer&) = delete;
   Producer& operator=(const Producer&) = delete;
 
-  // Validates (SPEC §3), waits for room while the queue holds
+  // SPEC §5 submit, in order: validates (SPEC §3); with an idempotency key
+  // seen from this user within idempotency_ttl_ms returns that request
+  // (duplicate, not counted); refuses with RATE_LIMIT_EXCEEDED and
+  // retry_after_ms past max_requests_per_user_per_minute; waits for room while the queue holds
   // max_queue_depth requests (at most rope_drop_timeout_ms, woken when room
   // appears; then QUEUE_FULL), claims a slot, publishes it to its band ring
   // and wakes the agent if it sleeps.
@@ -103,6 +114,13 @@ class Producer {
   // finished. Any producer may cancel any request of that user. Bounded:
   // one pass over the slots' control words.
   [[nodiscard]] Result<void> cancel(uint64_t request_id, std::string_view user_id);
+  // As above, for an owner or (Caller::admin) any request.
+  [[nodiscard]] Result<void> cancel(uint64_t request_id, const shm::Caller& who);
+
+  // The request's status: live ones from their slot, finished ones from the
+  // status table while it retains them. NOT_FOUND for other users' requests
+  // (unless `who` is an admin) and for unknown ones.
+  [[nodiscard]] Result<shm::RequestStatus> status(uint64_t request_id, const shm::Caller& who);
 
   // Settles every outcome waiting in the completion ring. Never blocks.
   size_t poll();
@@ -119,11 +137,13 @@ class Producer {
   bool wait(detail::FutureState* st, std::chrono::steady_clock::time_point deadline);
   [[nodiscard]] Result<Submitted> submit_impl(const RequestView& r, bool wait_for_room);
   [[nodiscard]] Result<shm::Occupancy> admit(bool wait_for_room);
+  [[nodiscard]] Result<Submitted> enqueue(const RequestView& r, bool wait_for_room, uint64_t id);
   size_t drain_locked();
 
   std::shared_ptr<shm::Segment> seg_;
   uint32_t id_;
   ProducerOptions opt_;
+  const Clock& clock_;
   std::atomic<uint32_t> cursor_{0};
   uint64_t unix_offset_ns_ = 0;
   uint16_t incarnation_ = 0;  // of our client record: outcomes are for this registration only
