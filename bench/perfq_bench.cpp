@@ -15,6 +15,8 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -100,18 +102,29 @@ struct System {
   test::Child agent;
   test::Child worker;
 
-  explicit System(IdleKind idle, uint64_t max_concurrent = 64) {
+  // `tune` adjusts the agent's settings; `batch`: the worker registers a
+  // batch processor for "noop" instead of a single one.
+  explicit System(IdleKind idle, uint64_t max_concurrent = 64,
+                  const std::function<void(agent::Config&)>& tune = {}, bool batch = false) {
     auto cfg = test::test_config(queue.str());
     cfg.slot_payload_bytes = 256;
     cfg.max_queue_depth = 32768;
     cfg.max_concurrent_workers = max_concurrent;
     cfg.idle = idle;
     cfg.liveness_interval_ms = 20;
+    if (tune) tune(cfg);
     agent = test::spawn_agent(cfg);
     test::Signal ready;
-    worker = test::spawn_worker(
-        queue.str(), "noop", [](const Job&) { return Reply::ok(); }, &ready,
-        WorkerOptions{idle, 4096});
+    if (batch) {
+      worker = test::spawn_batch_worker(
+          queue.str(), "noop",
+          [](std::span<const Job> jobs) { return std::vector<Reply>(jobs.size(), Reply::ok()); },
+          &ready, WorkerOptions{idle, 4096});
+    } else {
+      worker = test::spawn_worker(
+          queue.str(), "noop", [](const Job&) { return Reply::ok(); }, &ready,
+          WorkerOptions{idle, 4096});
+    }
     ready.close_write();
     if (ready.wait(10s) != 1) std::fprintf(stderr, "perfq-bench: worker did not start\n");
   }
@@ -161,6 +174,78 @@ void submit_latency(const Options& o) {
   row("submit, 64 B payload (per call, incl. clock)", lat(h), "p50 <= 150 ns",
       met(h.percentile(0.5) <= 150));
   row("  clock read overhead", "p50 " + ns(clk.percentile(0.5)));
+}
+
+// What the per-user rate limit and the idempotency table add to a submit:
+// four kinds of submit, interleaved round by round in the same run (two
+// agents: one without a limit, one with), each call timed on its own.
+void submit_rules_cost(const Options& o) {
+  constexpr uint32_t kUsers = 128;
+  constexpr uint64_t kLimit = 16384;  // per user per minute: never reached here
+  System bare(IdleKind::kPark, 64, [](agent::Config& c) {
+    c.max_requests_per_user_per_minute = 0;
+    c.idempotency_table_entries = 65536;
+  });
+  System limited(IdleKind::kPark, 64, [](agent::Config& c) {
+    c.max_requests_per_user_per_minute = kLimit;
+    c.rate_limit_table_entries = 512;
+    c.idempotency_table_entries = 65536;
+  });
+  auto pb = Producer::connect(bare.queue.str());
+  auto pl = Producer::connect(limited.queue.str());
+  if (!pb || !pl) return;
+  std::vector<std::string> users;
+  for (uint32_t u = 0; u < kUsers; ++u) users.push_back("user-" + std::to_string(u));
+  struct Kind {
+    const char* name;
+    Producer* p;
+    bool key;
+    LogLinearHistogram h;
+    std::deque<Future> window;
+  };
+  Kind kinds[] = {{"bare submit", pb->get(), false, {}, {}},
+                  {"+ rate limit", pl->get(), false, {}, {}},
+                  {"+ idempotency key", pb->get(), true, {}, {}},
+                  {"+ rate limit + idempotency key", pl->get(), true, {}, {}}};
+  const uint64_t per_round = o.quick ? 20'000 : 100'000;
+  const int rounds = 4;
+  uint64_t seq = 0;
+  uint64_t refused = 0;
+  char key[32];
+  for (int round = 0; round < rounds; ++round) {
+    for (Kind& k : kinds) {
+      for (uint64_t i = 0; i < per_round; ++i, ++seq) {
+        RequestView r = test::make_request("noop", users[seq % kUsers], kPayload64);
+        if (k.key) {
+          std::snprintf(key, sizeof key, "k-%" PRIu64, seq);
+          r.idempotency_key = key;
+        }
+        const uint64_t t0 = now_ns();
+        auto s = k.p->submit(r);
+        const uint64_t t1 = now_ns();
+        if (!s) {
+          ++refused;
+          continue;
+        }
+        k.h.record(t1 - t0);
+        k.window.push_back(std::move(s->outcome));
+        if (k.window.size() >= 4096) {
+          k.window.front().get();
+          k.window.pop_front();
+        }
+      }
+      for (auto& f : k.window) f.get();
+      k.window.clear();
+    }
+  }
+  const double base = static_cast<double>(kinds[0].h.percentile(0.5));
+  for (const Kind& k : kinds) {
+    char cmp[48];
+    std::snprintf(cmp, sizeof cmp, "%.2fx bare p50",
+                  static_cast<double>(k.h.percentile(0.5)) / base);
+    row(std::string("submit cost: ") + k.name, lat(k.h), cmp);
+  }
+  if (refused != 0) row("  submits refused (should be none)", std::to_string(refused));
 }
 
 // Submit rate: a burst as large as the pool allows, timed as a whole, while
@@ -220,6 +305,41 @@ double end_to_end(const Options& o, IdleKind idle, uint32_t window_size, uint64_
   return static_cast<double>(done) * 1e9 / static_cast<double>(t1 - t0);
 }
 
+// Batch mode: batch_size 100 (SPEC default), batch_interval_ms 1 so the
+// last partial batch does not wait a second; the worker's batch processor
+// replies ok to every item.
+double batch_end_to_end(const Options& o) {
+  System sys(
+      IdleKind::kPark, 4096,
+      [](agent::Config& c) {
+        c.batch_size = 100;
+        c.batch_interval_ms = 1;
+      },
+      true);
+  auto p = Producer::connect(sys.queue.str());
+  if (!p) return 0;
+  std::deque<Future> window;
+  const uint64_t n = o.quick ? 300'000 : 2'000'000;
+  const RequestView r = test::make_request("noop", "bench", kPayload64, Mode::kBatch, 5);
+  uint64_t done = 0;
+  const uint64_t t0 = now_ns();
+  for (uint64_t i = 0; i < n; ++i) {
+    auto s = (*p)->submit(r);
+    if (s) window.push_back(std::move(s->outcome));
+    while (window.size() >= 8192 || (!window.empty() && window.front().ready())) {
+      window.front().get();
+      window.pop_front();
+      ++done;
+    }
+  }
+  for (auto& f : window) {
+    f.get();
+    ++done;
+  }
+  const uint64_t t1 = now_ns();
+  return static_cast<double>(done) * 1e9 / static_cast<double>(t1 - t0);
+}
+
 LogLinearHistogram round_trip(const Options& o, IdleKind idle) {
   System sys(idle);
   auto p = Producer::connect(sys.queue.str(), ProducerOptions{idle});
@@ -262,6 +382,7 @@ int run_all(const Options& o) {
   if (want(o, "submit")) {
     submit_latency(o);
     submit_throughput(o);
+    submit_rules_cost(o);
   }
   if (want(o, "round-trip")) {
     const LogLinearHistogram rt_park = round_trip(o, IdleKind::kPark);
@@ -283,12 +404,16 @@ int run_all(const Options& o) {
     const double e2e_spin = end_to_end(o, IdleKind::kBackoff, 2048, &done);
     std::snprintf(cmp, sizeof cmp, "%.1fx boost mq", e2e_spin / mq.per_second);
     row("end to end, no-op processor, idle=backoff", rate(e2e_spin), cmp, "");
-    row("batch mode end to end", "not built yet (batch mode arrives with the semantics issue)",
-        ">= 5 M/s", "");
+    const double batch = batch_end_to_end(o);
+    std::snprintf(cmp, sizeof cmp, ">= 5 M/s; %.1fx single, %.1fx boost mq", batch / e2e,
+                  batch / mq.per_second);
+    row("batch mode end to end, batch_size 100", rate(batch), cmp, met(batch >= 5e6));
   }
   std::printf(
       "\nsettings: agent, worker and producer in separate processes; max_concurrent_workers "
-      "64 (latency) / 4096 (throughput); worker max_inflight 4096; window 2048; slots %u\n",
+      "64 (latency) / 4096 (throughput); worker max_inflight 4096; window 2048; slots %u;\n"
+      "no per-user rate limit except in 'submit cost: + rate limit' (16384 per user per minute,\n"
+      "128 users round robin); batch mode: batch_size 100, batch_interval_ms 1, window 8192\n",
       test::test_config("x").slot_count());
   return 0;
 }
