@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "harness.hpp"
 #include "perfq/perfq.hpp"
@@ -112,6 +115,71 @@ TEST(EndToEnd, ManyThreadsWaitOnOneProducerWhileAnotherPolls) {
   EXPECT_EQ(settled.load(), kThreads * kEach);
   stop = true;
   wt.join();
+}
+
+// SPEC §4 max_concurrent_workers, measured where it matters: by the
+// processors. Six workers could take every request at once; the cap lets
+// three run. Processors hold their request until the test opens the gate.
+TEST(EndToEnd, ConcurrencyCapIsNeverExceededAcrossWorkers) {
+  test::QueueName q;
+  auto cfg = test::test_config(q.str());
+  cfg.max_concurrent_workers = 3;
+  test::AgentThread agent(cfg);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  std::atomic<int> active{0};
+  std::atomic<int> most{0};
+  Processor hold = [&](const Job&) {
+    const int now = active.fetch_add(1) + 1;
+    int seen = most.load();
+    while (now > seen && !most.compare_exchange_weak(seen, now)) {
+    }
+    {
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, std::chrono::seconds(30), [&] { return open; });
+    }
+    active.fetch_sub(1);
+    return Reply::ok();
+  };
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    auto w = Worker::connect(agent.segment());
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->register_processor("held", hold).ok());
+    workers.push_back(std::move(*w));
+  }
+  for (auto& w : workers) threads.emplace_back([&, wp = w.get()] { wp->run(stop); });
+  auto producer = Producer::connect(agent.segment());
+  ASSERT_TRUE(producer.ok());
+  std::vector<Future> fs;
+  for (int i = 0; i < 30; ++i) {
+    auto s = (*producer)->submit(request("held", "x"));
+    ASSERT_TRUE(s.ok());
+    fs.push_back(std::move(s->outcome));
+  }
+  // The agent has taken all 30 and dispatched what the cap allows.
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        const auto k = test::counters(*agent.segment());
+        return k.submitted == 30 && active.load() == 3;
+      },
+      std::chrono::seconds(10)));
+  EXPECT_EQ(test::counters(*agent.segment()).dispatched, 3u);
+  {
+    std::lock_guard lock(mu);
+    open = true;
+  }
+  cv.notify_all();
+  for (auto& f : fs) {
+    ASSERT_TRUE(f.wait_for(std::chrono::seconds(10)));
+    EXPECT_EQ(f.get().status, Status::kCompleted);
+  }
+  EXPECT_EQ(most.load(), 3);
+  stop = true;
+  for (auto& t : threads) t.join();
 }
 
 }  // namespace

@@ -495,6 +495,33 @@ TEST_F(TimeRules, ACancelledRequestLeavesTheQueueDepthAtOnce) {
   EXPECT_TRUE(producer_->try_submit(test::make_request("nobody", "alice", "z")).ok());
 }
 
+TEST_F(TimeRules, ATypeWithoutAWorkerWaitsWithoutBurningAttempts) {
+  start();
+  auto s = producer_->submit(test::make_request("later", "u", "p"));
+  ASSERT_TRUE(s.ok());
+  Future f = std::move(s->outcome);
+  advance_ms(10'000);
+  auto st = producer_->status(s->request_id, shm::Caller{"u"});
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->status, Status::kPending);
+  EXPECT_EQ(st->error, Errc::kWorkerUnavailable);
+  EXPECT_EQ(st->attempts, 0);
+  EXPECT_EQ(counters().submitted, 1u);
+  EXPECT_EQ(counters().dispatched, 0u);
+  EXPECT_EQ(counters().waiting_for_worker, 1u);
+  int calls = 0;
+  add_worker("later", [&](const Job& j) {
+    ++calls;
+    EXPECT_EQ(j.attempt, 1);
+    return Reply::ok();
+  });
+  advance_ms(1);
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(f.get().status, Status::kCompleted);
+  EXPECT_EQ(f.get().attempts, 1);
+  EXPECT_EQ(calls, 1);
+}
+
 // ---- events (SPEC §5): the same hand-turned agent
 
 std::vector<std::string> names_for(const std::vector<Event>& evs, uint64_t request_id) {
