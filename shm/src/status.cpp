@@ -55,16 +55,19 @@ RequestStatus from_entry(const StatusEntry& e) {
   return r;
 }
 
-// The request in a slot, if the slot holds `id` while we look.
-std::optional<RequestStatus> from_slot(Segment& seg, uint32_t slot, uint64_t id) {
+enum class SlotRead : uint8_t { kOther, kMoved, kFound };
+
+// The request in a slot, if the slot holds `id` while we look; kMoved when
+// the slot changed state while we read it (read it again).
+SlotRead from_slot(Segment& seg, uint32_t slot, uint64_t id, RequestStatus& r) {
   SlotPool& pool = seg.pool();
   // acquire: the producer's fields were written before it published.
   const uint64_t ctl = pool.load(slot);
   const SlotCtl c = SlotCtl::unpack(ctl);
-  if (c.state == SlotState::kFree || c.state == SlotState::kClaimed) return std::nullopt;
+  if (c.state == SlotState::kFree || c.state == SlotState::kClaimed) return SlotRead::kOther;
   const RequestRecord& rec = seg.record(slot);
-  if (load_relaxed(rec.request_id) != id) return std::nullopt;
-  RequestStatus r;
+  if (load_relaxed(rec.request_id) != id) return SlotRead::kOther;
+  r = RequestStatus{};
   r.request_id = id;
   const uint8_t mode = load_relaxed(rec.mode);
   const uint8_t band = load_relaxed(rec.band);
@@ -106,9 +109,12 @@ std::optional<RequestStatus> from_slot(Segment& seg, uint32_t slot, uint64_t id)
       break;
   }
   // The same control word: the slot held this request while we read it.
-  if (pool.load(slot) != ctl) return std::nullopt;
-  return r;
+  return pool.load(slot) == ctl ? SlotRead::kFound : SlotRead::kMoved;
 }
+
+// Reads to try on a slot that keeps changing under us (each change is the
+// request moving on: QUEUED -> PENDING -> ASSIGNED -> ...).
+constexpr int kSlotTries = 32;
 
 }  // namespace
 
@@ -162,8 +168,14 @@ Result<RequestStatus> lookup_status(Segment& seg, uint64_t request_id, const Cal
   // Live: its slot. A request that finishes during the pass is in the
   // table by the time its slot is released, so the table is read again.
   SlotPool& pool = seg.pool();
+  RequestStatus r;
   for (uint32_t s = 0; s < pool.count(); ++s) {
-    if (auto r = from_slot(seg, s, request_id)) return visible(std::move(*r));
+    // Bounded: kSlotTries reads of a slot that holds the id.
+    for (int tries = 0; tries < kSlotTries; ++tries) {
+      const SlotRead got = from_slot(seg, s, request_id, r);
+      if (got == SlotRead::kFound) return visible(std::move(r));
+      if (got == SlotRead::kOther) break;
+    }
   }
   if (read_entry(seg, request_id, e)) return visible(from_entry(e));
   return Error{Errc::kNotFound, "no such request"};

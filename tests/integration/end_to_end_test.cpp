@@ -146,7 +146,9 @@ TEST(EndToEnd, ConcurrencyCapIsNeverExceededAcrossWorkers) {
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> threads;
   for (int i = 0; i < 6; ++i) {
-    auto w = Worker::connect(agent.segment());
+    // One dispatch at a time each: a worker routed early cannot hold a
+    // second request behind the one it runs.
+    auto w = Worker::connect(agent.segment(), WorkerOptions{IdleKind::kPark, 1});
     ASSERT_TRUE(w.ok());
     ASSERT_TRUE((*w)->register_processor("held", hold).ok());
     workers.push_back(std::move(*w));

@@ -137,7 +137,7 @@ TEST(RateLimit, RefusedAndDuplicateSubmitsAreNotCounted) {
   // Five duplicates later alice has used one of her two.
   auto second = (*p)->try_submit(req("alice", "k2"));
   ASSERT_TRUE(second.ok()) << second.error().message << " occupancy "
-                           << shm::occupancy(*agent.segment()).depth << " live "
+                           << shm::occupancy(*agent.segment()).depth << " submitted "
                            << test::counters(*agent.segment()).submitted;
   auto third = (*p)->try_submit(req("alice", "k3"));
   ASSERT_EQ(third.code(), Errc::kRateLimitExceeded);

@@ -323,6 +323,14 @@ Result<void> Producer::cancel(uint64_t request_id, const shm::Caller& who) {
   const std::string_view user_id = who.user_id;
   SlotPool& pool = seg.pool();
   auto not_found = [] { return Result<void>(Errc::kNotFound, "no such request"); };
+  // Not live (any more): a finished request cannot be cancelled; one the
+  // caller may not see, or an unknown one, is NOT_FOUND.
+  auto not_live = [&]() -> Result<void> {
+    if (shm::lookup_status(seg, request_id, who)) {
+      return {Errc::kInvalidStatus, "only pending requests can be cancelled"};
+    }
+    return not_found();
+  };
   for (uint32_t slot = 0; slot < pool.count(); ++slot) {
     uint64_t ctl = pool.load(slot);
     SlotCtl c = SlotCtl::unpack(ctl);
@@ -333,8 +341,11 @@ Result<void> Producer::cancel(uint64_t request_id, const shm::Caller& who) {
     // means the slot still held this request while we looked.
     const std::string_view owner(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
     const bool mine = who.admin || owner == user_id;
-    if (pool.load(slot) != ctl) return not_found();  // it moved on: finished meanwhile
-    if (!mine) return not_found();                   // SPEC §5: others get NOT_FOUND
+    const uint64_t again = pool.load(slot);
+    if (SlotCtl::unpack(again).generation != c.generation) return not_live();  // finished meanwhile
+    if (!mine) return not_found();  // SPEC §5: others get NOT_FOUND
+    ctl = again;                    // the same request, perhaps one state on
+    c = SlotCtl::unpack(ctl);
     // A few tries: the agent may move the slot QUEUED -> PENDING meanwhile.
     for (int tries = 0; tries < 8; ++tries) {
       if (c.state != SlotState::kQueued && c.state != SlotState::kPending) {
@@ -350,15 +361,13 @@ Result<void> Producer::cancel(uint64_t request_id, const shm::Caller& who) {
         shm::notify(seg.header().doorbell);
         return {};
       }
-      c = SlotCtl::unpack(ctl);  // the failed CAS loaded the current word
-      if (c.generation != SlotCtl::unpack(pool.load(slot)).generation) return not_found();
+      // The failed CAS loaded the current word.
+      if (SlotCtl::unpack(ctl).generation != c.generation) return not_live();
+      c = SlotCtl::unpack(ctl);
     }
     return {Errc::kInvalidStatus, "the request kept changing state; try again"};
   }
-  // Not live: a finished request (or none) cannot be cancelled.
-  auto st = shm::lookup_status(seg, request_id, who);
-  if (st) return {Errc::kInvalidStatus, "only pending requests can be cancelled"};
-  return not_found();
+  return not_live();
 }
 
 size_t Producer::drain_locked() {
