@@ -44,6 +44,16 @@ AttemptResult attempt_result(uint8_t raw) noexcept {
   }
 }
 
+// A request's type and userId into an event or a status entry (never more
+// than their fields hold, whatever a broken producer wrote as lengths).
+template <class To>
+void copy_names(const RequestRecord& rec, To& to) noexcept {
+  to.type_len = static_cast<uint8_t>(std::min<size_t>(rec.type_len, kTypeMaxBytes));
+  to.user_len = static_cast<uint8_t>(std::min<size_t>(rec.user_len, kUserIdMaxBytes));
+  std::memcpy(to.type, rec.type, to.type_len);
+  std::memcpy(to.user_id, rec.user_id, to.user_len);
+}
+
 SlotCtl with_state(SlotCtl c, SlotState s, uint16_t owner) noexcept {
   c.state = s;
   c.owner = owner;
@@ -857,10 +867,7 @@ void Agent::emit(EventKind kind, uint32_t slot, Status status, Errc error) {
     ev.priority = rec.priority;
     ev.attempt = rec.attempts;
     ev.mode = rec.mode;
-    ev.type_len = static_cast<uint8_t>(std::min<size_t>(rec.type_len, kTypeMaxBytes));
-    ev.user_len = static_cast<uint8_t>(std::min<size_t>(rec.user_len, kUserIdMaxBytes));
-    std::memcpy(ev.type, rec.type, ev.type_len);
-    std::memcpy(ev.user_id, rec.user_id, ev.user_len);
+    copy_names(rec, ev);
   }
   events_.publish(ev);
 }
@@ -885,10 +892,7 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   e.mode = rec.mode;
   e.priority = rec.priority;
   e.band = rec.band;
-  e.type_len = static_cast<uint8_t>(std::min<size_t>(rec.type_len, kTypeMaxBytes));
-  e.user_len = static_cast<uint8_t>(std::min<size_t>(rec.user_len, kUserIdMaxBytes));
-  std::memcpy(e.type, rec.type, e.type_len);
-  std::memcpy(e.user_id, rec.user_id, e.user_len);
+  copy_names(rec, e);
   shm::record_final(seg, e);
   if (!seg.pool().transition(slot, ctl, done)) return;
   if (live_ > 0) --live_;

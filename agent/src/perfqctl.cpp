@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -291,23 +292,27 @@ struct Target {
   std::string user;
 };
 
-bool parse_target(const std::vector<std::string>& a, Target& t) {
+// Parses `ID --user U` and connects. Returns 0, or the exit code to leave with.
+int open_target(const std::string& queue, const std::vector<std::string>& a, bool json, Target& t,
+                std::unique_ptr<perfq::Producer>& p) {
   const Flags f = parse_flags(a, {"--user"}, {});
-  if (f.bad || f.positional.size() != 1 || f.get("--user") == nullptr) return false;
+  if (f.bad || f.positional.size() != 1 || f.get("--user") == nullptr) return usage();
   t.id_text = f.positional[0];
   t.user = *f.get("--user");
-  return true;
+  if (!perfq::parse_request_id(t.id_text, t.id)) {
+    return fail(json, perfq::Errc::kInvalidRequest, "a request id is 16 hex digits");
+  }
+  auto connected = perfq::Producer::connect(queue);
+  if (!connected) return fail(json, connected.error());
+  p = std::move(*connected);
+  return 0;
 }
 
 int status(const std::string& queue, const std::vector<std::string>& a, bool json) {
   Target t;
-  if (!parse_target(a, t)) return usage();
-  if (!perfq::parse_request_id(t.id_text, t.id)) {
-    return fail(json, perfq::Errc::kInvalidRequest, "a request id is 16 hex digits");
-  }
-  auto p = perfq::Producer::connect(queue);
-  if (!p) return fail(json, p.error());
-  auto st = (*p)->status(t.id, perfq::shm::Caller{t.user, false});
+  std::unique_ptr<perfq::Producer> p;
+  if (const int rc = open_target(queue, a, json, t, p); rc != 0) return rc;
+  auto st = p->status(t.id, perfq::shm::Caller{t.user, false});
   if (!st) return fail(json, st.error());
   char id[17];
   perfq::format_request_id(st->request_id, id);
@@ -337,13 +342,9 @@ int status(const std::string& queue, const std::vector<std::string>& a, bool jso
 
 int cancel(const std::string& queue, const std::vector<std::string>& a, bool json) {
   Target t;
-  if (!parse_target(a, t)) return usage();
-  if (!perfq::parse_request_id(t.id_text, t.id)) {
-    return fail(json, perfq::Errc::kInvalidRequest, "a request id is 16 hex digits");
-  }
-  auto p = perfq::Producer::connect(queue);
-  if (!p) return fail(json, p.error());
-  if (auto r = (*p)->cancel(t.id, perfq::shm::Caller{t.user, false}); !r) {
+  std::unique_ptr<perfq::Producer> p;
+  if (const int rc = open_target(queue, a, json, t, p); rc != 0) return rc;
+  if (auto r = p->cancel(t.id, perfq::shm::Caller{t.user, false}); !r) {
     return fail(json, r.error());
   }
   if (!json) std::printf("cancelled\n");
