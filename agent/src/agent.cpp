@@ -108,6 +108,7 @@ void Agent::start() {
   registering_since_.assign(n, 0);
   producer_wake_.assign(n, 0);
   batch_of_.assign(seg.geometry().slot_count, 0);
+  accepted_.assign(seg.geometry().slot_count, 0);
   aref(h.agent_state)
       .store(static_cast<uint32_t>(shm::AgentState::kStarting), std::memory_order_relaxed);
   aref(h.agent_pid).store(static_cast<uint32_t>(::getpid()), std::memory_order_relaxed);
@@ -184,6 +185,7 @@ void Agent::recover() {
       case SlotState::kReported:
       case SlotState::kCancelling:
         ++live_;  // accepted and not final: in the depth until finished
+        accepted_[s] = 1;
         break;
       default:
         break;
@@ -194,7 +196,7 @@ void Agent::recover() {
           retries_.push(Timer{rec.retry_at_mono_ns, s, c.generation, c.attempt});
         } else if (rec.band < kBandCount) {
           pending[rec.band].push_back(
-              {rec.request_id, Pending{s, c.generation, rec.eligible_mono_ns}});
+              {rec.request_id, Pending{s, c.generation, rec.eligible_mono_ns, rec.band}});
         }
         break;
       case SlotState::kAssigned:
@@ -276,8 +278,22 @@ int Agent::drain_cancels(bool check_claims) {
     if (slot >= seg.pool().count()) return;
     const uint64_t ctl = seg.pool().load(slot);
     if (SlotCtl::unpack(ctl).state != SlotState::kCancelling) return;  // already finished
-    finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
+    if (accepted_[slot] == 0) {
+      take_cancelled(slot, ctl);  // still behind others in its band ring
+    } else {
+      finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
+    }
   });
+}
+
+// A request cancelled before the agent took it from its band ring: counted
+// as submitted and finished at once (its cell, met later, is stale).
+void Agent::take_cancelled(uint32_t slot, uint64_t ctl) {
+  ++submitted_;
+  ++live_;
+  accepted_[slot] = 1;
+  rec_defaults(slot);
+  finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
 }
 
 // Takes a published slot into the scheduler, checking everything a broken
@@ -293,10 +309,7 @@ bool Agent::accept(uint32_t slot) {
   const SlotCtl c = SlotCtl::unpack(ctl);
   if (c.state == SlotState::kCancelling) {
     // Cancelled before the agent took it: it finishes here, never queued.
-    ++submitted_;
-    ++live_;
-    rec_defaults(slot);
-    finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
+    take_cancelled(slot, ctl);
     return false;
   }
   if (c.state != SlotState::kQueued || c.owner >= seg.geometry().max_clients) {
@@ -337,7 +350,8 @@ bool Agent::accept(uint32_t slot) {
   rec.eligible_mono_ns = eligible;
   rec.retry_at_mono_ns = 0;
   ++live_;
-  bands_[rec.band].push_back(Pending{slot, c.generation, eligible});
+  accepted_[slot] = 1;
+  bands_[rec.band].push_back(Pending{slot, c.generation, eligible, rec.band});
   emit(EventKind::kSubmitted, slot, Status::kPending);
   return true;
 }
@@ -396,7 +410,8 @@ int Agent::drain_bands(bool check_claims) {
 }
 
 void Agent::requeue(uint32_t slot, uint32_t generation, Band band, uint64_t eligible_ns) {
-  bands_[static_cast<uint8_t>(band)].push_back(Pending{slot, generation, eligible_ns});
+  bands_[static_cast<uint8_t>(band)].push_back(
+      Pending{slot, generation, eligible_ns, static_cast<uint8_t>(band)});
 }
 
 // SPEC §4: the delay after failed attempt k is retry_backoff_ms x 2^k, spread
@@ -454,6 +469,11 @@ int Agent::expire_attempts() {
         (c.state != SlotState::kAssigned && c.state != SlotState::kProcessing)) {
       continue;  // settled already, or being reported right now
     }
+    // A dispatch taken back unstarted keeps its attempt number; its timer
+    // must not end the next dispatch of that attempt.
+    if (seg.record(t.slot).dispatched_mono_ns + cfg_.processing_timeout_ms * 1'000'000 > t.at_ns) {
+      continue;
+    }
     const SlotCtl back = with_state(c, SlotState::kReported, c.owner);
     if (!pool.transition(t.slot, ctl, back)) continue;
     settle(t.slot, back.pack(), AttemptResult::kError, Errc::kProcessingTimeout);
@@ -489,7 +509,7 @@ int Agent::expire_pending(bool all_queues) {
       const Pending p = q.front();
       q.pop_front();
       if (waiting_in_band != nullptr) {
-        const uint8_t b = seg.record(p.slot).band;
+        const uint8_t b = p.band;
         if (b < kBandCount && waiting_in_band[b] > 0) --waiting_in_band[b];
       }
       const uint64_t ctl = seg.pool().load(p.slot);
@@ -595,7 +615,9 @@ int Agent::dispatch() {
   if (routes_dirty_) refresh_routes();
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
-  int n = 0;
+  // Due batches first: their requests have waited batch_interval_ms (or
+  // filled a batch) and no longer take part in band order and aging.
+  int n = flush_batches(false);
   bool blocked[kBandCount] = {};
   // Bounded: each pass pops a request or blocks a band.
   while (inflight_ < cfg_.max_concurrent_workers) {
@@ -658,7 +680,7 @@ void Agent::gather(std::string_view type, const Pending& p) {
   auto g = gathering_.find(type);
   if (g == gathering_.end()) g = gathering_.emplace(std::string(type), std::deque<Pending>{}).first;
   g->second.push_back(p);
-  const uint8_t band = seg_->record(p.slot).band;
+  const uint8_t band = p.band;
   if (band < kBandCount) ++gathered_band_[band];
   // A full batch goes now, not at the end of the cycle.
   if (g->second.size() >= cfg_.batch_size) {
@@ -707,7 +729,7 @@ int Agent::flush_batch(std::deque<Pending>& g, TypeRoute& r) {
   for (size_t k = 0; k < want && !g.empty(); ++k) {
     const Pending p = g.front();
     g.pop_front();
-    const uint8_t band = seg.record(p.slot).band;
+    const uint8_t band = p.band;
     if (band < kBandCount && gathered_band_[band] > 0) --gathered_band_[band];
     const uint64_t ctl = pool.load(p.slot);
     const SlotCtl c = SlotCtl::unpack(ctl);
@@ -726,7 +748,7 @@ int Agent::flush_batch(std::deque<Pending>& g, TypeRoute& r) {
     for (auto it = items.rbegin(); it != items.rend(); ++it) {
       unassign(*it, w);
       g.push_front(*it);
-      const uint8_t band = seg.record(it->slot).band;
+      const uint8_t band = it->band;
       if (band < kBandCount) ++gathered_band_[band];
     }
     return 0;
@@ -750,7 +772,7 @@ int Agent::flush_batch(std::deque<Pending>& g, TypeRoute& r) {
 // front of their bands, oldest first.
 void Agent::ungather(std::deque<Pending>& g) {
   for (auto p = g.rbegin(); p != g.rend(); ++p) {
-    const uint8_t band = seg_->record(p->slot).band;
+    const uint8_t band = p->band;
     if (band >= kBandCount) continue;
     bands_[band].push_front(*p);
     if (gathered_band_[band] > 0) --gathered_band_[band];
@@ -881,7 +903,13 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   rec.error = static_cast<uint8_t>(error);
   rec.retry_at_mono_ns = 0;
   const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
-  // The status table has it before the slot can be released (status.hpp).
+  if (!seg.pool().transition(slot, ctl, done)) return;
+  if (accepted_[slot] != 0) {
+    accepted_[slot] = 0;
+    if (live_ > 0) --live_;
+  }
+  // The status table has it before the outcome is delivered, so before the
+  // slot can be released (status.hpp).
   shm::StatusEntry e{};
   e.request_id = rec.request_id;
   e.created_unix_ns = rec.created_at_unix_ns;
@@ -894,8 +922,6 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   e.band = rec.band;
   copy_names(rec, e);
   shm::record_final(seg, e);
-  if (!seg.pool().transition(slot, ctl, done)) return;
-  if (live_ > 0) --live_;
   emit(status == Status::kCompleted   ? EventKind::kCompleted
        : status == Status::kTimeout   ? EventKind::kTimeout
        : status == Status::kCancelled ? EventKind::kCancelled
@@ -990,7 +1016,7 @@ void Agent::refresh_routes() {
       continue;
     }
     for (auto p = it->second.rbegin(); p != it->second.rend(); ++p) {
-      const uint8_t band = seg.record(p->slot).band;
+      const uint8_t band = p->band;
       if (band < kBandCount) {
         bands_[band].push_front(*p);
         if (no_worker_band_[band] > 0) --no_worker_band_[band];
@@ -1046,7 +1072,7 @@ void Agent::reclaim_worker(uint32_t id, bool gone) {
         rec.attempts = back.attempt;
         release_dispatch(s, id);
         if (rec.band < kBandCount) {
-          bands_[rec.band].push_front(Pending{s, c.generation, rec.eligible_mono_ns});
+          bands_[rec.band].push_front(Pending{s, c.generation, rec.eligible_mono_ns, rec.band});
         }
         break;
       }

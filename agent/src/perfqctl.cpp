@@ -261,7 +261,7 @@ int submit(const std::string& queue, const std::vector<std::string>& a, bool jso
   char id[17];
   perfq::format_request_id(s->request_id, id);
   const std::string created = iso_time(s->created_at_unix_ns);
-  const char* status = perfq::status_name(s->status).data();
+  const char* status = s->status_known ? perfq::status_name(s->status).data() : "unknown";
   if (json) {
     std::printf(
         "{\"requestId\":\"%s\",\"status\":\"%s\",\"mode\":\"%s\",\"type\":\"%s\",\"priority\":%u,"

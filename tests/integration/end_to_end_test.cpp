@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -154,6 +155,21 @@ TEST(EndToEnd, ConcurrencyCapIsNeverExceededAcrossWorkers) {
     workers.push_back(std::move(*w));
   }
   for (auto& w : workers) threads.emplace_back([&, wp = w.get()] { wp->run(stop); });
+  // However the test ends: processors released, worker threads joined.
+  struct Release {
+    std::function<void()> fn;
+    ~Release() { fn(); }
+  } release{[&] {
+    {
+      std::lock_guard lock(mu);
+      open = true;
+    }
+    cv.notify_all();
+    stop = true;
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+  }};
   auto producer = Producer::connect(agent.segment());
   ASSERT_TRUE(producer.ok());
   std::vector<Future> fs;
@@ -166,7 +182,7 @@ TEST(EndToEnd, ConcurrencyCapIsNeverExceededAcrossWorkers) {
   ASSERT_TRUE(test::eventually(
       [&] {
         const auto k = test::counters(*agent.segment());
-        return k.submitted == 30 && active.load() == 3;
+        return k.submitted == 30 && k.dispatched == 3 && active.load() == 3;
       },
       std::chrono::seconds(10)));
   EXPECT_EQ(test::counters(*agent.segment()).dispatched, 3u);
@@ -180,8 +196,6 @@ TEST(EndToEnd, ConcurrencyCapIsNeverExceededAcrossWorkers) {
     EXPECT_EQ(f.get().status, Status::kCompleted);
   }
   EXPECT_EQ(most.load(), 3);
-  stop = true;
-  for (auto& t : threads) t.join();
 }
 
 }  // namespace

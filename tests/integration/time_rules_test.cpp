@@ -10,6 +10,7 @@
 #include "harness.hpp"
 #include "perfq/agent/dead_letter.hpp"
 #include "perfq/client/events.hpp"
+#include "perfq/shm/admission.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq {
@@ -783,6 +784,57 @@ TEST_F(TimeRules, ABatchCountsOnceAgainstMaxConcurrentWorkers) {
   EXPECT_EQ(counters().batches, 2u);
   EXPECT_EQ(most, 3u);
   for (auto& f : fs) ASSERT_TRUE(f.ready());
+}
+
+TEST_F(TimeRules, ADueBatchIsNotStarvedBySingleRequests) {
+  start([](agent::Config& c) {
+    c.max_concurrent_workers = 1;
+    c.batch_size = 10;
+    c.batch_interval_ms = 100;
+  });
+  std::string order;
+  add_worker("chat", [&](const Job&) {
+    order += 'f';
+    return Reply::ok();
+  });
+  add_batch_worker("embed", [&](std::span<const Job> jobs) {
+    order += 'B';
+    return std::vector<Reply>(jobs.size(), Reply::ok());
+  });
+  advance_ms(1);
+  Future b = submit("embed", 5, Mode::kBatch, "e");
+  pump();
+  std::vector<Future> singles;
+  for (int i = 0; i < 20; ++i) singles.push_back(submit("chat", 5, Mode::kFifo, "f"));
+  // The batch is due when the singles arrive: it goes first, not after them.
+  advance_ms(100);
+  ASSERT_TRUE(b.ready());
+  ASSERT_FALSE(order.empty());
+  EXPECT_EQ(order.front(), 'B') << order;
+}
+
+TEST_F(TimeRules, ACancelSeenBeforeItsBandCellKeepsTheCountsExact) {
+  start();
+  // More cells than one duty cycle drains from a band: the cancel ring is
+  // read before the agent reaches the last request's cell.
+  std::vector<uint64_t> ids;
+  std::vector<Future> fs;
+  for (int i = 0; i < 1100; ++i) {
+    auto s = producer_->submit(test::make_request("nobody", "u", "x"));
+    ASSERT_TRUE(s.ok());
+    ids.push_back(s->request_id);
+    fs.push_back(std::move(s->outcome));
+  }
+  ASSERT_TRUE(producer_->cancel(ids.back(), "u").ok());
+  pump();
+  ASSERT_TRUE(fs.back().ready());
+  EXPECT_EQ(fs.back().get().status, Status::kCancelled);
+  EXPECT_EQ(fs.back().get().attempts, 0);
+  advance_ms(1);  // a liveness tick publishes the counters
+  const auto k = counters();
+  EXPECT_EQ(k.submitted, 1100u);
+  EXPECT_EQ(k.cancelled, 1u);
+  EXPECT_EQ(shm::occupancy(*agent_->segment()).depth, 1099u);
 }
 
 TEST_F(TimeRules, GatheredBatchRequestsStillTimeOut) {

@@ -178,7 +178,9 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
   //    the first to be accepted or refused (bounded by the rope-drop wait).
   std::optional<shm::IdempotencyTable::Claim> claim;
   if (idem != nullptr) {
-    const uint64_t wait_ns = (load_relaxed(seg.header().rope_drop_timeout_ms) + 1000) * 1'000'000;
+    // try_submit never waits: a key another submit is writing is CONFLICT.
+    const uint64_t wait_ns =
+        wait_for_room ? (load_relaxed(seg.header().rope_drop_timeout_ms) + 1000) * 1'000'000 : 0;
     auto found = idem->lookup_or_claim(r.user_id, r.idempotency_key, now, id_, wait_ns);
     if (auto* e = std::get_if<Error>(&found)) return *e;
     if (auto* o = std::get_if<shm::IdempotencyTable::Original>(&found)) {
@@ -190,7 +192,8 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
       s.created_at_unix_ns = o->created_unix_ns;
       s.duplicate = true;
       auto st = shm::lookup_status(seg, o->request_id, shm::Caller{r.user_id, false});
-      s.status = st ? st->status : Status::kPending;
+      s.status_known = st.ok();  // the status table may have wrapped since
+      if (st) s.status = st->status;
       return s;
     }
     claim = std::get<shm::IdempotencyTable::Claim>(found);

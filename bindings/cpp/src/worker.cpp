@@ -77,7 +77,9 @@ bool Worker::rejoin_if_evicted() {
   const uint32_t cap = seg.geometry().client_ring_capacity;
   auto id = shm::join(seg, shm::kRoleWorker, std::clamp<uint32_t>(opt_.max_inflight, 1, cap));
   if (!id) return false;  // tried again at the next idle pass
-  for (const auto& p : processors_) (void)shm::add_client_type(seg, *id, p.type, false);
+  for (const auto& p : processors_) {
+    (void)shm::add_client_type(seg, *id, p.type, p.batch_fn != nullptr);
+  }
   aref(seg.client(*id).heartbeat_mono_ns).store(mono_now_ns(), std::memory_order_relaxed);
   id_.store(*id, std::memory_order_relaxed);
   shm::close_client(seg, old);

@@ -90,6 +90,8 @@ class Agent {
     uint32_t slot;
     uint32_t generation;
     uint64_t eligible_ns;  // dispatchable since (queue timeout and aging count from here)
+    uint8_t band;          // kept here: the slot may hold another request by the time a
+                           // stale entry is dropped
   };
   // A failed attempt's backoff, or an attempt's processing deadline.
   struct Timer {
@@ -117,6 +119,7 @@ class Agent {
   int drain_ring(uint8_t ring, bool check_claims, Take&& take);
   int drain_bands(bool check_claims);
   int drain_cancels(bool check_claims);
+  void take_cancelled(uint32_t slot, uint64_t ctl);
   void rec_defaults(uint32_t slot);
   int dispatch();
   // Batch mode (SPEC §5): batch requests of a type gather here until
@@ -194,7 +197,8 @@ class Agent {
   bool was_empty_ = true;   // CLOCK_MONOTONIC at the start of the cycle
   std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
   uint64_t inflight_ = 0;                                   // dispatches out (a batch counts once)
-  uint64_t live_ = 0;  // accepted requests not yet final: the queue depth
+  uint64_t live_ = 0;              // accepted requests not yet final: the queue depth
+  std::vector<uint8_t> accepted_;  // by slot: counted in live_ (taken, not yet final)
   uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled
   uint64_t stall_position_[shm::kRingCount] = {};
   uint64_t next_liveness_ns_ = 0;

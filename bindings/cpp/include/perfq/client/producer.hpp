@@ -69,6 +69,9 @@ struct Submitted {
   // An earlier submit of this user with the same idempotency key: the fields
   // above are that request's, and `outcome` is empty (status() tells it).
   bool duplicate = false;
+  // A duplicate's status is the original's, if the status table still holds
+  // it (docs/PROTOCOL.md §10); false: unknown, `status` means nothing.
+  bool status_known = true;
   Future outcome;
 };
 
