@@ -257,11 +257,13 @@ std::string_view Agent::type_of(uint32_t slot) const noexcept {
   return {rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes)};
 }
 
-// The agent-written fields of a record the agent has just taken.
+// The agent-written fields of a record the agent has just taken. status and
+// error are stored atomically: a status lookup may read them while the slot
+// is reused (it discards what it read; see store_shared_text).
 void Agent::rec_defaults(uint32_t slot) {
   RequestRecord& rec = seg_->record(slot);
-  rec.status = static_cast<uint8_t>(Status::kPending);
-  rec.error = static_cast<uint8_t>(Errc::kOk);
+  store_relaxed(rec.status, static_cast<uint8_t>(Status::kPending));
+  store_relaxed(rec.error, static_cast<uint8_t>(Errc::kOk));
   rec.attempts = 0;
   rec.result_len = 0;
   rec.result_kind = static_cast<uint8_t>(AttemptResult::kNone);
@@ -337,8 +339,8 @@ bool Agent::accept(uint32_t slot) {
   rec_defaults(slot);
   if (!valid) {
     ++rejected_;
-    rec.status = static_cast<uint8_t>(Status::kFailed);
-    rec.error = static_cast<uint8_t>(Errc::kInvalidRequest);
+    store_relaxed(rec.status, static_cast<uint8_t>(Status::kFailed));
+    store_relaxed(rec.error, static_cast<uint8_t>(Errc::kInvalidRequest));
     rec.result_len = 0;
     SlotCtl done = with_state(c, SlotState::kDone, c.owner);
     if (pool.transition(slot, ctl, done)) deliver(slot, done.pack());
@@ -899,8 +901,8 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   shm::Segment& seg = *seg_;
   RequestRecord& rec = seg.record(slot);
   rec.finished_mono_ns = now_ns_;
-  rec.status = static_cast<uint8_t>(status);
-  rec.error = static_cast<uint8_t>(error);
+  store_relaxed(rec.status, static_cast<uint8_t>(status));
+  store_relaxed(rec.error, static_cast<uint8_t>(error));
   rec.retry_at_mono_ns = 0;
   const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
   if (!seg.pool().transition(slot, ctl, done)) return;

@@ -80,8 +80,8 @@ SlotRead from_slot(Segment& seg, uint32_t slot, uint64_t id, RequestStatus& r) {
   const size_t ul = std::min<size_t>(load_relaxed(rec.user_len), kUserIdMaxBytes);
   r.type.resize(tl);
   r.user_id.resize(ul);
-  for (size_t i = 0; i < tl; ++i) r.type[i] = load_relaxed(rec.type[i]);
-  for (size_t i = 0; i < ul; ++i) r.user_id[i] = load_relaxed(rec.user_id[i]);
+  load_shared_text(rec.type, tl, r.type.data());
+  load_shared_text(rec.user_id, ul, r.user_id.data());
   switch (c.state) {
     case SlotState::kAssigned:
       r.status = Status::kAssigned;

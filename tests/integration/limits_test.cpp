@@ -347,5 +347,54 @@ TEST(StatusLookup, FinishedRequestsAreKeptUntilTheTableWraps) {
   EXPECT_EQ((*p)->status(first, shm::Caller{"alice"}).code(), Errc::kNotFound);
 }
 
+// Lookups and cancels read slots that other threads are reusing at the same
+// time: each answer is whole (the request's own type and user), and under
+// ThreadSanitizer no access races.
+TEST(StatusLookup, LookupsWhileSlotsAreReusedSeeWholeRequests) {
+  test::QueueName q;
+  auto cfg = test::test_config(q.str());
+  cfg.slots = 64;  // few slots: reused all the time
+  cfg.max_queue_depth = 32;
+  test::AgentThread agent(cfg);
+  auto w = Worker::connect(agent.segment());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->register_processor("echo", [](const Job&) { return Reply::ok(); }).ok());
+  std::atomic<bool> stop{false};
+  std::thread worker([&] { (*w)->run(stop); });
+  auto p = Producer::connect(agent.segment());
+  ASSERT_TRUE(p.ok());
+  std::atomic<uint64_t> newest{0};
+  std::atomic<bool> done{false};
+  std::thread submitter([&] {
+    for (int i = 0; i < 3000; ++i) {
+      const std::string user = i % 2 == 0 ? "alice" : "bob";
+      auto s = (*p)->submit(req(user, {}, "echo"));
+      if (!s) continue;
+      newest.store(s->request_id, std::memory_order_relaxed);
+      s->outcome.get();
+    }
+    done = true;
+  });
+  uint64_t seen = 0;
+  uint64_t wrong = 0;
+  while (!done.load()) {
+    const uint64_t id = newest.load(std::memory_order_relaxed);
+    if (id == 0) continue;
+    for (uint64_t back = 0; back < 4; ++back) {
+      auto st = (*p)->status(id - back, shm::Caller{"", true});
+      if (!st) continue;
+      ++seen;
+      // Ids alternate users from an even or odd start; the type is fixed.
+      if (st->type != "echo" || (st->user_id != "alice" && st->user_id != "bob")) ++wrong;
+    }
+    (void)(*p)->cancel(id, shm::Caller{"mallory"});
+  }
+  submitter.join();
+  stop = true;
+  worker.join();
+  EXPECT_GT(seen, 0u);
+  EXPECT_EQ(wrong, 0u);
+}
+
 }  // namespace
 }  // namespace perfq

@@ -245,22 +245,24 @@ Result<Submitted> Producer::enqueue(const RequestView& r, bool wait_for_room, ui
   const Band band = band_for(r.mode, r.priority);
   const uint64_t enqueued = mono_now_ns();
   const uint64_t created = enqueued + unix_offset_ns_;
-  rec.request_id = id;
-  rec.created_at_unix_ns = created;
+  // The fields a status lookup or a cancel may read while this slot is
+  // being reused are stored atomically (see store_shared_text); the rest plainly.
+  store_relaxed(rec.request_id, id);
+  store_relaxed(rec.created_at_unix_ns, created);
   thread_local uint64_t thread_seq = 0;
   rec.producer_seq = thread_seq++;
   rec.payload_len = static_cast<uint32_t>(r.payload.size());
   rec.metadata_len = static_cast<uint16_t>(r.metadata.size());
   rec.producer = static_cast<uint16_t>(id_);
-  rec.type_len = static_cast<uint8_t>(r.type.size());
-  rec.user_len = static_cast<uint8_t>(r.user_id.size());
+  store_relaxed(rec.type_len, static_cast<uint8_t>(r.type.size()));
+  store_relaxed(rec.user_len, static_cast<uint8_t>(r.user_id.size()));
   rec.idem_len = static_cast<uint8_t>(r.idempotency_key.size());
-  rec.mode = static_cast<uint8_t>(r.mode);
-  rec.priority = r.priority;
-  rec.band = static_cast<uint8_t>(band);
+  store_relaxed(rec.mode, static_cast<uint8_t>(r.mode));
+  store_relaxed(rec.priority, r.priority);
+  store_relaxed(rec.band, static_cast<uint8_t>(band));
   rec.producer_incarnation = incarnation_;
-  std::memcpy(rec.type, r.type.data(), r.type.size());
-  std::memcpy(rec.user_id, r.user_id.data(), r.user_id.size());
+  store_shared_text(rec.type, sizeof rec.type, r.type.data(), r.type.size());
+  store_shared_text(rec.user_id, sizeof rec.user_id, r.user_id.data(), r.user_id.size());
   if (!r.idempotency_key.empty()) {
     std::memcpy(rec.idempotency_key, r.idempotency_key.data(), r.idempotency_key.size());
   }
@@ -342,8 +344,10 @@ Result<void> Producer::cancel(uint64_t request_id, const shm::Caller& who) {
     if (load_relaxed(rec.request_id) != request_id) continue;
     // The id is read between two loads of the control word: the same word
     // means the slot still held this request while we looked.
-    const std::string_view owner(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
-    const bool mine = who.admin || owner == user_id;
+    char owner_buf[kUserIdMaxBytes];
+    const size_t owner_len = std::min<size_t>(load_relaxed(rec.user_len), kUserIdMaxBytes);
+    load_shared_text(rec.user_id, owner_len, owner_buf);
+    const bool mine = who.admin || std::string_view(owner_buf, owner_len) == user_id;
     const uint64_t again = pool.load(slot);
     if (SlotCtl::unpack(again).generation != c.generation) return not_live();  // finished meanwhile
     if (!mine) return not_found();  // SPEC §5: others get NOT_FOUND
