@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace perfq {
 
@@ -34,28 +35,31 @@ inline void store_relaxed(T& field, T value) noexcept {
 // A text field that a process may read while another rewrites it (a status
 // lookup or a cancel reading a slot a new request is claiming; the reader
 // then discards what it read): copied as whole words with relaxed atomics,
-// so neither side races. `bytes` is the field's size, a multiple of 8, and
-// the field is 8-byte aligned; `text` (at most `bytes`) is zero-padded.
+// so neither side races. `bytes` is the field's size, a multiple of 8 and at
+// most kSharedTextMax; the field is 8-byte aligned; `text` (at most `bytes`)
+// is stored zero-padded.
+inline constexpr std::size_t kSharedTextMax = 128;
+
 inline void store_shared_text(char* field, std::size_t bytes, const char* text,
                               std::size_t len) noexcept {
+  if (bytes > kSharedTextMax) bytes = kSharedTextMax;
+  uint64_t words[kSharedTextMax / 8] = {};
+  std::memcpy(words, text, len < bytes ? len : bytes);
+  auto* dst = reinterpret_cast<uint64_t*>(field);
   for (std::size_t w = 0; w < bytes / 8; ++w) {
-    uint64_t v = 0;
-    for (std::size_t b = 0; b < 8 && w * 8 + b < len; ++b) {
-      v |= uint64_t{static_cast<uint8_t>(text[w * 8 + b])} << (8 * b);
-    }
-    aref(reinterpret_cast<uint64_t*>(field)[w]).store(v, std::memory_order_relaxed);
+    aref(dst[w]).store(words[w], std::memory_order_relaxed);
   }
 }
 
-// Reads `len` bytes of a field written with store_shared_text.
+// Reads `len` (at most kSharedTextMax) bytes of a field written with
+// store_shared_text.
 inline void load_shared_text(const char* field, std::size_t len, char* out) noexcept {
-  const auto* words = reinterpret_cast<const uint64_t*>(field);
-  for (std::size_t w = 0; w * 8 < len; ++w) {
-    const uint64_t v = load_relaxed(words[w]);
-    for (std::size_t b = 0; b < 8 && w * 8 + b < len; ++b) {
-      out[w * 8 + b] = static_cast<char>(v >> (8 * b));
-    }
-  }
+  if (len > kSharedTextMax) len = kSharedTextMax;
+  uint64_t words[kSharedTextMax / 8];
+  const auto* src = reinterpret_cast<const uint64_t*>(field);
+  const std::size_t n = (len + 7) / 8;
+  for (std::size_t w = 0; w < n; ++w) words[w] = load_relaxed(src[w]);
+  std::memcpy(out, words, len);
 }
 
 }  // namespace perfq
