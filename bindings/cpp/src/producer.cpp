@@ -261,8 +261,8 @@ Result<Submitted> Producer::enqueue(const RequestView& r, bool wait_for_room, ui
   store_relaxed(rec.priority, r.priority);
   store_relaxed(rec.band, static_cast<uint8_t>(band));
   rec.producer_incarnation = incarnation_;
-  store_shared_text(rec.type, sizeof rec.type, r.type.data(), r.type.size());
-  store_shared_text(rec.user_id, sizeof rec.user_id, r.user_id.data(), r.user_id.size());
+  store_shared_text(rec.type, r.type.data(), r.type.size());
+  store_shared_text(rec.user_id, r.user_id.data(), r.user_id.size());
   if (!r.idempotency_key.empty()) {
     std::memcpy(rec.idempotency_key, r.idempotency_key.data(), r.idempotency_key.size());
   }

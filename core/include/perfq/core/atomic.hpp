@@ -35,20 +35,19 @@ inline void store_relaxed(T& field, T value) noexcept {
 // A text field that a process may read while another rewrites it (a status
 // lookup or a cancel reading a slot a new request is claiming; the reader
 // then discards what it read): copied as whole words with relaxed atomics,
-// so neither side races. `bytes` is the field's size, a multiple of 8 and at
-// most kSharedTextMax; the field is 8-byte aligned; `text` (at most `bytes`)
-// is stored zero-padded.
+// so neither side races. Only the words that hold `len` bytes are written
+// (a reader reads only as many bytes as the length it read). The field is
+// 8-byte aligned and at least `len` bytes; `len` is at most kSharedTextMax.
 inline constexpr std::size_t kSharedTextMax = 128;
 
-inline void store_shared_text(char* field, std::size_t bytes, const char* text,
-                              std::size_t len) noexcept {
-  if (bytes > kSharedTextMax) bytes = kSharedTextMax;
-  uint64_t words[kSharedTextMax / 8] = {};
-  std::memcpy(words, text, len < bytes ? len : bytes);
+inline void store_shared_text(char* field, const char* text, std::size_t len) noexcept {
+  if (len > kSharedTextMax) len = kSharedTextMax;
+  const std::size_t n = (len + 7) / 8;
+  uint64_t words[kSharedTextMax / 8];
+  if (n > 0) words[n - 1] = 0;
+  std::memcpy(words, text, len);
   auto* dst = reinterpret_cast<uint64_t*>(field);
-  for (std::size_t w = 0; w < bytes / 8; ++w) {
-    aref(dst[w]).store(words[w], std::memory_order_relaxed);
-  }
+  for (std::size_t w = 0; w < n; ++w) aref(dst[w]).store(words[w], std::memory_order_relaxed);
 }
 
 // Reads `len` (at most kSharedTextMax) bytes of a field written with
