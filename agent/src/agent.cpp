@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <thread>
 #include <unordered_set>
 
@@ -681,7 +682,13 @@ int Agent::dispatch() {
 void Agent::gather(std::string_view type, const Pending& p) {
   auto g = gathering_.find(type);
   if (g == gathering_.end()) g = gathering_.emplace(std::string(type), std::deque<Pending>{}).first;
-  g->second.push_back(p);
+  // Kept in eligible order (requests arrive from several bands), so the
+  // front is the oldest: the interval and the queue timeout look only there.
+  // Usually an append; bounded by the gathered requests of the type.
+  std::deque<Pending>& q = g->second;
+  auto at = q.end();
+  while (at != q.begin() && std::prev(at)->eligible_ns > p.eligible_ns) --at;
+  q.insert(at, p);
   const uint8_t band = p.band;
   if (band < kBandCount) ++gathered_band_[band];
   // A full batch goes now, not at the end of the cycle.
