@@ -729,10 +729,11 @@ int Agent::flush_batch(std::deque<Pending>& g, TypeRoute& r) {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   const size_t want = std::min<size_t>(g.size(), std::max<uint64_t>(cfg_.batch_size, 1));
-  std::vector<Pending> items;
-  std::vector<uint64_t> refs;
-  items.reserve(want);
-  refs.reserve(want + 1);
+  // Scratch kept across batches: no allocation per dispatch.
+  std::vector<Pending>& items = batch_items_;
+  std::vector<uint64_t>& refs = batch_refs_;
+  items.clear();
+  refs.clear();
   refs.push_back(0);  // the header, once the count is known
   // Bounded by `want` items taken from the front.
   for (size_t k = 0; k < want && !g.empty(); ++k) {

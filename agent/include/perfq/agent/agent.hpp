@@ -185,6 +185,8 @@ class Agent {
   std::vector<uint32_t> batch_of_;           // by slot: its open batch, 0 for none
   std::unordered_map<uint32_t, OpenBatch> open_batches_;
   uint32_t next_batch_ = 1;
+  std::vector<Pending> batch_items_;  // flush_batch scratch
+  std::vector<uint64_t> batch_refs_;
   std::vector<WorkerView> workers_;          // by client id
   std::vector<uint64_t> registering_since_;  // by client id: first seen kRegistering
   std::vector<uint32_t> active_workers_;     // ids with workers_[id].incarnation != 0

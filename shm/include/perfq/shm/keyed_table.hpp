@@ -160,25 +160,21 @@ static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint8_t>::is_always_lock_free);
 
-// --- Text fields are arrays of u64 words, copied with atomic word accesses.
+// --- Text fields are arrays of u64 words, copied with atomic word accesses
+// (core/atomic.hpp's store_shared_text / load_shared_text).
 // Writer (the way's owner): the first `len` bytes of the words are `s`, the rest zero.
 template <std::size_t N>
 void store_text(uint64_t (&words)[N], std::string_view s) noexcept {
+  static_assert(N * 8 <= kSharedTextMax);
   char buf[N * 8] = {};
   std::memcpy(buf, s.data(), s.size() < sizeof buf ? s.size() : sizeof buf);
-  for (std::size_t i = 0; i < N; ++i) {
-    uint64_t w = 0;
-    std::memcpy(&w, buf + 8 * i, 8);
-    aref(words[i]).store(w, std::memory_order_relaxed);
-  }
+  store_shared_text(reinterpret_cast<char*>(words), buf, sizeof buf);
 }
 // Reader (under the sequence lock): copies all N words.
 template <std::size_t N>
 void load_text(const uint64_t (&words)[N], char (&out)[N * 8]) noexcept {
-  for (std::size_t i = 0; i < N; ++i) {
-    const uint64_t w = load_relaxed(words[i]);
-    std::memcpy(out + 8 * i, &w, 8);
-  }
+  static_assert(N * 8 <= kSharedTextMax);
+  load_shared_text(reinterpret_cast<const char*>(words), N * 8, out);
 }
 // Reader: whether the first s.size() bytes are `s` (len is compared apart).
 template <std::size_t N>
