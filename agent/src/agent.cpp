@@ -97,6 +97,9 @@ Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock
     sink = a->own_sink_.get();
   }
   a->sink_ = sink;
+  // The sink's thread rings the doorbell when letters become durable; the
+  // segment stays mapped for it even after this agent is gone.
+  sink->set_waker([seg = a->seg_] { shm::notify(seg->header().doorbell); });
   a->start();
   return a;
 }
@@ -185,6 +188,7 @@ void Agent::recover() {
       case SlotState::kReporting:
       case SlotState::kReported:
       case SlotState::kCancelling:
+      case SlotState::kSealing:
         ++live_;  // accepted and not final: in the depth until finished
         accepted_[s] = 1;
         break;
@@ -231,6 +235,17 @@ void Agent::recover() {
       case SlotState::kCancelling:
         finish(s, ctl, Status::kCancelled, Errc::kCancelled);
         break;
+      case SlotState::kSealing: {
+        // The previous agent decided failed/timeout and died before the
+        // letter was durable, or before it concluded: hand the letter again
+        // (the sink drops a second copy of one it holds) and wait for it.
+        const uint8_t st = rec.status;
+        const auto status =
+            st == static_cast<uint8_t>(Status::kTimeout) ? Status::kTimeout : Status::kFailed;
+        const Errc error = errc_valid(rec.error) ? static_cast<Errc>(rec.error) : Errc::kInternal;
+        seal(s, ctl, status, error, /*recovered=*/true);
+        break;
+      }
       case SlotState::kDone: {
         const uint64_t ref = slot_ref(s, c.generation);
         if (c.owner < clients && !seg.completion_ring(c.owner).contains_unread(ref)) {
@@ -858,8 +873,8 @@ void Agent::record_failure(uint32_t slot, Errc code) {
 }
 
 // Hands a failed or timed-out request to the dead-letter sink, with every
-// field SPEC §5 lists. Nothing of it is logged.
-void Agent::dead_letter(uint32_t slot, Status status, Errc reason) {
+// field SPEC §5 lists, and returns its ticket. Nothing of it is logged.
+uint64_t Agent::dead_letter(uint32_t slot, Status status, Errc reason, bool recovered) {
   shm::Segment& seg = *seg_;
   const RequestRecord& rec = seg.record(slot);
   DeadLetter d;
@@ -883,7 +898,7 @@ void Agent::dead_letter(uint32_t slot, Status status, Errc reason) {
         std::string(e.message, std::min<size_t>(e.len, kAttemptMessageBytes))});
   }
   d.last_attempt_unix_ns = d.history.empty() ? 0 : d.history.back().at_unix_ns;
-  sink_->accept(std::move(d));
+  return sink_->accept(std::move(d), recovered);
 }
 
 void Agent::emit(EventKind kind, uint32_t slot, Status status, Errc error) {
@@ -905,6 +920,8 @@ void Agent::emit(EventKind kind, uint32_t slot, Status status, Errc error) {
 }
 
 // The final transition: writes the outcome, hands the slot to its producer.
+// A failure or timeout first goes to SEALING until its dead letter is
+// durable (seal), then concludes here too.
 void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   shm::Segment& seg = *seg_;
   RequestRecord& rec = seg.record(slot);
@@ -912,6 +929,41 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   store_relaxed(rec.status, static_cast<uint8_t>(status));
   store_relaxed(rec.error, static_cast<uint8_t>(error));
   rec.retry_at_mono_ns = 0;
+  if (status == Status::kFailed || status == Status::kTimeout) {
+    // Not final yet: status lookups read SEALING as the step it was at.
+    const SlotCtl held = with_state(SlotCtl::unpack(ctl), SlotState::kSealing, kOwnerAgent);
+    if (!seg.pool().transition(slot, ctl, held)) return;
+    seal(slot, held.pack(), status, error, /*recovered=*/false);
+    return;
+  }
+  conclude(slot, ctl, status, error);
+}
+
+// Hands the letter to the sink; the request concludes once the sink says its
+// ticket is durable (now, for a sink that is durable at once).
+void Agent::seal(uint32_t slot, uint64_t sealing_ctl, Status status, Errc error, bool recovered) {
+  const uint64_t ticket = dead_letter(slot, status, error, recovered);
+  sealing_.push_back(Sealing{ticket, slot, sealing_ctl, status, error});
+  (void)conclude_sealed();
+}
+
+// Concludes, in ticket order, the sealed requests whose letters are durable.
+int Agent::conclude_sealed() {
+  if (sealing_.empty()) return 0;
+  const uint64_t durable = sink_->durable();
+  int n = 0;
+  while (!sealing_.empty() && sealing_.front().ticket <= durable) {
+    const Sealing sealed = sealing_.front();
+    sealing_.pop_front();
+    conclude(sealed.slot, sealed.ctl, sealed.status, sealed.error);
+    ++n;
+  }
+  return n;
+}
+
+void Agent::conclude(uint32_t slot, uint64_t ctl, Status status, Errc error) {
+  shm::Segment& seg = *seg_;
+  RequestRecord& rec = seg.record(slot);
   const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
   if (!seg.pool().transition(slot, ctl, done)) return;
   if (accepted_[slot] != 0) {
@@ -938,7 +990,6 @@ void Agent::finish(uint32_t slot, uint64_t ctl, Status status, Errc error) {
                                       : EventKind::kFailed,
        slot, status, error);
   if (status == Status::kFailed || status == Status::kTimeout) {
-    dead_letter(slot, status, error);
     emit(EventKind::kDeadLettered, slot, status, error);
   }
   switch (status) {
@@ -1248,6 +1299,7 @@ int Agent::do_work() {
   n += release_retries();
   n += expire_pending(tick);
   n += dispatch();
+  n += conclude_sealed();
   if (!undelivered_.empty()) {
     std::vector<std::pair<uint32_t, uint64_t>> retry;
     retry.swap(undelivered_);
@@ -1273,7 +1325,7 @@ void Agent::run(const std::atomic<bool>& stop) {
     for (const uint32_t w : active_workers_) {
       if (seg.result_ring(w).size_approx() > 0) return true;
     }
-    return false;
+    return !sealing_.empty() && sealing_.front().ticket <= sink_->durable();
   };
   while (!stop.load(std::memory_order_acquire)) {
     const int n = do_work();

@@ -91,6 +91,11 @@ SlotRead from_slot(Segment& seg, uint32_t slot, uint64_t id, RequestStatus& r) {
     case SlotState::kReported:
       r.status = Status::kProcessing;
       break;
+    case SlotState::kSealing:
+      // Failed or timed out, but not until its DLQ record is durable: until
+      // then it reads as the step it was at.
+      r.status = c.attempt > 0 ? Status::kProcessing : Status::kPending;
+      break;
     case SlotState::kCancelling:
       r.status = Status::kCancelled;
       r.error = Errc::kCancelled;

@@ -143,10 +143,13 @@ class Agent {
   void requeue(uint32_t slot, uint32_t generation, Band band, uint64_t eligible_ns);
   void schedule_retry(uint32_t slot, uint32_t generation, uint8_t attempt, uint64_t at_ns);
   void finish(uint32_t slot, uint64_t ctl, Status status, Errc error);
+  void seal(uint32_t slot, uint64_t sealing_ctl, Status status, Errc error, bool recovered);
+  int conclude_sealed();
+  void conclude(uint32_t slot, uint64_t ctl, Status status, Errc error);
   void record_failure(uint32_t slot, Errc code);
   // Publishes an event if anyone reads them (a reader polled lately).
   void emit(EventKind kind, uint32_t slot, Status status, Errc error = Errc::kOk);
-  void dead_letter(uint32_t slot, Status status, Errc reason);
+  [[nodiscard]] uint64_t dead_letter(uint32_t slot, Status status, Errc reason, bool recovered);
   int release_retries();
   int expire_attempts();
   int expire_pending(bool all_queues);
@@ -198,7 +201,17 @@ class Agent {
   bool was_full_ = false;   // for queue.full / queue.empty edges
   bool was_empty_ = true;   // CLOCK_MONOTONIC at the start of the cycle
   std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
-  uint64_t inflight_ = 0;                                   // dispatches out (a batch counts once)
+  // Failed/timed-out requests in SEALING, in ticket order, until the sink
+  // makes their letters durable.
+  struct Sealing {
+    uint64_t ticket;
+    uint32_t slot;
+    uint64_t ctl;  // the SEALING control word
+    Status status;
+    Errc error;
+  };
+  std::deque<Sealing> sealing_;
+  uint64_t inflight_ = 0;          // dispatches out (a batch counts once)
   uint64_t live_ = 0;              // accepted requests not yet final: the queue depth
   std::vector<uint8_t> accepted_;  // by slot: counted in live_ (taken, not yet final)
   uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled

@@ -43,8 +43,9 @@ enum class SlotState : uint8_t {
   kReported = 7,    // the result is written; the agent will settle it
   kDone = 8,        // final status written; owner = producer, to collect
   kCancelling = 9,  // cancelled while pending/queued; the agent finishes it (owner = agent)
+  kSealing = 10,    // failed or timed out; waits for its DLQ record to be durable (owner = agent)
 };
-inline constexpr uint8_t kSlotStateCount = 10;
+inline constexpr uint8_t kSlotStateCount = 11;
 
 inline constexpr uint16_t kOwnerAgent = 0xFFFE;
 inline constexpr uint16_t kOwnerNone = 0xFFFF;

@@ -45,7 +45,7 @@
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
@@ -132,6 +132,24 @@ struct AgentCounters {
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
 static_assert(sizeof(AgentCounters) == 20 * 8);
 
+enum class JournalHealthState : uint32_t { kOff = 0, kHealthy = 1, kFailing = 2 };
+
+// The DLQ journal as health reports it (SPEC §5 "journal state", dlqSize).
+// Written by the agent's journal thread only, relaxed; readers take each word
+// as it is.
+struct JournalView {
+  uint32_t state;       // JournalHealthState
+  int32_t last_errno;   // of the last failed flush; 0 when healthy
+  uint64_t unreviewed;  // dlqSize
+  uint64_t entries;     // dead-letter entries in the index
+  uint64_t awaiting;    // requests held out of failed/timeout until their record is durable
+  uint64_t failed_flushes;
+  uint64_t durable_records;  // records made durable since the agent started
+  uint64_t segments;         // segment files in <data_dir>/dlq
+};
+static_assert(std::is_trivially_copyable_v<JournalView>);
+static_assert(sizeof(JournalView) == 56);
+
 // What producers need to admit a request (SPEC §5 admission) and to tell its
 // queue position, published by the agent under a sequence lock: `seq` is odd
 // while the agent writes. With `head` (each band ring's head when published)
@@ -189,6 +207,7 @@ struct SegmentHeader {
   alignas(kCacheLine) uint64_t next_request_id;    // producers, fetch_add
   alignas(kCacheLine) WaitWord doorbell;           // producers, workers -> agent
   alignas(kCacheLine) AgentCounters counters;
+  JournalView journal;  // same line as the counters: both are read by health
   alignas(kCacheLine) AdmissionView admission;  // agent writes, producers read
   alignas(kCacheLine) WaitWord room;            // agent -> producers waiting for room
   // --- the tables (geometry written once by the creator)
@@ -218,6 +237,7 @@ static_assert(offsetof(SegmentHeader, heartbeat_mono_ns) == 3 * kCacheLine);
 static_assert(offsetof(SegmentHeader, next_request_id) == 4 * kCacheLine);
 static_assert(offsetof(SegmentHeader, doorbell) == 5 * kCacheLine);
 static_assert(offsetof(SegmentHeader, counters) == 6 * kCacheLine);
+static_assert(offsetof(SegmentHeader, journal) == 6 * kCacheLine + 160);
 static_assert(offsetof(SegmentHeader, max_queue_depth) == 1 * kCacheLine + 224);
 static_assert(offsetof(SegmentHeader, admission) == 8 * kCacheLine);
 static_assert(offsetof(SegmentHeader, room) == 9 * kCacheLine);
@@ -293,6 +313,8 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 sizeof(EventRingHeader),
                                 kEventCapacity,
                                 offsetof(SegmentHeader, counters),
+                                offsetof(SegmentHeader, journal),
+                                sizeof(JournalView),
                                 offsetof(SegmentHeader, admission),
                                 offsetof(SegmentHeader, room),
                                 offsetof(SegmentHeader, max_queue_depth),
