@@ -55,6 +55,25 @@ Setter str(std::string Config::*field) {
   };
 }
 
+// A comma-separated list of numeric ids ("1000,1001"; empty: none).
+Setter ids(std::vector<uint32_t> Config::*field, std::string name) {
+  return [=](Config& c, const std::string& v) -> Result<void> {
+    std::vector<uint32_t> out;
+    std::size_t at = 0;
+    while (at < v.size()) {
+      const std::size_t comma = std::min(v.find(',', at), v.size());
+      uint64_t id = 0;
+      if (auto r = parse_u64(v.substr(at, comma - at), 0, UINT32_MAX - 1, id, name); !r) {
+        return {Errc::kInvalidRequest, name + " must be a comma-separated list of numeric ids"};
+      }
+      out.push_back(static_cast<uint32_t>(id));
+      at = comma + 1;
+    }
+    c.*field = std::move(out);
+    return {};
+  };
+}
+
 // One table of settings serves flags (dashes) and TOML keys (underscores).
 const std::map<std::string, Setter>& settings() {
   static const std::map<std::string, Setter> table = {
@@ -104,6 +123,10 @@ const std::map<std::string, Setter>& settings() {
        u64(&Config::ring_claim_timeout_ms, 1, 60000, "ring_claim_timeout_ms")},
       {"liveness_interval_ms",
        u64(&Config::liveness_interval_ms, 1, 60000, "liveness_interval_ms")},
+      {"dlq_segment_bytes", u64(&Config::dlq_segment_bytes, 4096, 1ull << 30, "dlq_segment_bytes")},
+      {"dlq_retention_ms", u64(&Config::dlq_retention_ms, 0, 1ull << 40, "dlq_retention_ms")},
+      {"admin_uids", ids(&Config::admin_uids, "admin_uids")},
+      {"admin_gids", ids(&Config::admin_gids, "admin_gids")},
       {"idle",
        [](Config& c, const std::string& v) -> Result<void> {
          if (!parse_idle(v, c.idle)) {

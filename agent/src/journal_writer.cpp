@@ -117,8 +117,20 @@ Result<std::unique_ptr<JournalWriter>> JournalWriter::open(const std::string& pa
     if (existing.get() < 0) return {Errc::kInternal, errno_text("journal open", errno)};
     auto file = read_whole(existing.get(), options.max_scan_bytes);
     if (!file) return file.error();
-    const ScanResult scanned = scan(file.value());
-    recovery.records = scanned.records.size();
+    ScanResult scanned;
+    if (options.lines) {
+      // Everything up to the last newline; a torn last line is cut.
+      const auto* b = reinterpret_cast<const char*>(file->data());
+      const std::string_view text(b, file->size());
+      const std::size_t nl = text.rfind('\n');
+      scanned.valid_end = nl == std::string_view::npos ? 0 : nl + 1;
+      scanned.torn_tail = scanned.valid_end < file->size();
+      recovery.records = static_cast<uint64_t>(std::count(
+          text.begin(), text.begin() + static_cast<std::ptrdiff_t>(scanned.valid_end), '\n'));
+    } else {
+      scanned = scan(file.value());
+      recovery.records = scanned.records.size();
+    }
     recovery.corrupt = scanned.corrupt;
     recovery.valid_end = scanned.valid_end;
     if (scanned.torn_tail) {
@@ -167,6 +179,23 @@ Result<uint64_t> JournalWriter::append(RecordType type, std::span<const std::byt
   return last_ticket();
 }
 
+Result<uint64_t> JournalWriter::append_line(std::string_view line) {
+  assert(options_.lines);
+  assert(line.find('\n') == std::string_view::npos);
+  const std::size_t size = line.size() + 1;
+  if (size > kRecordBodyMax)
+    return {Errc::kInvalidRequest, "journal line longer than kRecordBodyMax"};
+  if (pending_bytes() + size > options_.max_pending_bytes) {
+    return {Errc::kQueueFull,
+            "journal queue full: " + std::to_string(pending_bytes()) + " bytes not yet durable"};
+  }
+  const auto* b = reinterpret_cast<const std::byte*>(line.data());
+  buf_.insert(buf_.end(), b, b + line.size());
+  buf_.push_back(std::byte{'\n'});
+  ends_.push_back(buf_.size());
+  return last_ticket();
+}
+
 Result<uint64_t> JournalWriter::flush() {
   if (pending_records() == 0) return durable_ticket_;
   if (auto r = commit(pending_records()); !r) return r.error();
@@ -181,9 +210,10 @@ Result<uint64_t> JournalWriter::flush_each() {
   return durable_ticket_;
 }
 
-Result<void> JournalWriter::fail(std::string message) {
+Result<void> JournalWriter::fail(std::string message, int err) {
   state_.health = JournalHealth::kFailing;
   state_.last_error = message;
+  state_.last_errno = err;
   ++state_.failed_flushes;
   // Rewrite from the durable end next time: after a failed flush, written
   // bytes may have been dropped from the page cache (see the header).
@@ -273,7 +303,7 @@ Result<void> JournalWriter::commit(std::size_t records) {
         if (r == -EINTR && ++eintr < static_cast<unsigned>(kMaxSyscallRetries)) continue;
         // Unreachable in practice; the in-flight SQEs still point into buf_.
         ring_->broken = true;
-        return fail(errno_text("journal io_uring_wait_cqe", -r));
+        return fail(errno_text("journal io_uring_wait_cqe", -r), -r);
       }
       (io_uring_cqe_get_data64(cqe) == kWriteTag ? write_res : fsync_res) = cqe->res;
       io_uring_cqe_seen(ring, cqe);
@@ -281,7 +311,8 @@ Result<void> JournalWriter::commit(std::size_t records) {
     }
     if (submitted < count) {
       ring_->broken = true;  // the rest sits in the SQ and would run later
-      return fail(errno_text("journal io_uring_submit", submit_err != 0 ? submit_err : EAGAIN));
+      return fail(errno_text("journal io_uring_submit", submit_err != 0 ? submit_err : EAGAIN),
+                  submit_err != 0 ? submit_err : EAGAIN);
     }
 
     // The seam sees every CQE, in submission order.
@@ -293,7 +324,7 @@ Result<void> JournalWriter::commit(std::size_t records) {
           ++stalls;
           continue;
         }
-        return fail(errno_text("journal write", -w));
+        return fail(errno_text("journal write", -w), -w);
       }
       assert(static_cast<unsigned>(w) <= len);
       const auto wrote = std::min(static_cast<unsigned>(w), len);
@@ -316,7 +347,7 @@ Result<void> JournalWriter::commit(std::size_t records) {
         ++stalls;
         continue;
       }
-      return fail(errno_text("journal fdatasync", -fsync_res));
+      return fail(errno_text("journal fdatasync", -fsync_res), -fsync_res);
     }
     break;
   }
@@ -329,6 +360,7 @@ Result<void> JournalWriter::commit(std::size_t records) {
   drop_durable(records, target_bytes);
   state_.health = JournalHealth::kHealthy;
   state_.last_error.clear();
+  state_.last_errno = 0;
   return {};
 }
 

@@ -6,9 +6,11 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "perfq/agent/admin.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/perfq.hpp"
@@ -25,7 +27,12 @@ int usage() {
       "       perfqctl --queue NAME [--json] submit --user U --type T [--mode M] [--priority P]\n"
       "                [--idempotency-key K] [--payload JSON] [--wait]\n"
       "       perfqctl --queue NAME [--json] status ID --user U\n"
-      "       perfqctl --queue NAME [--json] cancel ID --user U\n"
+      "       perfqctl --queue NAME [--json] cancel ID [--user U]   (no --user: as an admin)\n"
+      "       perfqctl --queue NAME [--json] dlq list [--limit N] [--all]\n"
+      "       perfqctl --queue NAME [--json] dlq show ID\n"
+      "       perfqctl --queue NAME [--json] dlq review ID --resolution TEXT\n"
+      "       perfqctl --queue NAME [--json] dlq replay ID\n"
+      "       perfqctl --queue NAME [--json] dlq verify\n"
       "       perfqctl --queue NAME destroy      (remove the segment; no agent may run)\n",
       stderr);
   return 2;
@@ -87,6 +94,14 @@ int health(perfq::shm::Segment& seg, bool json) {
     }
     workers.push_back(std::move(w));
   }
+  const auto& jv = h.journal;
+  const uint32_t jstate = load_relaxed(jv.state);
+  const char* journal_state =
+      jstate == static_cast<uint32_t>(perfq::shm::JournalHealthState::kHealthy)   ? "healthy"
+      : jstate == static_cast<uint32_t>(perfq::shm::JournalHealthState::kFailing) ? "failing"
+                                                                                  : "off";
+  const int jerr = load_relaxed(jv.last_errno);
+  const std::string journal_error = jerr != 0 ? std::strerror(jerr) : "";
   uint64_t depth[perfq::kBandCount];
   for (uint8_t b = 0; b < perfq::kBandCount; ++b) {
     depth[b] = load_relaxed(k.band_depth[b]) + seg.band(static_cast<perfq::Band>(b)).size_approx();
@@ -110,7 +125,16 @@ int health(perfq::shm::Segment& seg, bool json) {
                   json_escape(workers[i].types).c_str());
     }
     std::printf(
-        "],\"counters\":{\"submitted\":%llu,\"completed\":%llu,\"failed\":%llu,"
+        "],\"dlqSize\":%llu,\"journal\":{\"state\":\"%s\",\"lastError\":\"%s\","
+        "\"awaitingDurable\":%llu,\"failedFlushes\":%llu,\"entries\":%llu,\"segments\":%llu}",
+        static_cast<unsigned long long>(load_relaxed(jv.unreviewed)), journal_state,
+        json_escape(journal_error).c_str(),
+        static_cast<unsigned long long>(load_relaxed(jv.awaiting)),
+        static_cast<unsigned long long>(load_relaxed(jv.failed_flushes)),
+        static_cast<unsigned long long>(load_relaxed(jv.entries)),
+        static_cast<unsigned long long>(load_relaxed(jv.segments)));
+    std::printf(
+        ",\"counters\":{\"submitted\":%llu,\"completed\":%llu,\"failed\":%llu,"
         "\"retried\":%llu,\"rejectedInvalid\":%llu,\"ringClaimsSkipped\":%llu,"
         "\"slotsReclaimed\":%llu,\"attemptsRedispatched\":%llu}}\n",
         static_cast<unsigned long long>(load_relaxed(k.submitted)),
@@ -138,6 +162,15 @@ int health(perfq::shm::Segment& seg, bool json) {
         static_cast<unsigned long long>(load_relaxed(k.failed)),
         static_cast<unsigned long long>(load_relaxed(k.retried)),
         static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)));
+    std::printf(
+        "journal  %s%s%s  dlq %llu unreviewed of %llu  awaiting durable %llu  "
+        "failed flushes %llu  segments %llu\n",
+        journal_state, jerr != 0 ? ": " : "", journal_error.c_str(),
+        static_cast<unsigned long long>(load_relaxed(jv.unreviewed)),
+        static_cast<unsigned long long>(load_relaxed(jv.entries)),
+        static_cast<unsigned long long>(load_relaxed(jv.awaiting)),
+        static_cast<unsigned long long>(load_relaxed(jv.failed_flushes)),
+        static_cast<unsigned long long>(load_relaxed(jv.segments)));
     if (load_relaxed(k.waiting_for_worker) != 0) {
       std::printf("WORKER_UNAVAILABLE: %llu requests wait for a worker of their type\n",
                   static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)));
@@ -151,17 +184,7 @@ int health(perfq::shm::Segment& seg, bool json) {
   return alive ? 0 : 1;
 }
 
-// createdAt and friends: ISO 8601 in UTC with milliseconds.
-std::string iso_time(uint64_t unix_ns) {
-  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
-  struct tm tm {};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<unsigned>(unix_ns / 1'000'000 % 1000));
-  return buf;
-}
+using perfq::agent::iso_time;
 
 // Prints an error as SPEC §6 shapes it and returns the exit code (1).
 int fail(bool json, perfq::Errc code, const std::string& msg, uint64_t retry_after_ms = 0) {
@@ -340,7 +363,124 @@ int status(const std::string& queue, const std::vector<std::string>& a, bool jso
   return 0;
 }
 
+// One request to the agent's admin socket (its path is in the segment).
+// Prints the SPEC error body and returns 1 on error; 0 with `out` set.
+int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohmann::json& out) {
+  auto seg = perfq::shm::Segment::attach(queue);
+  if (!seg) return fail(json, seg.error());
+  const auto& h = (*seg)->header();
+  const std::string path(h.socket_path, strnlen(h.socket_path, sizeof h.socket_path));
+  if (!(*seg)->agent_alive()) {
+    return fail(json, perfq::Errc::kAgentUnavailable,
+                "the agent of queue " + queue + " is not running");
+  }
+  auto r = perfq::agent::admin_call(path, req);
+  if (!r) return fail(json, r.error());
+  if (r->contains("statusCode")) {
+    const std::string code = r->value("error", std::string("INTERNAL"));
+    if (json) {
+      std::printf("%s\n", r->dump().c_str());
+    } else {
+      std::fprintf(stderr, "perfqctl: %s: %s\n", code.c_str(),
+                   r->value("message", std::string()).c_str());
+    }
+    return 1;
+  }
+  out = std::move(*r);
+  return 0;
+}
+
+std::string text(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump();
+}
+
+int dlq(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  if (a.empty()) return usage();
+  const std::string verb = a[0];
+  const std::vector<std::string> rest(a.begin() + 1, a.end());
+  nlohmann::json req;
+  if (verb == "list") {
+    const Flags f = parse_flags(rest, {"--limit"}, {"--all"});
+    if (f.bad || !f.positional.empty()) return usage();
+    req = {{"op", "dlq.list"}, {"all", f.has("--all")}};
+    if (const std::string* l = f.get("--limit")) {
+      uint64_t n = 0;
+      const auto r = std::from_chars(l->data(), l->data() + l->size(), n);
+      if (r.ec != std::errc{} || r.ptr != l->data() + l->size() || n < 1 || n > 100) {
+        return fail(json, perfq::Errc::kInvalidRequest, "limit must be an integer from 1 to 100");
+      }
+      req["limit"] = n;
+    }
+  } else if (verb == "show" || verb == "replay") {
+    const Flags f = parse_flags(rest, {}, {});
+    if (f.bad || f.positional.size() != 1) return usage();
+    req = {{"op", "dlq." + verb}, {"id", f.positional[0]}};
+  } else if (verb == "review") {
+    const Flags f = parse_flags(rest, {"--resolution"}, {});
+    if (f.bad || f.positional.size() != 1 || f.get("--resolution") == nullptr) return usage();
+    req = {{"op", "dlq.review"}, {"id", f.positional[0]}, {"resolution", *f.get("--resolution")}};
+  } else if (verb == "verify") {
+    if (!rest.empty()) return usage();
+    req = {{"op", "dlq.verify"}};
+  } else {
+    return usage();
+  }
+  nlohmann::json out;
+  if (const int rc = admin(queue, req, json, out); rc != 0) return rc;
+  if (json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else if (verb == "list") {
+    std::printf("%-8s %-16s %-12s %-16s %-8s %-18s %-8s %-24s %s\n", "DLQ ID", "REQUEST", "USER",
+                "TYPE", "STATUS", "REASON", "ATTEMPTS", "LAST ATTEMPT", "REVIEWED");
+    for (const auto& e : out["entries"]) {
+      std::printf("%-8s %-16s %-12s %-16s %-8s %-18s %-8s %-24s %s\n", text(e["dlqId"]).c_str(),
+                  text(e["originalRequestId"]).c_str(), text(e["userId"]).c_str(),
+                  text(e["type"]).c_str(), text(e["status"]).c_str(),
+                  text(e["failureReason"]).c_str(), text(e["attemptCount"]).c_str(),
+                  text(e["lastAttemptAt"]).c_str(), e["reviewed"].get<bool>() ? "yes" : "no");
+    }
+    std::printf("%s unreviewed\n", text(out["unreviewed"]).c_str());
+  } else if (verb == "show") {
+    for (const auto& [k, v] : out.items()) {
+      if (k == "errorHistory") continue;
+      std::printf("%-18s %s\n", k.c_str(), text(v).c_str());
+    }
+    std::printf("errorHistory\n");
+    for (const auto& h : out["errorHistory"]) {
+      std::printf("  %s  %-18s %s\n", text(h["at"]).c_str(), text(h["code"]).c_str(),
+                  text(h["message"]).c_str());
+    }
+  } else if (verb == "review") {
+    std::printf("reviewed DLQ entry %s\n", text(out["dlqId"]).c_str());
+  } else if (verb == "replay") {
+    std::printf("replayed DLQ entry %s as request %s\n", text(out["dlqId"]).c_str(),
+                text(out["replayedAs"]).c_str());
+  } else {
+    std::printf("%s segment(s), %s record(s): %s entries, %s reviews, %s replays, %s orphan(s)\n",
+                text(out["segments"]).c_str(), text(out["records"]).c_str(),
+                text(out["entries"]).c_str(), text(out["reviews"]).c_str(),
+                text(out["replays"]).c_str(), text(out["orphans"]).c_str());
+    for (const auto& p : out["problems"]) {
+      std::printf("problem: %s at offset %s (%s bytes): %s\n", text(p["file"]).c_str(),
+                  text(p["offset"]).c_str(), text(p["length"]).c_str(), text(p["what"]).c_str());
+    }
+    std::printf("%s\n", out["ok"].get<bool>() ? "ok" : "PROBLEMS FOUND");
+  }
+  // verify exits non-zero when it found a problem.
+  return verb == "verify" && !out["ok"].get<bool>() ? 1 : 0;
+}
+
 int cancel(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  if (const Flags f = parse_flags(a, {"--user"}, {}); !f.bad && f.get("--user") == nullptr) {
+    // No --user: an admin cancel through the agent, which audits it.
+    if (f.positional.size() != 1) return usage();
+    nlohmann::json out;
+    if (const int rc = admin(queue, {{"op", "cancel"}, {"id", f.positional[0]}}, json, out);
+        rc != 0)
+      return rc;
+    if (!json) std::printf("cancelled\n");
+    return 0;
+  }
   Target t;
   std::unique_ptr<perfq::Producer> p;
   if (const int rc = open_target(queue, a, json, t, p); rc != 0) return rc;
@@ -385,6 +525,7 @@ int main(int argc, char** argv) {
   if (verb == "submit") return submit(queue, rest, json);
   if (verb == "status") return status(queue, rest, json);
   if (verb == "cancel") return cancel(queue, rest, json);
+  if (verb == "dlq") return dlq(queue, rest, json);
   if (verb != "health") return usage();
   auto seg = perfq::shm::Segment::attach(queue);
   if (!seg) {

@@ -41,6 +41,12 @@ struct Config {
   uint64_t status_table_entries = 32768;       // finished statuses kept, by request id
   uint64_t idempotency_table_entries = 16384;  // (userId, idempotencyKey) pairs
   uint64_t rate_limit_table_entries = 4096;    // users rate-limited at once
+  // The DLQ journal (docs/CONFIG.md, docs/DECISIONS.md "DLQ retention")
+  uint64_t dlq_segment_bytes = uint64_t{64} << 20;  // a segment file rotates at this size
+  uint64_t dlq_retention_ms = uint64_t{7} * 24 * 3600 * 1000;  // reviewed entries kept this long
+  // Admitted to the admin socket besides the agent's uid and root (SO_PEERCRED)
+  std::vector<uint32_t> admin_uids;
+  std::vector<uint32_t> admin_gids;
   uint64_t ring_claim_timeout_ms = 50;
   uint64_t liveness_interval_ms = 5;
   IdleKind idle = IdleKind::kPark;

@@ -28,6 +28,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "perfq/agent/journal_format.hpp"
@@ -55,6 +56,10 @@ struct JournalWriterOptions {
   // The largest existing file open() will read into memory to scan.
   std::size_t max_scan_bytes = std::size_t{1} << 30;
   unsigned queue_depth = 8;
+  // A file of text lines (the audit log) instead of framed records: open()
+  // keeps everything up to the last '\n' and truncates a torn last line;
+  // append_line() queues. Same io_uring path, same group commit.
+  bool lines = false;
 };
 
 // What open() found in an existing file, for the caller to log.
@@ -72,6 +77,7 @@ struct JournalState {
   JournalHealth health = JournalHealth::kHealthy;
   std::string last_error;  // "journal fdatasync: Input/output error"; empty when healthy
   uint64_t failed_flushes = 0;
+  int last_errno = 0;  // of the last failure when it was a system error; 0 otherwise
 };
 
 class JournalWriter {
@@ -92,6 +98,8 @@ class JournalWriter {
   // kInvalidRequest: body larger than kRecordBodyMax. kQueueFull: the queue
   // would exceed max_pending_bytes (flush, or the journal is failing).
   [[nodiscard]] Result<uint64_t> append(RecordType type, std::span<const std::byte> body);
+  // Lines mode: queues `line` and a '\n' (the line must hold none).
+  [[nodiscard]] Result<uint64_t> append_line(std::string_view line);
 
   // Group commit: all queued records in ONE write SQE linked to ONE
   // fdatasync, one submit, then waits for both CQEs. A short write is
@@ -126,7 +134,7 @@ class JournalWriter {
   // Makes the first `records` queued records durable (writes whatever of them
   // is not written yet, then fdatasync).
   [[nodiscard]] Result<void> commit(std::size_t records);
-  [[nodiscard]] Result<void> fail(std::string message);
+  [[nodiscard]] Result<void> fail(std::string message, int err = 0);
   void drop_durable(std::size_t records, std::size_t bytes) noexcept;
 
   int fd_ = -1;
