@@ -167,6 +167,24 @@ Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound) {
   return c;
 }
 
+Child spawn_daemon(const agent::Config& cfg, const agent::DaemonHooks& hooks,
+                   std::chrono::milliseconds bound) {
+  Signal ready;
+  Child c([&] {
+    ready.close_read();
+    static std::atomic<bool> stop{false};
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { stop.store(true); };
+    sigaction(SIGTERM, &sa, nullptr);
+    agent::DaemonHooks h = hooks;
+    h.ready = [&] { ready.notify(); };
+    return agent::run_daemon(cfg, stop, h);
+  });
+  ready.close_write();
+  if (ready.wait(bound) != 1) std::fprintf(stderr, "daemon child did not report ready\n");
+  return c;
+}
+
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds bound) {
   const auto deadline = std::chrono::steady_clock::now() + bound;
   while (!pred()) {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "perfq/agent/agent.hpp"
+#include "perfq/agent/daemon.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::test {
@@ -92,6 +93,12 @@ class AgentThread {
 // An agent in a child process; returns once the agent reports it is running.
 Child spawn_agent(const agent::Config& cfg,
                   std::chrono::milliseconds bound = std::chrono::seconds(10));
+
+// The whole agent as perfq-agent runs it (DLQ journal, audit log, admin
+// socket) in a child process; returns once it runs and its socket listens.
+// SIGTERM stops it cleanly, SIGKILL as a crash.
+Child spawn_daemon(const agent::Config& cfg, const agent::DaemonHooks& hooks = {},
+                   std::chrono::milliseconds bound = std::chrono::seconds(10));
 
 // Waits until `pred` holds, re-checking each time `wake` (a shared word that
 // changes with progress) moves or a short bounded park ends; returns pred().

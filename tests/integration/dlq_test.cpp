@@ -1,0 +1,515 @@
+// The DLQ journal in the running agent (SPEC §5 "DLQ journal", §7): a
+// request is failed/timeout only once its record is durable, nothing is lost
+// or doubled when the agent is killed mid-write, disk errors hold requests
+// back and show in health, and operators review, replay and verify through
+// perfqctl, with every action in the audit log.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "perfq/agent/admin.hpp"
+#include "perfq/agent/journal.hpp"
+#include "perfq/agent/journal_format.hpp"
+#include "perfq/agent/journal_writer.hpp"
+#include "perfq/core/atomic.hpp"
+
+namespace perfq {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct ToolRun {
+  int exit = -1;
+  std::string out;  // stdout and stderr together
+};
+
+// Runs perfqctl --queue Q [--json] ARGS..., bounded; collects its output.
+ToolRun perfqctl(const std::string& queue, std::vector<std::string> args, bool as_json = true) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {};
+  std::vector<std::string> argv = {PERFQCTL_PATH, "--queue", queue};
+  if (as_json) argv.emplace_back("--json");
+  argv.insert(argv.end(), args.begin(), args.end());
+  test::Child child([&] {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    ::execv(cargv[0], cargv.data());
+    return 127;
+  });
+  ::close(fds[1]);
+  ToolRun r;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, 30'000) <= 0) break;
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;
+    r.out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  r.exit = child.wait(30s);
+  return r;
+}
+
+json parsed(const ToolRun& r) {
+  return json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::byte> read_bytes(const std::string& path) {
+  const std::string s = slurp(path);
+  const auto* b = reinterpret_cast<const std::byte*>(s.data());
+  return {b, b + s.size()};
+}
+
+// Every dead-letter entry in <data_dir>/dlq, by original request id, and the
+// problems a scan reports.
+struct OnDisk {
+  std::map<uint64_t, int> entries_by_request;
+  std::vector<agent::JournalEntry> entries;
+  uint64_t corrupt = 0;
+};
+
+OnDisk read_journal(const std::string& data_dir) {
+  OnDisk d;
+  std::vector<fs::path> files;
+  for (const auto& de : fs::directory_iterator(data_dir + "/dlq")) files.push_back(de.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    const auto bytes = read_bytes(f.string());
+    const agent::ScanResult s = agent::scan(bytes);
+    d.corrupt += s.corrupt.size();
+    for (const auto& r : s.records) {
+      if (r.type != agent::RecordType::kDeadLetter) continue;
+      auto e = agent::decode_dead_letter(r.body);
+      if (!e) continue;
+      ++d.entries_by_request[e->letter.request_id];
+      d.entries.push_back(std::move(*e));
+    }
+  }
+  return d;
+}
+
+// An IoSeam whose fdatasyncs fail with EIO while a word in shared memory is
+// set: the test (parent) flips it, the daemon (child) obeys.
+class SharedFaults final : public agent::IoSeam {
+ public:
+  SharedFaults() {
+    void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    word_ = static_cast<uint32_t*>(p);
+    *word_ = 0;
+  }
+  ~SharedFaults() override { ::munmap(word_, 4096); }
+  void fail_fsync(bool on) { aref(*word_).store(on ? 1 : 0, std::memory_order_release); }
+  // The next fdatasync that succeeds kills the process: the record is on
+  // disk, and the agent dies before it can conclude the request.
+  void die_after_fsync() { aref(*word_).store(2, std::memory_order_release); }
+  int on_result(Op op, int res) override {
+    const uint32_t mode = aref(*word_).load(std::memory_order_acquire);
+    if (op == Op::kFsync && mode == 1) return -EIO;
+    if (op == Op::kFsync && mode == 2 && res == 0) {
+      aref(*word_).store(0, std::memory_order_release);
+      ::raise(SIGKILL);
+    }
+    return res;
+  }
+
+ private:
+  uint32_t* word_ = nullptr;
+};
+
+class Dlq : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cfg_ = test::test_config(q_.str());
+    fs::remove_all(cfg_.data_dir);
+  }
+  void TearDown() override {
+    if (daemon_.pid() > 0) {
+      daemon_.kill(SIGTERM);
+      (void)daemon_.wait(20s);
+    }
+    if (worker_.pid() > 0) {
+      worker_.kill(SIGTERM);
+      (void)worker_.wait(10s);
+    }
+    fs::remove_all(cfg_.data_dir);
+  }
+
+  void start_daemon(const agent::DaemonHooks& hooks = {}) {
+    daemon_ = test::spawn_daemon(cfg_, hooks);
+    auto seg = shm::Segment::attach(q_.str());
+    ASSERT_TRUE(seg.ok());
+    seg_ = std::move(*seg);
+  }
+  void stop_daemon() {
+    daemon_.kill(SIGTERM);
+    ASSERT_EQ(daemon_.wait(20s), 0);
+  }
+  // A worker of `type` whose every attempt fails for good ("boom <payload>").
+  void start_failing_worker(const std::string& type) {
+    test::Signal ready;
+    worker_ = test::spawn_worker(
+        q_.str(), type, [](const Job&) { return Reply::permanent_error("boom"); }, &ready);
+    ready.close_write();
+    ASSERT_EQ(ready.wait(10s), 1);
+  }
+  ToolRun ctl(std::vector<std::string> args, bool as_json = true) {
+    return perfqctl(q_.str(), std::move(args), as_json);
+  }
+  shm::JournalView journal_view() {
+    const auto& v = seg_->header().journal;
+    shm::JournalView out{};
+    out.state = load_relaxed(v.state);
+    out.last_errno = load_relaxed(v.last_errno);
+    out.unreviewed = load_relaxed(v.unreviewed);
+    out.entries = load_relaxed(v.entries);
+    out.awaiting = load_relaxed(v.awaiting);
+    out.failed_flushes = load_relaxed(v.failed_flushes);
+    return out;
+  }
+
+  test::QueueName q_;
+  agent::Config cfg_;
+  test::Child daemon_;
+  test::Child worker_;
+  std::unique_ptr<shm::Segment> seg_;
+};
+
+TEST_F(Dlq, AgentKilledWhileDeadLetteringLosesAndDoublesNothing) {
+  constexpr int kRequests = 3000;
+  start_daemon();
+  start_failing_worker("doomed");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  std::vector<uint64_t> ids;
+  std::vector<Future> fs;
+  for (int i = 0; i < kRequests; ++i) {
+    auto s = (*p)->submit(test::make_request("doomed", "u", "x"));
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ids.push_back(s->request_id);
+    fs.push_back(std::move(s->outcome));
+  }
+  // Kill the agent while dead letters stream through the journal: some
+  // outcomes have been seen, most have not.
+  auto seen_failed = [&] {
+    (*p)->poll();
+    std::set<uint64_t> seen;
+    for (size_t i = 0; i < fs.size(); ++i) {
+      if (fs[i].ready()) seen.insert(ids[i]);
+    }
+    return seen;
+  };
+  ASSERT_TRUE(test::eventually([&] { return seen_failed().size() >= 200; }, 60s));
+  daemon_.kill(SIGKILL);
+  ASSERT_EQ(daemon_.wait(10s), 128 + SIGKILL);
+  const std::set<uint64_t> before_kill = seen_failed();
+  EXPECT_LT(before_kill.size(), static_cast<size_t>(kRequests)) << "the kill came too late";
+
+  start_daemon();
+  for (auto& f : fs) {
+    ASSERT_TRUE(f.wait_for(60s));
+    EXPECT_EQ(f.get().status, Status::kFailed);
+  }
+  stop_daemon();
+
+  const OnDisk d = read_journal(cfg_.data_dir);
+  EXPECT_EQ(d.corrupt, 0u);
+  EXPECT_EQ(d.entries.size(), static_cast<size_t>(kRequests));
+  for (const uint64_t id : ids) {
+    auto it = d.entries_by_request.find(id);
+    ASSERT_NE(it, d.entries_by_request.end()) << "request " << id << " failed but is not journaled";
+    EXPECT_EQ(it->second, 1) << "request " << id << " journaled " << it->second << " times";
+  }
+  for (const uint64_t id : before_kill) EXPECT_TRUE(d.entries_by_request.contains(id));
+  std::set<uint64_t> dlq_ids;
+  for (const auto& e : d.entries) dlq_ids.insert(e.dlq_id);
+  EXPECT_EQ(dlq_ids.size(), d.entries.size()) << "a DLQ id was given twice";
+}
+
+TEST_F(Dlq, AgentKilledAfterTheRecordIsDurableDoesNotJournalItTwice) {
+  SharedFaults faults;
+  faults.die_after_fsync();
+  agent::DaemonHooks hooks;
+  hooks.seam = &faults;
+  start_daemon(hooks);
+  start_failing_worker("doomed");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  auto s = (*p)->submit(test::make_request("doomed", "u", "x"));
+  ASSERT_TRUE(s.ok());
+  // The daemon kills itself right after the record's fdatasync.
+  ASSERT_EQ(daemon_.wait(20s), 128 + SIGKILL);
+  EXPECT_FALSE(s->outcome.ready());
+  ASSERT_EQ(read_journal(cfg_.data_dir).entries.size(), 1u);
+
+  // The next agent finds the request SEALING and concludes it from the
+  // record that is already there.
+  start_daemon();
+  ASSERT_TRUE(s->outcome.wait_for(20s));
+  EXPECT_EQ(s->outcome.get().status, Status::kFailed);
+  stop_daemon();
+  const OnDisk d = read_journal(cfg_.data_dir);
+  ASSERT_EQ(d.entries.size(), 1u) << "journaled twice";
+  EXPECT_EQ(d.entries[0].letter.request_id, s->request_id);
+}
+
+TEST_F(Dlq, DiskErrorsHoldRequestsOutOfFailedAndShowInHealth) {
+  SharedFaults faults;
+  faults.fail_fsync(true);
+  agent::DaemonHooks hooks;
+  hooks.seam = &faults;
+  hooks.journal_retry_ms = 2;
+  start_daemon(hooks);
+  start_failing_worker("doomed");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  auto s = (*p)->submit(test::make_request("doomed", "u", "x"));
+  ASSERT_TRUE(s.ok());
+
+  // The attempt failed for good, but its record cannot be made durable.
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        const auto v = journal_view();
+        return v.state == static_cast<uint32_t>(shm::JournalHealthState::kFailing) &&
+               v.awaiting == 1 && v.failed_flushes >= 2;
+      },
+      20s));
+  EXPECT_EQ(journal_view().last_errno, EIO);
+  EXPECT_FALSE(s->outcome.wait_for(0ms));
+  auto st = (*p)->status(s->request_id, shm::Caller{"u", false});
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->status, Status::kProcessing) << "failed before its record was durable";
+  const ToolRun health = ctl({"health"});
+  const json h = parsed(health);
+  ASSERT_TRUE(h.is_object()) << health.out;
+  EXPECT_EQ(h["journal"]["state"], "failing");
+  EXPECT_EQ(h["journal"]["awaitingDurable"], 1);
+  EXPECT_NE(h["journal"]["lastError"].get<std::string>(), "");
+
+  faults.fail_fsync(false);
+  ASSERT_TRUE(s->outcome.wait_for(20s));
+  EXPECT_EQ(s->outcome.get().status, Status::kFailed);
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        const auto v = journal_view();
+        return v.state == static_cast<uint32_t>(shm::JournalHealthState::kHealthy) &&
+               v.awaiting == 0 && v.unreviewed == 1;
+      },
+      10s));
+  stop_daemon();
+  const OnDisk d = read_journal(cfg_.data_dir);
+  ASSERT_EQ(d.entries.size(), 1u);
+  EXPECT_EQ(d.entries[0].letter.request_id, s->request_id);
+}
+
+TEST_F(Dlq, OperatorsReviewReplayAndVerifyThroughPerfqctl) {
+  start_daemon();
+  start_failing_worker("doomed");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  const std::string secret = "{\"card\":\"SECRET-PAYLOAD-4242\"}";
+  std::vector<uint64_t> ids;
+  for (const char* user : {"ann", "bob", "cy"}) {
+    RequestView r = test::make_request("doomed", user, secret);
+    r.idempotency_key = std::string("SECRET-KEY-") + user;
+    auto s = (*p)->submit(r);
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(s->outcome.wait_for(20s));
+    ASSERT_EQ(s->outcome.get().status, Status::kFailed);
+    ids.push_back(s->request_id);
+  }
+  char id_text[3][17];
+  for (int i = 0; i < 3; ++i) format_request_id(ids[static_cast<size_t>(i)], id_text[i]);
+
+  // list: newest first, every SPEC field.
+  json l = parsed(ctl({"dlq", "list"}));
+  ASSERT_TRUE(l.is_object());
+  ASSERT_EQ(l["entries"].size(), 3u);
+  EXPECT_EQ(l["entries"][0]["originalRequestId"], id_text[2]);
+  EXPECT_EQ(l["entries"][2]["originalRequestId"], id_text[0]);
+  EXPECT_EQ(l["entries"][0]["userId"], "cy");
+  EXPECT_EQ(l["entries"][0]["failureReason"], "PROCESSOR_ERROR");
+  EXPECT_EQ(l["entries"][0]["attemptCount"], 1);
+  EXPECT_EQ(l["entries"][0]["reviewed"], false);
+  EXPECT_EQ(parsed(ctl({"dlq", "list", "--limit", "2"}))["entries"].size(), 2u);
+  EXPECT_NE(ctl({"dlq", "list", "--limit", "0"}).exit, 0);
+  EXPECT_NE(ctl({"dlq", "list", "--limit", "101"}).exit, 0);
+  const std::string newest = l["entries"][0]["dlqId"];
+  const std::string oldest = l["entries"][2]["dlqId"];
+
+  // show: the payload, metadata and errorHistory.
+  json e = parsed(ctl({"dlq", "show", oldest}));
+  ASSERT_TRUE(e.is_object());
+  EXPECT_EQ(e["payload"]["card"], "SECRET-PAYLOAD-4242");
+  ASSERT_EQ(e["errorHistory"].size(), 1u);
+  EXPECT_EQ(e["errorHistory"][0]["code"], "PROCESSOR_ERROR");
+  EXPECT_EQ(e["errorHistory"][0]["message"], "boom");
+  EXPECT_EQ(parsed(ctl({"dlq", "show", "999"}))["statusCode"], 404);
+
+  // review: empty refused, unknown is an error, twice is a conflict.
+  ToolRun r = ctl({"dlq", "review", oldest, "--resolution", ""});
+  EXPECT_NE(r.exit, 0);
+  EXPECT_EQ(parsed(r)["statusCode"], 400);
+  r = ctl({"dlq", "review", "999", "--resolution", "x"});
+  EXPECT_NE(r.exit, 0);
+  EXPECT_EQ(parsed(r)["statusCode"], 404);
+  r = ctl({"dlq", "review", oldest, "--resolution", "card expired; user told"});
+  EXPECT_EQ(r.exit, 0) << r.out;
+  r = ctl({"dlq", "review", oldest, "--resolution", "again"});
+  EXPECT_NE(r.exit, 0);
+  EXPECT_EQ(parsed(r)["statusCode"], 409);
+  l = parsed(ctl({"dlq", "list"}));
+  EXPECT_EQ(l["entries"].size(), 2u) << "reviewed entries are listed only with --all";
+  l = parsed(ctl({"dlq", "list", "--all"}));
+  ASSERT_EQ(l["entries"].size(), 3u);
+  EXPECT_EQ(l["entries"][2]["dlqId"], oldest) << "reviewed entries come after unreviewed ones";
+  EXPECT_EQ(l["entries"][2]["resolution"], "card expired; user told");
+  EXPECT_EQ(journal_view().unreviewed, 2u);
+
+  // replay: a new request with the original's fields; once only.
+  r = ctl({"dlq", "replay", newest});
+  ASSERT_EQ(r.exit, 0) << r.out;
+  const std::string replayed = parsed(r)["replayedAs"];
+  uint64_t replayed_id = 0;
+  ASSERT_TRUE(parse_request_id(replayed, replayed_id));
+  EXPECT_NE(replayed_id, ids[2]);
+  auto st = (*p)->status(replayed_id, shm::Caller{"cy", false});
+  ASSERT_TRUE(st.ok()) << "the replay belongs to the original user";
+  EXPECT_EQ(st->type, "doomed");
+  EXPECT_EQ(parsed(ctl({"dlq", "show", newest}))["replayedAs"], replayed);
+  r = ctl({"dlq", "replay", newest});
+  EXPECT_EQ(parsed(r)["statusCode"], 409);
+
+  // verify: every record checks out.
+  r = ctl({"dlq", "verify"});
+  EXPECT_EQ(r.exit, 0) << r.out;
+  EXPECT_EQ(parsed(r)["ok"], true);
+
+  // An admin cancel (no --user) of someone's pending request.
+  auto pending = (*p)->submit(test::make_request("nobody-serves-this", "dee", "x"));
+  ASSERT_TRUE(pending.ok());
+  char pending_text[17];
+  format_request_id(pending->request_id, pending_text);
+  r = ctl({"cancel", pending_text});
+  EXPECT_EQ(r.exit, 0) << r.out;
+  ASSERT_TRUE(pending->outcome.wait_for(10s));
+  EXPECT_EQ(pending->outcome.get().status, Status::kCancelled);
+
+  // Everything survives a restart of the agent.
+  stop_daemon();
+  start_daemon();
+  l = parsed(ctl({"dlq", "list", "--all"}));
+  ASSERT_EQ(l["entries"].size(), 4u) << "the replay failed too: a fourth entry";
+  EXPECT_EQ(parsed(ctl({"dlq", "show", oldest}))["reviewed"], true);
+  EXPECT_EQ(parsed(ctl({"dlq", "show", newest}))["replayedAs"], replayed);
+  stop_daemon();
+
+  // The audit log: one JSON object per line, the actions above, and never a
+  // payload or idempotency key.
+  const std::string audit = slurp(cfg_.data_dir + "/audit.log");
+  std::map<std::string, int> events;
+  std::istringstream lines(audit);
+  for (std::string line; std::getline(lines, line);) {
+    const json a = json::parse(line, nullptr, false);
+    ASSERT_TRUE(a.is_object()) << line;
+    ++events[a.value("event", std::string())];
+  }
+  EXPECT_EQ(events["agent.start"], 2);
+  EXPECT_EQ(events["agent.stop"], 2);
+  EXPECT_EQ(events["config.loaded"], 2);
+  EXPECT_EQ(events["dlq.review"], 1);
+  EXPECT_EQ(events["dlq.replay"], 1);
+  EXPECT_EQ(events["request.cancel"], 1);
+  EXPECT_EQ(audit.find("SECRET-PAYLOAD"), std::string::npos);
+  EXPECT_EQ(audit.find("SECRET-KEY"), std::string::npos);
+}
+
+TEST_F(Dlq, CorruptRecordIsReportedAndTheAgentStillStarts) {
+  start_daemon();
+  start_failing_worker("doomed");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 3; ++i) {
+    auto s = (*p)->submit(test::make_request("doomed", "u", "payload"));
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(s->outcome.wait_for(20s));
+  }
+  stop_daemon();
+  // Flip one byte inside the second record's body.
+  std::string segment;
+  for (const auto& de : fs::directory_iterator(cfg_.data_dir + "/dlq")) segment = de.path();
+  auto bytes = read_bytes(segment);
+  const agent::ScanResult before = agent::scan(bytes);
+  ASSERT_EQ(before.records.size(), 3u);
+  const uint64_t second = before.records[1].offset;
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(second + agent::kRecordHeaderBytes + 10));
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(static_cast<std::streamoff>(second + agent::kRecordHeaderBytes + 10));
+    c = static_cast<char>(c ^ 0x40);
+    f.write(&c, 1);
+  }
+
+  start_daemon();  // starts: the record is reported, not fatal
+  const json l = parsed(ctl({"dlq", "list"}));
+  EXPECT_EQ(l["entries"].size(), 2u);
+  const ToolRun v = ctl({"dlq", "verify"});
+  EXPECT_NE(v.exit, 0) << "verify must fail on a corrupt record";
+  const json vj = parsed(v);
+  ASSERT_TRUE(vj.is_object()) << v.out;
+  ASSERT_EQ(vj["problems"].size(), 1u);
+  EXPECT_EQ(vj["problems"][0]["offset"], second);
+  EXPECT_EQ(vj["problems"][0]["file"], fs::path(segment).filename().string());
+  const ToolRun human = ctl({"dlq", "verify"}, /*as_json=*/false);
+  EXPECT_NE(human.out.find("offset " + std::to_string(second)), std::string::npos) << human.out;
+}
+
+TEST_F(Dlq, RefusedAdminConnectionsAreAnsweredAndAudited) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  start_daemon();
+  const std::string sock(seg_->header().socket_path);
+  // A process of another uid (nobody) asks for the DLQ.
+  test::Child other([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 3;
+    auto r = agent::admin_call(sock, json{{"op", "dlq.list"}});
+    if (!r) return 4;
+    return r->value("statusCode", 0) == 403 ? 0 : 5;
+  });
+  EXPECT_EQ(other.wait(20s), 0);
+  stop_daemon();
+  const std::string audit = slurp(cfg_.data_dir + "/audit.log");
+  EXPECT_NE(audit.find("\"event\":\"admin.refused\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"uid\":65534"), std::string::npos) << audit;
+}
+
+}  // namespace
+}  // namespace perfq
