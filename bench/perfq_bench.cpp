@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <span>
 #include <string>
@@ -99,16 +100,24 @@ const char* met(bool ok) {
 
 // ------------------------------------------------------------------ system
 
-// An agent and one no-op worker, each in its own process.
+// What serves "noop": a worker that replies ok, a batch worker that replies
+// ok to every item, or one whose every attempt fails for good.
+enum class Serve : uint8_t { kOk, kBatchOk, kFail };
+
+// An agent and one worker, each in its own process. With `journal` the agent
+// is perfq-agent's whole daemon, its DLQ journal under /var/tmp (a disk, so
+// fdatasync costs what it costs); otherwise the bare agent, whose dead
+// letters go to memory.
 struct System {
   test::QueueName queue;
   test::Child agent;
   test::Child worker;
+  std::string data_dir;
 
-  // `tune` adjusts the agent's settings; `batch`: the worker registers a
-  // batch processor for "noop" instead of a single one.
+  // `tune` adjusts the agent's settings.
   explicit System(IdleKind idle, uint64_t max_concurrent = 64,
-                  const std::function<void(agent::Config&)>& tune = {}, bool batch = false) {
+                  const std::function<void(agent::Config&)>& tune = {}, Serve serve = Serve::kOk,
+                  bool journal = false) {
     auto cfg = test::test_config(queue.str());
     cfg.slot_payload_bytes = 256;
     cfg.max_queue_depth = 32768;
@@ -116,9 +125,20 @@ struct System {
     cfg.idle = idle;
     cfg.liveness_interval_ms = 20;
     if (tune) tune(cfg);
-    agent = test::spawn_agent(cfg);
+    if (journal) {
+      char dir[] = "/var/tmp/perfq-bench-agent-XXXXXX";
+      if (::mkdtemp(dir) != nullptr) data_dir = dir;
+      cfg.data_dir = data_dir;
+      agent = test::spawn_daemon(cfg);
+    } else {
+      agent = test::spawn_agent(cfg);
+    }
     test::Signal ready;
-    if (batch) {
+    if (serve == Serve::kFail) {
+      worker = test::spawn_worker(
+          queue.str(), "noop", [](const Job&) { return Reply::permanent_error("failed"); }, &ready,
+          WorkerOptions{idle, 4096});
+    } else if (serve == Serve::kBatchOk) {
       worker = test::spawn_batch_worker(
           queue.str(), "noop",
           [](std::span<const Job> jobs) { return std::vector<Reply>(jobs.size(), Reply::ok()); },
@@ -136,6 +156,7 @@ struct System {
     (void)worker.wait(10s);
     agent.kill(SIGTERM);
     (void)agent.wait(10s);
+    if (!data_dir.empty()) std::filesystem::remove_all(data_dir);
   }
 };
 
@@ -318,7 +339,7 @@ double batch_end_to_end(const Options& o) {
         c.batch_size = 100;
         c.batch_interval_ms = 1;
       },
-      true);
+      Serve::kBatchOk);
   auto p = Producer::connect(sys.queue.str());
   if (!p) return 0;
   std::deque<Future> window;
@@ -397,12 +418,37 @@ void journal_throughput(const Options& o) {
   ::rmdir(dir);
 }
 
-LogLinearHistogram round_trip(const Options& o, IdleKind idle) {
-  System sys(idle);
+LogLinearHistogram round_trip(const Options& o, IdleKind idle, Serve serve = Serve::kOk,
+                              bool journal = false, uint64_t count = 0);
+
+// What the journal adds to a request that fails: its outcome is delivered
+// only once its dead letter is durable (one group commit, so at least one
+// fdatasync). One request at a time, round trip as the producer sees it,
+// against the same failing request with dead letters kept in memory, and a
+// succeeding one on the same daemon.
+void failing_latency(const Options& o) {
+  const uint64_t n = o.quick ? 2'000 : 10'000;
+  const LogLinearHistogram mem = round_trip(o, IdleKind::kPark, Serve::kFail, false, n);
+  const LogLinearHistogram dur = round_trip(o, IdleKind::kPark, Serve::kFail, true, n);
+  const LogLinearHistogram ok = round_trip(o, IdleKind::kPark, Serve::kOk, true, n);
+  row("failing request, dead letter in memory", lat(mem));
+  char cmp[96];
+  std::snprintf(
+      cmp, sizeof cmp, "+%s p50 (%.1fx) for the fdatasync",
+      ns(dur.percentile(0.5) - std::min(dur.percentile(0.5), mem.percentile(0.5))).c_str(),
+      static_cast<double>(dur.percentile(0.5)) /
+          static_cast<double>(std::max<uint64_t>(1, mem.percentile(0.5))));
+  row("failing request, dead letter journaled (durable)", lat(dur), cmp);
+  row("succeeding request, same daemon", lat(ok));
+}
+
+LogLinearHistogram round_trip(const Options& o, IdleKind idle, Serve serve, bool journal,
+                              uint64_t count) {
+  System sys(idle, 64, {}, serve, journal);
   auto p = Producer::connect(sys.queue.str(), ProducerOptions{idle});
   LogLinearHistogram h;
   if (!p) return h;
-  const uint64_t n = o.quick ? 20'000 : 100'000;
+  const uint64_t n = count != 0 ? count : o.quick ? 20'000 : 100'000;
   for (uint64_t i = 0; i < n + 1000; ++i) {
     const uint64_t t0 = now_ns();
     auto s = (*p)->submit(noop_request());
@@ -466,7 +512,10 @@ int run_all(const Options& o) {
                   batch / mq.per_second);
     row("batch mode end to end, batch_size 100", rate(batch), cmp, met(batch >= 5e6));
   }
-  if (want(o, "journal")) journal_throughput(o);
+  if (want(o, "journal")) {
+    journal_throughput(o);
+    failing_latency(o);
+  }
   std::printf(
       "\nsettings: agent, worker and producer in separate processes; max_concurrent_workers "
       "64 (latency) / 4096 (throughput); worker max_inflight 4096; window 2048; slots %u;\n"

@@ -424,7 +424,8 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
   }
 
   Result<uint64_t> flushed = dlq_->flush();
-  if (audit_) (void)audit_->flush();  // its own failures only delay the lines
+  // The audit log's failures only delay its lines (and the next round).
+  const bool audit_ok = !audit_ || audit_->flush().ok();
   const uint64_t durable_ticket = dlq_->durable_ticket();
   bool rotate = flushed && dlq_->durable_end() >= options_.segment_bytes;
 
@@ -452,13 +453,13 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
   }
   written_.erase(written_.begin(), written_.begin() + static_cast<std::ptrdiff_t>(applied));
   state_ = dlq_->state();
-  if (flushed) {
+  if (flushed && audit_ok) {
     retry_wait_ms_ = 0;
   } else {
     retry_wait_ms_ = retry_wait_ms_ == 0 ? options_.retry_ms
                                          : std::min(retry_wait_ms_ * 2, options_.retry_max_ms);
     for (auto& w : written_) {
-      if (w.op) w.op->error = flushed.error().message;
+      if (w.op && !flushed) w.op->error = flushed.error().message;
     }
   }
   active_durable_end_ = dlq_->durable_end();
