@@ -425,11 +425,13 @@ json AdminOps::handle(const json& req, const Peer& peer) {
   if (op == "dlq.replay") {
     auto id = id_field(req, "id");
     if (!id) return fail(id.error());
-    if (auto r = journal_.check_replayable(*id); !r) return fail(r.error());
+    if (auto r = journal_.begin_replay(*id); !r) return fail(r.error());
     auto e = journal_.show(*id);
-    if (!e) return fail(e.error());
     auto p = producer();
-    if (!p) return fail(p.error());
+    if (!e || !p) {
+      journal_.abandon_replay(*id);
+      return fail(!e ? e.error() : p.error());
+    }
     const DeadLetter& d = e->letter;
     RequestView v;
     v.type = d.type;
@@ -440,6 +442,7 @@ json AdminOps::handle(const json& req, const Peer& peer) {
     v.metadata = d.metadata;
     auto s = (*p)->try_submit(v);
     if (!s) {
+      journal_.abandon_replay(*id);
       json body = fail(s.error());
       if (s.error().retry_after_ms != 0) body["retryAfterMs"] = s.error().retry_after_ms;
       return body;

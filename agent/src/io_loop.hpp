@@ -3,8 +3,9 @@
 //
 // Parking is an IORING_OP_FUTEX_WAIT on the shared doorbell word plus the
 // wait's own timeout (the next timer), so one io_uring_enter both sleeps and
-// wakes on producers, workers and timers; later the journal's writes and
-// fsyncs complete into the same ring. On kernels without futex ops (before
+// wakes on producers, workers and timers. The DLQ journal has its own ring on
+// its own thread (journal.hpp) and rings the same doorbell when dead letters
+// become durable, so the data plane never waits on a disk. On kernels without futex ops (before
 // 6.7) the loop falls back to the futex syscall with the same semantics.
 #include <liburing.h>
 

@@ -114,7 +114,8 @@ Result<void> sync_dir(const std::string& dir) {
 // Applies one scanned file to a report (and, when given, to an index).
 template <class OnEntry, class OnReview, class OnReplay>
 void walk(const std::string& name, std::span<const std::byte> data, JournalReport& report,
-          OnEntry&& on_entry, OnReview&& on_review, OnReplay&& on_replay) {
+          OnEntry&& on_entry, OnReview&& on_review, OnReplay&& on_replay,
+          uint64_t* high_water = nullptr) {
   const ScanResult scanned = scan(data);
   for (const CorruptRange& c : scanned.corrupt) {
     report.problems.push_back({name, c.offset, c.length, "corrupt record skipped"});
@@ -157,6 +158,16 @@ void walk(const std::string& name, std::span<const std::byte> data, JournalRepor
         }
         ++report.replays;
         if (!on_replay(*v)) ++report.orphans;
+        break;
+      }
+      case RecordType::kCheckpoint: {
+        auto v = decode_checkpoint(r.body);
+        if (!v) {
+          report.problems.push_back({name, r.offset, kRecordHeaderBytes + r.body.size(),
+                                     "checkpoint body does not decode"});
+          break;
+        }
+        if (high_water != nullptr) *high_water = std::max(*high_water, v->next_dlq_id);
         break;
       }
     }
@@ -244,7 +255,8 @@ Result<void> Journal::recover() {
           if (it == entries_.end()) return false;
           if (it->second.replayed_as == 0) it->second.replayed_as = v.replayed_as;
           return true;
-        });
+        },
+        &next_dlq_id_);
     if (active) {
       // The writer's own scan cuts the torn tail; it is reported once, here.
       for (std::size_t p = problems_before; p < rep.problems.size(); ++p) {
@@ -260,6 +272,7 @@ Result<void> Journal::recover() {
   if (auto r = open_segment(active); !r) return r;
   rep.truncated_bytes = dlq_->recovery().truncated_bytes;
   if (seqs.empty()) segments_.push_back(active);
+  active_checkpointed_ = false;
   const uint64_t before = segments_.size();
   sweep(now_unix_ns(), /*at_open=*/true);
   rep.removed_segments = before - segments_.size();
@@ -357,7 +370,7 @@ void Journal::run() {
       work_cv_.wait_until(lock, until, [&] { return stop_; });
     }
     round_locked(lock);
-    if (stop_ && state_.health != JournalHealth::kHealthy) return;  // nothing more can land
+    if (stop_ && !last_round_ok_) return;  // failing: what is queued cannot land now
   }
 }
 
@@ -453,7 +466,8 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
   }
   written_.erase(written_.begin(), written_.begin() + static_cast<std::ptrdiff_t>(applied));
   state_ = dlq_->state();
-  if (flushed && audit_ok) {
+  last_round_ok_ = flushed && audit_ok;
+  if (last_round_ok_) {
     retry_wait_ms_ = 0;
   } else {
     retry_wait_ms_ = retry_wait_ms_ == 0 ? options_.retry_ms
@@ -467,10 +481,14 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
     lock.unlock();
     const uint64_t next = active_seq_ + 1;
     auto r = open_segment(next);  // takes mu_ itself
+    // The new segment starts with the id high-water mark, so that retention
+    // may delete every older one.
+    const bool checkpointed = r && write_checkpoint();
     lock.lock();
     if (r) {
       segments_.push_back(next);
-      sweep(now_unix_ns(), /*at_open=*/false);
+      active_checkpointed_ = checkpointed;
+      if (checkpointed) sweep(now_unix_ns(), /*at_open=*/false);
     } else {
       // The old file stays active and keeps growing; health says why.
       state_.health = JournalHealth::kFailing;
@@ -506,15 +524,19 @@ void Journal::apply(const Written& w) {
         it->second.resolution = w.op->review.resolution;
         --unreviewed_;
       }
+      reviewing_.erase(w.op->review.dlq_id);
       w.op->durable = true;
       w.op->error.clear();
       break;
     }
+    case RecordType::kCheckpoint:
+      break;
     case RecordType::kReplay: {
       auto it = entries_.find(w.op->replay.dlq_id);
       if (it != entries_.end() && it->second.replayed_as == 0) {
         it->second.replayed_as = w.op->replay.replayed_as;
       }
+      replaying_.erase(w.op->replay.dlq_id);
       w.op->durable = true;
       w.op->error.clear();
       break;
@@ -524,21 +546,28 @@ void Journal::apply(const Written& w) {
 
 // mu_ held (or single-threaded at open). See the retention rule in the header.
 void Journal::sweep(uint64_t now_ns, bool at_open) {
-  (void)at_open;
   const uint64_t keep_ns = options_.retention_ms * 1'000'000;
-  bool removed = false;
-  while (segments_.size() > 1) {
-    const uint64_t seq = segments_.front();
-    if (seq == active_seq_) break;
-    bool expired = true;
+  auto expired = [&](uint64_t seq) {
     for (const auto& [id, s] : entries_) {
-      if (s.segment != seq) continue;
-      if (!s.reviewed || s.reviewed_at_unix_ns + keep_ns > now_ns) {
-        expired = false;
-        break;
+      if (s.segment == seq && (!s.reviewed || s.reviewed_at_unix_ns + keep_ns > now_ns)) {
+        return false;
       }
     }
-    if (!expired) break;
+    return true;
+  };
+  std::size_t n = 0;
+  while (n + 1 < segments_.size() && segments_[n] != active_seq_ && expired(segments_[n])) ++n;
+  if (n == 0) return;
+  // The ids of the entries about to go must never be given again: the active
+  // segment records the high-water mark first (the thread wrote it at
+  // rotation; at open it is written here, before the thread starts).
+  if (!active_checkpointed_) {
+    if (!at_open || !write_checkpoint()) return;
+    active_checkpointed_ = true;
+  }
+  std::size_t removed = 0;
+  for (; removed < n; ++removed) {
+    const uint64_t seq = segments_[removed];
     if (::unlink(segment_path(seq).c_str()) != 0 && errno != ENOENT) break;
     for (auto it = entries_.begin(); it != entries_.end();) {
       if (it->second.segment == seq) {
@@ -548,10 +577,15 @@ void Journal::sweep(uint64_t now_ns, bool at_open) {
         ++it;
       }
     }
-    segments_.erase(segments_.begin());
-    removed = true;
   }
-  if (removed) (void)sync_dir(dir_);
+  segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(removed));
+  if (removed > 0) (void)sync_dir(dir_);
+}
+
+bool Journal::write_checkpoint() {
+  const std::vector<std::byte> body = encode_checkpoint({next_dlq_id_});
+  if (!dlq_->append(RecordType::kCheckpoint, body)) return false;
+  return dlq_->flush().ok();
 }
 
 std::vector<DlqSummary> Journal::list(std::size_t limit, bool all) const {
@@ -578,6 +612,9 @@ Result<DlqEntry> Journal::show(uint64_t dlq_id) const {
   // The record is durable and never rewritten: read it back from its file.
   const std::string path = segment_path(s.segment);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};  // retention took it
+  }
   if (fd < 0) return {Errc::kInternal, "journal: " + path + ": " + std::strerror(errno)};
   std::byte header[kRecordHeaderBytes];
   Result<DlqEntry> out{Errc::kInternal, "journal: cannot read DLQ entry " + std::to_string(dlq_id)};
@@ -632,19 +669,17 @@ Result<void> Journal::review(uint64_t dlq_id, std::string reviewed_by, std::stri
     if (it->second.reviewed) {
       return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " was reviewed already"};
     }
-    for (const auto& q : ops_) {
-      if (q->type == RecordType::kReview && q->review.dlq_id == dlq_id) {
-        return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " is being reviewed"};
-      }
-    }
-    for (const auto& w : written_) {
-      if (w.op && w.type == RecordType::kReview && w.op->review.dlq_id == dlq_id) {
-        return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " is being reviewed"};
-      }
+    // Claimed in the same critical section as the checks: one review wins.
+    if (!reviewing_.insert(dlq_id).second) {
+      return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " is being reviewed"};
     }
   }
   auto body = encode_review(op->review);
-  if (!body) return body.error();
+  if (!body) {
+    std::lock_guard lock(mu_);
+    reviewing_.erase(dlq_id);
+    return body.error();
+  }
   op->body = std::move(*body);
   return wait_durable(op, timeout_ms);
 }
@@ -662,7 +697,31 @@ Result<void> Journal::check_replayable(uint64_t dlq_id) const {
   return {};
 }
 
+Result<void> Journal::begin_replay(uint64_t dlq_id) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(dlq_id);
+  if (it == entries_.end()) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
+  if (it->second.replayed_as != 0 || !replaying_.insert(dlq_id).second) {
+    return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " was replayed already"};
+  }
+  return {};
+}
+
+void Journal::abandon_replay(uint64_t dlq_id) {
+  std::lock_guard lock(mu_);
+  replaying_.erase(dlq_id);
+}
+
 Result<void> Journal::record_replay(uint64_t dlq_id, uint64_t replayed_as, uint64_t timeout_ms) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(dlq_id);
+    if (it == entries_.end()) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
+    if (it->second.replayed_as != 0) {
+      return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " was replayed already"};
+    }
+    replaying_.insert(dlq_id);
+  }
   auto op = std::make_shared<Op>();
   op->type = RecordType::kReplay;
   op->replay = ReplayRecord{dlq_id, replayed_as, now_unix_ns()};

@@ -105,7 +105,7 @@ uint32_t load_u32(const std::byte* p) {
 }
 
 bool valid_type(uint8_t raw) {
-  return raw >= 1 && raw <= 3;
+  return raw >= 1 && raw <= 4;
 }
 
 bool valid_priority(uint8_t p) {
@@ -271,6 +271,21 @@ Result<ReplayRecord> decode_replay(std::span<const std::byte> body) {
   if (!r.ok()) return bad_body("replay truncated");
   if (!r.at_end()) return bad_body("replay has trailing bytes");
   return v;
+}
+
+std::vector<std::byte> encode_checkpoint(const CheckpointRecord& c) {
+  Writer w;
+  w.u64(c.next_dlq_id);
+  return std::move(w).take();
+}
+
+Result<CheckpointRecord> decode_checkpoint(std::span<const std::byte> body) {
+  Reader r(body);
+  CheckpointRecord c;
+  c.next_dlq_id = r.u64();
+  if (!r.ok()) return bad_body("checkpoint truncated");
+  if (!r.at_end()) return bad_body("checkpoint has trailing bytes");
+  return c;
 }
 
 std::vector<std::byte> encode_record(RecordType type, std::span<const std::byte> body) {

@@ -318,10 +318,26 @@ std::vector<std::byte> record_with_header_byte(std::size_t at, uint8_t value) {
   return rec;
 }
 
+TEST(JournalFormat, CheckpointRoundTripsAndRefusesOtherLengths) {
+  const std::vector<std::byte> body = encode_checkpoint({0x0102'0304'0506'0708ull});
+  ASSERT_EQ(body.size(), 8u);
+  auto c = decode_checkpoint(body);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->next_dlq_id, 0x0102'0304'0506'0708ull);
+  const std::vector<std::byte> rec = encode_record(RecordType::kCheckpoint, body);
+  const ScanResult s = scan(rec);
+  ASSERT_EQ(s.records.size(), 1u);
+  EXPECT_EQ(s.records[0].type, RecordType::kCheckpoint);
+  EXPECT_FALSE(decode_checkpoint(std::span(body).first(7)).ok());
+  std::vector<std::byte> longer = body;
+  longer.push_back(std::byte{0});
+  EXPECT_FALSE(decode_checkpoint(longer).ok());
+}
+
 TEST(JournalScan, RejectsUnknownTypeVersionOrReservedEvenWithAGoodCrc) {
   ASSERT_EQ(scan(record_with_header_byte(12, 3)).records.size(), 1u);  // the control
   for (const auto& [at, value] :
-       {std::pair<std::size_t, uint8_t>{12, 0}, {12, 4}, {13, 0}, {13, 2}, {14, 1}, {15, 1}}) {
+       {std::pair<std::size_t, uint8_t>{12, 0}, {12, 5}, {13, 0}, {13, 2}, {14, 1}, {15, 1}}) {
     std::vector<std::byte> file = record_with_header_byte(at, value);
     const ScanResult s = scan(file);
     EXPECT_TRUE(s.records.empty()) << "byte " << at << " = " << int{value};
@@ -478,12 +494,16 @@ TEST(JournalScan, RandomBuffersNeverCrashAndStayInBounds) {
         case RecordType::kReplay:
           (void)decode_replay(r.body);
           break;
+        case RecordType::kCheckpoint:
+          (void)decode_checkpoint(r.body);
+          break;
       }
     }
     // Decoders on raw noise, too.
     (void)decode_dead_letter(buf);
     (void)decode_review(buf);
     (void)decode_replay(buf);
+    (void)decode_checkpoint(buf);
   }
 }
 

@@ -31,6 +31,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "perfq/agent/dead_letter.hpp"
@@ -132,14 +133,21 @@ class Journal final : public DeadLetterSink {
   // `all` includes reviewed entries.
   [[nodiscard]] std::vector<DlqSummary> list(std::size_t limit, bool all) const;
   [[nodiscard]] Result<DlqEntry> show(uint64_t dlq_id) const;  // kNotFound
-  // kValidation (empty resolution), kNotFound, kConflict (reviewed before);
+  // kInvalidRequest (empty resolution), kNotFound, kConflict (reviewed
+  // before, or a review of it is on its way to disk);
   // returns once the review record is durable (kInternal: the journal is
   // failing; the review stays queued and lands when it recovers).
   [[nodiscard]] Result<void> review(uint64_t dlq_id, std::string reviewed_by,
                                     std::string resolution, uint64_t timeout_ms = 10'000);
   // kNotFound, kConflict (replayed before).
   [[nodiscard]] Result<void> check_replayable(uint64_t dlq_id) const;
-  // Records that the entry was submitted again as `replayed_as`.
+  // check_replayable, and marks the entry as being replayed until
+  // record_replay's record is durable or abandon_replay: a concurrent replay
+  // of it is a kConflict.
+  [[nodiscard]] Result<void> begin_replay(uint64_t dlq_id);
+  void abandon_replay(uint64_t dlq_id);
+  // Records that the entry was submitted again as `replayed_as`. kNotFound,
+  // kConflict (a replay of it is recorded already).
   [[nodiscard]] Result<void> record_replay(uint64_t dlq_id, uint64_t replayed_as,
                                            uint64_t timeout_ms = 10'000);
   // Reads every segment file again and checks every record (CRC, body).
@@ -168,6 +176,9 @@ class Journal final : public DeadLetterSink {
   void sweep(uint64_t now_ns, bool at_open);
   void publish_view();
   [[nodiscard]] Result<void> wait_durable(const std::shared_ptr<Op>& op, uint64_t timeout_ms);
+  // Thread (or open): appends a checkpoint of next_dlq_id_ to the active
+  // segment and makes it durable. Before retention deletes anything.
+  [[nodiscard]] bool write_checkpoint();
   [[nodiscard]] std::string segment_path(uint64_t seq) const;
   [[nodiscard]] uint64_t now_unix_ns() const noexcept;
 
@@ -178,8 +189,10 @@ class Journal final : public DeadLetterSink {
   std::unique_ptr<JournalWriter> dlq_;
   std::unique_ptr<JournalWriter> audit_;
   uint64_t active_seq_ = 0;
-  std::vector<Written> written_;  // appended to dlq_, oldest first, not yet durable
-  uint64_t retry_wait_ms_ = 0;    // 0: healthy
+  std::vector<Written> written_;      // appended to dlq_, oldest first, not yet durable
+  uint64_t retry_wait_ms_ = 0;        // 0: healthy
+  bool last_round_ok_ = true;         // both files flushed in the last round
+  bool active_checkpointed_ = false;  // the active segment holds a durable checkpoint
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;   // the thread waits for work here
@@ -197,7 +210,9 @@ class Journal final : public DeadLetterSink {
   uint64_t active_seq_public_ = 0;
   std::map<uint64_t, DlqSummary> entries_;             // by dlq_id
   std::unordered_map<uint64_t, uint64_t> by_request_;  // request id -> dlq_id
-  std::vector<uint64_t> segments_;                     // sequence numbers on disk, ascending
+  std::unordered_set<uint64_t> reviewing_;             // dlq ids with a review record on its way
+  std::unordered_set<uint64_t> replaying_;  // dlq ids between begin_replay and its record
+  std::vector<uint64_t> segments_;          // sequence numbers on disk, ascending
   uint64_t unreviewed_ = 0;
   JournalState state_;
   shm::JournalView* view_ = nullptr;

@@ -17,7 +17,7 @@
 //    8      4   crc       CRC32C (Castagnoli, reflected 0x82F63B78, seed 0)
 //                         over bytes [12, 16 + length): type, version,
 //                         reserved and the body
-//   12      1   type      1 dead-letter entry, 2 review, 3 replay
+//   12      1   type      1 dead-letter entry, 2 review, 3 replay, 4 checkpoint
 //   13      1   version   1 (kRecordVersion)
 //   14      2   reserved  0
 //   16      -   body      length bytes, laid out by `type` (below)
@@ -56,6 +56,10 @@
 //    0   8  u64  dlq_id
 //    8   8  u64  replayed_as (the new request's id)
 //   16   8  u64  at_unix_ns
+//
+//   type 4, checkpoint (8 bytes): the journal's id high-water mark, written
+//   before retention deletes segments, so that dlq ids are never given twice
+//    0   8  u64  next_dlq_id
 //
 // Recovery (scan): records are walked from offset 0. A record is valid when
 // its whole header and body lie inside the file, magic/version/reserved/type
@@ -103,7 +107,7 @@ static_assert(kRecordBodyMax >= 40 + 3 * 2 + kUserIdMaxBytes + kTypeMaxBytes + k
               "the largest dead-letter body must fit in a record");
 static_assert(kRecordBodyMax <= UINT32_MAX);
 
-enum class RecordType : uint8_t { kDeadLetter = 1, kReview = 2, kReplay = 3 };
+enum class RecordType : uint8_t { kDeadLetter = 1, kReview = 2, kReplay = 3, kCheckpoint = 4 };
 
 // A dead letter as the journal stores it: the letter plus its DLQ id.
 struct JournalEntry {
@@ -124,6 +128,10 @@ struct ReplayRecord {
   uint64_t at_unix_ns = 0;
 };
 
+struct CheckpointRecord {
+  uint64_t next_dlq_id = 0;  // every dlq id below it was given
+};
+
 // Bodies. Encoding fails (kInvalidRequest) when a field is outside the bounds
 // above, so nothing is written that decode would refuse. Decoding fails
 // (kInternal) on a short, long or out-of-range body; it never reads outside
@@ -134,6 +142,8 @@ struct ReplayRecord {
 [[nodiscard]] Result<ReviewRecord> decode_review(std::span<const std::byte> body);
 [[nodiscard]] std::vector<std::byte> encode_replay(const ReplayRecord& replay);
 [[nodiscard]] Result<ReplayRecord> decode_replay(std::span<const std::byte> body);
+[[nodiscard]] std::vector<std::byte> encode_checkpoint(const CheckpointRecord& c);
+[[nodiscard]] Result<CheckpointRecord> decode_checkpoint(std::span<const std::byte> body);
 
 // Header + body. Programmer error (asserted) if body.size() > kRecordBodyMax.
 [[nodiscard]] std::vector<std::byte> encode_record(RecordType type,
