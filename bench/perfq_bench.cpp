@@ -573,8 +573,12 @@ int demo_producer(const std::string& queue, int index, int seconds, int fd) {
   };
   while (now_ns() < end) {
     const auto prio = static_cast<uint8_t>(1 + (i++ % 20));
+    // Every 100,000th message is one the worker cannot deliver: the demo's
+    // dead letters, for `perfqctl dlq` afterwards.
+    const bool poison = i % 100'000 == 1;
     const std::string payload =
-        "{\"conversationId\":\"" + std::to_string(i % 97) + "\",\"message\":\"Hello!\"}";
+        "{\"conversationId\":\"" + std::to_string(i % 97) +
+        (poison ? "\",\"message\":\"(unreadable)\"}" : "\",\"message\":\"Hello!\"}");
     auto r = test::make_request("chat.message", user, payload, Mode::kPriority, prio);
     auto s = (*p)->submit(r);
     if (s) window.push_back({std::move(s->outcome), now_ns()});
@@ -594,6 +598,11 @@ int run_demo(const Options& o) {
   test::Child worker = test::spawn_worker(
       o.queue, "chat.message",
       [](const Job& j) {
+        const std::string_view text(reinterpret_cast<const char*>(j.payload.data()),
+                                    j.payload.size());
+        if (text.find("(unreadable)") != std::string_view::npos) {
+          return Reply::permanent_error("message body cannot be decoded");
+        }
         // A small real job: checksum the message and answer with it.
         uint32_t sum = 0;
         for (std::byte b : j.payload) sum = sum * 31 + static_cast<uint32_t>(b);

@@ -217,7 +217,8 @@ json dlq_json(const DlqEntry& e) {
 }
 
 std::string audit_line(const std::string& event, const json& fields) {
-  json line = {{"at", iso_time(unix_now_ns())}, {"event", event}};
+  // "at" and "event" first, for people reading the file.
+  nlohmann::ordered_json line = {{"at", iso_time(unix_now_ns())}, {"event", event}};
   for (const auto& [k, v] : fields.items()) line[k] = v;
   return line.dump(-1, ' ', false, json::error_handler_t::replace);
 }

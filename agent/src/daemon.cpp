@@ -15,46 +15,33 @@ namespace perfq::agent {
 int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHooks& hooks) {
   // The journal first: a re-attaching agent hands it the letters a
   // predecessor left SEALING.
-  perfq::agent::JournalOptions jo;
+  JournalOptions jo;
   jo.data_dir = cfg.data_dir;
   jo.segment_bytes = cfg.dlq_segment_bytes;
   jo.retention_ms = cfg.dlq_retention_ms;
   jo.seam = hooks.seam;
   if (hooks.journal_retry_ms != 0) jo.retry_ms = hooks.journal_retry_ms;
-  auto journal = perfq::agent::Journal::open(jo);
+  auto journal = Journal::open(jo);
   if (!journal) {
     std::fprintf(stderr, "perfq-agent: %s\n", journal.error().message.c_str());
     return 1;
   }
-  const auto& rec = (*journal)->recovery();
-  std::fprintf(stderr,
-               "perfq-agent: DLQ journal %s: %llu segment(s), %llu record(s), %llu entr%s "
-               "(%llu unreviewed)\n",
-               (*journal)->dir().c_str(), static_cast<unsigned long long>(rec.segments),
-               static_cast<unsigned long long>(rec.records),
-               static_cast<unsigned long long>(rec.entries), rec.entries == 1 ? "y" : "ies",
-               static_cast<unsigned long long>((*journal)->unreviewed()));
-  for (const auto& p : rec.problems) {
-    std::fprintf(stderr, "perfq-agent: DLQ journal %s at offset %llu (%llu bytes): %s\n",
-                 p.file.c_str(), static_cast<unsigned long long>(p.offset),
-                 static_cast<unsigned long long>(p.length), p.what.c_str());
-  }
-  auto agent = perfq::agent::Agent::open(cfg, perfq::system_clock(), journal->get());
+  auto agent = Agent::open(cfg, perfq::system_clock(), journal->get());
   if (!agent) {
     std::fprintf(stderr, "perfq-agent: %s\n", agent.error().message.c_str());
     return 1;
   }
   auto seg = (*agent)->segment();
   (*journal)->attach_view(&seg->header().journal);
-  (*journal)->audit(perfq::agent::audit_line(
+  (*journal)->audit(audit_line(
       "agent.start",
       {{"pid", ::getpid()}, {"queue", cfg.queue}, {"reattached", (*agent)->reattached()}}));
-  (*journal)->audit(perfq::agent::audit_line("config.loaded", perfq::agent::config_json(cfg)));
-  perfq::agent::AdminOps ops(**journal, seg);
-  auto admin = perfq::agent::AdminServer::open(
+  (*journal)->audit(audit_line("config.loaded", config_json(cfg)));
+  AdminOps ops(**journal, seg);
+  auto admin = AdminServer::open(
       std::string(seg->header().socket_path), cfg.admin_uids, cfg.admin_gids,
-      [&ops](const nlohmann::json& req, const perfq::agent::Peer& p) { return ops.handle(req, p); },
-      [&ops](const perfq::agent::Peer& p) { ops.refused(p); });
+      [&ops](const nlohmann::json& req, const Peer& p) { return ops.handle(req, p); },
+      [&ops](const Peer& p) { ops.refused(p); });
   if (!admin) {
     std::fprintf(stderr, "perfq-agent: %s\n", admin.error().message.c_str());
     return 1;
@@ -68,12 +55,25 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
                static_cast<unsigned long long>(geo.total_bytes), geo.slot_count, geo.slot.stride,
                geo.max_clients, cfg.data_dir.c_str(), seg->header().socket_path,
                perfq::idle_name(cfg.idle).data());
+  // First line: the segment is there (scripts wait for it); then the journal.
+  const auto& rec = (*journal)->recovery();
+  std::fprintf(stderr,
+               "perfq-agent: DLQ journal %s: %llu segment(s), %llu record(s), %llu entr%s "
+               "(%llu unreviewed)\n",
+               (*journal)->dir().c_str(), static_cast<unsigned long long>(rec.segments),
+               static_cast<unsigned long long>(rec.records),
+               static_cast<unsigned long long>(rec.entries), rec.entries == 1 ? "y" : "ies",
+               static_cast<unsigned long long>((*journal)->unreviewed()));
+  for (const auto& p : rec.problems) {
+    std::fprintf(stderr, "perfq-agent: DLQ journal %s at offset %llu (%llu bytes): %s\n",
+                 p.file.c_str(), static_cast<unsigned long long>(p.offset),
+                 static_cast<unsigned long long>(p.length), p.what.c_str());
+  }
   if (hooks.ready) hooks.ready();
   (*agent)->run(stop);
   admin->reset();
   (*journal)->attach_view(nullptr);
-  (*journal)->audit(
-      perfq::agent::audit_line("agent.stop", {{"pid", ::getpid()}, {"queue", cfg.queue}}));
+  (*journal)->audit(audit_line("agent.stop", {{"pid", ::getpid()}, {"queue", cfg.queue}}));
   agent->reset();
   journal->reset();  // one last round: the stop line and anything queued
   std::fprintf(stderr, "perfq-agent: queue %s stopped\n", cfg.queue.c_str());
