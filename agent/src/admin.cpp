@@ -144,6 +144,8 @@ std::string user_name(uint32_t uid) {
   return "uid:" + std::to_string(uid);
 }
 
+}  // namespace
+
 json report_json(const JournalReport& r) {
   json problems = json::array();
   for (const JournalProblem& p : r.problems) {
@@ -154,8 +156,6 @@ json report_json(const JournalReport& r) {
           {"reviews", r.reviews},   {"replays", r.replays},    {"orphans", r.orphans},
           {"problems", problems},   {"ok", r.problems.empty()}};
 }
-
-}  // namespace
 
 std::string iso_time(uint64_t unix_ns) {
   const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -371,6 +372,14 @@ int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohma
   const auto& h = (*seg)->header();
   const std::string path(h.socket_path, strnlen(h.socket_path, sizeof h.socket_path));
   if (!(*seg)->agent_alive()) {
+    if (req.value("op", std::string()) == "dlq.verify") {
+      // Nothing writes the journal while the agent is down: read it here.
+      const std::string data_dir = std::filesystem::path(path).parent_path().string();
+      auto rep = perfq::agent::verify_journal(data_dir);
+      if (!rep) return fail(json, rep.error());
+      out = perfq::agent::report_json(*rep);
+      return 0;
+    }
     return fail(json, perfq::Errc::kAgentUnavailable,
                 "the agent of queue " + queue + " is not running");
   }

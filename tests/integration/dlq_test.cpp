@@ -479,6 +479,11 @@ TEST_F(Dlq, CorruptRecordIsReportedAndTheAgentStillStarts) {
     f.write(&c, 1);
   }
 
+  // With the agent down, perfqctl reads the journal itself.
+  const ToolRun offline = ctl({"dlq", "verify"});
+  EXPECT_NE(offline.exit, 0) << offline.out;
+  EXPECT_EQ(parsed(offline)["problems"][0]["offset"], second) << offline.out;
+
   start_daemon();  // starts: the record is reported, not fatal
   const json l = parsed(ctl({"dlq", "list"}));
   EXPECT_EQ(l["entries"].size(), 2u);

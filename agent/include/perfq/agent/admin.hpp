@@ -47,6 +47,8 @@ struct Config;
 // With payload (parsed JSON when it is JSON text, else payloadBase64),
 // metadata and errorHistory.
 [[nodiscard]] nlohmann::json dlq_json(const DlqEntry& e);
+// dlq verify's answer.
+[[nodiscard]] nlohmann::json report_json(const JournalReport& r);
 
 // One audit-log line: {"at": now, "event": event, ...fields}. Callers never
 // put a payload, token or idempotency key in `fields`.
