@@ -1,5 +1,6 @@
 #include "perfq/agent/admin.hpp"
 
+#include <grp.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/eventfd.h>
@@ -309,8 +310,24 @@ AdminServer::~AdminServer() {
 
 bool AdminServer::admitted(const Peer& p) const noexcept {
   if (p.uid == 0 || p.uid == ::geteuid()) return true;
-  return std::find(admin_uids_.begin(), admin_uids_.end(), p.uid) != admin_uids_.end() ||
-         std::find(admin_gids_.begin(), admin_gids_.end(), p.gid) != admin_gids_.end();
+  if (std::find(admin_uids_.begin(), admin_uids_.end(), p.uid) != admin_uids_.end()) return true;
+  if (admin_gids_.empty()) return false;
+  auto admin_gid = [&](gid_t g) {
+    return std::find(admin_gids_.begin(), admin_gids_.end(), g) != admin_gids_.end();
+  };
+  if (admin_gid(p.gid)) return true;
+  // Supplementary groups of the peer's user (SO_PEERCRED has the primary only).
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[1024];
+  if (::getpwuid_r(p.uid, &pw, buf, sizeof buf, &found) != 0 || found == nullptr) return false;
+  gid_t groups[256];
+  int n = 256;
+  if (::getgrouplist(found->pw_name, found->pw_gid, groups, &n) < 0) n = 256;
+  for (int i = 0; i < n; ++i) {
+    if (admin_gid(groups[i])) return true;
+  }
+  return false;
 }
 
 void AdminServer::run() {
@@ -355,8 +372,14 @@ void AdminServer::serve(int fd) {
     return;
   }
   json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  json resp = req.is_object() ? handler_(req, peer)
-                              : error_body(Errc::kInvalidRequest, "request must be a JSON object");
+  json resp;
+  try {
+    resp = req.is_object() ? handler_(req, peer)
+                           : error_body(Errc::kInvalidRequest, "request must be a JSON object");
+  } catch (const std::exception& e) {
+    // A request the handler did not expect must not take the agent down.
+    resp = error_body(Errc::kInternal, std::string("request failed: ") + e.what());
+  }
   (void)write_all(fd, resp.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
@@ -382,12 +405,47 @@ void AdminOps::audit(const std::string& event, const Peer& peer, json fields) {
   journal_.audit(audit_line(event, fields));
 }
 
+// One line per uid per second: a flood of refused connections is counted in
+// the next line ("suppressed"), not written out one by one.
 void AdminOps::refused(const Peer& peer) {
-  audit("admin.refused", peer, json::object({{"reason", "not an admin (SO_PEERCRED)"}}));
+  const uint64_t now = mono_now_ns();
+  Refusals& r = refusals_[peer.uid];
+  if (r.last_line_ns != 0 && now - r.last_line_ns < 1'000'000'000ull) {
+    ++r.suppressed;
+    return;
+  }
+  json fields = {{"reason", "not an admin (SO_PEERCRED)"}};
+  if (r.suppressed > 0) fields["suppressed"] = r.suppressed;
+  r = Refusals{now, 0};
+  if (refusals_.size() > 4096) refusals_.clear();  // bounded; costs at most extra lines
+  audit("admin.refused", peer, std::move(fields));
 }
 
+// Every request is audited with its outcome, refused ones included: a
+// review that times out (its record still queued) says so too.
 json AdminOps::handle(const json& req, const Peer& peer) {
-  const std::string op = req.value("op", std::string());
+  const auto op_it = req.find("op");
+  if (op_it == req.end() || !op_it->is_string()) {
+    return error_body(Errc::kInvalidRequest, "op must be a string");
+  }
+  const std::string op = op_it->get<std::string>();
+  json detail = json::object();
+  json resp = dispatch(op, req, peer, detail);
+  if (op != "dlq.list" && op != "dlq.verify") {
+    // Reads of the list and the check change nothing and show no payload;
+    // everything else is an admin action.
+    if (resp.contains("statusCode")) {
+      detail["result"] = resp.value("error", std::string("INTERNAL"));
+      detail["message"] = resp.value("message", std::string());
+    } else {
+      detail["result"] = "ok";
+    }
+    audit(op, peer, std::move(detail));
+  }
+  return resp;
+}
+
+json AdminOps::dispatch(const std::string& op, const json& req, const Peer& peer, json& detail) {
   auto fail = [](const Error& e) { return error_body(e.code, e.message); };
   if (op == "dlq.list") {
     uint64_t limit = 50;
@@ -397,65 +455,14 @@ json AdminOps::handle(const json& req, const Peer& peer) {
       }
       limit = it->get<uint64_t>();
     }
-    const bool all = req.value("all", false);
+    bool all = false;
+    if (auto it = req.find("all"); it != req.end()) {
+      if (!it->is_boolean()) return error_body(Errc::kInvalidRequest, "all must be true or false");
+      all = it->get<bool>();
+    }
     json entries = json::array();
     for (const DlqSummary& s : journal_.list(limit, all)) entries.push_back(dlq_json(s));
     return {{"entries", std::move(entries)}, {"unreviewed", journal_.unreviewed()}};
-  }
-  if (op == "dlq.show") {
-    auto id = id_field(req, "id");
-    if (!id) return fail(id.error());
-    auto e = journal_.show(*id);
-    if (!e) return fail(e.error());
-    return dlq_json(*e);
-  }
-  if (op == "dlq.review") {
-    auto id = id_field(req, "id");
-    if (!id) return fail(id.error());
-    const auto it = req.find("resolution");
-    if (it == req.end() || !it->is_string()) {
-      return error_body(Errc::kInvalidRequest, "resolution must be a string");
-    }
-    const std::string by = user_name(peer.uid);
-    const std::string resolution = it->get<std::string>();
-    if (auto r = journal_.review(*id, by, resolution); !r) return fail(r.error());
-    audit("dlq.review", peer,
-          {{"dlqId", std::to_string(*id)}, {"reviewedBy", by}, {"resolution", resolution}});
-    return {{"dlqId", std::to_string(*id)}, {"reviewed", true}};
-  }
-  if (op == "dlq.replay") {
-    auto id = id_field(req, "id");
-    if (!id) return fail(id.error());
-    if (auto r = journal_.begin_replay(*id); !r) return fail(r.error());
-    auto e = journal_.show(*id);
-    auto p = producer();
-    if (!e || !p) {
-      journal_.abandon_replay(*id);
-      return fail(!e ? e.error() : p.error());
-    }
-    const DeadLetter& d = e->letter;
-    RequestView v;
-    v.type = d.type;
-    v.user_id = d.user_id;
-    v.mode = d.mode;
-    v.priority = d.priority;
-    v.payload = d.payload;
-    v.metadata = d.metadata;
-    auto s = (*p)->try_submit(v);
-    if (!s) {
-      journal_.abandon_replay(*id);
-      json body = fail(s.error());
-      if (s.error().retry_after_ms != 0) body["retryAfterMs"] = s.error().retry_after_ms;
-      return body;
-    }
-    const uint64_t new_id = s->request_id;
-    auto r = journal_.record_replay(*id, new_id);
-    audit("dlq.replay", peer,
-          {{"dlqId", std::to_string(*id)},
-           {"replayedAs", request_id_text(new_id)},
-           {"recorded", static_cast<bool>(r)}});
-    if (!r) return fail(r.error());
-    return {{"dlqId", std::to_string(*id)}, {"replayedAs", request_id_text(new_id)}};
   }
   if (op == "dlq.verify") {
     auto r = journal_.verify();
@@ -465,16 +472,63 @@ json AdminOps::handle(const json& req, const Peer& peer) {
   if (op == "cancel") {
     auto id = request_id_field(req, "id");
     if (!id) return fail(id.error());
+    detail["requestId"] = request_id_text(*id);
     auto p = producer();
     if (!p) return fail(p.error());
     auto r = (*p)->cancel(*id, shm::Caller{{}, /*admin=*/true});
-    audit("request.cancel", peer,
-          {{"requestId", request_id_text(*id)},
-           {"result", r ? std::string("cancelled") : std::string(errc_name(r.error().code))}});
     if (!r) return fail(r.error());
     return {{"requestId", request_id_text(*id)}, {"status", "cancelled"}};
   }
-  return error_body(Errc::kInvalidRequest, "unknown op");
+  if (op != "dlq.show" && op != "dlq.review" && op != "dlq.replay") {
+    return error_body(Errc::kInvalidRequest, "unknown op");
+  }
+  auto id = id_field(req, "id");
+  if (!id) return fail(id.error());
+  detail["dlqId"] = std::to_string(*id);
+  if (op == "dlq.show") {
+    auto e = journal_.show(*id);
+    if (!e) return fail(e.error());
+    return dlq_json(*e);
+  }
+  if (op == "dlq.review") {
+    const auto it = req.find("resolution");
+    if (it == req.end() || !it->is_string()) {
+      return error_body(Errc::kInvalidRequest, "resolution must be a string");
+    }
+    const std::string by = user_name(peer.uid);
+    const std::string resolution = it->get<std::string>();
+    detail["reviewedBy"] = by;
+    detail["resolution"] = resolution;
+    if (auto r = journal_.review(*id, by, resolution); !r) return fail(r.error());
+    return {{"dlqId", std::to_string(*id)}, {"reviewed", true}};
+  }
+  // dlq.replay
+  if (auto r = journal_.begin_replay(*id); !r) return fail(r.error());
+  auto e = journal_.show(*id);
+  auto p = producer();
+  if (!e || !p) {
+    journal_.abandon_replay(*id);
+    return fail(!e ? e.error() : p.error());
+  }
+  const DeadLetter& d = e->letter;
+  RequestView v;
+  v.type = d.type;
+  v.user_id = d.user_id;
+  v.mode = d.mode;
+  v.priority = d.priority;
+  v.payload = d.payload;
+  v.metadata = d.metadata;
+  auto s = (*p)->try_submit(v);
+  if (!s) {
+    journal_.abandon_replay(*id);
+    json body = fail(s.error());
+    if (s.error().retry_after_ms != 0) body["retryAfterMs"] = s.error().retry_after_ms;
+    return body;
+  }
+  const uint64_t new_id = s->request_id;
+  detail["replayedAs"] = request_id_text(new_id);
+  if (auto r = journal_.record_replay(*id, new_id); !r) return fail(r.error());
+  return {{"dlqId", std::to_string(*id)}, {"replayedAs", request_id_text(new_id)}};
 }
 
 // ---------------------------------------------------------------- client
@@ -495,7 +549,10 @@ Result<json> admin_call(const std::string& socket_path, const json& request, uin
             "cannot reach the agent at " + socket_path + ": " + std::strerror(err)};
   }
   Result<json> out{Errc::kAgentUnavailable, "the agent closed the admin connection"};
-  if (write_all(fd, request.dump() + "\n")) {
+  // A refused peer may be answered (and closed on) before its request is
+  // written: read the answer whether or not the write went through.
+  (void)write_all(fd, request.dump() + "\n");
+  {
     // The answer may take as long as a journal round; wait up to timeout_ms.
     std::string line;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);

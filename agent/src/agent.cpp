@@ -882,7 +882,10 @@ uint64_t Agent::dead_letter(uint32_t slot, Status status, Errc reason, bool reco
   d.user_id.assign(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
   d.type.assign(rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes));
   d.mode = static_cast<Mode>(rec.mode < kModeCount ? rec.mode : 0);
-  d.priority = rec.priority;
+  // The record is shared memory a broken producer may scribble on after the
+  // agent took it: nothing out of range reaches the journal.
+  d.priority = rec.priority >= kPriorityMin && rec.priority <= kPriorityMax ? rec.priority
+                                                                          : kPriorityDefault;
   const uint32_t len = std::min(rec.payload_len, seg.geometry().slot_payload_bytes);
   d.payload.assign(seg.payload(slot), seg.payload(slot) + len);
   d.metadata.assign(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));

@@ -123,7 +123,7 @@ const std::map<std::string, Setter>& settings() {
        u64(&Config::ring_claim_timeout_ms, 1, 60000, "ring_claim_timeout_ms")},
       {"liveness_interval_ms",
        u64(&Config::liveness_interval_ms, 1, 60000, "liveness_interval_ms")},
-      {"dlq_segment_bytes", u64(&Config::dlq_segment_bytes, 4096, 1ull << 30, "dlq_segment_bytes")},
+      {"dlq_segment_bytes", u64(&Config::dlq_segment_bytes, 4096, 256ull << 20, "dlq_segment_bytes")},
       {"dlq_retention_ms", u64(&Config::dlq_retention_ms, 0, 1ull << 40, "dlq_retention_ms")},
       {"admin_uids", ids(&Config::admin_uids, "admin_uids")},
       {"admin_gids", ids(&Config::admin_gids, "admin_gids")},

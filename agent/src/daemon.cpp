@@ -39,7 +39,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   (*journal)->audit(audit_line("config.loaded", config_json(cfg)));
   AdminOps ops(**journal, seg);
   auto admin = AdminServer::open(
-      std::string(seg->header().socket_path), cfg.admin_uids, cfg.admin_gids,
+      cfg.data_dir + "/agent.sock", cfg.admin_uids, cfg.admin_gids,
       [&ops](const nlohmann::json& req, const Peer& p) { return ops.handle(req, p); },
       [&ops](const Peer& p) { ops.refused(p); });
   if (!admin) {

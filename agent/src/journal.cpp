@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "perfq/agent/admin.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/shm/layout.hpp"
 
@@ -273,9 +274,7 @@ Result<void> Journal::recover() {
   rep.truncated_bytes = dlq_->recovery().truncated_bytes;
   if (seqs.empty()) segments_.push_back(active);
   active_checkpointed_ = false;
-  const uint64_t before = segments_.size();
-  sweep(now_unix_ns(), /*at_open=*/true);
-  rep.removed_segments = before - segments_.size();
+  rep.removed_segments = sweep(now_unix_ns());
   return {};
 }
 
@@ -331,6 +330,10 @@ void Journal::audit(std::string line) {
   std::replace(line.begin(), line.end(), '\n', ' ');
   {
     std::lock_guard lock(mu_);
+    if (audit_lines_.size() >= kAuditQueueMax) {
+      ++audit_dropped_;  // said in an audit.dropped line once the log takes lines again
+      return;
+    }
     audit_lines_.push_back(std::move(line));
   }
   work_cv_.notify_one();
@@ -351,39 +354,82 @@ void Journal::publish_view() {
   store_relaxed(v->failed_flushes, state_.failed_flushes);
   store_relaxed(v->durable_records, durable_records_);
   store_relaxed(v->segments, static_cast<uint64_t>(segments_.size()));
+  store_relaxed(v->audit_state,
+                static_cast<uint32_t>(!audit_ ? shm::JournalHealthState::kOff
+                                      : audit_state_.health == JournalHealth::kHealthy
+                                          ? shm::JournalHealthState::kHealthy
+                                          : shm::JournalHealthState::kFailing));
+  store_relaxed(v->audit_errno, static_cast<int32_t>(audit_state_.last_errno));
 }
 
 void Journal::run() {
   std::unique_lock lock(mu_);
   for (;;) {
-    const bool work = !letters_.empty() || !ops_.empty() || !audit_lines_.empty() ||
-                      !written_.empty() || (audit_ && audit_->pending_records() > 0);
-    if (!work) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool dlq_work = !letters_.empty() || !ops_.empty() || !written_.empty();
+    const bool audit_work = audit_ && (!audit_lines_.empty() || audit_->pending_records() > 0);
+    const bool audit_due = audit_work && (now >= audit_retry_at_ || stop_);
+    if (!dlq_work && !audit_due) {
       if (stop_) return;
-      work_cv_.wait(lock);
+      if (audit_work) {
+        work_cv_.wait_until(lock, audit_retry_at_);
+      } else {
+        work_cv_.wait(lock);
+      }
       continue;
     }
-    if (retry_wait_ms_ > 0 && !stop_) {
-      // Failing: wait before writing again (new work does not cut it short).
-      const auto until =
-          std::chrono::steady_clock::now() + std::chrono::milliseconds(retry_wait_ms_);
+    if (dlq_work && retry_wait_ms_ > 0 && !stop_) {
+      // The DLQ is failing: wait before writing again (new work does not cut
+      // it short).
+      const auto until = now + std::chrono::milliseconds(retry_wait_ms_);
       work_cv_.wait_until(lock, until, [&] { return stop_; });
     }
-    round_locked(lock);
+    round_locked(lock, audit_due);
     if (stop_ && !last_round_ok_) return;  // failing: what is queued cannot land now
   }
 }
 
+// Clamps what encode_dead_letter would refuse, so that a letter can never
+// block the journal: the agent already bounds every field it copies from
+// the slot; this is the second line.
+static void sanitize(DeadLetter& d) {
+  if (static_cast<uint8_t>(d.mode) >= kModeCount) d.mode = Mode::kFifo;
+  if (d.priority < kPriorityMin || d.priority > kPriorityMax) d.priority = kPriorityDefault;
+  if (d.status != Status::kFailed && d.status != Status::kTimeout) d.status = Status::kFailed;
+  if (!errc_valid(static_cast<uint8_t>(d.reason))) d.reason = Errc::kInternal;
+  if (d.user_id.size() > kUserIdMaxBytes) d.user_id.resize(kUserIdMaxBytes);
+  if (d.type.size() > kTypeMaxBytes) d.type.resize(kTypeMaxBytes);
+  if (d.metadata.size() > kMetadataMaxBytes) d.metadata.resize(kMetadataMaxBytes);
+  if (d.payload.size() > kJournalPayloadMax) d.payload.resize(kJournalPayloadMax);
+  if (d.history.size() > kJournalHistoryMax) {
+    d.history.erase(d.history.begin(),
+                    d.history.end() - static_cast<std::ptrdiff_t>(kJournalHistoryMax));
+  }
+  for (AttemptFailure& f : d.history) {
+    if (!errc_valid(static_cast<uint8_t>(f.code))) f.code = Errc::kInternal;
+    if (f.message.size() > kJournalMessageMax) f.message.resize(kJournalMessageMax);
+  }
+}
+
 // One round: take what is queued, append it, one group commit per file,
-// then apply what became durable. Called with mu_ held; I/O runs unlocked.
-void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
+// apply what became durable and wake the agent; then the housekeeping
+// (rotation, retention). Called with mu_ held; I/O runs unlocked.
+void Journal::round_locked(std::unique_lock<std::mutex>& lock, bool audit_due) {
   std::vector<std::pair<uint64_t, DeadLetter>> letters;
   std::vector<std::shared_ptr<Op>> ops;
   std::vector<std::string> lines;
   // Bounded by the writer's queue: what does not fit waits for this round.
   letters.swap(letters_);
   ops.swap(ops_);
-  lines.swap(audit_lines_);
+  if (audit_due) {
+    lines.swap(audit_lines_);
+    if (audit_dropped_ > 0) {
+      lines.insert(lines.begin(), "{\"at\":\"" + iso_time(now_unix_ns()) +
+                                      "\",\"event\":\"audit.dropped\",\"count\":" +
+                                      std::to_string(audit_dropped_) + "}");
+      audit_dropped_ = 0;
+    }
+  }
   uint64_t dlq_id = next_dlq_id_;
   lock.unlock();
 
@@ -394,15 +440,18 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
       continue;
     }
     JournalEntry e{dlq_id, std::move(letter)};
+    sanitize(e.letter);
     auto body = encode_dead_letter(e);
     if (!body) {
-      // Unreachable with the slot's bounds (static_asserts in agent.cpp); keep
-      // it queued rather than lose it, and say so in health.
-      left.emplace_back(ticket, std::move(e.letter));
-      continue;
+      // Cannot happen after sanitize; never let one letter hold the others.
+      e.letter.payload.clear();
+      e.letter.metadata.clear();
+      e.letter.history.clear();
+      body = encode_dead_letter(e);
     }
     const uint64_t offset = dlq_->durable_end() + dlq_->pending_bytes();
-    auto t = dlq_->append(RecordType::kDeadLetter, *body);
+    auto t =
+        body ? dlq_->append(RecordType::kDeadLetter, *body) : Result<uint64_t>{Errc::kInternal, ""};
     if (!t) {
       left.emplace_back(ticket, std::move(e.letter));  // the writer's queue is full
       continue;
@@ -430,17 +479,26 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
     written_.push_back(std::move(w));
   }
   std::vector<std::string> lines_left;
-  if (audit_) {
-    for (auto& l : lines) {
-      if (!lines_left.empty() || !audit_->append_line(l)) lines_left.push_back(std::move(l));
-    }
+  for (auto& l : lines) {
+    if (!lines_left.empty() || !audit_->append_line(l)) lines_left.push_back(std::move(l));
   }
 
   Result<uint64_t> flushed = dlq_->flush();
-  // The audit log's failures only delay its lines (and the next round).
-  const bool audit_ok = !audit_ || audit_->flush().ok();
+  // The audit log backs off on its own: its failures never delay a dead letter.
+  bool audit_ok = true;
+  if (audit_due) {
+    audit_ok = audit_->flush().ok();
+    if (audit_ok) {
+      audit_wait_ms_ = 0;
+    } else {
+      audit_wait_ms_ = audit_wait_ms_ == 0 ? options_.retry_ms
+                                           : std::min(audit_wait_ms_ * 2, options_.retry_max_ms);
+      audit_retry_at_ =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(audit_wait_ms_);
+    }
+  }
   const uint64_t durable_ticket = dlq_->durable_ticket();
-  bool rotate = flushed && dlq_->durable_end() >= options_.segment_bytes;
+  const bool rotate = flushed && dlq_->durable_end() >= options_.segment_bytes;
 
   lock.lock();
   next_dlq_id_ = dlq_id;
@@ -466,42 +524,54 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock) {
   }
   written_.erase(written_.begin(), written_.begin() + static_cast<std::ptrdiff_t>(applied));
   state_ = dlq_->state();
+  if (!rotation_error_.empty() && state_.health == JournalHealth::kHealthy) {
+    state_.health = JournalHealth::kFailing;  // the active segment cannot rotate
+    state_.last_error = rotation_error_;
+  }
+  if (audit_) audit_state_ = audit_->state();
   last_round_ok_ = flushed && audit_ok;
-  if (last_round_ok_) {
+  if (flushed) {
     retry_wait_ms_ = 0;
   } else {
     retry_wait_ms_ = retry_wait_ms_ == 0 ? options_.retry_ms
                                          : std::min(retry_wait_ms_ * 2, options_.retry_max_ms);
     for (auto& w : written_) {
-      if (w.op && !flushed) w.op->error = flushed.error().message;
+      if (w.op) w.op->error = flushed.error().message;
     }
   }
   active_durable_end_ = dlq_->durable_end();
-  if (rotate) {
-    lock.unlock();
-    const uint64_t next = active_seq_ + 1;
-    auto r = open_segment(next);  // takes mu_ itself
-    // The new segment starts with the id high-water mark, so that retention
-    // may delete every older one.
-    const bool checkpointed = r && write_checkpoint();
-    lock.lock();
-    if (r) {
-      segments_.push_back(next);
-      active_checkpointed_ = checkpointed;
-      if (checkpointed) sweep(now_unix_ns(), /*at_open=*/false);
-    } else {
-      // The old file stays active and keeps growing; health says why.
-      state_.health = JournalHealth::kFailing;
-      state_.last_error = r.error().message;
-    }
-  }
   ++round_;
   publish_view();
   std::function<void()> waker = waker_;
   lock.unlock();
+  // The agent concludes what is durable before any housekeeping below.
   round_cv_.notify_all();
   if (applied > 0 && waker) waker();
+  if (rotate) housekeep();
   lock.lock();
+}
+
+// Thread, unlocked: starts the next segment, then applies retention. A
+// failure leaves the active segment as it is and is retried after the next
+// round that finds it full.
+void Journal::housekeep() {
+  const uint64_t next = active_seq_ + 1;
+  auto r = open_segment(next);  // takes mu_ itself
+  {
+    std::lock_guard lock(mu_);
+    if (!r) {
+      rotation_error_ = r.error().message;
+      state_.health = JournalHealth::kFailing;
+      state_.last_error = rotation_error_;
+      publish_view();
+      return;
+    }
+    rotation_error_.clear();
+    segments_.push_back(next);
+    active_checkpointed_ = false;
+    publish_view();
+  }
+  (void)sweep(now_unix_ns());
 }
 
 // mu_ held. A durable record changes the index.
@@ -544,42 +614,52 @@ void Journal::apply(const Written& w) {
   }
 }
 
-// mu_ held (or single-threaded at open). See the retention rule in the header.
-void Journal::sweep(uint64_t now_ns, bool at_open) {
+// Thread or open(), never with mu_ held: the plan is made under the lock,
+// the files are removed outside it (the data plane takes mu_ on every
+// failure), the index forgets them under it again. See the retention rule in
+// the header.
+std::size_t Journal::sweep(uint64_t now_ns) {
   const uint64_t keep_ns = options_.retention_ms * 1'000'000;
-  auto expired = [&](uint64_t seq) {
-    for (const auto& [id, s] : entries_) {
-      if (s.segment == seq && (!s.reviewed || s.reviewed_at_unix_ns + keep_ns > now_ns)) {
-        return false;
-      }
+  std::vector<uint64_t> plan;
+  {
+    std::lock_guard lock(mu_);
+    std::unordered_map<uint64_t, bool> expired;  // by segment: every entry reviewed long ago
+    for (const uint64_t seq : segments_) expired[seq] = true;
+    for (const auto& [id, e] : entries_) {
+      if (!e.reviewed || e.reviewed_at_unix_ns + keep_ns > now_ns) expired[e.segment] = false;
     }
-    return true;
-  };
-  std::size_t n = 0;
-  while (n + 1 < segments_.size() && segments_[n] != active_seq_ && expired(segments_[n])) ++n;
-  if (n == 0) return;
+    for (const uint64_t seq : segments_) {
+      if (seq == active_seq_ || !expired[seq]) break;
+      plan.push_back(seq);
+    }
+  }
+  if (plan.empty()) return 0;
   // The ids of the entries about to go must never be given again: the active
-  // segment records the high-water mark first (the thread wrote it at
-  // rotation; at open it is written here, before the thread starts).
+  // segment records the high-water mark first.
   if (!active_checkpointed_) {
-    if (!at_open || !write_checkpoint()) return;
+    if (!write_checkpoint()) return 0;  // retried at the next rotation or start
     active_checkpointed_ = true;
   }
   std::size_t removed = 0;
-  for (; removed < n; ++removed) {
-    const uint64_t seq = segments_[removed];
-    if (::unlink(segment_path(seq).c_str()) != 0 && errno != ENOENT) break;
+  for (; removed < plan.size(); ++removed) {
+    if (::unlink(segment_path(plan[removed]).c_str()) != 0 && errno != ENOENT) break;
+  }
+  if (removed == 0) return 0;
+  (void)sync_dir(dir_);
+  std::lock_guard lock(mu_);
+  for (std::size_t k = 0; k < removed; ++k) {
     for (auto it = entries_.begin(); it != entries_.end();) {
-      if (it->second.segment == seq) {
+      if (it->second.segment == plan[k]) {
         by_request_.erase(it->second.request_id);
         it = entries_.erase(it);
       } else {
         ++it;
       }
     }
+    segments_.erase(std::find(segments_.begin(), segments_.end(), plan[k]));
   }
-  segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(removed));
-  if (removed > 0) (void)sync_dir(dir_);
+  publish_view();
+  return removed;
 }
 
 bool Journal::write_checkpoint() {

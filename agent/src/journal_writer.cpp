@@ -82,6 +82,32 @@ Result<std::vector<std::byte>> read_whole(int fd, std::size_t max_bytes) {
   return file;
 }
 
+// The offset just past the file's last '\n' (0: none), reading backwards
+// in chunks from the end.
+Result<uint64_t> last_line_end(int fd, uint64_t& size) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return {Errc::kInternal, errno_text("journal fstat", errno)};
+  size = static_cast<uint64_t>(st.st_size);
+  char buf[64 * 1024];
+  for (uint64_t end = size; end > 0;) {
+    const uint64_t begin = end > sizeof buf ? end - sizeof buf : 0;
+    const auto want = static_cast<std::size_t>(end - begin);
+    std::size_t got = 0;
+    for (int eintr = 0; got < want;) {
+      const ssize_t r = ::pread(fd, buf + got, want - got, static_cast<off_t>(begin + got));
+      if (r < 0 && errno == EINTR && ++eintr < kMaxSyscallRetries) continue;
+      if (r < 0) return {Errc::kInternal, errno_text("journal read", errno)};
+      if (r == 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    for (std::size_t i = got; i > 0; --i) {
+      if (buf[i - 1] == '\n') return begin + i;
+    }
+    end = begin;
+  }
+  return uint64_t{0};
+}
+
 }  // namespace
 
 struct JournalWriter::Ring {
@@ -115,26 +141,26 @@ Result<std::unique_ptr<JournalWriter>> JournalWriter::open(const std::string& pa
     if (errno != EEXIST) return {Errc::kInternal, errno_text("journal create", errno)};
     FdGuard existing(::open(path.c_str(), O_RDWR | O_CLOEXEC));
     if (existing.get() < 0) return {Errc::kInternal, errno_text("journal open", errno)};
-    auto file = read_whole(existing.get(), options.max_scan_bytes);
-    if (!file) return file.error();
     ScanResult scanned;
+    uint64_t file_size = 0;
     if (options.lines) {
-      // Everything up to the last newline; a torn last line is cut.
-      const auto* b = reinterpret_cast<const char*>(file->data());
-      const std::string_view text(b, file->size());
-      const std::size_t nl = text.rfind('\n');
-      scanned.valid_end = nl == std::string_view::npos ? 0 : nl + 1;
-      scanned.torn_tail = scanned.valid_end < file->size();
-      recovery.records = static_cast<uint64_t>(std::count(
-          text.begin(), text.begin() + static_cast<std::ptrdiff_t>(scanned.valid_end), '\n'));
+      // Everything up to the last newline; a torn last line is cut. Only the
+      // tail is read, however long the file has grown.
+      auto end = last_line_end(existing.get(), file_size);
+      if (!end) return end.error();
+      scanned.valid_end = *end;
+      scanned.torn_tail = scanned.valid_end < file_size;
     } else {
+      auto file = read_whole(existing.get(), options.max_scan_bytes);
+      if (!file) return file.error();
+      file_size = file->size();
       scanned = scan(file.value());
       recovery.records = scanned.records.size();
     }
     recovery.corrupt = scanned.corrupt;
     recovery.valid_end = scanned.valid_end;
     if (scanned.torn_tail) {
-      recovery.truncated_bytes = file->size() - scanned.valid_end;
+      recovery.truncated_bytes = file_size - scanned.valid_end;
       if (::ftruncate(existing.get(), static_cast<off_t>(scanned.valid_end)) != 0) {
         return {Errc::kInternal, errno_text("journal truncate", errno)};
       }

@@ -96,13 +96,17 @@ int health(perfq::shm::Segment& seg, bool json) {
     workers.push_back(std::move(w));
   }
   const auto& jv = h.journal;
-  const uint32_t jstate = load_relaxed(jv.state);
-  const char* journal_state =
-      jstate == static_cast<uint32_t>(perfq::shm::JournalHealthState::kHealthy)   ? "healthy"
-      : jstate == static_cast<uint32_t>(perfq::shm::JournalHealthState::kFailing) ? "failing"
-                                                                                  : "off";
+  auto state_text = [](uint32_t st) {
+    return st == static_cast<uint32_t>(perfq::shm::JournalHealthState::kHealthy)   ? "healthy"
+           : st == static_cast<uint32_t>(perfq::shm::JournalHealthState::kFailing) ? "failing"
+                                                                                   : "off";
+  };
+  const char* journal_state = state_text(load_relaxed(jv.state));
+  const char* audit_state = state_text(load_relaxed(jv.audit_state));
   const int jerr = load_relaxed(jv.last_errno);
   const std::string journal_error = jerr != 0 ? std::strerror(jerr) : "";
+  const int aerr = load_relaxed(jv.audit_errno);
+  const std::string audit_error = aerr != 0 ? std::strerror(aerr) : "";
   uint64_t depth[perfq::kBandCount];
   for (uint8_t b = 0; b < perfq::kBandCount; ++b) {
     depth[b] = load_relaxed(k.band_depth[b]) + seg.band(static_cast<perfq::Band>(b)).size_approx();
@@ -127,13 +131,15 @@ int health(perfq::shm::Segment& seg, bool json) {
     }
     std::printf(
         "],\"dlqSize\":%llu,\"journal\":{\"state\":\"%s\",\"lastError\":\"%s\","
-        "\"awaitingDurable\":%llu,\"failedFlushes\":%llu,\"entries\":%llu,\"segments\":%llu}",
+        "\"awaitingDurable\":%llu,\"failedFlushes\":%llu,\"entries\":%llu,\"segments\":%llu},"
+        "\"auditLog\":{\"state\":\"%s\",\"lastError\":\"%s\"}",
         static_cast<unsigned long long>(load_relaxed(jv.unreviewed)), journal_state,
         json_escape(journal_error).c_str(),
         static_cast<unsigned long long>(load_relaxed(jv.awaiting)),
         static_cast<unsigned long long>(load_relaxed(jv.failed_flushes)),
         static_cast<unsigned long long>(load_relaxed(jv.entries)),
-        static_cast<unsigned long long>(load_relaxed(jv.segments)));
+        static_cast<unsigned long long>(load_relaxed(jv.segments)), audit_state,
+        json_escape(audit_error).c_str());
     std::printf(
         ",\"counters\":{\"submitted\":%llu,\"completed\":%llu,\"failed\":%llu,"
         "\"retried\":%llu,\"rejectedInvalid\":%llu,\"ringClaimsSkipped\":%llu,"
@@ -165,13 +171,14 @@ int health(perfq::shm::Segment& seg, bool json) {
         static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)));
     std::printf(
         "journal  %s%s%s  dlq %llu unreviewed of %llu  awaiting durable %llu  "
-        "failed flushes %llu  segments %llu\n",
+        "failed flushes %llu  segments %llu  audit log %s%s%s\n",
         journal_state, jerr != 0 ? ": " : "", journal_error.c_str(),
         static_cast<unsigned long long>(load_relaxed(jv.unreviewed)),
         static_cast<unsigned long long>(load_relaxed(jv.entries)),
         static_cast<unsigned long long>(load_relaxed(jv.awaiting)),
         static_cast<unsigned long long>(load_relaxed(jv.failed_flushes)),
-        static_cast<unsigned long long>(load_relaxed(jv.segments)));
+        static_cast<unsigned long long>(load_relaxed(jv.segments)), audit_state,
+        aerr != 0 ? ": " : "", audit_error.c_str());
     if (load_relaxed(k.waiting_for_worker) != 0) {
       std::printf("WORKER_UNAVAILABLE: %llu requests wait for a worker of their type\n",
                   static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)));

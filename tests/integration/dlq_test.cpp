@@ -312,6 +312,7 @@ TEST_F(Dlq, DiskErrorsHoldRequestsOutOfFailedAndShowInHealth) {
   EXPECT_EQ(h["journal"]["state"], "failing");
   EXPECT_EQ(h["journal"]["awaitingDurable"], 1);
   EXPECT_NE(h["journal"]["lastError"].get<std::string>(), "");
+  EXPECT_EQ(h["auditLog"]["state"], "healthy") << "the audit log has its own state";
 
   faults.fail_fsync(false);
   ASSERT_TRUE(s->outcome.wait_for(20s));
@@ -338,7 +339,8 @@ TEST_F(Dlq, OperatorsReviewReplayAndVerifyThroughPerfqctl) {
   std::vector<uint64_t> ids;
   for (const char* user : {"ann", "bob", "cy"}) {
     RequestView r = test::make_request("doomed", user, secret);
-    r.idempotency_key = std::string("SECRET-KEY-") + user;
+    const std::string key = std::string("SECRET-KEY-") + user;
+    r.idempotency_key = key;
     auto s = (*p)->submit(r);
     ASSERT_TRUE(s.ok());
     ASSERT_TRUE(s->outcome.wait_for(20s));
@@ -434,19 +436,29 @@ TEST_F(Dlq, OperatorsReviewReplayAndVerifyThroughPerfqctl) {
   // The audit log: one JSON object per line, the actions above, and never a
   // payload or idempotency key.
   const std::string audit = slurp(cfg_.data_dir + "/audit.log");
-  std::map<std::string, int> events;
+  std::map<std::string, int> events;  // "event result"
   std::istringstream lines(audit);
   for (std::string line; std::getline(lines, line);) {
     const json a = json::parse(line, nullptr, false);
     ASSERT_TRUE(a.is_object()) << line;
-    ++events[a.value("event", std::string())];
+    std::string key = a.value("event", std::string());
+    if (a.contains("result")) key += " " + a.value("result", std::string());
+    ++events[key];
   }
   EXPECT_EQ(events["agent.start"], 2);
   EXPECT_EQ(events["agent.stop"], 2);
   EXPECT_EQ(events["config.loaded"], 2);
-  EXPECT_EQ(events["dlq.review"], 1);
-  EXPECT_EQ(events["dlq.replay"], 1);
-  EXPECT_EQ(events["request.cancel"], 1);
+  // Refused actions are audited too, with their outcome.
+  EXPECT_EQ(events["dlq.review ok"], 1);
+  EXPECT_EQ(events["dlq.review INVALID_REQUEST"], 1);
+  EXPECT_EQ(events["dlq.review NOT_FOUND"], 1);
+  EXPECT_EQ(events["dlq.review CONFLICT"], 1);
+  EXPECT_EQ(events["dlq.replay ok"], 1);
+  EXPECT_EQ(events["dlq.replay CONFLICT"], 1);
+  EXPECT_EQ(events["cancel ok"], 1);
+  EXPECT_GE(events["dlq.show ok"], 3);
+  EXPECT_EQ(events["dlq.show NOT_FOUND"], 1);
+  EXPECT_EQ(events.count("dlq.list ok"), 0u) << "listing is not an action";
   EXPECT_EQ(audit.find("SECRET-PAYLOAD"), std::string::npos);
   EXPECT_EQ(audit.find("SECRET-KEY"), std::string::npos);
 }
@@ -498,6 +510,24 @@ TEST_F(Dlq, CorruptRecordIsReportedAndTheAgentStillStarts) {
   EXPECT_NE(human.out.find("offset " + std::to_string(second)), std::string::npos) << human.out;
 }
 
+TEST_F(Dlq, MalformedAdminRequestsAreRefusedAndTheAgentCarriesOn) {
+  start_daemon();
+  const std::string sock = cfg_.data_dir + "/agent.sock";
+  for (const json& bad :
+       {json{{"op", 1}}, json{{"op", "dlq.list"}, {"all", 1}},
+        json{{"op", "dlq.list"}, {"limit", "many"}},
+        json{{"op", "dlq.show"}, {"id", json::array()}},
+        json{{"op", "dlq.review"}, {"id", "1"}, {"resolution", 5}},
+        json{{"op", "cancel"}, {"id", 7}}, json{{"op", "no.such.op"}}, json{{"nothing", true}}}) {
+    auto r = agent::admin_call(sock, bad);
+    ASSERT_TRUE(r.ok()) << bad.dump() << ": " << r.error().message;
+    EXPECT_EQ((*r)["statusCode"], 400) << bad.dump();
+  }
+  auto ok = agent::admin_call(sock, json{{"op", "dlq.list"}});
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(ok->contains("entries"));
+}
+
 TEST_F(Dlq, RefusedAdminConnectionsAreAnsweredAndAudited) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
   start_daemon();
@@ -510,10 +540,28 @@ TEST_F(Dlq, RefusedAdminConnectionsAreAnsweredAndAudited) {
     return r->value("statusCode", 0) == 403 ? 0 : 5;
   });
   EXPECT_EQ(other.wait(20s), 0);
+  // A flood of refused connections is audited, coalesced: not a line each.
+  test::Child flood([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 3;
+    for (int i = 0; i < 200; ++i) {
+      auto r = agent::admin_call(sock, json{{"op", "dlq.list"}});
+      if (!r || r->value("statusCode", 0) != 403) return 4;
+    }
+    return 0;
+  });
+  EXPECT_EQ(flood.wait(60s), 0);
   stop_daemon();
   const std::string audit = slurp(cfg_.data_dir + "/audit.log");
-  EXPECT_NE(audit.find("\"event\":\"admin.refused\""), std::string::npos) << audit;
-  EXPECT_NE(audit.find("\"uid\":65534"), std::string::npos) << audit;
+  int refused_lines = 0;
+  std::istringstream lines(audit);
+  for (std::string line; std::getline(lines, line);) {
+    const json a = json::parse(line, nullptr, false);
+    if (a.value("event", std::string()) != "admin.refused") continue;
+    ++refused_lines;
+    EXPECT_EQ(a["peer"]["uid"], 65534) << line;
+  }
+  EXPECT_GE(refused_lines, 1) << audit;
+  EXPECT_LT(refused_lines, 201) << "one line per refused connection";
 }
 
 }  // namespace

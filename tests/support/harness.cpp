@@ -1,6 +1,7 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -58,8 +59,14 @@ void Signal::close_write() noexcept {
 
 Child::Child(const std::function<int()>& fn) {
   std::fflush(nullptr);
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
+    // A test process that dies (a failed assertion in a sanitizer build, a
+    // crash) takes its children along: an orphaned agent would hold the test
+    // runner's output pipe open and stall it until its timeout.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(98);
     int rc = 1;
     try {
       rc = fn();

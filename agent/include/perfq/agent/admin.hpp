@@ -20,6 +20,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "perfq/agent/journal.hpp"
@@ -96,8 +97,9 @@ class AdminServer {
 };
 
 // The verbs behind the socket: dlq.list, dlq.show, dlq.review, dlq.replay,
-// dlq.verify, cancel (an admin cancel of any user's pending request). Each
-// review, replay and cancel goes to the audit log.
+// dlq.verify, cancel (an admin cancel of any user's pending request). Every
+// request but dlq.list and dlq.verify goes to the audit log with its outcome
+// (event = the op), refused connections too (coalesced per uid per second).
 class AdminOps {
  public:
   AdminOps(Journal& journal, std::shared_ptr<shm::Segment> seg);
@@ -110,7 +112,15 @@ class AdminOps {
 
  private:
   [[nodiscard]] Result<Producer*> producer();
+  nlohmann::json dispatch(const std::string& op, const nlohmann::json& req, const Peer& peer,
+                          nlohmann::json& detail);
   void audit(const std::string& event, const Peer& peer, nlohmann::json fields);
+
+  struct Refusals {
+    uint64_t last_line_ns = 0;
+    uint64_t suppressed = 0;
+  };
+  std::unordered_map<uint32_t, Refusals> refusals_;  // by uid
 
   Journal& journal_;
   std::shared_ptr<shm::Segment> seg_;

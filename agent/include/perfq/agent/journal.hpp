@@ -21,6 +21,7 @@
 // qualify stops the sweep, so a review or replay record can only be lost
 // together with, or after, the entry it names. Unreviewed entries are never
 // deleted.
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -171,9 +172,11 @@ class Journal final : public DeadLetterSink {
   [[nodiscard]] Result<void> recover();
   [[nodiscard]] Result<void> open_segment(uint64_t seq);
   void run();
-  void round_locked(std::unique_lock<std::mutex>& lock);
+  void round_locked(std::unique_lock<std::mutex>& lock, bool audit_due);
+  void housekeep();
   void apply(const Written& w);
-  void sweep(uint64_t now_ns, bool at_open);
+  // Returns the segments it deleted.
+  std::size_t sweep(uint64_t now_ns);
   void publish_view();
   [[nodiscard]] Result<void> wait_durable(const std::shared_ptr<Op>& op, uint64_t timeout_ms);
   // Thread (or open): appends a checkpoint of next_dlq_id_ to the active
@@ -193,6 +196,7 @@ class Journal final : public DeadLetterSink {
   uint64_t retry_wait_ms_ = 0;        // 0: healthy
   bool last_round_ok_ = true;         // both files flushed in the last round
   bool active_checkpointed_ = false;  // the active segment holds a durable checkpoint
+  uint64_t audit_wait_ms_ = 0;        // the audit log's own backoff (0: healthy)
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;   // the thread waits for work here
@@ -201,6 +205,11 @@ class Journal final : public DeadLetterSink {
   std::vector<std::pair<uint64_t, DeadLetter>> letters_;  // {ticket, letter}: queued
   std::vector<std::shared_ptr<Op>> ops_;
   std::vector<std::string> audit_lines_;
+  static constexpr std::size_t kAuditQueueMax = 65536;  // lines waiting; more are counted
+  uint64_t audit_dropped_ = 0;
+  std::chrono::steady_clock::time_point audit_retry_at_{};
+  JournalState audit_state_;
+  std::string rotation_error_;  // the last failed rotation; empty once one succeeds
   uint64_t next_ticket_ = 1;
   uint64_t durable_ticket_ = 0;
   uint64_t next_dlq_id_ = 1;

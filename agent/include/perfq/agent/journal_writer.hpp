@@ -57,8 +57,9 @@ struct JournalWriterOptions {
   std::size_t max_scan_bytes = std::size_t{1} << 30;
   unsigned queue_depth = 8;
   // A file of text lines (the audit log) instead of framed records: open()
-  // keeps everything up to the last '\n' and truncates a torn last line;
-  // append_line() queues. Same io_uring path, same group commit.
+  // keeps everything up to the last '\n' (reading only the tail, so no size
+  // limit) and truncates a torn last line; append_line() queues. Same
+  // io_uring path, same group commit. recovery().records stays 0.
   bool lines = false;
 };
 

@@ -146,9 +146,11 @@ struct JournalView {
   uint64_t failed_flushes;
   uint64_t durable_records;  // records made durable since the agent started
   uint64_t segments;         // segment files in <data_dir>/dlq
+  uint32_t audit_state;      // JournalHealthState of <data_dir>/audit.log
+  int32_t audit_errno;       // of its last failed flush; 0 when healthy
 };
 static_assert(std::is_trivially_copyable_v<JournalView>);
-static_assert(sizeof(JournalView) == 56);
+static_assert(sizeof(JournalView) == 64);
 
 // What producers need to admit a request (SPEC §5 admission) and to tell its
 // queue position, published by the agent under a sequence lock: `seq` is odd
