@@ -391,6 +391,7 @@ AdminOps::AdminOps(Journal& journal, std::shared_ptr<shm::Segment> seg)
 AdminOps::~AdminOps() = default;
 
 Result<Producer*> AdminOps::producer() {
+  std::lock_guard lock(mu_);
   if (!producer_) {
     auto p = Producer::connect(seg_);
     if (!p) return p.error();
@@ -400,8 +401,8 @@ Result<Producer*> AdminOps::producer() {
   return producer_.get();
 }
 
-void AdminOps::audit(const std::string& event, const Peer& peer, json fields) {
-  fields["peer"] = {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}};
+void AdminOps::audit(const std::string& event, const json& actor, json fields) {
+  fields["peer"] = actor;
   journal_.audit(audit_line(event, fields));
 }
 
@@ -418,19 +419,25 @@ void AdminOps::refused(const Peer& peer) {
   if (r.suppressed > 0) fields["suppressed"] = r.suppressed;
   r = Refusals{now, 0};
   if (refusals_.size() > 4096) refusals_.clear();  // bounded; costs at most extra lines
-  audit("admin.refused", peer, std::move(fields));
+  audit("admin.refused", {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}},
+        std::move(fields));
 }
 
 // Every request is audited with its outcome, refused ones included: a
 // review that times out (its record still queued) says so too.
 json AdminOps::handle(const json& req, const Peer& peer) {
+  return handle_as(req, {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}},
+                   user_name(peer.uid));
+}
+
+json AdminOps::handle_as(const json& req, const json& actor, const std::string& reviewer) {
   const auto op_it = req.find("op");
   if (op_it == req.end() || !op_it->is_string()) {
     return error_body(Errc::kInvalidRequest, "op must be a string");
   }
   const std::string op = op_it->get<std::string>();
   json detail = json::object();
-  json resp = dispatch(op, req, peer, detail);
+  json resp = dispatch(op, req, reviewer, detail);
   if (op != "dlq.list" && op != "dlq.verify") {
     // Reads of the list and the check change nothing and show no payload;
     // everything else is an admin action.
@@ -440,12 +447,13 @@ json AdminOps::handle(const json& req, const Peer& peer) {
     } else {
       detail["result"] = "ok";
     }
-    audit(op, peer, std::move(detail));
+    audit(op, actor, std::move(detail));
   }
   return resp;
 }
 
-json AdminOps::dispatch(const std::string& op, const json& req, const Peer& peer, json& detail) {
+json AdminOps::dispatch(const std::string& op, const json& req, const std::string& reviewer,
+                        json& detail) {
   auto fail = [](const Error& e) { return error_body(e.code, e.message); };
   if (op == "dlq.list") {
     uint64_t limit = 50;
@@ -495,7 +503,7 @@ json AdminOps::dispatch(const std::string& op, const json& req, const Peer& peer
     if (it == req.end() || !it->is_string()) {
       return error_body(Errc::kInvalidRequest, "resolution must be a string");
     }
-    const std::string by = user_name(peer.uid);
+    const std::string& by = reviewer;
     const std::string resolution = it->get<std::string>();
     detail["reviewedBy"] = by;
     detail["resolution"] = resolution;

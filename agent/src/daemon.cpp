@@ -2,12 +2,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "perfq/agent/admin.hpp"
 #include "perfq/agent/agent.hpp"
+#include "perfq/agent/auth.hpp"
+#include "perfq/agent/http.hpp"
+#include "perfq/agent/http_api.hpp"
 #include "perfq/agent/journal.hpp"
+#include "perfq/core/atomic.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::agent {
@@ -46,6 +52,38 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
     std::fprintf(stderr, "perfq-agent: %s\n", admin.error().message.c_str());
     return 1;
   }
+  // The HTTP plane (SPEC §6), on loopback by default; --http off disables it.
+  std::optional<TokenStore> tokens;
+  if (!cfg.tokens.empty()) {
+    auto t = TokenStore::load(cfg.tokens);
+    if (!t) {
+      std::fprintf(stderr, "perfq-agent: %s\n", t.error().message.c_str());
+      return 1;
+    }
+    tokens = std::move(*t);
+  }
+  HttpApi api(ops, tokens ? &*tokens : nullptr, seg);
+  std::unique_ptr<HttpServer> http;
+  if (cfg.http != "off") {
+    HttpOptions ho;
+    ho.listen = cfg.http;
+    ho.request_timeout = std::chrono::milliseconds(cfg.http_request_timeout_ms);
+    ho.max_connections = cfg.http_max_connections;
+    auto h = HttpServer::open(ho, [&api](const HttpRequest& r) { return api.handle(r); });
+    if (!h) {
+      std::fprintf(stderr, "perfq-agent: %s\n", h.error().message.c_str());
+      return 1;
+    }
+    http = std::move(*h);
+    // Clients find the address in the header; written a byte at a time
+    // (relaxed atomics: the agent is running, readers may look).
+    char* field = seg->header().http_address;
+    const std::string& a = http->address();
+    for (std::size_t i = 0; i < sizeof seg->header().http_address; ++i) {
+      store_relaxed(field[i],
+                    i < a.size() && i + 1 < sizeof seg->header().http_address ? a[i] : '\0');
+    }
+  }
   const auto& geo = seg->geometry();
   std::fprintf(stderr,
                "perfq-agent: queue %s %s segment /%s, %llu bytes (%u slots x %u B, %u clients), "
@@ -55,6 +93,10 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
                static_cast<unsigned long long>(geo.total_bytes), geo.slot_count, geo.slot.stride,
                geo.max_clients, cfg.data_dir.c_str(), seg->header().socket_path,
                perfq::idle_name(cfg.idle).data());
+  if (http) {
+    std::fprintf(stderr, "perfq-agent: http on %s%s\n", http->address().c_str(),
+                 tokens ? "" : " (no --tokens: every route but the probes answers 401)");
+  }
   // First line: the segment is there (scripts wait for it); then the journal.
   const auto& rec = (*journal)->recovery();
   std::fprintf(stderr,
@@ -71,6 +113,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   }
   if (hooks.ready) hooks.ready();
   (*agent)->run(stop);
+  http.reset();
   admin->reset();
   (*journal)->attach_view(nullptr);
   (*journal)->audit(audit_line("agent.stop", {{"pid", ::getpid()}, {"queue", cfg.queue}}));

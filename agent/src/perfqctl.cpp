@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "perfq/agent/admin.hpp"
+#include "perfq/agent/auth.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/perfq.hpp"
@@ -34,7 +35,9 @@ int usage() {
       "       perfqctl --queue NAME [--json] dlq review ID --resolution TEXT\n"
       "       perfqctl --queue NAME [--json] dlq replay ID\n"
       "       perfqctl --queue NAME [--json] dlq verify\n"
-      "       perfqctl --queue NAME destroy      (remove the segment; no agent may run)\n",
+      "       perfqctl --queue NAME destroy      (remove the segment; no agent may run)\n"
+      "       perfqctl [--json] token create --tokens FILE --user U --role user|admin\n"
+      "                (prints the new token once; FILE keeps only its hash; no --queue)\n",
       stderr);
   return 2;
 }
@@ -507,6 +510,40 @@ int cancel(const std::string& queue, const std::vector<std::string>& a, bool jso
   return 0;
 }
 
+// `token create`: works on the tokens file alone (no queue, no agent). The
+// token goes to stdout and nowhere else: FILE gets its hash, and the note
+// for a human goes to stderr so that `$(perfqctl token create ...)` is the
+// token.
+int token(const std::vector<std::string>& a, bool json) {
+  if (a.empty() || a[0] != "create") return usage();
+  const std::vector<std::string> rest(a.begin() + 1, a.end());
+  const Flags f = parse_flags(rest, {"--tokens", "--user", "--role"}, {"--json"});
+  if (f.bad || !f.positional.empty() || f.get("--tokens") == nullptr ||
+      f.get("--user") == nullptr || f.get("--role") == nullptr) {
+    return usage();
+  }
+  json = json || f.has("--json");
+  const std::string& path = *f.get("--tokens");
+  const std::string& user = *f.get("--user");
+  perfq::agent::Role role{};
+  if (!perfq::agent::parse_role(*f.get("--role"), role)) {
+    return fail(json, perfq::Errc::kInvalidRequest, "role must be user or admin");
+  }
+  auto t = perfq::agent::create_token(path, user, role);
+  if (!t) return fail(json, t.error());
+  const std::string_view role_text = perfq::agent::role_name(role);
+  if (json) {
+    std::printf("{\"token\":\"%s\",\"userId\":\"%s\",\"role\":\"%s\"}\n", json_escape(*t).c_str(),
+                json_escape(user).c_str(), role_text.data());
+  } else {
+    std::printf("%s\n", t->c_str());
+    std::fflush(stdout);  // the token line first, also when both streams share a pipe
+    std::fprintf(stderr, "perfqctl: %s token for %s; %s holds its hash. It is not shown again.\n",
+                 role_text.data(), user.c_str(), path.c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -522,9 +559,12 @@ int main(int argc, char** argv) {
     else
       break;
   }
-  if (queue.empty() || i >= args.size()) return usage();
+  if (i >= args.size()) return usage();
   const std::string verb = args[i];
   std::vector<std::string> rest(args.begin() + static_cast<long>(i) + 1, args.end());
+  // The only verb without a queue: it writes the agent's tokens file.
+  if (verb == "token") return token(rest, json);
+  if (queue.empty()) return usage();
   if (verb == "destroy") {
     auto seg = perfq::shm::Segment::attach(queue);
     if (seg && (*seg)->agent_alive()) {

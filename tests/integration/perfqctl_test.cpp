@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "harness.hpp"
+#include "perfq/agent/auth.hpp"
 
 namespace perfq {
 namespace {
@@ -18,13 +21,11 @@ struct ToolRun {
   std::string out;  // stdout and stderr together
 };
 
-// Runs perfqctl --queue Q --json ARGS..., bounded; collects its output.
-ToolRun perfqctl(const std::string& queue, std::vector<std::string> args, bool json = true) {
+// Runs perfqctl ARGS... (no --queue added), bounded; collects its output.
+ToolRun run_perfqctl(std::vector<std::string> argv) {
   int fds[2];
   if (::pipe(fds) != 0) return {};
-  std::vector<std::string> argv = {PERFQCTL_PATH, "--queue", queue};
-  if (json) argv.emplace_back("--json");
-  argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.begin(), PERFQCTL_PATH);
   test::Child child([&] {
     ::dup2(fds[1], 1);
     ::dup2(fds[1], 2);
@@ -49,6 +50,14 @@ ToolRun perfqctl(const std::string& queue, std::vector<std::string> args, bool j
   ::close(fds[0]);
   r.exit = child.wait(30s);
   return r;
+}
+
+// Runs perfqctl --queue Q --json ARGS..., bounded; collects its output.
+ToolRun perfqctl(const std::string& queue, std::vector<std::string> args, bool json = true) {
+  std::vector<std::string> argv = {"--queue", queue};
+  if (json) argv.emplace_back("--json");
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_perfqctl(std::move(argv));
 }
 
 std::string field(const std::string& json, const std::string& name) {
@@ -175,6 +184,60 @@ TEST_F(Perfqctl, RateLimitAndQueueFullAreReported) {
   EXPECT_EQ(full.exit, 1);
   EXPECT_EQ(field(full.out, "statusCode"), "503");
   EXPECT_EQ(field(full.out, "error"), "QUEUE_FULL");
+}
+
+// `token create` needs no queue and no agent: the token it prints is the one
+// whose hash it appended, and a refused create leaves the file alone.
+TEST(PerfqctlToken, CreatePrintsATokenThatTheStoreAuthenticates) {
+  std::string tmpl = "/tmp/perfq-ctl-token-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  const std::string path = tmpl + "/tokens";
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{tmpl};
+
+  ToolRun r = run_perfqctl(
+      {"--json", "token", "create", "--tokens", path, "--user", "ops@example", "--role", "admin"});
+  ASSERT_EQ(r.exit, 0) << r.out;
+  const std::string token = field(r.out, "token");
+  ASSERT_EQ(token.rfind("pq_", 0), 0u) << r.out;
+  EXPECT_EQ(field(r.out, "userId"), "ops@example");
+  EXPECT_EQ(field(r.out, "role"), "admin");
+
+  auto store = agent::TokenStore::load(path);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  ASSERT_EQ(store->size(), 1u);
+  const auto p = store->authenticate(token);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->user_id, "ops@example");
+  EXPECT_TRUE(p->admin());
+
+  // Human output: the token alone on a line, and it authenticates as a user.
+  ToolRun human =
+      run_perfqctl({"token", "create", "--tokens", path, "--user", "alice", "--role", "user"});
+  ASSERT_EQ(human.exit, 0) << human.out;
+  const std::string line = human.out.substr(0, human.out.find('\n'));
+  auto again = agent::TokenStore::load(path);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->size(), 2u);
+  EXPECT_TRUE(again->authenticate(token).has_value());
+  const auto a = again->authenticate(line);
+  ASSERT_TRUE(a.has_value()) << human.out;
+  EXPECT_EQ(a->user_id, "alice");
+  EXPECT_FALSE(a->admin());
+
+  ToolRun bad = run_perfqctl(
+      {"--json", "token", "create", "--tokens", path, "--user", "mallory", "--role", "root"});
+  EXPECT_EQ(bad.exit, 1) << bad.out;
+  EXPECT_EQ(field(bad.out, "statusCode"), "400") << bad.out;
+  EXPECT_EQ(field(bad.out, "error"), "INVALID_REQUEST") << bad.out;
+  auto after = agent::TokenStore::load(path);
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  EXPECT_EQ(after->size(), 2u);
 }
 
 }  // namespace

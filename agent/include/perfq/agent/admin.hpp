@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <thread>
@@ -107,20 +108,27 @@ class AdminOps {
   AdminOps(const AdminOps&) = delete;
   AdminOps& operator=(const AdminOps&) = delete;
 
+  // From the admin socket: the actor is the peer's credentials.
   nlohmann::json handle(const nlohmann::json& request, const Peer& peer);
+  // From elsewhere (HTTP): `actor` goes into the audit line as is, `reviewer`
+  // names who reviews. Thread-safe.
+  nlohmann::json handle_as(const nlohmann::json& request, const nlohmann::json& actor,
+                           const std::string& reviewer);
   void refused(const Peer& peer);
+  // The producer replays and admin cancels use (made on first use).
+  [[nodiscard]] Result<Producer*> producer();
+  void audit(const std::string& event, const nlohmann::json& actor, nlohmann::json fields);
 
  private:
-  [[nodiscard]] Result<Producer*> producer();
-  nlohmann::json dispatch(const std::string& op, const nlohmann::json& req, const Peer& peer,
-                          nlohmann::json& detail);
-  void audit(const std::string& event, const Peer& peer, nlohmann::json fields);
+  nlohmann::json dispatch(const std::string& op, const nlohmann::json& req,
+                          const std::string& reviewer, nlohmann::json& detail);
 
   struct Refusals {
     uint64_t last_line_ns = 0;
     uint64_t suppressed = 0;
   };
-  std::unordered_map<uint32_t, Refusals> refusals_;  // by uid
+  std::unordered_map<uint32_t, Refusals> refusals_;  // by uid (admin socket thread only)
+  std::mutex mu_;                                    // producer_'s creation
 
   Journal& journal_;
   std::shared_ptr<shm::Segment> seg_;

@@ -44,6 +44,10 @@ struct Config {
   // The DLQ journal (docs/CONFIG.md, docs/DECISIONS.md "DLQ retention")
   uint64_t dlq_segment_bytes = uint64_t{64} << 20;  // a segment file rotates at this size
   uint64_t dlq_retention_ms = uint64_t{7} * 24 * 3600 * 1000;  // reviewed entries kept this long
+  // HTTP limits (docs/CONFIG.md): a request must arrive, and its answer be
+  // read, within this; more connections than http_max_connections get 503.
+  uint64_t http_request_timeout_ms = 10000;
+  uint64_t http_max_connections = 256;
   // Admitted to the admin socket besides the agent's uid and root (SO_PEERCRED)
   std::vector<uint32_t> admin_uids;
   std::vector<uint32_t> admin_gids;

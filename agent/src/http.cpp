@@ -1,0 +1,224 @@
+#include "perfq/agent/http.hpp"
+
+#include <atomic>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <optional>
+#include <thread>
+
+namespace perfq::agent {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct HttpServer::Impl {
+  // Declared so that sessions, destroyed with the io_context, still find
+  // `connections` and `options`.
+  HttpOptions options;
+  Handler handler;
+  std::atomic<std::size_t> connections{0};
+  asio::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+  asio::thread_pool pool;
+  std::thread io_thread;
+  std::string address;
+
+  explicit Impl(HttpOptions o, Handler h)
+      : options(std::move(o)), handler(std::move(h)), pool(std::max(1u, options.handler_threads)) {}
+  ~Impl() { ioc.stop(); }
+  void accept();
+};
+
+namespace {
+
+std::string error_json(int status, const std::string& error, const std::string& message) {
+  // The SPEC error body, built by hand: the server layer has no JSON library.
+  std::string m;
+  for (char c : message) {
+    if (c == '"' || c == '\\') m += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) m += c;
+  }
+  return "{\"statusCode\":" + std::to_string(status) + ",\"message\":\"" + m + "\",\"error\":\"" +
+         error + "\"}";
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl& server)
+      : stream_(std::move(socket)), server_(server) {
+    server_.connections.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ec;
+    const auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  ~Session() { server_.connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void start(bool over_limit) {
+    if (over_limit) {
+      HttpResponse r{503, error_json(503, "SERVICE_UNAVAILABLE", "too many connections")};
+      r.headers.emplace_back("Retry-After", "1");
+      write(std::move(r), /*keep_alive=*/false, /*version=*/11);
+      return;
+    }
+    read();
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options.header_limit));
+    parser_->body_limit(server_.options.body_limit);
+    // The whole request must arrive within the timeout: a slow client is cut.
+    stream_.expires_after(server_.options.request_timeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      write({413, error_json(413, "PAYLOAD_TOO_LARGE", "request body too large")}, false, 11);
+      return;
+    }
+    if (ec == http::error::header_limit) {
+      write({431, error_json(431, "HEADERS_TOO_LARGE", "request headers too large")}, false, 11);
+      return;
+    }
+    if (ec) return;  // closed, reset or timed out: the stream goes with us
+    http::request<http::string_body> req = parser_->release();
+    HttpRequest r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    if (auto it = req.find(http::field::authorization); it != req.end()) {
+      r.authorization = std::string(it->value());
+    }
+    r.body = std::move(req.body());
+    r.remote = remote_;
+    const bool keep_alive = req.keep_alive();
+    const unsigned version = req.version();
+    // The handler may block (a submit waiting for room, a review waiting for
+    // its fdatasync): it runs on the pool, the answer comes back here.
+    stream_.expires_never();
+    asio::post(server_.pool, [self = shared_from_this(), r = std::move(r), keep_alive, version] {
+      HttpResponse resp;
+      try {
+        resp = self->server_.handler(r);
+      } catch (const std::exception&) {
+        resp = {500, error_json(500, "INTERNAL", "request failed")};
+      }
+      asio::post(self->stream_.get_executor(),
+                 [self, resp = std::move(resp), keep_alive, version]() mutable {
+                   self->write(std::move(resp), keep_alive, version);
+                 });
+    });
+  }
+
+  void write(HttpResponse r, bool keep_alive, unsigned version) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), version);
+    res->set(http::field::server, "perfq");
+    if (!r.body.empty()) res->set(http::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    res->body() = std::move(r.body);
+    res->keep_alive(keep_alive);
+    res->prepare_payload();
+    res_ = res;
+    stream_.expires_after(server_.options.request_timeout);
+    http::async_write(stream_, *res_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                        if (ec) return;
+                        if (keep_alive) {
+                          self->read();
+                          return;
+                        }
+                        beast::error_code ignored;
+                        self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+                      });
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl& server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<http::response<http::string_body>> res_;
+  std::string remote_;
+};
+
+}  // namespace
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      const bool over = connections.load(std::memory_order_relaxed) >= options.max_connections;
+      std::make_shared<Session>(std::move(socket), *this)->start(over);
+    }
+    accept();
+  });
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::open(HttpOptions options, Handler handler) {
+  const std::string listen = options.listen;
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return {Errc::kInvalidRequest, "http address must be HOST:PORT: " + listen};
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned port = 0;
+  const std::string port_text = listen.substr(colon + 1);
+  const auto [p, pec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (pec != std::errc() || p != port_text.data() + port_text.size() || port > 65535) {
+    return {Errc::kInvalidRequest, "http port must be 0..65535: " + listen};
+  }
+  beast::error_code ec;
+  const auto addr = asio::ip::make_address(host, ec);
+  if (ec) return {Errc::kInvalidRequest, "http host must be an IP address: " + listen};
+
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
+  const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+  impl->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(ep, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return {Errc::kInternal, "http listen on " + listen + ": " + ec.message()};
+  const auto bound = impl->acceptor.local_endpoint();
+  impl->address = (bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
+                                           : bound.address().to_string()) +
+                  ":" + std::to_string(bound.port());
+  impl->accept();
+  Impl* raw = impl.get();
+  impl->io_thread = std::thread([raw] { raw->ioc.run(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() {
+  // Handlers finish first (they post their answers to the io thread), then
+  // the io thread stops and every session is destroyed with the context.
+  asio::post(impl_->ioc, [i = impl_.get()] {
+    beast::error_code ignored;
+    i->acceptor.close(ignored);
+  });
+  impl_->pool.join();
+  impl_->ioc.stop();
+  if (impl_->io_thread.joinable()) impl_->io_thread.join();
+}
+
+const std::string& HttpServer::address() const noexcept {
+  return impl_->address;
+}
+
+}  // namespace perfq::agent
