@@ -22,10 +22,12 @@ struct ToolRun {
 };
 
 // Runs perfqctl ARGS... (no --queue added), bounded; collects its output.
-ToolRun run_perfqctl(std::vector<std::string> argv) {
+ToolRun run_perfqctl(const std::vector<std::string>& args) {
   int fds[2];
   if (::pipe(fds) != 0) return {};
-  argv.insert(argv.begin(), PERFQCTL_PATH);
+  // Built front to back (GCC 12 -O3 warns on an insert at begin()).
+  std::vector<std::string> argv = {PERFQCTL_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
   test::Child child([&] {
     ::dup2(fds[1], 1);
     ::dup2(fds[1], 2);
@@ -57,7 +59,7 @@ ToolRun perfqctl(const std::string& queue, std::vector<std::string> args, bool j
   std::vector<std::string> argv = {"--queue", queue};
   if (json) argv.emplace_back("--json");
   argv.insert(argv.end(), args.begin(), args.end());
-  return run_perfqctl(std::move(argv));
+  return run_perfqctl(argv);
 }
 
 std::string field(const std::string& json, const std::string& name) {
