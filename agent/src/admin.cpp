@@ -169,6 +169,19 @@ std::string iso_time(uint64_t unix_ns) {
   return buf;
 }
 
+json parse_request_json(std::string_view text) {
+  int depth = 0;
+  bool too_deep = false;
+  json::parser_callback_t cb = [&](int d, json::parse_event_t, json&) {
+    if (d > kMaxJsonDepth) too_deep = true;
+    depth = std::max(depth, d);
+    return true;
+  };
+  json j = json::parse(text, cb, /*allow_exceptions=*/false);
+  if (too_deep) return json(json::value_t::discarded);
+  return j;
+}
+
 json error_body(Errc code, const std::string& message) {
   return {{"statusCode", http_status(code)}, {"message", message}, {"error", errc_name(code)}};
 }
@@ -371,7 +384,7 @@ void AdminServer::serve(int fd) {
     }
     return;
   }
-  json req = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  json req = parse_request_json(line);
   json resp;
   try {
     resp = req.is_object() ? handler_(req, peer)

@@ -885,7 +885,7 @@ uint64_t Agent::dead_letter(uint32_t slot, Status status, Errc reason, bool reco
   // The record is shared memory a broken producer may scribble on after the
   // agent took it: nothing out of range reaches the journal.
   d.priority = rec.priority >= kPriorityMin && rec.priority <= kPriorityMax ? rec.priority
-                                                                          : kPriorityDefault;
+                                                                            : kPriorityDefault;
   const uint32_t len = std::min(rec.payload_len, seg.geometry().slot_payload_bytes);
   d.payload.assign(seg.payload(slot), seg.payload(slot) + len);
   d.metadata.assign(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));

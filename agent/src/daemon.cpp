@@ -69,6 +69,8 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
     ho.listen = cfg.http;
     ho.request_timeout = std::chrono::milliseconds(cfg.http_request_timeout_ms);
     ho.max_connections = cfg.http_max_connections;
+    // A submit's body is its payload plus a few fields; larger cannot fit a slot.
+    ho.body_limit = seg->geometry().slot_payload_bytes + 64 * 1024;
     auto h = HttpServer::open(ho, [&api](const HttpRequest& r) { return api.handle(r); });
     if (!h) {
       std::fprintf(stderr, "perfq-agent: %s\n", h.error().message.c_str());
@@ -113,6 +115,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   }
   if (hooks.ready) hooks.ready();
   (*agent)->run(stop);
+  api.stop();
   http.reset();
   admin->reset();
   (*journal)->attach_view(nullptr);

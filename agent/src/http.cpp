@@ -4,11 +4,14 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -25,8 +28,14 @@ struct HttpServer::Impl {
   HttpOptions options;
   Handler handler;
   std::atomic<std::size_t> connections{0};
+  std::atomic<bool> stopping{false};
+  // Answers computed but not yet written: shutdown waits for them (bounded).
+  std::mutex answers_mu;
+  std::condition_variable answers_cv;
+  std::size_t answers_pending = 0;
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
+  asio::steady_timer accept_retry{ioc};
   asio::thread_pool pool;
   std::thread io_thread;
   std::string address;
@@ -102,8 +111,19 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     r.body = std::move(req.body());
     r.remote = remote_;
-    const bool keep_alive = req.keep_alive();
+    const bool keep_alive = req.keep_alive() && !server_.stopping.load(std::memory_order_relaxed);
     const unsigned version = req.version();
+    const std::string_view path = std::string_view(r.target).substr(0, r.target.find('?'));
+    for (const std::string& p : server_.options.inline_paths) {
+      if (path == p) {
+        write(server_.handler(r), keep_alive, version);
+        return;
+      }
+    }
+    {
+      std::lock_guard lock(server_.answers_mu);
+      ++server_.answers_pending;
+    }
     // The handler may block (a submit waiting for room, a review waiting for
     // its fdatasync): it runs on the pool, the answer comes back here.
     stream_.expires_never();
@@ -116,12 +136,12 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       asio::post(self->stream_.get_executor(),
                  [self, resp = std::move(resp), keep_alive, version]() mutable {
-                   self->write(std::move(resp), keep_alive, version);
+                   self->write(std::move(resp), keep_alive, version, /*counted=*/true);
                  });
     });
   }
 
-  void write(HttpResponse r, bool keep_alive, unsigned version) {
+  void write(HttpResponse r, bool keep_alive, unsigned version, bool counted = false) {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(r.status), version);
     res->set(http::field::server, "perfq");
@@ -132,16 +152,26 @@ class Session : public std::enable_shared_from_this<Session> {
     res->prepare_payload();
     res_ = res;
     stream_.expires_after(server_.options.request_timeout);
-    http::async_write(stream_, *res_,
-                      [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-                        if (ec) return;
-                        if (keep_alive) {
-                          self->read();
-                          return;
-                        }
-                        beast::error_code ignored;
-                        self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-                      });
+    http::async_write(
+        stream_, *res_,
+        [self = shared_from_this(), keep_alive, counted](beast::error_code ec, std::size_t) {
+          if (counted) self->answered();
+          if (ec) return;
+          if (keep_alive && !self->server_.stopping.load(std::memory_order_relaxed)) {
+            self->read();
+            return;
+          }
+          beast::error_code ignored;
+          self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        });
+  }
+
+  void answered() {
+    {
+      std::lock_guard lock(server_.answers_mu);
+      --server_.answers_pending;
+    }
+    server_.answers_cv.notify_all();
   }
 
   beast::tcp_stream stream_;
@@ -157,10 +187,16 @@ class Session : public std::enable_shared_from_this<Session> {
 void HttpServer::Impl::accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      const bool over = connections.load(std::memory_order_relaxed) >= options.max_connections;
-      std::make_shared<Session>(std::move(socket), *this)->start(over);
+    if (ec) {
+      // Out of descriptors, say: try again shortly instead of spinning.
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](beast::error_code wec) {
+        if (!wec) accept();
+      });
+      return;
     }
+    const bool over = connections.load(std::memory_order_relaxed) >= options.max_connections;
+    std::make_shared<Session>(std::move(socket), *this)->start(over);
     accept();
   });
 }
@@ -208,11 +244,19 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() {
   // Handlers finish first (they post their answers to the io thread), then
   // the io thread stops and every session is destroyed with the context.
+  impl_->stopping.store(true, std::memory_order_relaxed);
   asio::post(impl_->ioc, [i = impl_.get()] {
     beast::error_code ignored;
     i->acceptor.close(ignored);
+    i->accept_retry.cancel();
   });
   impl_->pool.join();
+  {
+    // Answers the handlers produced still go out, within the write timeout.
+    std::unique_lock lock(impl_->answers_mu);
+    impl_->answers_cv.wait_for(lock, impl_->options.request_timeout,
+                               [&] { return impl_->answers_pending == 0; });
+  }
   impl_->ioc.stop();
   if (impl_->io_thread.joinable()) impl_->io_thread.join();
 }

@@ -8,6 +8,7 @@
 #include "perfq/client/producer.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/shm/futex.hpp"
 #include "perfq/shm/layout.hpp"
 #include "perfq/shm/segment.hpp"
 
@@ -175,7 +176,10 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
   const bool dlq_list = route == "dlq" && req.method == "GET";
   const bool dlq_item = id_after("dlq/", rest);
   if (!dlq_list && !dlq_item) return error_response(Errc::kNotFound, "no such route");
-  if (!who->admin()) return error_response(Errc::kForbidden, "admin role required");
+  if (!who->admin()) {
+    auth_failed(req, "admin role required");
+    return error_response(Errc::kForbidden, "admin role required");
+  }
   if (dlq_list) {
     json op = {{"op", "dlq.list"}};
     std::string_view limit;
@@ -202,11 +206,13 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
   if (verb.empty() && req.method == "GET")
     return admin({{"op", "dlq.show"}, {"id", id}}, *who, req, 200);
   if (verb == "review" && req.method == "POST") {
-    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    const json body = parse_request_json(req.body);
     if (!body.is_object())
       return error_response(Errc::kInvalidRequest, "body must be a JSON object");
     json op = {{"op", "dlq.review"}, {"id", id}};
-    if (auto it = body.find("resolution"); it != body.end()) op["resolution"] = *it;
+    if (auto it = body.find("resolution"); it != body.end() && it->is_string()) {
+      op["resolution"] = *it;
+    }
     return admin(op, *who, req, 204);
   }
   if (verb == "replay" && req.method == "POST") {
@@ -223,7 +229,7 @@ HttpResponse HttpApi::admin(const json& op, const Principal& who, const HttpRequ
 }
 
 HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
-  const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  const json body = parse_request_json(req.body);
   if (!body.is_object()) return error_response(Errc::kInvalidRequest, "body must be a JSON object");
   RequestView v;
   v.user_id = who.user_id;  // never from the body (SPEC §3)
@@ -248,6 +254,14 @@ HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
   // The payload is whatever JSON value the client sent, stored as its text.
   std::string payload = "{}";
   if (auto p = body.find("payload"); p != body.end()) payload = p->dump();
+  if (payload.size() > seg_->geometry().slot_payload_bytes) {
+    json e = error_body(Errc::kInvalidRequest,
+                        "payload larger than slot_payload_bytes (" +
+                            std::to_string(seg_->geometry().slot_payload_bytes) + " bytes)");
+    e["statusCode"] = 413;
+    e["error"] = "PAYLOAD_TOO_LARGE";
+    return json_response(413, e);
+  }
   v.payload = std::as_bytes(std::span(payload.data(), payload.size()));
   std::string key;
   if (auto k = body.find("idempotencyKey"); k != body.end() && !k->is_null()) {
@@ -264,7 +278,16 @@ HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
   v.metadata = metadata;
   auto p = ops_.producer();
   if (!p) return error_response(p.error());
-  auto s = (*p)->submit(v);
+  // A submit may wait for room; at most kMaxWaitingSubmits do at once, so the
+  // handler pool always has a thread for everything else.
+  if (waiting_submits_.fetch_add(1, std::memory_order_relaxed) >= kMaxWaitingSubmits) {
+    waiting_submits_.fetch_sub(1, std::memory_order_relaxed);
+    HttpResponse r = error_response(Errc::kQueueFull, "too many submits waiting for room");
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  }
+  Result<Submitted> s = submit_waiting(**p, v);
+  waiting_submits_.fetch_sub(1, std::memory_order_relaxed);
   if (!s) return error_response(s.error());
   char id[17];
   format_request_id(s->request_id, id);
@@ -276,7 +299,28 @@ HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
               {"createdAt", iso_time(s->created_at_unix_ns)},
               {"queuePosition", s->queue_position}};
   if (s->duplicate) out["duplicate"] = true;
-  return json_response(s->duplicate ? 200 : 201, out);
+  return json_response(201, out);
+}
+
+// Producer::submit's rope-drop wait, in slices that notice a stopping agent:
+// the HTTP server's shutdown never waits out a full rope_drop_timeout_ms.
+Result<Submitted> HttpApi::submit_waiting(Producer& p, const RequestView& v) {
+  const uint64_t timeout_ns = load_relaxed(seg_->header().rope_drop_timeout_ms) * 1'000'000;
+  const uint64_t deadline = mono_now_ns() + timeout_ns;
+  for (;;) {
+    auto s = p.try_submit(v);
+    if (s || s.error().code != Errc::kQueueFull) return s;
+    const uint64_t now = mono_now_ns();
+    if (now >= deadline || stopping_.load(std::memory_order_relaxed)) return s;
+    // Bounded: the agent wakes `room` waiters, and each slice ends anyway.
+    WaitWord& room = seg_->header().room;
+    const uint32_t seen = load_relaxed(room.seq);
+    shm::futex_wait(&room.seq, seen, std::min<uint64_t>(deadline - now, 20'000'000));
+  }
+}
+
+void HttpApi::stop() noexcept {
+  stopping_.store(true, std::memory_order_relaxed);
 }
 
 HttpResponse HttpApi::status(uint64_t id, const Principal& who) {

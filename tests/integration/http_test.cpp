@@ -246,9 +246,16 @@ TEST_F(Http, OversizedBodiesAndSlowClientsAreRefusedWithoutDisturbingOthers) {
   // Others are served meanwhile.
   EXPECT_EQ(get("/livez").status, 200);
   EXPECT_EQ(submit(user_, R"({"type":"nobody-serves-this"})").status, 201);
-  // An oversized body is 413.
+  // An oversized body is 413, and so is a payload larger than a slot.
   const std::string huge = R"({"type":"t","payload":")" + std::string(2 << 20, 'x') + "\"}";
   EXPECT_EQ(submit(user_, huge).status, 413);
+  const Reply big = submit(user_, R"({"type":"t","payload":")" + std::string(1000, 'x') + "\"}");
+  EXPECT_EQ(big.status, 413);
+  EXPECT_EQ(big.parsed()["error"], "PAYLOAD_TOO_LARGE");
+  // A deeply nested payload is refused, not followed.
+  const std::string deep =
+      R"({"type":"t","payload":)" + std::string(20000, '[') + std::string(20000, ']') + "}";
+  EXPECT_EQ(submit(user_, deep).status, 400);
   EXPECT_EQ(get("/livez").status, 200);
   // The slow client is cut off after http_request_timeout_ms: its socket
   // reads end of file (bounded wait on the event).

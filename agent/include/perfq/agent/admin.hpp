@@ -41,6 +41,11 @@ struct Config;
 // ISO 8601 in UTC with milliseconds ("2026-11-27T23:34:07.123Z").
 [[nodiscard]] std::string iso_time(uint64_t unix_ns);
 
+// Parses a request body; a value nested deeper than kMaxJsonDepth is refused
+// like malformed JSON (is_discarded()): writing it back out recurses.
+inline constexpr int kMaxJsonDepth = 64;
+[[nodiscard]] nlohmann::json parse_request_json(std::string_view text);
+
 // SPEC §6 error body.
 [[nodiscard]] nlohmann::json error_body(Errc code, const std::string& message);
 

@@ -45,6 +45,9 @@ struct HttpOptions {
   std::size_t body_limit = (std::size_t{1} << 20) + 64 * 1024;  // a 1 MiB payload and its JSON
   std::chrono::milliseconds request_timeout{10'000};
   unsigned handler_threads = 4;
+  // Answered on the connection thread, never queued behind blocked handlers
+  // (the probes: an orchestrator must not see a busy agent as dead).
+  std::vector<std::string> inline_paths = {"/livez", "/readyz"};
 };
 
 class HttpServer {
@@ -55,7 +58,9 @@ class HttpServer {
   // kInternal when the bind fails.
   [[nodiscard]] static Result<std::unique_ptr<HttpServer>> open(HttpOptions options,
                                                                 Handler handler);
-  ~HttpServer();  // stops accepting, closes every connection, joins the threads
+  // Stops accepting, lets running handlers finish and their answers go out
+  // (bounded by request_timeout), then closes every connection.
+  ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 

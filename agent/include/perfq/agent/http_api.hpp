@@ -15,6 +15,7 @@
 // failure goes to the audit log (coalesced per remote address per second),
 // and so does every admin route, through AdminOps. Errors are SPEC's
 // {statusCode, message, error}; 429 carries Retry-After.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "perfq/agent/admin.hpp"
 #include "perfq/agent/auth.hpp"
 #include "perfq/agent/http.hpp"
+#include "perfq/client/producer.hpp"
 
 namespace perfq::shm {
 class Segment;
@@ -39,9 +41,12 @@ class HttpApi {
 
   // Thread-safe: called from the HTTP handler pool.
   HttpResponse handle(const HttpRequest& req);
+  // Submits waiting for room give up (QUEUE_FULL) from now on: the agent stops.
+  void stop() noexcept;
 
  private:
   HttpResponse submit(const HttpRequest& req, const Principal& who);
+  Result<Submitted> submit_waiting(Producer& p, const RequestView& v);
   HttpResponse status(uint64_t id, const Principal& who);
   HttpResponse cancel(uint64_t id, const Principal& who);
   HttpResponse admin(const nlohmann::json& op, const Principal& who, const HttpRequest& req,
@@ -51,6 +56,9 @@ class HttpApi {
   AdminOps& ops_;
   const TokenStore* tokens_;
   std::shared_ptr<shm::Segment> seg_;
+  static constexpr int kMaxWaitingSubmits = 3;  // of the pool's 4 threads
+  std::atomic<int> waiting_submits_{0};
+  std::atomic<bool> stopping_{false};
   std::mutex mu_;  // auth_failures_
   struct Failures {
     uint64_t last_line_ns = 0;
