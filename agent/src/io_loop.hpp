@@ -34,7 +34,7 @@ class IoLoop {
   static constexpr uint64_t kFutexTag = 1;
   io_uring ring_{};
   bool ready_ = false;
-  bool futex_op_ = true;    // cleared when the kernel refuses the opcode
+  bool futex_op_ = true;  // cleared when the kernel refuses the opcode
   bool futex_armed_ = false;
 };
 
