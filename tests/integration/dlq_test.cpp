@@ -34,41 +34,15 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-struct ToolRun {
-  int exit = -1;
-  std::string out;  // stdout and stderr together
-};
+using test::ToolRun;
 
 // Runs perfqctl --queue Q [--json] ARGS..., bounded; collects its output.
-ToolRun perfqctl(const std::string& queue, std::vector<std::string> args, bool as_json = true) {
-  int fds[2];
-  if (::pipe(fds) != 0) return {};
+ToolRun perfqctl(const std::string& queue, const std::vector<std::string>& args,
+                 bool as_json = true) {
   std::vector<std::string> argv = {PERFQCTL_PATH, "--queue", queue};
   if (as_json) argv.emplace_back("--json");
   argv.insert(argv.end(), args.begin(), args.end());
-  test::Child child([&] {
-    ::dup2(fds[1], 1);
-    ::dup2(fds[1], 2);
-    ::close(fds[0]);
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    ::execv(cargv[0], cargv.data());
-    return 127;
-  });
-  ::close(fds[1]);
-  ToolRun r;
-  char buf[4096];
-  for (;;) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (::poll(&p, 1, 30'000) <= 0) break;
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    r.out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fds[0]);
-  r.exit = child.wait(30s);
-  return r;
+  return test::run_tool(argv);
 }
 
 json parsed(const ToolRun& r) {

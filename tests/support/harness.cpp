@@ -174,6 +174,36 @@ Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound) {
   return c;
 }
 
+ToolRun run_tool(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {};
+  Child child([&] {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    std::vector<std::string> args = argv;
+    std::vector<char*> cargv;
+    for (auto& a : args) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    ::execv(cargv[0], cargv.data());
+    return 127;
+  });
+  ::close(fds[1]);
+  ToolRun r;
+  char buf[4096];
+  // Bounded: the child's output ends when it exits.
+  for (;;) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, 30'000) <= 0) break;
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;
+    r.out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  r.exit = child.wait(std::chrono::seconds(30));
+  return r;
+}
+
 Child spawn_daemon(const agent::Config& cfg, const agent::DaemonHooks& hooks,
                    std::chrono::milliseconds bound) {
   Signal ready;

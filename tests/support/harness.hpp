@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "perfq/agent/agent.hpp"
 #include "perfq/agent/daemon.hpp"
@@ -93,6 +94,16 @@ class AgentThread {
 // An agent in a child process; returns once the agent reports it is running.
 Child spawn_agent(const agent::Config& cfg,
                   std::chrono::milliseconds bound = std::chrono::seconds(10));
+
+// A command run to its end, bounded: its exit code and its stdout and
+// stderr together.
+struct ToolRun {
+  int exit = -1;
+  std::string out;
+};
+// Runs argv (argv[0] a path) in a child process; waits at most 30 s for
+// output and exit.
+ToolRun run_tool(const std::vector<std::string>& argv);
 
 // The whole agent as perfq-agent runs it (DLQ journal, audit log, admin
 // socket) in a child process; returns once it runs and its socket listens.
