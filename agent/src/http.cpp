@@ -1,5 +1,6 @@
 #include "perfq/agent/http.hpp"
 
+#include <array>
 #include <atomic>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -161,9 +162,26 @@ class Session : public std::enable_shared_from_this<Session> {
             self->read();
             return;
           }
-          beast::error_code ignored;
-          self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+          self->linger();
         });
+  }
+
+  // Closing a socket with unread bytes makes the kernel reset the connection,
+  // and the reset can destroy an answer still in flight (a 413 sent while the
+  // client is still writing its body, say). So half-close, then read and
+  // discard until the client closes, bounded by the request timeout.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(server_.options.request_timeout);
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (!ec) self->drain();
+                            });
   }
 
   void answered() {
@@ -180,6 +198,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http::response<http::string_body>> res_;
   std::string remote_;
+  std::array<char, 4096> discard_;
 };
 
 }  // namespace

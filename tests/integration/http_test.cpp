@@ -57,10 +57,12 @@ Reply call(const std::string& address, http::verb method, const std::string& tar
     req.body() = body;
   }
   req.prepare_payload();
-  http::write(stream, req);
+  // The server may answer (413) before the body is all written; the answer
+  // is read whatever the write reports.
+  beast::error_code ec;
+  http::write(stream, req, ec);
   beast::flat_buffer buf;
   http::response<http::string_body> res;
-  beast::error_code ec;
   http::read(stream, buf, res, ec);
   Reply r;
   if (ec) return r;
