@@ -398,8 +398,8 @@ void AdminServer::serve(int fd) {
 
 // ---------------------------------------------------------------- verbs
 
-AdminOps::AdminOps(Journal& journal, std::shared_ptr<shm::Segment> seg)
-    : journal_(journal), seg_(std::move(seg)) {}
+AdminOps::AdminOps(Journal& journal, std::shared_ptr<shm::Segment> seg, HealthLimits limits)
+    : journal_(journal), seg_(std::move(seg)), limits_(limits) {}
 
 AdminOps::~AdminOps() = default;
 
@@ -451,9 +451,9 @@ json AdminOps::handle_as(const json& req, const json& actor, const std::string& 
   const std::string op = op_it->get<std::string>();
   json detail = json::object();
   json resp = dispatch(op, req, reviewer, detail);
-  if (op != "dlq.list" && op != "dlq.verify") {
-    // Reads of the list and the check change nothing and show no payload;
-    // everything else is an admin action.
+  if (op != "dlq.list" && op != "dlq.verify" && op != "health" && op != "metrics") {
+    // The reads change nothing and show no payload (a scraper would fill
+    // the log); everything else is an admin action.
     if (resp.contains("statusCode")) {
       detail["result"] = resp.value("error", std::string("INTERNAL"));
       detail["message"] = resp.value("message", std::string());
@@ -468,6 +468,18 @@ json AdminOps::handle_as(const json& req, const json& actor, const std::string& 
 json AdminOps::dispatch(const std::string& op, const json& req, const std::string& reviewer,
                         json& detail) {
   auto fail = [](const Error& e) { return error_body(e.code, e.message); };
+  if (op == "health") return health_json(*seg_, limits_, unix_now_ns());
+  if (op == "metrics") {
+    uint32_t period = 60;
+    if (auto it = req.find("period"); it != req.end()) {
+      if (!it->is_number_unsigned())
+        return error_body(Errc::kInvalidRequest, "period must be 1..1440");
+      auto p = parse_period(std::to_string(it->get<uint64_t>()));
+      if (!p) return fail(p.error());
+      period = *p;
+    }
+    return metrics_json(*seg_, period, unix_now_ns());
+  }
   if (op == "dlq.list") {
     uint64_t limit = 50;
     if (auto it = req.find("limit"); it != req.end()) {

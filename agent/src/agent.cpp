@@ -85,6 +85,7 @@ Result<std::unique_ptr<Agent>> Agent::open(const Config& cfg, const Clock& clock
   o.idempotency_entries = static_cast<uint32_t>(cfg.idempotency_table_entries);
   o.rate_entries = static_cast<uint32_t>(cfg.rate_limit_table_entries);
   o.rate_limit = static_cast<uint32_t>(cfg.max_requests_per_user_per_minute);
+  o.metrics_types = static_cast<uint32_t>(cfg.metrics_types);
   o.group = cfg.group;
   shm::Segment::Opened how{};
   auto seg = shm::Segment::open_for_agent(cfg.queue, o, how);
@@ -113,6 +114,8 @@ void Agent::start() {
   producer_wake_.assign(n, 0);
   batch_of_.assign(seg.geometry().slot_count, 0);
   accepted_.assign(seg.geometry().slot_count, 0);
+  column_.assign(seg.geometry().slot_count, 0);
+  metrics_ = shm::MetricsWriter(seg, clock_.now_unix_ns());
   aref(h.agent_state)
       .store(static_cast<uint32_t>(shm::AgentState::kStarting), std::memory_order_relaxed);
   aref(h.agent_pid).store(static_cast<uint32_t>(::getpid()), std::memory_order_relaxed);
@@ -191,6 +194,7 @@ void Agent::recover() {
       case SlotState::kSealing:
         ++live_;  // accepted and not final: in the depth until finished
         accepted_[s] = 1;
+        note_column(s);
         break;
       default:
         break;
@@ -273,6 +277,13 @@ std::string_view Agent::type_of(uint32_t slot) const noexcept {
   return {rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes)};
 }
 
+// The metrics column of the request in `slot`, looked up once when the agent
+// takes it and kept by slot.
+uint8_t Agent::note_column(uint32_t slot) {
+  column_[slot] = metrics_.column(type_of(slot));
+  return column_[slot];
+}
+
 // The agent-written fields of a record the agent has just taken. status and
 // error are stored atomically: a status lookup may read them while the slot
 // is reused (it discards what it read; see store_shared_text).
@@ -311,6 +322,7 @@ void Agent::take_cancelled(uint32_t slot, uint64_t ctl) {
   ++live_;
   accepted_[slot] = 1;
   rec_defaults(slot);
+  metrics_.count(seg_->record(slot).band, note_column(slot), shm::Outcome::kSubmitted);
   finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
 }
 
@@ -369,6 +381,7 @@ bool Agent::accept(uint32_t slot) {
   rec.retry_at_mono_ns = 0;
   ++live_;
   accepted_[slot] = 1;
+  metrics_.count(rec.band, note_column(slot), shm::Outcome::kSubmitted);
   bands_[rec.band].push_back(Pending{slot, c.generation, eligible, rec.band});
   emit(EventKind::kSubmitted, slot, Status::kPending);
   return true;
@@ -603,6 +616,7 @@ void Agent::unassign(const Pending& p, uint32_t worker) {
 }
 
 void Agent::note_dispatched(const Pending& p, uint32_t worker, uint8_t attempt) {
+  metrics_.waited(p.band, column_[p.slot], now_ns_ - std::min(p.eligible_ns, now_ns_));
   attempts_.push_back(
       Timer{now_ns_ + cfg_.processing_timeout_ms * 1'000'000, p.slot, p.generation, attempt});
   emit(EventKind::kAssigned, p.slot, Status::kAssigned);
@@ -830,12 +844,15 @@ void Agent::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc error) 
   SlotPool& pool = seg.pool();
   const SlotCtl c = SlotCtl::unpack(ctl);
   release_dispatch(slot, c.owner);
+  const RequestRecord& rec = seg.record(slot);
+  metrics_.processed(rec.band, column_[slot], now_ns_ - std::min(rec.dispatched_mono_ns, now_ns_));
   if (kind != AttemptResult::kOk) record_failure(slot, error);
   const bool retry = kind == AttemptResult::kError && c.attempt < cfg_.max_retry_attempts;
   if (retry) {
     const SlotCtl next = with_state(c, SlotState::kPending, kOwnerAgent);
     if (pool.transition(slot, ctl, next)) {
       ++retried_;
+      metrics_.count(rec.band, column_[slot], shm::Outcome::kRetried);
       schedule_retry(slot, c.generation, c.attempt, now_ns_ + backoff_ns(c.attempt));
       emit(EventKind::kRetrying, slot, Status::kPending, error);
     }
@@ -995,6 +1012,11 @@ void Agent::conclude(uint32_t slot, uint64_t ctl, Status status, Errc error) {
   if (status == Status::kFailed || status == Status::kTimeout) {
     emit(EventKind::kDeadLettered, slot, status, error);
   }
+  metrics_.count(rec.band, column_[slot],
+                 status == Status::kCompleted   ? shm::Outcome::kCompleted
+                 : status == Status::kTimeout   ? shm::Outcome::kTimeout
+                 : status == Status::kCancelled ? shm::Outcome::kCancelled
+                                                : shm::Outcome::kFailed);
   switch (status) {
     case Status::kCompleted:
       ++completed_;
@@ -1288,6 +1310,7 @@ int Agent::do_work() {
   const uint64_t now = clock_.now_mono_ns();
   now_ns_ = now;
   aref(seg_->header().heartbeat_mono_ns).store(now, std::memory_order_relaxed);
+  metrics_.roll(clock_.now_unix_ns());
   int n = 0;
   const bool tick = now >= next_liveness_ns_;
   if (tick) {

@@ -43,7 +43,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
       "agent.start",
       {{"pid", ::getpid()}, {"queue", cfg.queue}, {"reattached", (*agent)->reattached()}}));
   (*journal)->audit(audit_line("config.loaded", config_json(cfg)));
-  AdminOps ops(**journal, seg);
+  AdminOps ops(**journal, seg, HealthLimits::from(cfg));
   auto admin = AdminServer::open(
       cfg.data_dir + "/agent.sock", cfg.admin_uids, cfg.admin_gids,
       [&ops](const nlohmann::json& req, const Peer& p) { return ops.handle(req, p); },

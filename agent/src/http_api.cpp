@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "perfq/agent/observe.hpp"
 #include "perfq/client/producer.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
@@ -134,7 +135,8 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
                                    static_cast<uint32_t>(shm::AgentState::kRunning);
     return {running ? 200 : 503, {}};
   }
-  if (path.substr(0, kBase.size()) != kBase) {
+  const bool prometheus = path == "/metrics";
+  if (!prometheus && path.substr(0, kBase.size()) != kBase) {
     return error_response(Errc::kNotFound, "no such route");
   }
   // Authentication before anything else is looked at.
@@ -145,6 +147,16 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
     auth_failed(req, token.empty() ? "no bearer token" : "unknown token");
     HttpResponse r = error_response(Errc::kUnauthorized, "a valid bearer token is required");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  if (prometheus) {
+    if (req.method != "GET") return error_response(Errc::kNotFound, "no such route");
+    if (!who->admin()) {
+      auth_failed(req, "admin role required");
+      return error_response(Errc::kForbidden, "admin role required");
+    }
+    HttpResponse r{200, prometheus_text(*seg_, ops_.limits(), unix_now_ns())};
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return r;
   }
   const std::string_view route = path.substr(kBase.size());
@@ -173,12 +185,27 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
     return cancel(id, *who);
   }
   // Admin routes.
+  const bool health = route == "health" && req.method == "GET";
+  const bool metrics = route == "metrics" && req.method == "GET";
   const bool dlq_list = route == "dlq" && req.method == "GET";
   const bool dlq_item = id_after("dlq/", rest);
-  if (!dlq_list && !dlq_item) return error_response(Errc::kNotFound, "no such route");
+  if (!health && !metrics && !dlq_list && !dlq_item) {
+    return error_response(Errc::kNotFound, "no such route");
+  }
   if (!who->admin()) {
     auth_failed(req, "admin role required");
     return error_response(Errc::kForbidden, "admin role required");
+  }
+  if (health) return admin({{"op", "health"}}, *who, req, 200);
+  if (metrics) {
+    json op = {{"op", "metrics"}};
+    std::string_view period;
+    if (query_value(req.target, "period", period)) {
+      auto p = parse_period(period);
+      if (!p) return error_response(p.error());
+      op["period"] = *p;
+    }
+    return admin(op, *who, req, 200);
   }
   if (dlq_list) {
     json op = {{"op", "dlq.list"}};

@@ -15,6 +15,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/shm/liveness.hpp"
+#include "perfq/shm/metrics.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -83,7 +84,8 @@ bool shape_valid(const Shape& s) noexcept {
          pow2_or_zero(s.idempotency_entries) && s.idempotency_entries != 1 &&
          s.idempotency_entries != 2 && s.idempotency_entries <= (1u << 24) &&
          pow2_or_zero(s.rate_entries) && s.rate_entries <= (1u << 20) &&
-         s.rate_limit <= RateLimiter::kMaxLimit && (s.rate_limit == 0 || (s.rate_entries >= 4));
+         s.rate_limit <= RateLimiter::kMaxLimit && (s.rate_limit == 0 || (s.rate_entries >= 4)) &&
+         s.metrics_types <= kMetricsTypesMax;
 }
 
 Geometry compute_geometry(const Shape& shape) noexcept {
@@ -126,6 +128,9 @@ Geometry compute_geometry(const Shape& shape) noexcept {
   if (g.rate_entries != 0) {
     off += align_up(RateLimiter::bytes_for(g.rate_entries, g.rate_limit), kCacheLine);
   }
+  g.metrics_types = shape.metrics_types;
+  g.off_metrics = off;
+  off += align_up(metrics_region_bytes(g.metrics_types), kCacheLine);
   g.off_slots = off;
   off += uint64_t{slot_count} * g.slot.stride;
   g.total_bytes = off;
@@ -201,6 +206,12 @@ void Segment::format(const CreateOptions& opt) {
   h.off_status = geo_.off_status;
   h.off_idempotency = geo_.off_idempotency;
   h.off_rate = geo_.off_rate;
+  h.off_metrics = geo_.off_metrics;
+  h.metrics_types = geo_.metrics_types;
+  auto& mh = *reinterpret_cast<MetricsHeader*>(base_ + geo_.off_metrics);
+  mh.minutes = kMetricsMinutes;
+  mh.types = geo_.metrics_types;
+  mh.row_bytes = metrics_row_bytes(geo_.metrics_types);
   if (geo_.idempotency_entries != 0) {
     IdempotencyTable::format(base_ + geo_.off_idempotency, geo_.idempotency_entries);
   }
@@ -278,6 +289,7 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
   shape.idempotency_entries = h->idempotency_entries;
   shape.rate_entries = h->rate_entries;
   shape.rate_limit = h->rate_limit;
+  shape.metrics_types = h->metrics_types;
   if (!shape_valid(shape)) return {Errc::kSegmentInvalid, "table sizes out of range"};
   geo_ = compute_geometry(shape);
   const bool offsets_ok =
@@ -288,7 +300,7 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
       h->off_slot_ctl == geo_.off_slot_ctl && h->off_slot_hints == geo_.off_slot_hints &&
       h->off_slots == geo_.off_slots && h->off_events == geo_.off_events &&
       h->off_status == geo_.off_status && h->off_idempotency == geo_.off_idempotency &&
-      h->off_rate == geo_.off_rate;
+      h->off_rate == geo_.off_rate && h->off_metrics == geo_.off_metrics;
   if (!offsets_ok) return {Errc::kSegmentInvalid, "region offsets"};
   if (h->total_bytes != geo_.total_bytes || size < geo_.total_bytes) {
     return {Errc::kSegmentInvalid, "size: the geometry needs " + std::to_string(geo_.total_bytes) +
@@ -380,12 +392,14 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
     shape.idempotency_entries = opt.idempotency_entries;
     shape.rate_entries = opt.rate_entries;
     shape.rate_limit = opt.rate_limit;
+    shape.metrics_types = opt.metrics_types;
     if (!shape_valid(shape)) {
       Segment::remove(queue);
       return Error{Errc::kInvalidRequest,
                    "table sizes must be powers of two (idempotency and rate tables at least 4), "
-                   "and max_requests_per_user_per_minute at most " +
-                       std::to_string(RateLimiter::kMaxLimit)};
+                   "max_requests_per_user_per_minute at most " +
+                       std::to_string(RateLimiter::kMaxLimit) + " and metrics_types at most " +
+                       std::to_string(kMetricsTypesMax)};
     }
     const Geometry geo = compute_geometry(shape);
     try {

@@ -130,6 +130,7 @@ agent::Config test_config(const std::string& queue) {
   cfg.status_table_entries = 1024;
   cfg.idempotency_table_entries = 256;
   cfg.rate_limit_table_entries = 64;
+  cfg.metrics_types = 2;
   return cfg;
 }
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "perfq/agent/journal.hpp"
+#include "perfq/agent/observe.hpp"
 #include "perfq/core/result.hpp"
 
 namespace perfq {
@@ -102,13 +103,14 @@ class AdminServer {
   std::thread thread_;
 };
 
-// The verbs behind the socket: dlq.list, dlq.show, dlq.review, dlq.replay,
-// dlq.verify, cancel (an admin cancel of any user's pending request). Every
-// request but dlq.list and dlq.verify goes to the audit log with its outcome
-// (event = the op), refused connections too (coalesced per uid per second).
+// The verbs behind the socket: health, metrics {period}, dlq.list, dlq.show,
+// dlq.review, dlq.replay, dlq.verify, cancel (an admin cancel of any user's
+// pending request). Every request but the reads (health, metrics, dlq.list,
+// dlq.verify) goes to the audit log with its outcome (event = the op),
+// refused connections too (coalesced per uid per second).
 class AdminOps {
  public:
-  AdminOps(Journal& journal, std::shared_ptr<shm::Segment> seg);
+  AdminOps(Journal& journal, std::shared_ptr<shm::Segment> seg, HealthLimits limits = {});
   ~AdminOps();
   AdminOps(const AdminOps&) = delete;
   AdminOps& operator=(const AdminOps&) = delete;
@@ -123,6 +125,7 @@ class AdminOps {
   // The producer replays and admin cancels use (made on first use).
   [[nodiscard]] Result<Producer*> producer();
   void audit(const std::string& event, const nlohmann::json& actor, nlohmann::json fields);
+  [[nodiscard]] const HealthLimits& limits() const noexcept { return limits_; }
 
  private:
   nlohmann::json dispatch(const std::string& op, const nlohmann::json& req,
@@ -137,6 +140,7 @@ class AdminOps {
 
   Journal& journal_;
   std::shared_ptr<shm::Segment> seg_;
+  HealthLimits limits_;
   std::unique_ptr<Producer> producer_;  // for replays and cancels, made on first use
 };
 

@@ -26,6 +26,7 @@
 #include "perfq/core/result.hpp"
 #include "perfq/core/slot_pool.hpp"
 #include "perfq/shm/layout.hpp"
+#include "perfq/shm/metrics.hpp"
 
 namespace perfq::shm {
 class Segment;
@@ -167,6 +168,7 @@ class Agent {
   void wake_clients();
   void publish_counters();
   [[nodiscard]] std::string_view type_of(uint32_t slot) const noexcept;
+  uint8_t note_column(uint32_t slot);
 
   Config cfg_;
   const Clock& clock_;
@@ -211,8 +213,10 @@ class Agent {
     Errc error;
   };
   std::deque<Sealing> sealing_;
-  uint64_t inflight_ = 0;          // dispatches out (a batch counts once)
-  uint64_t live_ = 0;              // accepted requests not yet final: the queue depth
+  uint64_t inflight_ = 0;  // dispatches out (a batch counts once)
+  uint64_t live_ = 0;      // accepted requests not yet final: the queue depth
+  shm::MetricsWriter metrics_;
+  std::vector<uint8_t> column_;    // by slot: the request's metrics column
   std::vector<uint8_t> accepted_;  // by slot: counted in live_ (taken, not yet final)
   uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled
   uint64_t stall_position_[shm::kRingCount] = {};

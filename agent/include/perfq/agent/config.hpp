@@ -41,6 +41,7 @@ struct Config {
   uint64_t status_table_entries = 32768;       // finished statuses kept, by request id
   uint64_t idempotency_table_entries = 16384;  // (userId, idempotencyKey) pairs
   uint64_t rate_limit_table_entries = 4096;    // users rate-limited at once
+  uint64_t metrics_types = 8;                  // types with their own metrics column
   // The DLQ journal (docs/CONFIG.md, docs/DECISIONS.md "DLQ retention")
   uint64_t dlq_segment_bytes = uint64_t{64} << 20;  // a segment file rotates at this size
   uint64_t dlq_retention_ms = uint64_t{7} * 24 * 3600 * 1000;  // reviewed entries kept this long
@@ -48,6 +49,11 @@ struct Config {
   // read, within this; more connections than http_max_connections get 503.
   uint64_t http_request_timeout_ms = 10000;
   uint64_t http_max_connections = 256;
+  // Health (SPEC §5, the seed's thresholds): `degraded` above the first of
+  // each pair, `unhealthy` above the second.
+  uint64_t health_degraded_utilization = 70, health_unhealthy_utilization = 90;
+  uint64_t health_degraded_failures = 50, health_unhealthy_failures = 100;
+  uint64_t health_degraded_dlq = 20, health_unhealthy_dlq = 50;
   // Admitted to the admin socket besides the agent's uid and root (SO_PEERCRED)
   std::vector<uint32_t> admin_uids;
   std::vector<uint32_t> admin_gids;

@@ -36,38 +36,80 @@
 
 namespace perfq {
 
-class LogLinearHistogram {
- public:
-  static constexpr uint32_t kSubBucketBits = 5;
-  static constexpr uint32_t kSubBucketCount = uint32_t{1} << kSubBucketBits;
-  static constexpr uint32_t kValueBitsMax = 40;
-  // Largest value recorded without clamping: 2^40 - 1 ns is about 18 minutes.
-  static constexpr uint64_t kTrackableMax = (uint64_t{1} << kValueBitsMax) - 1;
+// The bucket arithmetic of a log-linear histogram with 2^SubBits buckets per
+// power of two over [0, 2^ValueBits): shared by LogLinearHistogram and by the
+// compact per-minute histograms the agent keeps in shared memory
+// (shm/metrics.hpp), so both read percentiles the same way.
+template <uint32_t SubBits, uint32_t ValueBits>
+struct LogLinearBuckets {
+  static_assert(SubBits >= 1 && ValueBits > SubBits + 1 && ValueBits <= 63);
+  static constexpr uint32_t kSubBucketBits = SubBits;
+  static constexpr uint32_t kSubBucketCount = uint32_t{1} << SubBits;
+  static constexpr uint64_t kTrackableMax = (uint64_t{1} << ValueBits) - 1;
   static constexpr std::size_t kBucketCount =
-      std::size_t{kSubBucketCount} * (kValueBitsMax - kSubBucketBits + 1);
-
-  LogLinearHistogram() noexcept = default;
+      std::size_t{kSubBucketCount} * (ValueBits - SubBits + 1);
 
   // Index of the bucket that holds v; values above kTrackableMax share the last one.
-  [[nodiscard]] static constexpr std::size_t bucket_index(uint64_t v) noexcept {
+  [[nodiscard]] static constexpr std::size_t index(uint64_t v) noexcept {
     const uint64_t clamped = std::min(v, kTrackableMax);
     // Values below 2 * kSubBucketCount are their own bucket (shift 0).
     const auto width_bits = static_cast<uint32_t>(std::bit_width(clamped));
-    const uint32_t shift = width_bits > kSubBucketBits + 1 ? width_bits - kSubBucketBits - 1 : 0;
+    const uint32_t shift = width_bits > SubBits + 1 ? width_bits - SubBits - 1 : 0;
     return std::size_t{kSubBucketCount} * shift + static_cast<std::size_t>(clamped >> shift);
   }
-
-  // Smallest and largest value that bucket_index() maps to index.
-  [[nodiscard]] static constexpr uint64_t bucket_lower(std::size_t index) noexcept {
-    assert(index < kBucketCount);
-    const std::size_t shift = index < 2 * kSubBucketCount ? 0 : index / kSubBucketCount - 1;
-    const uint64_t mantissa = index - shift * kSubBucketCount;
+  // Smallest and largest value that index() maps to i.
+  [[nodiscard]] static constexpr uint64_t lower(std::size_t i) noexcept {
+    assert(i < kBucketCount);
+    const std::size_t shift = i < 2 * kSubBucketCount ? 0 : i / kSubBucketCount - 1;
+    const uint64_t mantissa = i - shift * kSubBucketCount;
     return mantissa << shift;
   }
+  [[nodiscard]] static constexpr uint64_t upper(std::size_t i) noexcept {
+    assert(i < kBucketCount);
+    const std::size_t shift = i < 2 * kSubBucketCount ? 0 : i / kSubBucketCount - 1;
+    return lower(i) + (uint64_t{1} << shift) - 1;
+  }
+  // Value at quantile q in (0, 1) of `count` samples spread over `counts`:
+  // the upper bound of the bucket holding the ceil(q * count)-th smallest
+  // sample, capped at max. Never below the exact order statistic, and above
+  // it by less than 1/kSubBucketCount of it. 0 when empty.
+  template <class Counts>
+  [[nodiscard]] static uint64_t percentile(const Counts& counts, uint64_t count, uint64_t max,
+                                           double q) noexcept {
+    if (count == 0) return 0;
+    if (q >= 1.0) return max;
+    const double rank_real = std::ceil(q * static_cast<double>(count));
+    const uint64_t rank = std::clamp<uint64_t>(static_cast<uint64_t>(rank_real), 1, count);
+    uint64_t seen = 0;
+    for (std::size_t i = 0; i < kBucketCount; ++i) {
+      seen += counts[i];
+      if (seen >= rank) return std::min(upper(i), max);
+    }
+    // Unreachable while counts sums to count; max is the honest fallback.
+    return max;
+  }
+};
+
+class LogLinearHistogram {
+ public:
+  using Buckets = LogLinearBuckets<5, 40>;
+  static constexpr uint32_t kSubBucketBits = Buckets::kSubBucketBits;
+  static constexpr uint32_t kSubBucketCount = Buckets::kSubBucketCount;
+  static constexpr uint32_t kValueBitsMax = 40;
+  // Largest value recorded without clamping: 2^40 - 1 ns is about 18 minutes.
+  static constexpr uint64_t kTrackableMax = Buckets::kTrackableMax;
+  static constexpr std::size_t kBucketCount = Buckets::kBucketCount;
+
+  LogLinearHistogram() noexcept = default;
+
+  [[nodiscard]] static constexpr std::size_t bucket_index(uint64_t v) noexcept {
+    return Buckets::index(v);
+  }
+  [[nodiscard]] static constexpr uint64_t bucket_lower(std::size_t index) noexcept {
+    return Buckets::lower(index);
+  }
   [[nodiscard]] static constexpr uint64_t bucket_upper(std::size_t index) noexcept {
-    assert(index < kBucketCount);
-    const std::size_t shift = index < 2 * kSubBucketCount ? 0 : index / kSubBucketCount - 1;
-    return bucket_lower(index) + (uint64_t{1} << shift) - 1;
+    return Buckets::upper(index);
   }
 
   void record(uint64_t v) noexcept {
@@ -104,16 +146,7 @@ class LogLinearHistogram {
     assert(q >= 0.0 && q <= 1.0);
     if (count_ == 0) return 0;
     if (!(q > 0.0)) return min();  // also catches NaN in release builds
-    if (q >= 1.0) return max_;
-    const double rank_real = std::ceil(q * static_cast<double>(count_));
-    const uint64_t rank = std::clamp<uint64_t>(static_cast<uint64_t>(rank_real), 1, count_);
-    uint64_t seen = 0;
-    for (std::size_t i = 0; i < kBucketCount; ++i) {
-      seen += counts_[i];
-      if (seen >= rank) return std::min(bucket_upper(i), max_);
-    }
-    // Unreachable while counts_ sums to count_; max_ is the honest fallback.
-    return max_;
+    return Buckets::percentile(counts_, count_, max_, q);
   }
 
  private:

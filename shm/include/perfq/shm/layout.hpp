@@ -24,6 +24,8 @@
 //   | idempotency table         |  (userId, key) -> request (producers)
 //   +---------------------------+ off_rate
 //   | rate-limit table          |  per user: last `limit` accept times
+//   +---------------------------+ off_metrics
+//   | metrics history           |  per-minute rows, 1440 + 1 (metrics.hpp)
 //   +---------------------------+ off_slots
 //   | slot[slot_count]          |  RequestRecord + payload + result
 //   +---------------------------+ total_bytes
@@ -45,7 +47,7 @@
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 4;
+inline constexpr uint32_t kLayoutVersion = 5;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
@@ -66,6 +68,7 @@ struct Shape {
   uint32_t idempotency_entries = 1024;  // power of two >= 4; 0: no idempotency table
   uint32_t rate_entries = 256;          // users; power of two >= 4; 0 with rate_limit 0
   uint32_t rate_limit = 60;             // max_requests_per_user_per_minute; 0: unlimited
+  uint32_t metrics_types = 8;           // type columns of the metrics history, <= 64
 };
 
 struct Geometry {
@@ -91,6 +94,8 @@ struct Geometry {
   uint64_t off_status = 0;
   uint64_t off_idempotency = 0;
   uint64_t off_rate = 0;
+  uint32_t metrics_types = 0;
+  uint64_t off_metrics = 0;  // MetricsHeader, names, rows (metrics.hpp)
   uint64_t total_bytes = 0;
 
   [[nodiscard]] uint64_t client_rings_stride() const noexcept {
@@ -221,6 +226,10 @@ struct SegmentHeader {
   uint64_t off_idempotency;
   uint64_t off_rate;
   uint64_t idempotency_ttl_ms;  // runtime: written by the agent at start
+  // --- the metrics history (written once by the creator)
+  alignas(kCacheLine) uint64_t off_metrics;
+  uint32_t metrics_types;
+  uint32_t metrics_reserved;
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(std::is_trivially_copyable_v<SegmentHeader>);
@@ -246,7 +255,8 @@ static_assert(offsetof(SegmentHeader, room) == 9 * kCacheLine);
 static_assert(offsetof(SegmentHeader, status_entries) == 10 * kCacheLine);
 static_assert(offsetof(SegmentHeader, off_status) == 10 * kCacheLine + 16);
 static_assert(offsetof(SegmentHeader, idempotency_ttl_ms) == 10 * kCacheLine + 40);
-static_assert(sizeof(SegmentHeader) == 11 * kCacheLine);
+static_assert(offsetof(SegmentHeader, off_metrics) == 11 * kCacheLine);
+static_assert(sizeof(SegmentHeader) == 12 * kCacheLine);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 
@@ -322,6 +332,7 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 offsetof(SegmentHeader, max_queue_depth),
                                 offsetof(SegmentHeader, status_entries),
                                 offsetof(SegmentHeader, idempotency_ttl_ms),
+                                offsetof(SegmentHeader, off_metrics),
                                 sizeof(AgentCounters),
                                 sizeof(ClientRecord),
                                 offsetof(ClientRecord, completion),

@@ -33,6 +33,7 @@ struct CreateOptions {
   uint32_t idempotency_entries = Shape{}.idempotency_entries;
   uint32_t rate_entries = Shape{}.rate_entries;
   uint32_t rate_limit = Shape{}.rate_limit;
+  uint32_t metrics_types = Shape{}.metrics_types;
   uint32_t mode = 0660;
   std::string group;  // empty: the creator's group
 };
@@ -101,6 +102,11 @@ class Segment {
   [[nodiscard]] uint32_t status_capacity() const noexcept { return geo_.status_entries; }
   [[nodiscard]] StatusEntry& status_entry(uint64_t id) noexcept {
     return reinterpret_cast<StatusEntry*>(base_ + geo_.off_status)[id & (geo_.status_entries - 1)];
+  }
+  // The metrics history region (metrics.hpp).
+  [[nodiscard]] std::byte* metrics_region() noexcept { return base_ + geo_.off_metrics; }
+  [[nodiscard]] const std::byte* metrics_region() const noexcept {
+    return base_ + geo_.off_metrics;
   }
   // The producers' tables; nullptr when the segment has none.
   [[nodiscard]] IdempotencyTable* idempotency() noexcept { return idem_ ? &*idem_ : nullptr; }

@@ -1,0 +1,52 @@
+#pragma once
+// What health, metrics and Prometheus report (SPEC §5), computed from the
+// segment alone: the agent answers its socket and HTTP routes with these,
+// and perfqctl computes the same health itself when the agent is down.
+//
+//   health   SPEC's fields with the seed's thresholds, plus the agent facts:
+//            uptime, heartbeat age, per-band depth, workers and their types,
+//            the journal and audit log states, the agent's counters.
+//   metrics  the last N minutes (1..1440) of the per-minute history
+//            (shm/metrics.hpp), in total, by type and by band.
+//   /metrics Prometheus text exposition 0.0.4: counters since the agent
+//            started, gauges of the moment, histograms of wait and
+//            processing seconds by band.
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <string_view>
+
+#include "perfq/core/result.hpp"
+
+namespace perfq::shm {
+class Segment;
+}
+
+namespace perfq::agent {
+
+struct Config;
+
+struct HealthLimits {
+  uint64_t degraded_utilization = 70, unhealthy_utilization = 90;
+  uint64_t degraded_failures = 50, unhealthy_failures = 100;
+  uint64_t degraded_dlq = 20, unhealthy_dlq = 50;
+  [[nodiscard]] static HealthLimits from(const Config& cfg) noexcept;
+};
+
+// SPEC §5 health. An agent that is not running is `unhealthy` whatever the
+// numbers say; `reasons` names every threshold passed.
+[[nodiscard]] nlohmann::json health_json(shm::Segment& seg, const HealthLimits& limits,
+                                         uint64_t now_unix_ns);
+
+// SPEC §5 metrics for the last `period_minutes` (1..1440).
+[[nodiscard]] nlohmann::json metrics_json(const shm::Segment& seg, uint32_t period_minutes,
+                                          uint64_t now_unix_ns);
+
+// A period as a query or flag gives it: digits only, 1..1440.
+[[nodiscard]] Result<uint32_t> parse_period(std::string_view text);
+
+// The Prometheus text format (version 0.0.4) of the queue.
+[[nodiscard]] std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits,
+                                          uint64_t now_unix_ns);
+
+}  // namespace perfq::agent
