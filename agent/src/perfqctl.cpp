@@ -1,5 +1,9 @@
-// perfqctl: operate a queue. This version reads the segment directly; the
-// admin socket of the agent (SPEC §6) takes over the verbs that change state.
+// perfqctl: operate a queue (SPEC §6). Health, metrics, the DLQ and admin
+// cancels go through the agent's admin socket; submit, status and a user's
+// cancel act as a producer on the segment; top and (with the agent down)
+// health read the segment directly.
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -13,6 +17,7 @@
 
 #include "perfq/agent/admin.hpp"
 #include "perfq/agent/auth.hpp"
+#include "perfq/agent/observe.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/perfq.hpp"
@@ -26,6 +31,8 @@ using perfq::load_relaxed;
 int usage() {
   std::fputs(
       "usage: perfqctl --queue NAME [--json] health\n"
+      "       perfqctl --queue NAME [--json] metrics [--period MINUTES]   (1..1440, default 60)\n"
+      "       perfqctl --queue NAME [--json] top [--interval-ms N] [--iterations N]\n"
       "       perfqctl --queue NAME [--json] submit --user U --type T [--mode M] [--priority P]\n"
       "                [--idempotency-key K] [--payload JSON] [--wait]\n"
       "       perfqctl --queue NAME [--json] status ID --user U\n"
@@ -57,142 +64,6 @@ std::string json_escape(std::string_view s) {
     }
   }
   return o;
-}
-
-int health(perfq::shm::Segment& seg, bool json) {
-  auto& h = seg.header();
-  const uint64_t now = perfq::mono_now_ns();
-  const uint64_t hb = load_relaxed(h.heartbeat_mono_ns);
-  const double hb_age_ms = now > hb ? static_cast<double>(now - hb) / 1e6 : 0.0;
-  const bool alive = seg.agent_alive();
-  const auto state = load_relaxed(h.agent_state);
-  // A clean stop says so; a dead agent that never got to say it is "down".
-  const char* state_name = "starting";
-  if (state == static_cast<uint32_t>(perfq::shm::AgentState::kStopped))
-    state_name = "stopped";
-  else if (!alive)
-    state_name = "down";
-  else if (state == static_cast<uint32_t>(perfq::shm::AgentState::kRunning))
-    state_name = "running";
-  const auto& k = h.counters;
-  struct WorkerRow {
-    uint32_t id, pid;
-    double hb_ms;
-    std::string types;
-  };
-  std::vector<WorkerRow> workers;
-  uint32_t producers = 0;
-  for (uint32_t id = 0; id < seg.geometry().max_clients; ++id) {
-    auto& c = seg.client(id);
-    if (load_relaxed(c.state) != static_cast<uint32_t>(perfq::shm::ClientState::kActive)) continue;
-    const uint32_t roles = load_relaxed(c.roles);
-    if ((roles & perfq::shm::kRoleProducer) != 0) ++producers;
-    if ((roles & perfq::shm::kRoleWorker) == 0) continue;
-    WorkerRow w{id, load_relaxed(c.pid), 0, {}};
-    const uint64_t whb = load_relaxed(c.heartbeat_mono_ns);
-    w.hb_ms = now > whb ? static_cast<double>(now - whb) / 1e6 : 0.0;
-    const uint32_t tc = std::min(perfq::load_acquire(c.type_count), perfq::shm::kMaxTypesPerWorker);
-    for (uint32_t t = 0; t < tc; ++t) {
-      if (!w.types.empty()) w.types += ",";
-      w.types.append(c.types[t].text, std::min<size_t>(c.types[t].len, perfq::kTypeMaxBytes));
-    }
-    workers.push_back(std::move(w));
-  }
-  const auto& jv = h.journal;
-  auto state_text = [](uint32_t st) {
-    return st == static_cast<uint32_t>(perfq::shm::JournalHealthState::kHealthy)   ? "healthy"
-           : st == static_cast<uint32_t>(perfq::shm::JournalHealthState::kFailing) ? "failing"
-                                                                                   : "off";
-  };
-  const char* journal_state = state_text(load_relaxed(jv.state));
-  const char* audit_state = state_text(load_relaxed(jv.audit_state));
-  const int jerr = load_relaxed(jv.last_errno);
-  const std::string journal_error = jerr != 0 ? std::strerror(jerr) : "";
-  const int aerr = load_relaxed(jv.audit_errno);
-  const std::string audit_error = aerr != 0 ? std::strerror(aerr) : "";
-  uint64_t depth[perfq::kBandCount];
-  for (uint8_t b = 0; b < perfq::kBandCount; ++b) {
-    depth[b] = load_relaxed(k.band_depth[b]) + seg.band(static_cast<perfq::Band>(b)).size_approx();
-  }
-  if (json) {
-    std::printf("{\"agent\":{\"pid\":%u,\"state\":\"%s\",\"heartbeatAgeMs\":%.1f},",
-                load_relaxed(h.agent_pid), state_name, hb_age_ms);
-    std::printf("\"bands\":{");
-    for (uint8_t b = 0; b < perfq::kBandCount; ++b) {
-      std::printf("%s\"%s\":%llu", b ? "," : "",
-                  perfq::band_name(static_cast<perfq::Band>(b)).data(),
-                  static_cast<unsigned long long>(depth[b]));
-    }
-    std::printf(
-        "},\"processingCount\":%llu,\"waitingForWorker\":%llu,\"producers\":%u,\"workers\":[",
-        static_cast<unsigned long long>(load_relaxed(k.inflight)),
-        static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)), producers);
-    for (size_t i = 0; i < workers.size(); ++i) {
-      std::printf("%s{\"id\":%u,\"pid\":%u,\"heartbeatAgeMs\":%.1f,\"types\":\"%s\"}", i ? "," : "",
-                  workers[i].id, workers[i].pid, workers[i].hb_ms,
-                  json_escape(workers[i].types).c_str());
-    }
-    std::printf(
-        "],\"dlqSize\":%llu,\"journal\":{\"state\":\"%s\",\"lastError\":\"%s\","
-        "\"awaitingDurable\":%llu,\"failedFlushes\":%llu,\"entries\":%llu,\"segments\":%llu},"
-        "\"auditLog\":{\"state\":\"%s\",\"lastError\":\"%s\"}",
-        static_cast<unsigned long long>(load_relaxed(jv.unreviewed)), journal_state,
-        json_escape(journal_error).c_str(),
-        static_cast<unsigned long long>(load_relaxed(jv.awaiting)),
-        static_cast<unsigned long long>(load_relaxed(jv.failed_flushes)),
-        static_cast<unsigned long long>(load_relaxed(jv.entries)),
-        static_cast<unsigned long long>(load_relaxed(jv.segments)), audit_state,
-        json_escape(audit_error).c_str());
-    std::printf(
-        ",\"counters\":{\"submitted\":%llu,\"completed\":%llu,\"failed\":%llu,"
-        "\"retried\":%llu,\"rejectedInvalid\":%llu,\"ringClaimsSkipped\":%llu,"
-        "\"slotsReclaimed\":%llu,\"attemptsRedispatched\":%llu}}\n",
-        static_cast<unsigned long long>(load_relaxed(k.submitted)),
-        static_cast<unsigned long long>(load_relaxed(k.completed)),
-        static_cast<unsigned long long>(load_relaxed(k.failed)),
-        static_cast<unsigned long long>(load_relaxed(k.retried)),
-        static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)),
-        static_cast<unsigned long long>(load_relaxed(k.ring_claims_skipped)),
-        static_cast<unsigned long long>(load_relaxed(k.slots_reclaimed)),
-        static_cast<unsigned long long>(load_relaxed(k.attempts_redispatched)));
-  } else {
-    std::printf("queue %s  agent pid %u  %s  heartbeat %.1f ms ago\n", seg.queue().c_str(),
-                load_relaxed(h.agent_pid), state_name, hb_age_ms);
-    std::printf(
-        "depth    CRITICAL %llu  HIGH %llu  NORMAL %llu  LOW %llu   in flight %llu  "
-        "waiting for a worker %llu\n",
-        static_cast<unsigned long long>(depth[0]), static_cast<unsigned long long>(depth[1]),
-        static_cast<unsigned long long>(depth[2]), static_cast<unsigned long long>(depth[3]),
-        static_cast<unsigned long long>(load_relaxed(k.inflight)),
-        static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)));
-    std::printf(
-        "totals   submitted %llu  completed %llu  failed %llu  retried %llu  rejected %llu\n",
-        static_cast<unsigned long long>(load_relaxed(k.submitted)),
-        static_cast<unsigned long long>(load_relaxed(k.completed)),
-        static_cast<unsigned long long>(load_relaxed(k.failed)),
-        static_cast<unsigned long long>(load_relaxed(k.retried)),
-        static_cast<unsigned long long>(load_relaxed(k.rejected_invalid)));
-    std::printf(
-        "journal  %s%s%s  dlq %llu unreviewed of %llu  awaiting durable %llu  "
-        "failed flushes %llu  segments %llu  audit log %s%s%s\n",
-        journal_state, jerr != 0 ? ": " : "", journal_error.c_str(),
-        static_cast<unsigned long long>(load_relaxed(jv.unreviewed)),
-        static_cast<unsigned long long>(load_relaxed(jv.entries)),
-        static_cast<unsigned long long>(load_relaxed(jv.awaiting)),
-        static_cast<unsigned long long>(load_relaxed(jv.failed_flushes)),
-        static_cast<unsigned long long>(load_relaxed(jv.segments)), audit_state,
-        aerr != 0 ? ": " : "", audit_error.c_str());
-    if (load_relaxed(k.waiting_for_worker) != 0) {
-      std::printf("WORKER_UNAVAILABLE: %llu requests wait for a worker of their type\n",
-                  static_cast<unsigned long long>(load_relaxed(k.waiting_for_worker)));
-    }
-    std::printf("clients  %u producers, %zu workers\n", producers, workers.size());
-    for (const auto& w : workers) {
-      std::printf("  worker %-3u pid %-8u heartbeat %7.1f ms ago  types %s\n", w.id, w.pid, w.hb_ms,
-                  w.types.c_str());
-    }
-  }
-  return alive ? 0 : 1;
 }
 
 using perfq::agent::iso_time;
@@ -544,6 +415,186 @@ int token(const std::vector<std::string>& a, bool json) {
   return 0;
 }
 
+double num(const nlohmann::json& v) {
+  return v.is_number() ? v.get<double>() : 0.0;
+}
+
+// SPEC §5 health, from the agent's socket; from the segment when the agent
+// is not running (then `unhealthy`, with the reason). Exit code 1 then.
+int health(const std::string& queue, bool json) {
+  auto seg = perfq::shm::Segment::attach(queue);
+  if (!seg) return fail(json, seg.error());
+  nlohmann::json h;
+  const bool alive = (*seg)->agent_alive();
+  if (alive) {
+    if (admin(queue, {{"op", "health"}}, json, h) != 0) return 1;
+  } else {
+    h = perfq::agent::health_json(**seg, perfq::agent::HealthLimits{}, perfq::unix_now_ns());
+  }
+  if (json) {
+    std::printf("%s\n", h.dump().c_str());
+    return alive ? 0 : 1;
+  }
+  const auto& ag = h["agent"];
+  std::printf("queue %s  %s  agent pid %s %s  up %.1f s  heartbeat %.1f ms ago\n", queue.c_str(),
+              text(h["status"]).c_str(), text(ag["pid"]).c_str(), text(ag["state"]).c_str(),
+              num(ag["uptimeMs"]) / 1000.0, num(ag["heartbeatAgeMs"]));
+  std::printf("pending  %s (", text(h["pendingCount"]).c_str());
+  bool first = true;
+  for (const auto& [band, n] : h["bands"].items()) {
+    std::printf("%s%s %s", first ? "" : "  ", band.c_str(), text(n).c_str());
+    first = false;
+  }
+  std::printf(")  processing %s  capacity %s%%  waiting for a worker %s\n",
+              text(h["processingCount"]).c_str(), text(h["capacityUtilization"]).c_str(),
+              text(h["waitingForWorker"]).c_str());
+  std::printf("last hour  failures %s  average processing %.3f ms\n",
+              text(h["recentFailures"]).c_str(), num(h["averageProcessingTime"]));
+  const auto& jv = h["journal"];
+  const auto& au = h["auditLog"];
+  std::printf(
+      "dlq %s unreviewed of %s  journal %s%s%s  awaiting durable %s  failed flushes %s  "
+      "segments %s  audit log %s%s%s\n",
+      text(h["dlqSize"]).c_str(), text(jv["entries"]).c_str(), text(jv["state"]).c_str(),
+      jv["lastError"] != "" ? ": " : "", text(jv["lastError"]).c_str(),
+      text(jv["awaitingDurable"]).c_str(), text(jv["failedFlushes"]).c_str(),
+      text(jv["segments"]).c_str(), text(au["state"]).c_str(), au["lastError"] != "" ? ": " : "",
+      text(au["lastError"]).c_str());
+  const auto& k = h["counters"];
+  std::printf(
+      "totals  submitted %s  completed %s  failed %s  timed out %s  cancelled %s  "
+      "retried %s  rejected %s\n",
+      text(k["submitted"]).c_str(), text(k["completed"]).c_str(), text(k["failed"]).c_str(),
+      text(k["timedOut"]).c_str(), text(k["cancelled"]).c_str(), text(k["retried"]).c_str(),
+      text(k["rejectedInvalid"]).c_str());
+  if (num(h["waitingForWorker"]) > 0) {
+    std::printf("WORKER_UNAVAILABLE: %s requests wait for a worker of their type\n",
+                text(h["waitingForWorker"]).c_str());
+  }
+  std::printf("clients  %s producers, %s workers\n", text(h["producers"]).c_str(),
+              text(h["activeWorkers"]).c_str());
+  for (const auto& w : h["workers"]) {
+    std::string types;
+    for (const auto& t : w["types"]) types += (types.empty() ? "" : ",") + t.get<std::string>();
+    std::printf("  worker %-3s pid %-8s heartbeat %7.1f ms ago  types %s\n", text(w["id"]).c_str(),
+                text(w["pid"]).c_str(), num(w["heartbeatAgeMs"]), types.c_str());
+  }
+  for (const auto& r : h["reasons"]) std::printf("because  %s\n", r.get<std::string>().c_str());
+  return alive ? 0 : 1;
+}
+
+void metrics_row(const std::string& name, const nlohmann::json& m) {
+  std::printf("%-24s %9s %9s %7s %7s %7s %7s %8.1f %9.3f %9.3f %9.3f %9.3f\n", name.c_str(),
+              text(m["totalSubmitted"]).c_str(), text(m["totalCompleted"]).c_str(),
+              text(m["totalFailed"]).c_str(), text(m["totalTimeout"]).c_str(),
+              text(m["totalCancelled"]).c_str(), text(m["totalRetried"]).c_str(),
+              num(m["successRate"]), num(m["averageWaitTime"]), num(m["processingTime"]["p50"]),
+              num(m["processingTime"]["p99"]), num(m["processingTime"]["max"]));
+}
+
+// SPEC §5 metrics for the last N minutes, from the agent's socket.
+int metrics(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  const Flags f = parse_flags(a, {"--period"}, {});
+  if (f.bad || !f.positional.empty()) return usage();
+  uint32_t period = 60;
+  if (const std::string* p = f.get("--period")) {
+    auto v = perfq::agent::parse_period(*p);
+    if (!v) return fail(json, v.error());
+    period = *v;
+  }
+  nlohmann::json m;
+  if (admin(queue, {{"op", "metrics"}, {"period", period}}, json, m) != 0) return 1;
+  if (json) {
+    std::printf("%s\n", m.dump().c_str());
+    return 0;
+  }
+  std::printf(
+      "last %s  throughput %.3f/s  success %.1f%%  wait p50 %.3f p99 %.3f ms  "
+      "processing p50 %.3f p99 %.3f p999 %.3f max %.3f ms\n",
+      text(m["period"]).c_str(), num(m["throughput"]), num(m["successRate"]),
+      num(m["waitTime"]["p50"]), num(m["waitTime"]["p99"]), num(m["processingTime"]["p50"]),
+      num(m["processingTime"]["p99"]), num(m["processingTime"]["p999"]),
+      num(m["processingTime"]["max"]));
+  std::printf("%-24s %9s %9s %7s %7s %7s %7s %8s %9s %9s %9s %9s\n", "", "submitted", "completed",
+              "failed", "timeout", "cancel", "retried", "success%", "wait ms", "proc p50",
+              "proc p99", "proc max");
+  metrics_row("total", m);
+  for (const auto& [band, b] : m["byBand"].items()) metrics_row("band " + band, b);
+  for (const auto& [type, t] : m["byType"].items()) metrics_row("type " + type, t);
+  return 0;
+}
+
+// A live view, redrawn in place: per-band depth, throughput since the last
+// frame, latency percentiles of the current minute, workers. Reads the
+// segment directly (no socket round trip, nothing audited), so it also
+// shows a queue whose agent is down.
+int top(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  const Flags f = parse_flags(a, {"--interval-ms", "--iterations"}, {});
+  if (f.bad || !f.positional.empty()) return usage();
+  uint64_t interval_ms = 1000;
+  uint64_t iterations = 0;  // 0: until interrupted
+  auto number_flag = [&](const char* name, uint64_t& out, uint64_t lo) {
+    const std::string* v = f.get(name);
+    if (v == nullptr) return true;
+    const auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+    return ec == std::errc() && p == v->data() + v->size() && out >= lo;
+  };
+  if (!number_flag("--interval-ms", interval_ms, 10) ||
+      !number_flag("--iterations", iterations, 1)) {
+    return fail(json, perfq::Errc::kInvalidRequest,
+                "--interval-ms must be at least 10 and --iterations at least 1");
+  }
+  auto seg = perfq::shm::Segment::attach(queue);
+  if (!seg) return fail(json, seg.error());
+  perfq::shm::Segment& s = **seg;
+  const bool tty = !json && ::isatty(STDOUT_FILENO) != 0;
+  uint64_t last_completed = 0;
+  uint64_t last_ns = 0;
+  for (uint64_t frame = 0; iterations == 0 || frame < iterations; ++frame) {
+    const uint64_t now = perfq::unix_now_ns();
+    const auto h = perfq::agent::health_json(s, perfq::agent::HealthLimits{}, now);
+    const auto m = perfq::agent::metrics_json(s, 1, now);
+    const uint64_t completed = h["counters"]["completed"].get<uint64_t>();
+    const double rate = last_ns == 0 ? 0.0
+                                     : static_cast<double>(completed - last_completed) * 1e9 /
+                                           static_cast<double>(now - last_ns);
+    last_completed = completed;
+    last_ns = now;
+    if (json) {
+      std::printf("{\"health\":%s,\"lastMinute\":%s,\"completedPerSecond\":%.1f}\n",
+                  h.dump().c_str(), m.dump().c_str(), rate);
+    } else {
+      if (tty) std::printf("\x1b[H\x1b[2J");  // home, clear: redrawn in place
+      std::printf("perfq top  queue %s  %s  agent %s  up %.0f s\n", queue.c_str(),
+                  text(h["status"]).c_str(), text(h["agent"]["state"]).c_str(),
+                  num(h["agent"]["uptimeMs"]) / 1000.0);
+      std::printf("%-9s %8s   %s\n", "band", "depth",
+                  "last minute: wait p50/p99 ms  proc p50/p99 ms");
+      for (const auto& [band, depth] : h["bands"].items()) {
+        const auto& b = m["byBand"][band];
+        std::printf("%-9s %8s   %9.3f %9.3f  %9.3f %9.3f\n", band.c_str(), text(depth).c_str(),
+                    num(b["waitTime"]["p50"]), num(b["waitTime"]["p99"]),
+                    num(b["processingTime"]["p50"]), num(b["processingTime"]["p99"]));
+      }
+      std::printf("processing %s  completed/s %.1f  failures last hour %s  dlq %s  capacity %s%%\n",
+                  text(h["processingCount"]).c_str(), rate, text(h["recentFailures"]).c_str(),
+                  text(h["dlqSize"]).c_str(), text(h["capacityUtilization"]).c_str());
+      std::printf("workers %s\n", text(h["activeWorkers"]).c_str());
+      for (const auto& w : h["workers"]) {
+        std::string types;
+        for (const auto& t : w["types"]) types += (types.empty() ? "" : ",") + t.get<std::string>();
+        std::printf("  %-3s pid %-8s heartbeat %7.1f ms ago  %s\n", text(w["id"]).c_str(),
+                    text(w["pid"]).c_str(), num(w["heartbeatAgeMs"]), types.c_str());
+      }
+    }
+    std::fflush(stdout);
+    if (iterations != 0 && frame + 1 >= iterations) break;
+    // The refresh period of the view (not a wait for an event).
+    ::usleep(static_cast<useconds_t>(interval_ms * 1000));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -582,11 +633,8 @@ int main(int argc, char** argv) {
   if (verb == "status") return status(queue, rest, json);
   if (verb == "cancel") return cancel(queue, rest, json);
   if (verb == "dlq") return dlq(queue, rest, json);
+  if (verb == "metrics") return metrics(queue, rest, json);
+  if (verb == "top") return top(queue, rest, json);
   if (verb != "health") return usage();
-  auto seg = perfq::shm::Segment::attach(queue);
-  if (!seg) {
-    std::fprintf(stderr, "perfqctl: %s\n", seg.error().message.c_str());
-    return 1;
-  }
-  return health(**seg, json);
+  return health(queue, json);
 }
