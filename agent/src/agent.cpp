@@ -279,8 +279,11 @@ std::string_view Agent::type_of(uint32_t slot) const noexcept {
 
 // The metrics column of the request in `slot`, looked up once when the agent
 // takes it and kept by slot.
+// A type that fails the submit rules (a request cancelled before the agent
+// validated it) never takes a column: it counts as "other".
 uint8_t Agent::note_column(uint32_t slot) {
-  column_[slot] = metrics_.column(type_of(slot));
+  const std::string_view type = type_of(slot);
+  column_[slot] = valid_type(type) ? metrics_.column(type) : metrics_.other_column();
   return column_[slot];
 }
 

@@ -178,11 +178,14 @@ MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t 
   snap.started_unix_ns = load_relaxed(h->agent_started_unix_ns);
   const uint32_t named = std::min(load_acquire(h->type_count), types);
   std::vector<MetricsTotals> cols(types + 1);
+  // One row's copy, checked before it is added (made once, cleared per row).
+  std::array<MetricsTotals, kBandCount> b{};
+  std::vector<MetricsTotals> t(types + 1);
   auto read_row = [&](const std::byte* row, uint64_t want) {
     const auto& stamp = reinterpret_cast<const MetricsRowHeader*>(row)->minute;
     if (load_acquire(stamp) != want) return false;
-    std::array<MetricsTotals, kBandCount> b{};
-    std::vector<MetricsTotals> t(types + 1);
+    b.fill(MetricsTotals{});
+    std::fill(t.begin(), t.end(), MetricsTotals{});
     const auto* cells = reinterpret_cast<const MetricsCell*>(row + sizeof(MetricsRowHeader));
     for (uint32_t i = 0; i < kBandCount; ++i) accumulate(cells[i], b[i]);
     for (uint32_t i = 0; i <= types; ++i) accumulate(cells[kBandCount + i], t[i]);

@@ -118,6 +118,9 @@ class MetricsWriter {
   void roll(uint64_t now_unix_ns) noexcept;
   // The column of a type: a tracked one, assigned on first sight, or "other".
   [[nodiscard]] uint8_t column(std::string_view type);
+  [[nodiscard]] uint8_t other_column() const noexcept {
+    return static_cast<uint8_t>(h_ == nullptr ? 0 : h_->types);
+  }
 
   void count(uint8_t band, uint8_t column, Outcome o) noexcept;
   void waited(uint8_t band, uint8_t column, uint64_t ns) noexcept;
