@@ -245,6 +245,10 @@ int status(const std::string& queue, const std::vector<std::string>& a, bool jso
   return 0;
 }
 
+std::string text(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump();
+}
+
 // One request to the agent's admin socket (its path is in the segment).
 // Prints the SPEC error body and returns 1 on error; 0 with `out` set.
 int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohmann::json& out) {
@@ -253,7 +257,7 @@ int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohma
   const auto& h = (*seg)->header();
   const std::string path(h.socket_path, strnlen(h.socket_path, sizeof h.socket_path));
   if (!(*seg)->agent_alive()) {
-    if (req.value("op", std::string()) == "dlq.verify") {
+    if (req.contains("op") && req["op"] == "dlq.verify") {
       // Nothing writes the journal while the agent is down: read it here.
       const std::string data_dir = std::filesystem::path(path).parent_path().string();
       auto rep = perfq::agent::verify_journal(data_dir);
@@ -267,21 +271,17 @@ int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohma
   auto r = perfq::agent::admin_call(path, req);
   if (!r) return fail(json, r.error());
   if (r->contains("statusCode")) {
-    const std::string code = r->value("error", std::string("INTERNAL"));
+    const std::string code = r->contains("error") ? text((*r)["error"]) : "INTERNAL";
     if (json) {
       std::printf("%s\n", r->dump().c_str());
     } else {
       std::fprintf(stderr, "perfqctl: %s: %s\n", code.c_str(),
-                   r->value("message", std::string()).c_str());
+                   r->contains("message") ? text((*r)["message"]).c_str() : "");
     }
     return 1;
   }
   out = std::move(*r);
   return 0;
-}
-
-std::string text(const nlohmann::json& v) {
-  return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump();
 }
 
 int dlq(const std::string& queue, const std::vector<std::string>& a, bool json) {
