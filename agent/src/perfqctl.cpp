@@ -249,6 +249,16 @@ std::string text(const nlohmann::json& v) {
   return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump();
 }
 
+// The strings of a JSON array, comma-separated.
+std::string joined(const nlohmann::json& array) {
+  std::string out;
+  for (const auto& v : array) {
+    if (!out.empty()) out += ',';
+    out += text(v);
+  }
+  return out;
+}
+
 // One request to the agent's admin socket (its path is in the segment).
 // Prints the SPEC error body and returns 1 on error; 0 with `out` set.
 int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohmann::json& out) {
@@ -474,12 +484,11 @@ int health(const std::string& queue, bool json) {
   std::printf("clients  %s producers, %s workers\n", text(h["producers"]).c_str(),
               text(h["activeWorkers"]).c_str());
   for (const auto& w : h["workers"]) {
-    std::string types;
-    for (const auto& t : w["types"]) types += (types.empty() ? "" : ",") + t.get<std::string>();
+    const std::string types = joined(w["types"]);
     std::printf("  worker %-3s pid %-8s heartbeat %7.1f ms ago  types %s\n", text(w["id"]).c_str(),
                 text(w["pid"]).c_str(), num(w["heartbeatAgeMs"]), types.c_str());
   }
-  for (const auto& r : h["reasons"]) std::printf("because  %s\n", r.get<std::string>().c_str());
+  for (const auto& r : h["reasons"]) std::printf("because  %s\n", text(r).c_str());
   return alive ? 0 : 1;
 }
 
@@ -581,8 +590,7 @@ int top(const std::string& queue, const std::vector<std::string>& a, bool json) 
                   text(h["dlqSize"]).c_str(), text(h["capacityUtilization"]).c_str());
       std::printf("workers %s\n", text(h["activeWorkers"]).c_str());
       for (const auto& w : h["workers"]) {
-        std::string types;
-        for (const auto& t : w["types"]) types += (types.empty() ? "" : ",") + t.get<std::string>();
+        const std::string types = joined(w["types"]);
         std::printf("  %-3s pid %-8s heartbeat %7.1f ms ago  %s\n", text(w["id"]).c_str(),
                     text(w["pid"]).c_str(), num(w["heartbeatAgeMs"]), types.c_str());
       }
