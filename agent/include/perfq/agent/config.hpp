@@ -48,6 +48,11 @@ struct Config {
   // read, within this; more connections than http_max_connections get 503.
   uint64_t http_request_timeout_ms = 10000;
   uint64_t http_max_connections = 256;
+  // Server-sent event streams (docs/CONFIG.md): at most this many at once
+  // (each is also a connection); an idle one gets a keep-alive comment this
+  // often, so a dead peer is found.
+  uint64_t http_max_event_streams = 16;
+  uint64_t http_event_keep_alive_ms = 15000;
   // Admitted to the admin socket besides the agent's uid and root (SO_PEERCRED)
   std::vector<uint32_t> admin_uids;
   std::vector<uint32_t> admin_gids;
