@@ -144,6 +144,10 @@ const std::map<std::string, Setter>& settings() {
        u64(&Config::http_request_timeout_ms, 1, 3'600'000, "http_request_timeout_ms")},
       {"http_max_connections",
        u64(&Config::http_max_connections, 1, 65536, "http_max_connections")},
+      {"http_max_event_streams",
+       u64(&Config::http_max_event_streams, 1, 65536, "http_max_event_streams")},
+      {"http_event_keep_alive_ms",
+       u64(&Config::http_event_keep_alive_ms, 1, 3'600'000, "http_event_keep_alive_ms")},
       {"admin_gids", ids(&Config::admin_gids, "admin_gids")},
       {"idle",
        [](Config& c, const std::string& v) -> Result<void> {

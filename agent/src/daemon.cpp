@@ -62,13 +62,14 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
     }
     tokens = std::move(*t);
   }
-  HttpApi api(ops, tokens ? &*tokens : nullptr, seg);
+  HttpApi api(ops, tokens ? &*tokens : nullptr, seg, cfg.http_event_keep_alive_ms);
   std::unique_ptr<HttpServer> http;
   if (cfg.http != "off") {
     HttpOptions ho;
     ho.listen = cfg.http;
     ho.request_timeout = std::chrono::milliseconds(cfg.http_request_timeout_ms);
     ho.max_connections = cfg.http_max_connections;
+    ho.max_streams = cfg.http_max_event_streams;
     // A submit's body is its payload plus a few fields; larger cannot fit a slot.
     ho.body_limit = seg->geometry().slot_payload_bytes + 64 * 1024;
     auto h = HttpServer::open(ho, [&api](const HttpRequest& r) { return api.handle(r); });

@@ -29,6 +29,7 @@ struct HttpServer::Impl {
   HttpOptions options;
   Handler handler;
   std::atomic<std::size_t> connections{0};
+  std::atomic<std::size_t> streams{0};
   std::atomic<bool> stopping{false};
   // Answers computed but not yet written: shutdown waits for them (bounded).
   std::mutex answers_mu;
@@ -63,13 +64,16 @@ std::string error_json(int status, const std::string& error, const std::string& 
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl& server)
-      : stream_(std::move(socket)), server_(server) {
+      : stream_(std::move(socket)), server_(server), tick_(stream_.get_executor()) {
     server_.connections.fetch_add(1, std::memory_order_relaxed);
     beast::error_code ec;
     const auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
   }
-  ~Session() { server_.connections.fetch_sub(1, std::memory_order_relaxed); }
+  ~Session() {
+    if (streaming_) server_.streams.fetch_sub(1, std::memory_order_relaxed);
+    server_.connections.fetch_sub(1, std::memory_order_relaxed);
+  }
 
   void start(bool over_limit) {
     if (over_limit) {
@@ -110,6 +114,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (auto it = req.find(http::field::authorization); it != req.end()) {
       r.authorization = std::string(it->value());
     }
+    if (auto it = req.find("Last-Event-ID"); it != req.end()) {
+      r.last_event_id = std::string(it->value());
+    }
     r.body = std::move(req.body());
     r.remote = remote_;
     const bool keep_alive = req.keep_alive() && !server_.stopping.load(std::memory_order_relaxed);
@@ -117,7 +124,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const std::string_view path = std::string_view(r.target).substr(0, r.target.find('?'));
     for (const std::string& p : server_.options.inline_paths) {
       if (path == p) {
-        write(server_.handler(r), keep_alive, version);
+        answer(server_.handler(r), keep_alive, version, /*counted=*/false);
         return;
       }
     }
@@ -137,9 +144,17 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       asio::post(self->stream_.get_executor(),
                  [self, resp = std::move(resp), keep_alive, version]() mutable {
-                   self->write(std::move(resp), keep_alive, version, /*counted=*/true);
+                   self->answer(std::move(resp), keep_alive, version, /*counted=*/true);
                  });
     });
+  }
+
+  void answer(HttpResponse r, bool keep_alive, unsigned version, bool counted) {
+    if (r.stream) {
+      stream(std::move(r), version, counted);
+      return;
+    }
+    write(std::move(r), keep_alive, version, counted);
   }
 
   void write(HttpResponse r, bool keep_alive, unsigned version, bool counted = false) {
@@ -184,6 +199,123 @@ class Session : public std::enable_shared_from_this<Session> {
                             });
   }
 
+  // A streamed answer (http.hpp). Its answer stays counted until the stream
+  // ends, so shutdown waits for it to end cleanly (bounded).
+  void stream(HttpResponse r, unsigned version, bool counted) {
+    if (server_.streams.load(std::memory_order_relaxed) >= server_.options.max_streams) {
+      HttpResponse busy{503, error_json(503, "SERVICE_UNAVAILABLE", "too many event streams")};
+      busy.headers.emplace_back("Retry-After", "1");
+      write(std::move(busy), /*keep_alive=*/false, version, counted);
+      return;
+    }
+    server_.streams.fetch_add(1, std::memory_order_relaxed);
+    streaming_ = true;
+    stream_counted_ = counted;
+    source_ = std::move(r.stream);
+    // HTTP/1.0 has no chunks: there the body simply runs until the close.
+    chunked_ = version >= 11;
+    head_.emplace(static_cast<http::status>(r.status), version);
+    head_->set(http::field::server, "perfq");
+    head_->set(http::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) head_->set(k, v);
+    head_->keep_alive(false);
+    head_->chunked(chunked_);
+    head_sr_.emplace(*head_);
+    stream_.expires_after(server_.options.request_timeout);
+    http::async_write_header(stream_, *head_sr_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               if (ec) {
+                                 self->end_stream();
+                                 return;
+                               }
+                               self->watch_client();
+                               self->pump();
+                             });
+  }
+
+  // The client has nothing more to say; a read that ends means it left (or
+  // the socket closed), and the stream ends with it instead of writing into
+  // a dead connection until the next keep-alive fails.
+  void watch_client() {
+    // Only the read's timer: a write in flight keeps its own.
+    stream_.expires_never();
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (!ec) {
+                                self->watch_client();
+                                return;
+                              }
+                              self->end_stream();
+                            });
+  }
+
+  // One poll of the source, and its output written. The next poll waits for
+  // the write: a client that reads slowly is polled less and its feed falls
+  // behind (and says so) instead of buffering without bound here.
+  void pump() {
+    if (stream_ended_) return;
+    if (server_.stopping.load(std::memory_order_relaxed)) {
+      finish_stream();
+      return;
+    }
+    out_.clear();
+    try {
+      source_(out_);
+    } catch (const std::exception&) {
+      end_stream();
+      return;
+    }
+    if (out_.empty()) {
+      schedule();
+      return;
+    }
+    // A write not read within the timeout closes the connection.
+    stream_.expires_after(server_.options.request_timeout);
+    auto done = [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) {
+        self->end_stream();
+        return;
+      }
+      self->schedule();
+    };
+    if (chunked_) {
+      asio::async_write(stream_, http::make_chunk(asio::buffer(out_)), std::move(done));
+    } else {
+      asio::async_write(stream_, asio::buffer(out_), std::move(done));
+    }
+  }
+
+  void schedule() {
+    tick_.expires_after(server_.options.stream_poll_interval);
+    tick_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->pump();
+    });
+  }
+
+  // The server stops: the last chunk tells the client the stream ended on
+  // purpose.
+  void finish_stream() {
+    if (!chunked_) {
+      end_stream();
+      return;
+    }
+    stream_.expires_after(server_.options.request_timeout);
+    asio::async_write(
+        stream_, http::make_chunk_last(),
+        [self = shared_from_this()](beast::error_code, std::size_t) { self->end_stream(); });
+  }
+
+  // Idempotent: the watch read, a failed write and the stop may all end it.
+  void end_stream() {
+    if (stream_ended_) return;
+    stream_ended_ = true;
+    tick_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+    if (stream_counted_) answered();
+  }
+
   void answered() {
     {
       std::lock_guard lock(server_.answers_mu);
@@ -199,6 +331,16 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<http::response<http::string_body>> res_;
   std::string remote_;
   std::array<char, 4096> discard_;
+  // A streamed answer's state; used on the connection's strand only.
+  asio::steady_timer tick_;
+  HttpStreamSource source_;
+  std::optional<http::response<http::empty_body>> head_;
+  std::optional<http::response_serializer<http::empty_body>> head_sr_;
+  std::string out_;
+  bool streaming_ = false;  // counted in server_.streams
+  bool stream_counted_ = false;
+  bool chunked_ = false;
+  bool stream_ended_ = false;
 };
 
 }  // namespace

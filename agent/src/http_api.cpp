@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "perfq/agent/event_feed.hpp"
 #include "perfq/agent/observe.hpp"
+#include "perfq/client/events.hpp"
 #include "perfq/client/producer.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
@@ -103,8 +105,9 @@ json status_json(const shm::RequestStatus& st) {
 
 }  // namespace
 
-HttpApi::HttpApi(AdminOps& ops, const TokenStore* tokens, std::shared_ptr<shm::Segment> seg)
-    : ops_(ops), tokens_(tokens), seg_(std::move(seg)) {}
+HttpApi::HttpApi(AdminOps& ops, const TokenStore* tokens, std::shared_ptr<shm::Segment> seg,
+                 uint64_t event_keep_alive_ms)
+    : ops_(ops), tokens_(tokens), seg_(std::move(seg)), event_keep_alive_ms_(event_keep_alive_ms) {}
 
 void HttpApi::auth_failed(const HttpRequest& req, const char* why) {
   const std::string host = req.remote.substr(0, req.remote.rfind(':'));
@@ -187,9 +190,10 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
   // Admin routes.
   const bool health = route == "health" && req.method == "GET";
   const bool metrics = route == "metrics" && req.method == "GET";
+  const bool events_stream = route == "events" && req.method == "GET";
   const bool dlq_list = route == "dlq" && req.method == "GET";
   const bool dlq_item = id_after("dlq/", rest);
-  if (!health && !metrics && !dlq_list && !dlq_item) {
+  if (!health && !metrics && !events_stream && !dlq_list && !dlq_item) {
     return error_response(Errc::kNotFound, "no such route");
   }
   if (!who->admin()) {
@@ -207,6 +211,8 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
     }
     return admin(op, *who, req, 200);
   }
+  // Reads only, like dlq.list: not audited.
+  if (events_stream) return events(req);
   if (dlq_list) {
     json op = {{"op", "dlq.list"}};
     std::string_view limit;
@@ -344,6 +350,36 @@ Result<Submitted> HttpApi::submit_waiting(Producer& p, const RequestView& v) {
     const uint32_t seen = load_relaxed(room.seq);
     shm::futex_wait(&room.seq, seen, std::min<uint64_t>(deadline - now, 20'000'000));
   }
+}
+
+// Server-sent events: the handler only sets the stream up; the HTTP server
+// polls it on its io thread (http.hpp), so a stream holds no handler thread.
+HttpResponse HttpApi::events(const HttpRequest& req) {
+  auto reader = EventReader::connect(seg_);
+  if (!reader) return error_response(reader.error());
+  // A client resuming after the event it saw last: the ring may still hold
+  // what came next; what it no longer holds is reported missed. Anything
+  // but a decimal id starts at the head, like no header.
+  uint64_t last = 0;
+  const std::string& text = req.last_event_id;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), last);
+  if (!text.empty() && ec == std::errc() && p == text.data() + text.size() &&
+      last < (*reader)->position()) {
+    (*reader)->seek(last + 1);
+  }
+  auto feed =
+      std::make_shared<EventFeed>(std::move(*reader), FeedFormat::kSse, event_keep_alive_ms_);
+  HttpResponse r;
+  r.content_type = "text/event-stream";
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  // Proxies that buffer answers (nginx) would hold events back.
+  r.headers.emplace_back("X-Accel-Buffering", "no");
+  // Everything the ring holds fits one poll: a stream polled regularly
+  // never falls behind through the bound.
+  r.stream = [feed, cap = seg_->events().capacity()](std::string& out) {
+    (void)feed->next(out, cap);
+  };
+  return r;
 }
 
 void HttpApi::stop() noexcept {

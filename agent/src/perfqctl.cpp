@@ -1,10 +1,13 @@
 // perfqctl: operate a queue (SPEC §6). Health, metrics, the DLQ and admin
 // cancels go through the agent's admin socket; submit, status and a user's
-// cancel act as a producer on the segment; top and (with the agent down)
-// health read the segment directly.
+// cancel act as a producer on the segment; events, top and (with the agent
+// down) health read the segment directly.
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +20,7 @@
 
 #include "perfq/agent/admin.hpp"
 #include "perfq/agent/auth.hpp"
+#include "perfq/agent/event_feed.hpp"
 #include "perfq/agent/observe.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
@@ -42,6 +46,8 @@ int usage() {
       "       perfqctl --queue NAME [--json] dlq review ID --resolution TEXT\n"
       "       perfqctl --queue NAME [--json] dlq replay ID\n"
       "       perfqctl --queue NAME [--json] dlq verify\n"
+      "       perfqctl --queue NAME [--json] events [--count N] [--timeout-ms MS]\n"
+      "                (follows the event ring until Ctrl-C, N events or MS ms)\n"
       "       perfqctl --queue NAME destroy      (remove the segment; no agent may run)\n"
       "       perfqctl [--json] token create --tokens FILE --user U --role user|admin\n"
       "                (prints the new token once; FILE keeps only its hash; no --queue)\n",
@@ -391,6 +397,71 @@ int cancel(const std::string& queue, const std::vector<std::string>& a, bool jso
   return 0;
 }
 
+// `events`: follows the event ring straight from the segment, like any
+// subscriber, so it needs no agent to attach (it prints what a running agent
+// writes). Stops on SIGINT/SIGTERM, after --count events, or after
+// --timeout-ms; running out of time before --count events is an error.
+std::atomic<bool> g_events_stop{false};
+
+bool parse_u64(const std::string& text, uint64_t& out) {
+  const auto r = std::from_chars(text.data(), text.data() + text.size(), out);
+  return r.ec == std::errc{} && r.ptr == text.data() + text.size();
+}
+
+int events(const std::string& queue, const std::vector<std::string>& a, bool json) {
+  const Flags f = parse_flags(a, {"--count", "--timeout-ms"}, {});
+  if (f.bad || !f.positional.empty()) return usage();
+  uint64_t count = 0;  // 0: no limit
+  uint64_t timeout_ms = 0;
+  if (const std::string* c = f.get("--count");
+      c != nullptr && (!parse_u64(*c, count) || count == 0)) {
+    return fail(json, perfq::Errc::kInvalidRequest, "count must be a positive integer");
+  }
+  if (const std::string* t = f.get("--timeout-ms");
+      t != nullptr && (!parse_u64(*t, timeout_ms) || timeout_ms == 0)) {
+    return fail(json, perfq::Errc::kInvalidRequest, "timeout-ms must be a positive integer");
+  }
+  auto reader = perfq::EventReader::connect(queue);
+  if (!reader) return fail(json, reader.error());
+  // Without SA_RESTART: a signal cuts the poll interval's sleep short.
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_events_stop.store(true, std::memory_order_relaxed); };
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  // Readers see the events written after they start; the line tells a
+  // script (or a test) that it may now make some.
+  std::fprintf(stderr, "perfqctl: following the events of queue %s from position %llu\n",
+               queue.c_str(), static_cast<unsigned long long>((*reader)->position()));
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a line as it comes, also into a pipe
+  perfq::agent::EventFeed feed(std::move(*reader), json ? perfq::agent::FeedFormat::kJsonLines
+                                                        : perfq::agent::FeedFormat::kText);
+  const uint64_t deadline =
+      timeout_ms == 0 ? UINT64_MAX : perfq::mono_now_ns() + timeout_ms * 1'000'000;
+  uint64_t printed = 0;
+  std::string out;
+  // Bounded by the signal, the count or the deadline; each pass drains what
+  // the ring holds (up to its capacity) and then sleeps 50 ms.
+  while (!g_events_stop.load(std::memory_order_relaxed)) {
+    out.clear();
+    const uint64_t left = count == 0 ? perfq::shm::kEventCapacity : count - printed;
+    printed +=
+        feed.next(out, static_cast<size_t>(std::min<uint64_t>(left, perfq::shm::kEventCapacity)));
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    if (count != 0 && printed >= count) return 0;
+    if (perfq::mono_now_ns() >= deadline) {
+      if (count == 0) return 0;
+      std::fflush(stdout);
+      std::fprintf(stderr, "perfqctl: %llu of %llu events within %llu ms\n",
+                   static_cast<unsigned long long>(printed), static_cast<unsigned long long>(count),
+                   static_cast<unsigned long long>(timeout_ms));
+      return 1;
+    }
+    const timespec pause{0, 50'000'000};
+    nanosleep(&pause, nullptr);
+  }
+  return 0;
+}
+
 // `token create`: works on the tokens file alone (no queue, no agent). The
 // token goes to stdout and nowhere else: FILE gets its hash, and the note
 // for a human goes to stderr so that `$(perfqctl token create ...)` is the
@@ -643,6 +714,7 @@ int main(int argc, char** argv) {
   if (verb == "dlq") return dlq(queue, rest, json);
   if (verb == "metrics") return metrics(queue, rest, json);
   if (verb == "top") return top(queue, rest, json);
+  if (verb == "events") return events(queue, rest, json);
   if (verb != "health") return usage();
   return health(queue, json);
 }

@@ -1,7 +1,7 @@
 // The HTTP plane (SPEC §6) of the running agent: probes without auth, every
 // route against no, bad, user and admin tokens, validation codes, 429 with
-// Retry-After, the owner check, and limits (oversized bodies, slow clients)
-// that never disturb other clients.
+// Retry-After, the owner check, limits (oversized bodies, slow clients)
+// that never disturb other clients, and server-sent events.
 #include <gtest/gtest.h>
 
 #include <boost/asio/connect.hpp>
@@ -10,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -76,6 +77,147 @@ Reply call(const std::string& address, http::verb method, const std::string& tar
   return r;
 }
 
+// One block of a server-sent events stream: an event, or a comment.
+struct SseEvent {
+  std::string id;
+  std::string event;
+  std::string data;
+  std::string comment;
+  [[nodiscard]] json parsed() const { return json::parse(data, nullptr, false); }
+};
+
+// A client of GET /performance-queue/events. Every read is bounded: it polls
+// the socket before reading what is there.
+class SseClient {
+ public:
+  SseClient(const std::string& address, const std::string& token,
+            const std::string& last_event_id = {}) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    beast::error_code ec;
+    sock_.connect(endpoint_of(address), ec);
+    if (ec) return;
+    http::request<http::empty_body> req(http::verb::get, "/performance-queue/events", 11);
+    req.set(http::field::host, "localhost");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    if (!last_event_id.empty()) req.set("Last-Event-ID", last_event_id);
+    http::write(sock_, req, ec);
+    if (ec) return;
+    parser_.eager(true);
+    parser_.body_limit(std::numeric_limits<std::uint64_t>::max());
+    while (!parser_.is_header_done() && feed(deadline)) {
+    }
+  }
+
+  [[nodiscard]] int status() const {
+    return parser_.is_header_done() ? static_cast<int>(parser_.get().result_int()) : 0;
+  }
+  [[nodiscard]] std::string header(std::string_view name) const {
+    const auto& m = parser_.get();
+    auto it = m.find(beast::string_view(name.data(), name.size()));
+    return it == m.end() ? std::string() : std::string(it->value());
+  }
+  [[nodiscard]] bool has_header(std::string_view name) const {
+    return parser_.get().find(beast::string_view(name.data(), name.size())) != parser_.get().end();
+  }
+  // The body of a complete (non-stream) answer, such as a 503.
+  [[nodiscard]] std::string body() {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!parser_.is_done() && feed(deadline)) {
+    }
+    return text_;
+  }
+
+  // The next event or comment, waiting at most `bound`.
+  bool next(SseEvent& out, std::chrono::milliseconds bound) {
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    for (;;) {
+      const auto end = text_.find("\n\n");
+      if (end != std::string::npos) {
+        out = parse(text_.substr(0, end));
+        text_.erase(0, end + 2);
+        return true;
+      }
+      if (!feed(deadline)) return false;
+    }
+  }
+
+  // Reads events until `want` holds for one, at most `bound`.
+  bool next_where(const std::function<bool(const SseEvent&)>& want, std::chrono::milliseconds bound,
+                  SseEvent* got = nullptr) {
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    SseEvent e;
+    while (next(e, std::chrono::duration_cast<std::chrono::milliseconds>(
+                       deadline - std::chrono::steady_clock::now()))) {
+      if (want(e)) {
+        if (got != nullptr) *got = e;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Reads until the server ends the stream, at most `bound`; true when it
+  // ended it properly (the last chunk).
+  bool ended_cleanly(std::chrono::milliseconds bound) {
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!parser_.is_done() && feed(deadline)) {
+    }
+    return parser_.is_done();
+  }
+
+  void close() {
+    beast::error_code ignored;
+    sock_.close(ignored);
+  }
+
+ private:
+  static SseEvent parse(const std::string& block) {
+    SseEvent e;
+    std::istringstream in(block);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto colon = line.find(':');
+      const std::string field = line.substr(0, colon);
+      std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
+      if (!value.empty() && value[0] == ' ') value.erase(0, 1);
+      if (field.empty()) e.comment = value;
+      if (field == "id") e.id = value;
+      if (field == "event") e.event = value;
+      if (field == "data") e.data += value;
+    }
+    return e;
+  }
+
+  // One read of what the server sent, at most until `deadline`, through the
+  // parser (which takes the chunks apart); false on timeout or end.
+  bool feed(std::chrono::steady_clock::time_point deadline) {
+    if (!sock_.is_open()) return false;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{sock_.native_handle(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    beast::error_code ec;
+    const std::size_t n = sock_.read_some(buf_.prepare(4096), ec);
+    if (ec) return false;
+    buf_.commit(n);
+    while (buf_.size() > 0 && !parser_.is_done()) {
+      const std::size_t used = parser_.put(buf_.data(), ec);
+      buf_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) return false;
+    }
+    text_ += parser_.get().body();
+    parser_.get().body().clear();
+    return true;
+  }
+
+  asio::io_context ioc_;
+  tcp::socket sock_{ioc_};
+  beast::flat_buffer buf_;
+  http::response_parser<http::string_body> parser_;
+  std::string text_;  // body not yet taken apart into events
+};
+
 class Http : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -116,6 +258,21 @@ class Http : public ::testing::Test {
   }
   Reply submit(const std::string& token, const std::string& body) {
     return post("/performance-queue/submit", token, body);
+  }
+  // The agent writes events once it has seen a reader (its next liveness
+  // pass). Submits probes until one reaches `s`: from then on every event
+  // does. The probes wait for a worker that never comes, so they make no
+  // more events.
+  void wait_for_event_flow(SseClient& s) {
+    for (int i = 0; i < 50; ++i) {
+      const Reply r = submit(admin_, R"({"type":"probe-nobody-serves"})");
+      ASSERT_EQ(r.status, 201) << r.body;
+      const std::string id = r.parsed()["requestId"];
+      if (s.next_where([&](const SseEvent& e) { return e.parsed()["requestId"] == id; }, 200ms)) {
+        return;
+      }
+    }
+    FAIL() << "no event reached the stream";
   }
 
   test::QueueName q_;
@@ -271,6 +428,154 @@ TEST_F(Http, OversizedBodiesAndSlowClientsAreRefusedWithoutDisturbingOthers) {
   const std::size_t n = slow.read_some(asio::buffer(&c, 1), ec);
   EXPECT_EQ(n, 0u);
   EXPECT_EQ(ec, asio::error::eof) << ec.message();
+}
+
+// ---- server-sent events (SPEC §5 events, §6)
+
+TEST_F(Http, TheEventStreamIsForAdminsOnly) {
+  start();
+  // Through SseClient, whose reads are bounded even if a stream answers.
+  SseClient none(address_, "");
+  EXPECT_EQ(none.status(), 401);
+  EXPECT_EQ(none.header("WWW-Authenticate"), "Bearer");
+  EXPECT_EQ(SseClient(address_, "pq_not-a-real-token").status(), 401);
+  SseClient user(address_, user_);
+  EXPECT_EQ(user.status(), 403);
+  EXPECT_NE(user.body().find("\"error\":\"FORBIDDEN\""), std::string::npos);
+  EXPECT_EQ(call(address_, http::verb::post, "/performance-queue/events", admin_).status, 404)
+      << "GET only";
+  SseClient admin(address_, admin_);
+  ASSERT_EQ(admin.status(), 200);
+  EXPECT_EQ(admin.header("Content-Type"), "text/event-stream");
+  EXPECT_EQ(admin.header("Cache-Control"), "no-cache");
+  EXPECT_FALSE(admin.has_header("Content-Length"));
+  EXPECT_EQ(admin.header("Transfer-Encoding"), "chunked");
+}
+
+TEST_F(Http, TheEventStreamDeliversARequestsEventsInOrderWithoutItsPayload) {
+  start();
+  test::Signal ready;
+  test::Child worker = test::spawn_worker(
+      q_.str(), "echo", [](const Job&) { return perfq::Reply::ok(); }, &ready);
+  ASSERT_EQ(ready.wait(20s), 1);
+  SseClient s(address_, admin_);
+  ASSERT_EQ(s.status(), 200);
+  ASSERT_NO_FATAL_FAILURE(wait_for_event_flow(s));
+
+  const Reply r = submit(user_, R"({"type":"echo","payload":{"m":"secret-payload"}})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string id = r.parsed()["requestId"];
+  std::vector<SseEvent> mine;
+  ASSERT_TRUE(s.next_where(
+      [&](const SseEvent& e) {
+        if (e.parsed()["requestId"] != id) return false;
+        mine.push_back(e);
+        return e.event == "request.completed";
+      },
+      20s));
+  std::vector<std::string> names;
+  for (const SseEvent& e : mine) names.push_back(e.event);
+  EXPECT_EQ(names, (std::vector<std::string>{"request.submitted", "request.assigned",
+                                             "request.processing", "request.completed"}));
+  const std::vector<std::string> statuses = {"pending", "assigned", "processing", "completed"};
+  for (std::size_t k = 0; k < mine.size(); ++k) {
+    const json d = mine[k].parsed();
+    EXPECT_EQ(d["event"], mine[k].event);
+    EXPECT_EQ(d["id"].get<uint64_t>(), std::stoull(mine[k].id))
+        << "the SSE id is the ring position";
+    EXPECT_EQ(d["type"], "echo");
+    EXPECT_EQ(d["userId"], "ann");
+    if (k < statuses.size()) {
+      EXPECT_EQ(d["status"], statuses[k]);
+    }
+    EXPECT_EQ(mine[k].data.find("secret-payload"), std::string::npos) << "never a payload";
+    if (k > 0) {
+      EXPECT_GT(std::stoull(mine[k].id), std::stoull(mine[k - 1].id));
+    }
+  }
+
+  // A client that reconnects with Last-Event-ID resumes after that event:
+  // the ring still holds the rest.
+  ASSERT_FALSE(mine.empty());
+  SseClient again(address_, admin_, mine[0].id);
+  ASSERT_EQ(again.status(), 200);
+  SseEvent first;
+  ASSERT_TRUE(again.next_where([](const SseEvent& e) { return !e.id.empty(); }, 20s, &first));
+  EXPECT_EQ(std::stoull(first.id), std::stoull(mine[0].id) + 1);
+  std::vector<std::string> resumed;
+  if (first.parsed()["requestId"] == id) resumed.push_back(first.event);
+  ASSERT_TRUE(again.next_where(
+      [&](const SseEvent& e) {
+        if (e.parsed()["requestId"] != id) return false;
+        resumed.push_back(e.event);
+        return e.event == "request.completed";
+      },
+      20s));
+  EXPECT_EQ(resumed, (std::vector<std::string>{"request.assigned", "request.processing",
+                                               "request.completed"}));
+}
+
+TEST_F(Http, OtherClientsAreServedWhileMoreStreamsThanHandlerThreadsAreOpen) {
+  start();
+  // Five streams against a pool of four handler threads: a stream holds none.
+  std::vector<std::unique_ptr<SseClient>> streams;
+  for (int i = 0; i < 5; ++i) {
+    streams.push_back(std::make_unique<SseClient>(address_, admin_));
+    ASSERT_EQ(streams.back()->status(), 200) << i;
+  }
+  ASSERT_NO_FATAL_FAILURE(wait_for_event_flow(*streams[0]));
+  EXPECT_EQ(get("/livez").status, 200);
+  const Reply r = submit(user_, R"({"type":"nobody-serves-this"})");
+  ASSERT_EQ(r.status, 201);
+  const std::string id = r.parsed()["requestId"];
+  EXPECT_EQ(get("/performance-queue/status/" + id, user_).status, 200);
+  EXPECT_EQ(get("/performance-queue/dlq", admin_).status, 200);
+  // And every stream carries the submit's event.
+  for (auto& s : streams) {
+    EXPECT_TRUE(s->next_where(
+        [&](const SseEvent& e) {
+          return e.event == "request.submitted" && e.parsed()["requestId"] == id;
+        },
+        20s));
+  }
+}
+
+TEST_F(Http, StreamsBeyondTheCapAre503AndAClosedStreamFreesItsPlace) {
+  cfg_.http_max_event_streams = 1;
+  // No keep-alive write within the test: only reading the connection can
+  // tell the server that the client left.
+  cfg_.http_event_keep_alive_ms = 3'600'000;
+  start();
+  auto first = std::make_unique<SseClient>(address_, admin_);
+  ASSERT_EQ(first->status(), 200);
+  SseClient second(address_, admin_);
+  EXPECT_EQ(second.status(), 503);
+  EXPECT_FALSE(second.header("Retry-After").empty());
+  EXPECT_NE(second.body().find("\"error\":\"SERVICE_UNAVAILABLE\""), std::string::npos);
+  // The server sees the client leave (it reads the connection) and ends the
+  // stream: a new one is admitted.
+  first->close();
+  EXPECT_TRUE(test::eventually([&] { return SseClient(address_, admin_).status() == 200; }, 20s));
+}
+
+TEST_F(Http, AnIdleStreamGetsKeepAliveComments) {
+  cfg_.http_event_keep_alive_ms = 20;
+  start();
+  SseClient s(address_, admin_);
+  ASSERT_EQ(s.status(), 200);
+  EXPECT_TRUE(s.next_where([](const SseEvent& e) { return e.comment == "keep-alive"; }, 20s));
+}
+
+TEST_F(Http, TheAgentStopsCleanlyWithStreamsOpenAndEndsThem) {
+  start();
+  SseClient a(address_, admin_);
+  SseClient b(address_, admin_);
+  ASSERT_EQ(a.status(), 200);
+  ASSERT_EQ(b.status(), 200);
+  daemon_.kill(SIGTERM);
+  EXPECT_EQ(daemon_.wait(20s), 0);
+  EXPECT_TRUE(a.ended_cleanly(20s)) << "the last chunk, not a cut connection";
+  EXPECT_TRUE(b.ended_cleanly(20s));
 }
 
 }  // namespace

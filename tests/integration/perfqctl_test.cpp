@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -157,6 +158,126 @@ TEST_F(Perfqctl, RateLimitAndQueueFullAreReported) {
   EXPECT_EQ(full.exit, 1);
   EXPECT_EQ(field(full.out, "statusCode"), "503");
   EXPECT_EQ(field(full.out, "error"), "QUEUE_FULL");
+}
+
+// ---- perfqctl events (SPEC §5, §6): the event ring, followed from the segment
+
+// Whether `reader` shows the event `name` of request `id`, polling it until
+// it does, at most `bound`.
+bool seen(EventReader& reader, uint64_t id, std::string_view name,
+          std::chrono::milliseconds bound) {
+  std::vector<Event> evs;
+  return test::eventually(
+      [&] {
+        (void)reader.poll(evs);
+        for (const Event& e : evs) {
+          if (e.request_id == id && event_name(static_cast<EventKind>(e.kind)) == name) return true;
+        }
+        return false;
+      },
+      bound);
+}
+
+// The agent writes events once it has seen a reader (its next liveness
+// pass). Submits probes until one shows up in `reader`: from then on every
+// event is written while a reader polls.
+bool wait_for_event_flow(Producer& p, EventReader& reader) {
+  for (int i = 0; i < 50; ++i) {
+    auto s = p.submit(test::make_request("probe-nobody-serves", "probe", ""));
+    if (!s) return false;
+    if (seen(reader, s->request_id, "request.submitted", 200ms)) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> lines_starting_with(const std::string& text, char c) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const std::size_t nl = std::min(text.find('\n', at), text.size());
+    if (text[at] == c) out.push_back(text.substr(at, nl - at));
+    at = nl + 1;
+  }
+  return out;
+}
+
+TEST_F(Perfqctl, EventsPrintsTheEventsOfRequestsAsTheyHappen) {
+  start();
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  auto reader = EventReader::connect(q_.str());
+  ASSERT_TRUE(reader.ok());
+  ASSERT_TRUE(wait_for_event_flow(**p, **reader));
+  // Two followers at once: JSON lines and text. Nothing but the requests
+  // below makes events from here on (the probes wait for a worker).
+  test::Tool json({PERFQCTL_PATH, "--queue", q_.str(), "--json", "events", "--count", "3",
+                   "--timeout-ms", "30000"});
+  test::Tool text(
+      {PERFQCTL_PATH, "--queue", q_.str(), "events", "--count", "2", "--timeout-ms", "30000"});
+  ASSERT_TRUE(json.wait_for_output("following the events", 20s)) << json.output();
+  ASSERT_TRUE(text.wait_for_output("following the events", 20s)) << text.output();
+
+  auto a = (*p)->submit(
+      test::make_request("nobody-serves-this", "alice", "secret payload", Mode::kPriority, 12));
+  ASSERT_TRUE(a.ok());
+  // Submitted before cancelled, for certain: the agent took it first.
+  ASSERT_TRUE(seen(**reader, a->request_id, "request.submitted", 20s));
+  ASSERT_TRUE((*p)->cancel(a->request_id, "alice").ok());
+  ASSERT_TRUE(seen(**reader, a->request_id, "request.cancelled", 20s));
+  auto b = (*p)->submit(test::make_request("nobody-serves-this", "bob", "secret payload"));
+  ASSERT_TRUE(b.ok());
+
+  ToolRun jr = json.finish(30s);
+  ASSERT_EQ(jr.exit, 0) << jr.out;
+  const auto objs = lines_starting_with(jr.out, '{');
+  ASSERT_EQ(objs.size(), 3u) << jr.out;
+  std::vector<nlohmann::json> ev;
+  for (const auto& l : objs) ev.push_back(nlohmann::json::parse(l));
+  char aid[17], bid[17];
+  format_request_id(a->request_id, aid);
+  format_request_id(b->request_id, bid);
+  EXPECT_EQ(ev[0]["event"], "request.submitted");
+  EXPECT_EQ(ev[0]["requestId"], aid);
+  EXPECT_EQ(ev[0]["type"], "nobody-serves-this");
+  EXPECT_EQ(ev[0]["userId"], "alice");
+  EXPECT_EQ(ev[0]["status"], "pending");
+  EXPECT_EQ(ev[0]["mode"], "priority");
+  EXPECT_EQ(ev[0]["priority"], 12);
+  EXPECT_FALSE(ev[0].contains("error"));
+  EXPECT_TRUE(ev[0]["at"].is_string());
+  EXPECT_EQ(ev[1]["event"], "request.cancelled");
+  EXPECT_EQ(ev[1]["requestId"], aid);
+  EXPECT_EQ(ev[1]["status"], "cancelled");
+  EXPECT_EQ(ev[1]["error"], "CANCELLED");
+  EXPECT_EQ(ev[2]["event"], "request.submitted");
+  EXPECT_EQ(ev[2]["requestId"], bid);
+  EXPECT_EQ(ev[2]["userId"], "bob");
+  // Ring positions, one after another.
+  EXPECT_EQ(ev[1]["id"].get<uint64_t>(), ev[0]["id"].get<uint64_t>() + 1);
+  EXPECT_EQ(ev[2]["id"].get<uint64_t>(), ev[1]["id"].get<uint64_t>() + 1);
+  EXPECT_EQ(jr.out.find("secret payload"), std::string::npos) << "never a payload";
+
+  ToolRun tr = text.finish(30s);
+  ASSERT_EQ(tr.exit, 0) << tr.out;
+  const auto rows = lines_starting_with(tr.out, '2');  // an ISO time: 20xx-...
+  ASSERT_EQ(rows.size(), 2u) << tr.out;
+  for (const std::string& part :
+       {std::string("request.submitted"), std::string(aid), std::string("type nobody-serves-this"),
+        std::string("user alice"), std::string("status pending")}) {
+    EXPECT_NE(rows[0].find(part), std::string::npos) << part << " in " << rows[0];
+  }
+  EXPECT_NE(rows[1].find("request.cancelled"), std::string::npos) << rows[1];
+  EXPECT_NE(rows[1].find("error CANCELLED"), std::string::npos) << rows[1];
+}
+
+TEST_F(Perfqctl, EventsThatDoNotComeWithinTheTimeoutAreAnError) {
+  start();
+  ToolRun r = ctl({"events", "--count", "1", "--timeout-ms", "100"});
+  EXPECT_EQ(r.exit, 1) << r.out;
+  EXPECT_NE(r.out.find("0 of 1 events within 100 ms"), std::string::npos) << r.out;
+  ToolRun bad = ctl({"events", "--count", "0"});
+  EXPECT_EQ(bad.exit, 1) << bad.out;
+  EXPECT_EQ(field(bad.out, "error"), "INVALID_REQUEST") << bad.out;
 }
 
 // `token create` needs no queue and no agent: the token it prints is the one

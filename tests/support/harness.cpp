@@ -175,10 +175,10 @@ Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound) {
   return c;
 }
 
-ToolRun run_tool(const std::vector<std::string>& argv) {
+Tool::Tool(const std::vector<std::string>& argv) {
   int fds[2];
-  if (::pipe(fds) != 0) return {};
-  Child child([&] {
+  if (::pipe(fds) != 0) return;
+  child_ = Child([&] {
     ::dup2(fds[1], 1);
     ::dup2(fds[1], 2);
     ::close(fds[0]);
@@ -190,19 +190,46 @@ ToolRun run_tool(const std::vector<std::string>& argv) {
     return 127;
   });
   ::close(fds[1]);
-  ToolRun r;
+  fd_ = fds[0];
+}
+
+Tool::~Tool() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool Tool::read_some(std::chrono::milliseconds bound) {
+  if (fd_ < 0) return false;
+  pollfd p{fd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(bound.count())) <= 0) return false;
   char buf[4096];
-  // Bounded: the child's output ends when it exits.
-  for (;;) {
-    pollfd p{fds[0], POLLIN, 0};
-    if (::poll(&p, 1, 30'000) <= 0) break;
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;
-    r.out.append(buf, static_cast<size_t>(n));
+  const ssize_t n = ::read(fd_, buf, sizeof buf);
+  if (n <= 0) return false;
+  out_.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+bool Tool::wait_for_output(std::string_view text, std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  while (out_.find(text) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || !read_some(left)) return out_.find(text) != std::string::npos;
   }
-  ::close(fds[0]);
-  r.exit = child.wait(std::chrono::seconds(30));
+  return true;
+}
+
+ToolRun Tool::finish(std::chrono::milliseconds bound) {
+  // Bounded: the output ends when the tool exits.
+  while (read_some(bound)) {
+  }
+  ToolRun r;
+  r.out = out_;
+  r.exit = child_.wait(bound);
   return r;
+}
+
+ToolRun run_tool(const std::vector<std::string>& argv) {
+  return Tool(argv).finish(std::chrono::seconds(30));
 }
 
 Child spawn_daemon(const agent::Config& cfg, const agent::DaemonHooks& hooks,

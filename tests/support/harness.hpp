@@ -105,6 +105,33 @@ struct ToolRun {
 // output and exit.
 ToolRun run_tool(const std::vector<std::string>& argv);
 
+// A command (argv[0] a path) running in a child process, its stdout and
+// stderr on one pipe, read while it runs: for tools that follow something
+// (`perfqctl events`). Killed if still running when the object goes away.
+class Tool {
+ public:
+  explicit Tool(const std::vector<std::string>& argv);
+  ~Tool();
+  Tool(const Tool&) = delete;
+  Tool& operator=(const Tool&) = delete;
+
+  // Reads until the output holds `text`, at most `bound`; whether it does.
+  bool wait_for_output(std::string_view text, std::chrono::milliseconds bound);
+  // Reads to the end of the output, then waits for the exit, each at most
+  // `bound`: the exit code and all the output.
+  ToolRun finish(std::chrono::milliseconds bound);
+  [[nodiscard]] const std::string& output() const noexcept { return out_; }
+
+ private:
+  // One read of what the tool wrote, waiting at most `bound`; false at the
+  // end of its output or on timeout.
+  bool read_some(std::chrono::milliseconds bound);
+
+  int fd_ = -1;
+  Child child_;
+  std::string out_;
+};
+
 // The whole agent as perfq-agent runs it (DLQ journal, audit log, admin
 // socket) in a child process; returns once it runs and its socket listens.
 // SIGTERM stops it cleanly, SIGKILL as a crash.

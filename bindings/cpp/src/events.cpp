@@ -1,5 +1,7 @@
 #include "perfq/client/events.hpp"
 
+#include <algorithm>
+
 #include "perfq/core/clock.hpp"
 #include "perfq/shm/segment.hpp"
 
@@ -23,7 +25,7 @@ Result<std::unique_ptr<EventReader>> EventReader::connect(std::shared_ptr<shm::S
 size_t EventReader::poll(std::vector<Event>& out, size_t max) {
   ring_.note_reader(mono_now_ns());
   size_t n = 0;
-  // Bounded by `max` events and one skip ahead.
+  // Bounded by `max` events and the skips ahead before the first of them.
   while (n < max) {
     Event ev;
     switch (ring_.read(next_, ev)) {
@@ -35,6 +37,8 @@ size_t EventReader::poll(std::vector<Event>& out, size_t max) {
       case EventRing::Read::kNotYet:
         return n;
       case EventRing::Read::kLost: {
+        // The caller learns where the loss lies: not inside this batch.
+        if (n > 0) return n;
         // Skip to the oldest event the ring still holds.
         const uint64_t tail = ring_.tail();
         const uint64_t oldest = tail > ring_.capacity() ? tail - ring_.capacity() : 0;
@@ -46,6 +50,10 @@ size_t EventReader::poll(std::vector<Event>& out, size_t max) {
     }
   }
   return n;
+}
+
+void EventReader::seek(uint64_t position) noexcept {
+  next_ = std::min(position, ring_.tail());
 }
 
 }  // namespace perfq

@@ -54,6 +54,11 @@ struct Config {
   uint64_t health_degraded_utilization = 70, health_unhealthy_utilization = 90;
   uint64_t health_degraded_failures = 50, health_unhealthy_failures = 100;
   uint64_t health_degraded_dlq = 20, health_unhealthy_dlq = 50;
+  // Server-sent event streams (docs/CONFIG.md): at most this many at once
+  // (each is also a connection); an idle one gets a keep-alive comment this
+  // often, so a dead peer is found.
+  uint64_t http_max_event_streams = 16;
+  uint64_t http_event_keep_alive_ms = 15000;
   // Admitted to the admin socket besides the agent's uid and root (SO_PEERCRED)
   std::vector<uint32_t> admin_uids;
   std::vector<uint32_t> admin_gids;

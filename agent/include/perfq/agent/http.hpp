@@ -6,8 +6,16 @@
 //   - header bytes (431), body bytes (413), connections (503, then close);
 //   - a client that does not finish sending its request within
 //     request_timeout is disconnected (slow clients cannot pin a
-//     connection); so is one that does not read its answer in that time.
+//     connection); so is one that does not read its answer in that time;
+//   - streamed answers (server-sent events): max_streams at once (503), each
+//     also a connection.
 // The server knows nothing of routes: HttpApi (http_api.hpp) answers.
+//
+// A streamed answer holds no handler thread: the handler returns at once
+// with a `stream` source, and the connection's strand on the io thread
+// polls it every stream_poll_interval, writing what it returns, until the
+// client leaves (a read on the connection sees it go), a write is not read
+// within request_timeout, or the server stops (the stream ends cleanly).
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -25,8 +33,14 @@ struct HttpRequest {
   std::string target;  // path and query, as sent
   std::string authorization;
   std::string body;
-  std::string remote;  // "127.0.0.1:51234"
+  std::string remote;         // "127.0.0.1:51234"
+  std::string last_event_id;  // the Last-Event-ID header (an SSE client resuming)
 };
+
+// The source of a streamed answer: called on the io thread, one call at a
+// time, every stream_poll_interval; appends the bytes to send next (nothing
+// when nothing is new). Must not block.
+using HttpStreamSource = std::function<void(std::string& out)>;
 
 struct HttpResponse {
   HttpResponse() = default;
@@ -36,6 +50,10 @@ struct HttpResponse {
   std::string body;  // empty: no body
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
+  // Set: a streamed answer. The head goes out without Content-Length
+  // (chunked for HTTP/1.1, else until close), then what `stream` produces;
+  // `body` is not sent. The connection ends with the stream.
+  HttpStreamSource stream;
 };
 
 struct HttpOptions {
@@ -45,6 +63,8 @@ struct HttpOptions {
   std::size_t body_limit = (std::size_t{1} << 20) + 64 * 1024;  // a 1 MiB payload and its JSON
   std::chrono::milliseconds request_timeout{10'000};
   unsigned handler_threads = 4;
+  std::size_t max_streams = 16;
+  std::chrono::milliseconds stream_poll_interval{50};
   // Answered on the connection thread, never queued behind blocked handlers
   // (the probes: an orchestrator must not see a busy agent as dead).
   std::vector<std::string> inline_paths = {"/livez", "/readyz"};
@@ -58,8 +78,9 @@ class HttpServer {
   // kInternal when the bind fails.
   [[nodiscard]] static Result<std::unique_ptr<HttpServer>> open(HttpOptions options,
                                                                 Handler handler);
-  // Stops accepting, lets running handlers finish and their answers go out
-  // (bounded by request_timeout), then closes every connection.
+  // Stops accepting, lets running handlers finish and their answers go out,
+  // ends every stream (bounded by request_timeout), then closes every
+  // connection.
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -9,6 +9,10 @@
 //   GET    /performance-queue/dlq/:id           admin
 //   POST   /performance-queue/dlq/:id/review    admin; 204
 //   POST   /performance-queue/dlq/:id/replay    admin; 201
+//   GET    /performance-queue/events            admin; text/event-stream
+//                                               (event_feed.hpp), from the
+//                                               ring's head, or after
+//                                               Last-Event-ID
 //
 // Every route but the probes needs `Authorization: Bearer <token>`: none or
 // an unknown one is 401, a user token on an admin route 403. Each auth
@@ -36,8 +40,11 @@ namespace perfq::agent {
 
 class HttpApi {
  public:
-  // `tokens` may be null: then every authenticated route answers 401.
-  HttpApi(AdminOps& ops, const TokenStore* tokens, std::shared_ptr<shm::Segment> seg);
+  // `tokens` may be null: then every authenticated route answers 401. An
+  // event stream with nothing to say sends a keep-alive comment every
+  // `event_keep_alive_ms` (0: never).
+  HttpApi(AdminOps& ops, const TokenStore* tokens, std::shared_ptr<shm::Segment> seg,
+          uint64_t event_keep_alive_ms = 15'000);
 
   // Thread-safe: called from the HTTP handler pool.
   HttpResponse handle(const HttpRequest& req);
@@ -49,6 +56,7 @@ class HttpApi {
   Result<Submitted> submit_waiting(Producer& p, const RequestView& v);
   HttpResponse status(uint64_t id, const Principal& who);
   HttpResponse cancel(uint64_t id, const Principal& who);
+  HttpResponse events(const HttpRequest& req);
   HttpResponse admin(const nlohmann::json& op, const Principal& who, const HttpRequest& req,
                      int ok_status);
   void auth_failed(const HttpRequest& req, const char* why);
@@ -56,6 +64,7 @@ class HttpApi {
   AdminOps& ops_;
   const TokenStore* tokens_;
   std::shared_ptr<shm::Segment> seg_;
+  uint64_t event_keep_alive_ms_;
   static constexpr int kMaxWaitingSubmits = 3;  // of the pool's 4 threads
   std::atomic<int> waiting_submits_{0};
   std::atomic<bool> stopping_{false};

@@ -25,9 +25,18 @@ class EventReader {
       std::shared_ptr<shm::Segment> seg);
 
   // Appends up to `max` new events to `out`; returns how many. Never blocks.
+  // One call never spans a loss: it skips ahead only before its first event,
+  // so the n events it appends sit at positions position() - n .. position()
+  // - 1, and any growth of missed() during the call lies before them.
   size_t poll(std::vector<Event>& out, size_t max = 1024);
   // Events this reader lost by falling behind, so far.
   [[nodiscard]] uint64_t missed() const noexcept { return missed_; }
+  // The ring position the next poll reads (an event's position is its
+  // SSE id). Positions count from the segment's creation.
+  [[nodiscard]] uint64_t position() const noexcept { return next_; }
+  // Moves to `position`, at most the ring's tail: the next poll starts
+  // there, and what the ring no longer holds counts as missed.
+  void seek(uint64_t position) noexcept;
 
  private:
   explicit EventReader(std::shared_ptr<shm::Segment> seg);
