@@ -51,6 +51,14 @@ void accumulate(const MetricsCell& c, MetricsTotals& t) noexcept {
   }
 }
 
+// Whether anything was counted in a cell: "other" is reported only then.
+bool counted_anything(const MetricsTotals& t) noexcept {
+  for (const uint64_t c : t.counts) {
+    if (c != 0) return true;
+  }
+  return t.wait_count != 0 || t.processing_count != 0;
+}
+
 }  // namespace
 
 void MetricsTotals::add(const MetricsTotals& o) noexcept {
@@ -214,11 +222,11 @@ MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t 
     load_shared_text(names[i].text, len, text);
     snap.types.emplace_back(std::string(text, len), cols[i]);
   }
+  // Any count, not only submitted: a request of an untracked type taken in
+  // an earlier minute (or by the previous agent) and cancelled, failed or
+  // retried in the window counts there and nowhere else among the types.
   const MetricsTotals& other = cols[types];
-  if (other.count(Outcome::kSubmitted) != 0 || other.processing_count != 0 ||
-      other.wait_count != 0) {
-    snap.types.emplace_back("other", other);
-  }
+  if (counted_anything(other)) snap.types.emplace_back("other", other);
   return snap;
 }
 
