@@ -320,6 +320,35 @@ TEST_F(Metrics, AWriterRestartedWithinTheMinuteKeepsItsRow) {
   EXPECT_EQ(submitted(read(last_ns(kBase), 0).bands[0]), 1u);
 }
 
+// An agent that died while a start cleared the since-start row left its word
+// odd and the row half cleared: nothing is read from it until the next start
+// has cleared it, and that start's word differs from every one before.
+TEST_F(Metrics, ASinceStartRowLeftHalfClearedIsNotReadUntilTheNextStart) {
+  uint64_t whole = 0;
+  {
+    MetricsWriter w(*seg_, at(kBase));
+    for (int i = 0; i < 3; ++i) w.count(0, w.column("a"), Outcome::kSubmitted);
+    EXPECT_EQ(submitted(read(at(kBase), 0).total()), 3u);
+    whole = load_relaxed(row_minute(kMetricsMinutes));
+    EXPECT_NE(whole, 0u);
+    EXPECT_EQ(whole % 2, 0u);
+  }
+  ASSERT_NO_FATAL_FAILURE(reopen());
+  // The dead start: the word made odd, the cells not yet cleared.
+  store_relaxed(row_minute(kMetricsMinutes), whole | 1);
+  EXPECT_EQ(submitted(read(at(kBase), 0).total()), 0u);
+  EXPECT_EQ(submitted(read(at(kBase), 1).total()), 3u);  // the minute rows are not touched
+
+  MetricsWriter w(*seg_, at(kBase + 1));
+  w.count(1, w.column("a"), Outcome::kSubmitted);
+  const uint64_t next = load_relaxed(row_minute(kMetricsMinutes));
+  EXPECT_GT(next, whole);
+  EXPECT_EQ(next % 2, 0u);
+  const MetricsSnapshot life = read(at(kBase + 1), 0);
+  EXPECT_EQ(submitted(life.bands[0]), 0u);
+  EXPECT_EQ(submitted(life.bands[1]), 1u);
+}
+
 // --- the minute window -------------------------------------------------------
 
 // Minute kBase + i gets i + 1 submitted requests, i < n, in band 0.
