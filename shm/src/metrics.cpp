@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "perfq/core/atomic.hpp"
+#include "perfq/shm/keyed_table.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {
@@ -209,9 +210,10 @@ MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t 
     const auto* cells = reinterpret_cast<const MetricsCell*>(row + sizeof(MetricsRowHeader));
     for (uint32_t i = 0; i < kBandCount; ++i) accumulate(cells[i], b[i]);
     for (uint32_t i = 0; i <= types; ++i) accumulate(cells[kBandCount + i], t[i]);
-    // acquire: the copies above are ordered before this re-check; a row
-    // cleared meanwhile is dropped.
-    if (load_acquire(word) != seen) return false;
+    // The copy's loads ordered before the re-check: an acquire fence, as in
+    // KeyedTable::recheck (an acquire load alone lets earlier loads move
+    // after it). A row cleared meanwhile is dropped.
+    if (KeyedTable::recheck(word) != seen) return false;
     for (uint32_t i = 0; i < kBandCount; ++i) snap.bands[i].add(b[i]);
     for (uint32_t i = 0; i <= types; ++i) cols[i].add(t[i]);
     return true;

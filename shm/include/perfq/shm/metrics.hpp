@@ -18,11 +18,12 @@
 // The agent's scheduler thread is the only writer: every word is stored with
 // a relaxed atomic store. A row is a sequence lock on its `minute` word: the
 // writer zeroes it, clears the row, then stores the new minute with release;
-// readers check the word before (acquire) and after their copy and drop a
-// row that changed. The since-start row's word counts agent starts instead
-// (odd while a start clears the row, even after), so that a restart during a
-// copy always changes it. Counters within a live row may be read mid-update;
-// a reader sees each word either before or after the request that changes it.
+// readers check the word before (acquire) and after their copy (behind an
+// acquire fence) and drop a row that changed. The since-start row's word
+// counts agent starts instead (odd while a start clears the row, even after),
+// so that a restart during a copy always changes it. Counters within a live
+// row may be read mid-update; a reader sees each word either before or after
+// the request that changes it.
 #include <array>
 #include <cstdint>
 #include <string>
