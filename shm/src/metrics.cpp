@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "perfq/core/atomic.hpp"
+#include "perfq/shm/keyed_table.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {
@@ -51,6 +52,14 @@ void accumulate(const MetricsCell& c, MetricsTotals& t) noexcept {
   }
 }
 
+// Whether anything was counted in a cell: "other" is reported only then.
+bool counted_anything(const MetricsTotals& t) noexcept {
+  for (const uint64_t c : t.counts) {
+    if (c != 0) return true;
+  }
+  return t.wait_count != 0 || t.processing_count != 0;
+}
+
 }  // namespace
 
 void MetricsTotals::add(const MetricsTotals& o) noexcept {
@@ -86,10 +95,18 @@ MetricsWriter::MetricsWriter(Segment& seg, uint64_t now_unix_ns) {
     columns_.emplace(std::string(names_[i].text, len), static_cast<uint8_t>(i));
   }
   store_relaxed(h_->agent_started_unix_ns, now_unix_ns);
-  auto& stamp = reinterpret_cast<MetricsRowHeader*>(lifetime_)->minute;
-  store_relaxed(stamp, uint64_t{0});
+  // The since-start row's word counts agent starts, as a status entry's seq
+  // counts writes: odd while a start clears the row, even after, and it only
+  // grows (a start that died mid-clear left it odd: the next goes on from
+  // there). So a reader whose copy overlapped a restart sees it change even
+  // though the row was whole when the copy began and when it ended.
+  auto& word = reinterpret_cast<MetricsRowHeader*>(lifetime_)->minute;
+  const uint64_t clearing = load_relaxed(word) | 1;
+  // As in roll(): the exchange orders the clear after the odd word.
+  aref(word).exchange(clearing, std::memory_order_acq_rel);
   clear_cells(lifetime_, h_->row_bytes);
-  aref(stamp).store(1, std::memory_order_release);
+  // release: pairs with read_metrics' acquire load of the word.
+  aref(word).store(clearing + 1, std::memory_order_release);
   roll(now_unix_ns);
 }
 
@@ -181,24 +198,29 @@ MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t 
   // One row's copy, checked before it is added (made once, cleared per row).
   std::array<MetricsTotals, kBandCount> b{};
   std::vector<MetricsTotals> t(types + 1);
+  // Copies a row whose word reads `want` before and after the copy; want 0:
+  // the since-start row, whose word is any even value but 0 when whole.
   auto read_row = [&](const std::byte* row, uint64_t want) {
-    const auto& stamp = reinterpret_cast<const MetricsRowHeader*>(row)->minute;
-    if (load_acquire(stamp) != want) return false;
+    const auto& word = reinterpret_cast<const MetricsRowHeader*>(row)->minute;
+    // acquire: pairs with the writer's release store of the word.
+    const uint64_t seen = load_acquire(word);
+    if (want != 0 ? seen != want : seen == 0 || (seen & 1) != 0) return false;
     b.fill(MetricsTotals{});
     std::fill(t.begin(), t.end(), MetricsTotals{});
     const auto* cells = reinterpret_cast<const MetricsCell*>(row + sizeof(MetricsRowHeader));
     for (uint32_t i = 0; i < kBandCount; ++i) accumulate(cells[i], b[i]);
     for (uint32_t i = 0; i <= types; ++i) accumulate(cells[kBandCount + i], t[i]);
-    // acquire: the copies above are ordered before this re-check; a row
-    // cleared meanwhile is dropped.
-    if (load_acquire(stamp) != want) return false;
+    // The copy's loads ordered before the re-check: an acquire fence, as in
+    // KeyedTable::recheck (an acquire load alone lets earlier loads move
+    // after it). A row cleared meanwhile is dropped.
+    if (KeyedTable::recheck(word) != seen) return false;
     for (uint32_t i = 0; i < kBandCount; ++i) snap.bands[i].add(b[i]);
     for (uint32_t i = 0; i <= types; ++i) cols[i].add(t[i]);
     return true;
   };
   if (period_minutes == 0) {
     snap.minutes = 0;
-    (void)read_row(rows + std::size_t{kMetricsMinutes} * row_bytes, 1);
+    (void)read_row(rows + std::size_t{kMetricsMinutes} * row_bytes, 0);
   } else {
     const uint32_t period = std::min(period_minutes, kMetricsMinutes);
     snap.minutes = period;
@@ -214,11 +236,11 @@ MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t 
     load_shared_text(names[i].text, len, text);
     snap.types.emplace_back(std::string(text, len), cols[i]);
   }
+  // Any count, not only submitted: a request of an untracked type taken in
+  // an earlier minute (or by the previous agent) and cancelled, failed or
+  // retried in the window counts there and nowhere else among the types.
   const MetricsTotals& other = cols[types];
-  if (other.count(Outcome::kSubmitted) != 0 || other.processing_count != 0 ||
-      other.wait_count != 0) {
-    snap.types.emplace_back("other", other);
-  }
+  if (counted_anything(other)) snap.types.emplace_back("other", other);
   return snap;
 }
 

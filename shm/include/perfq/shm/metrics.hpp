@@ -18,9 +18,12 @@
 // The agent's scheduler thread is the only writer: every word is stored with
 // a relaxed atomic store. A row is a sequence lock on its `minute` word: the
 // writer zeroes it, clears the row, then stores the new minute with release;
-// readers check the word before (acquire) and after their copy and drop a row
-// that changed. Counters within a live row may be read mid-update; a reader
-// sees each word either before or after the request that changes it.
+// readers check the word before (acquire) and after their copy (behind an
+// acquire fence) and drop a row that changed. The since-start row's word
+// counts agent starts instead (odd while a start clears the row, even after),
+// so that a restart during a copy always changes it. Counters within a live
+// row may be read mid-update; a reader sees each word either before or after
+// the request that changes it.
 #include <array>
 #include <cstdint>
 #include <string>
@@ -70,7 +73,9 @@ static_assert(offsetof(MetricsCell, wait) == 64);
 static_assert(sizeof(MetricsCell) == 1984);  // a multiple of 64: every u64 stays aligned
 
 struct MetricsRowHeader {
-  uint64_t minute;  // wall-clock minute since the epoch + 1; 0: empty or being cleared
+  // Wall-clock minute since the epoch + 1; 0: empty or being cleared. The
+  // since-start row: odd while an agent start clears it, then the next even.
+  uint64_t minute;
   uint64_t reserved[7];
 };
 static_assert(sizeof(MetricsRowHeader) == 64);
