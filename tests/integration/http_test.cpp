@@ -43,13 +43,20 @@ tcp::endpoint endpoint_of(const std::string& address) {
           static_cast<unsigned short>(std::stoi(address.substr(colon + 1)))};
 }
 
-// One request on its own connection, bounded by a 20 s deadline.
+// One request on its own connection, each step bounded by 20 s.
 Reply call(const std::string& address, http::verb method, const std::string& target,
            const std::string& token = {}, const std::string& body = {}) {
   asio::io_context ioc;
   beast::tcp_stream stream(ioc);
   stream.expires_after(20s);
   stream.connect(endpoint_of(address));
+  // The deadline above bounds the connect only: Beast's synchronous reads
+  // and writes do not see it. The socket's own timeouts bound them.
+  struct timeval tv {
+    20, 0
+  };
+  ::setsockopt(stream.socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(stream.socket().native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   http::request<http::string_body> req(method, target, 11);
   req.set(http::field::host, "localhost");
   if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
@@ -313,6 +320,9 @@ TEST_F(Http, EveryRouteAgainstNoBadUserAndAdminTokens) {
       {http::verb::get, "/performance-queue/dlq/1", "", true},
       {http::verb::post, "/performance-queue/dlq/1/review", R"({"resolution":"x"})", true},
       {http::verb::post, "/performance-queue/dlq/1/replay", "", true},
+      {http::verb::get, "/performance-queue/health", "", true},
+      {http::verb::get, "/performance-queue/metrics?period=5", "", true},
+      {http::verb::get, "/metrics", "", true},
   };
   for (const Route& r : routes) {
     SCOPED_TRACE(r.target);
@@ -334,6 +344,19 @@ TEST_F(Http, EveryRouteAgainstNoBadUserAndAdminTokens) {
     EXPECT_NE(admin.status, 401);
     EXPECT_NE(admin.status, 403);
   }
+  // What the admin gets from the observability routes: ann's request and
+  // the submits of the user and the admin above, none served.
+  const Reply health = get("/performance-queue/health", admin_);
+  ASSERT_EQ(health.status, 200);
+  EXPECT_EQ(health.parsed()["pendingCount"], 3) << health.body;
+  EXPECT_TRUE(health.parsed()["status"] == "healthy") << health.body;
+  const Reply metrics = get("/performance-queue/metrics", admin_);
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(metrics.parsed()["period"], "60 minutes");  // the default
+  EXPECT_EQ(metrics.parsed()["totalSubmitted"], 3) << metrics.body;
+  const Reply prom = get("/metrics", admin_);
+  ASSERT_EQ(prom.status, 200);
+  EXPECT_NE(prom.body.find("# TYPE perfq_requests_submitted_total counter"), std::string::npos);
   // Auth failures are audited, never with the token.
   daemon_.kill(SIGTERM);
   ASSERT_EQ(daemon_.wait(20s), 0);
@@ -358,6 +381,14 @@ TEST_F(Http, ValidationErrorsAre400) {
     SCOPED_TRACE(q);
     EXPECT_EQ(get(std::string("/performance-queue/dlq") + q, admin_).status, 400);
   }
+  for (const char* q : {"?period=0", "?period=1441", "?period=abc", "?period=", "?period=-1",
+                        "?period=60m", "?period=99999"}) {
+    SCOPED_TRACE(q);
+    const Reply r = get(std::string("/performance-queue/metrics") + q, admin_);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(r.parsed()["error"], "INVALID_REQUEST");
+  }
+  EXPECT_EQ(get("/performance-queue/metrics?period=1440", admin_).status, 200);
   EXPECT_EQ(get("/performance-queue/status/xyz", user_).status, 400);
   EXPECT_EQ(get("/performance-queue/nothing-here", user_).status, 404);
 }
@@ -376,6 +407,22 @@ TEST_F(Http, TheSixtyFirstSubmitIs429WithRetryAfter) {
   EXPECT_GE(std::stoi(r.retry_after), 1);
   // Another user is not limited by ann's submits.
   EXPECT_EQ(submit(other_, R"({"type":"nobody-serves-this"})").status, 201);
+}
+
+TEST_F(Http, AFullQueueIs503AfterTheRopeDropWait) {
+  cfg_.max_queue_depth = 2;
+  cfg_.rope_drop_timeout_ms = 100;
+  start();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(submit(user_, R"({"type":"nobody-serves-this"})").status, 201) << i;
+  }
+  // Nobody serves the type: no room comes, the submit waits out the rope
+  // drop and is refused.
+  const Reply r = submit(user_, R"({"type":"nobody-serves-this"})");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(r.parsed()["error"], "QUEUE_FULL");
+  // Other routes are served meanwhile and after.
+  EXPECT_EQ(get("/performance-queue/health", admin_).parsed()["capacityUtilization"], 100);
 }
 
 TEST_F(Http, AnotherUsersRequestIsNotFoundButAnAdminSeesIt) {
