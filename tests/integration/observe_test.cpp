@@ -534,5 +534,35 @@ TEST_F(Observe, PrometheusTextParsesAndCarriesTheCounts) {
   }
 }
 
+TEST_F(Observe, TopDrawsFramesFromTheSegment) {
+  start();
+  start_worker();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run("works").status, Status::kCompleted);
+  const test::ToolRun r = ctl(q_.str(), {"top", "--iterations", "2", "--interval-ms", "10"});
+  ASSERT_EQ(r.exit, 0) << r.out;
+  std::istringstream lines(r.out);
+  std::string line;
+  int frames = 0;
+  while (std::getline(lines, line)) {
+    const json f = json::parse(line, nullptr, false);
+    ASSERT_TRUE(f.is_object()) << line;
+    EXPECT_EQ(f["health"]["counters"]["completed"], 3);
+    EXPECT_EQ(f["lastMinute"]["byType"]["works"]["totalCompleted"], 3) << line;
+    EXPECT_EQ(f["health"]["activeWorkers"], 1);
+    ++frames;
+  }
+  EXPECT_EQ(frames, 2);
+  // The human view names every band and the worker's types.
+  const test::ToolRun human = test::run_tool(
+      {PERFQCTL_PATH, "--queue", q_.str(), "top", "--iterations", "1", "--interval-ms", "10"});
+  ASSERT_EQ(human.exit, 0) << human.out;
+  for (const char* band : {"CRITICAL", "HIGH", "NORMAL", "LOW"}) {
+    EXPECT_NE(human.out.find(band), std::string::npos) << human.out;
+  }
+  EXPECT_NE(human.out.find("works,doomed,flaky"), std::string::npos) << human.out;
+  const test::ToolRun bad = ctl(q_.str(), {"top", "--interval-ms", "0"});
+  EXPECT_NE(bad.exit, 0);
+}
+
 }  // namespace
 }  // namespace perfq
