@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon_test.hpp"
 #include "harness.hpp"
 #include "perfq/agent/admin.hpp"
 #include "perfq/agent/journal.hpp"
@@ -118,30 +119,8 @@ class SharedFaults final : public agent::IoSeam {
   uint32_t* word_ = nullptr;
 };
 
-class Dlq : public ::testing::Test {
+class Dlq : public test::DaemonTest {
  protected:
-  void SetUp() override {
-    cfg_ = test::test_config(q_.str());
-    fs::remove_all(cfg_.data_dir);
-  }
-  void TearDown() override {
-    if (daemon_.pid() > 0) {
-      daemon_.kill(SIGTERM);
-      (void)daemon_.wait(20s);
-    }
-    if (worker_.pid() > 0) {
-      worker_.kill(SIGTERM);
-      (void)worker_.wait(10s);
-    }
-    fs::remove_all(cfg_.data_dir);
-  }
-
-  void start_daemon(const agent::DaemonHooks& hooks = {}) {
-    daemon_ = test::spawn_daemon(cfg_, hooks);
-    auto seg = shm::Segment::attach(q_.str());
-    ASSERT_TRUE(seg.ok());
-    seg_ = std::move(*seg);
-  }
   void stop_daemon() {
     daemon_.kill(SIGTERM);
     ASSERT_EQ(daemon_.wait(20s), 0);
@@ -168,12 +147,6 @@ class Dlq : public ::testing::Test {
     out.failed_flushes = load_relaxed(v.failed_flushes);
     return out;
   }
-
-  test::QueueName q_;
-  agent::Config cfg_;
-  test::Child daemon_;
-  test::Child worker_;
-  std::unique_ptr<shm::Segment> seg_;
 };
 
 TEST_F(Dlq, AgentKilledWhileDeadLetteringLosesAndDoublesNothing) {

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "daemon_test.hpp"
 #include "harness.hpp"
 #include "perfq/agent/auth.hpp"
 
@@ -225,12 +226,10 @@ class SseClient {
   std::string text_;  // body not yet taken apart into events
 };
 
-class Http : public ::testing::Test {
+class Http : public test::DaemonTest {
  protected:
   void SetUp() override {
-    cfg_ = test::test_config(q_.str());
-    fs::remove_all(cfg_.data_dir);
-    fs::create_directories(cfg_.data_dir);
+    DaemonTest::SetUp();
     cfg_.tokens = cfg_.data_dir + "/tokens";
     auto u = agent::create_token(cfg_.tokens, "ann", agent::Role::kUser);
     auto b = agent::create_token(cfg_.tokens, "bob", agent::Role::kUser);
@@ -242,18 +241,9 @@ class Http : public ::testing::Test {
     cfg_.http = "127.0.0.1:0";
     cfg_.http_request_timeout_ms = 500;
   }
-  void TearDown() override {
-    if (daemon_.pid() > 0) {
-      daemon_.kill(SIGTERM);
-      (void)daemon_.wait(20s);
-    }
-    fs::remove_all(cfg_.data_dir);
-  }
   void start() {
-    daemon_ = test::spawn_daemon(cfg_);
-    auto seg = shm::Segment::attach(q_.str());
-    ASSERT_TRUE(seg.ok());
-    seg_ = std::move(*seg);
+    start_daemon();
+    ASSERT_TRUE(seg_);
     address_ = std::string(seg_->header().http_address);
     ASSERT_FALSE(address_.empty());
   }
@@ -282,10 +272,6 @@ class Http : public ::testing::Test {
     FAIL() << "no event reached the stream";
   }
 
-  test::QueueName q_;
-  agent::Config cfg_;
-  test::Child daemon_;
-  std::unique_ptr<shm::Segment> seg_;
   std::string address_;
   std::string user_, other_, admin_;
 };

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon_test.hpp"
 #include "harness.hpp"
 #include "perfq/core/clock.hpp"
 
@@ -253,29 +254,16 @@ test::ToolRun ctl(const std::string& queue, const std::vector<std::string>& args
   return test::run_tool(argv);
 }
 
-class Observe : public ::testing::Test {
+class Observe : public test::DaemonTest {
  protected:
   void SetUp() override {
-    cfg_ = test::test_config(q_.str());
-    fs::remove_all(cfg_.data_dir);
-    fs::create_directories(cfg_.data_dir);
+    DaemonTest::SetUp();
     cfg_.http = "off";
     cfg_.max_retry_attempts = 2;
   }
-  void TearDown() override {
-    for (test::Child* c : {&worker_, &daemon_}) {
-      if (c->pid() > 0) {
-        c->kill(SIGTERM);
-        (void)c->wait(20s);
-      }
-    }
-    fs::remove_all(cfg_.data_dir);
-  }
   void start() {
-    daemon_ = test::spawn_daemon(cfg_);
-    auto seg = shm::Segment::attach(q_.str());
-    ASSERT_TRUE(seg.ok());
-    seg_ = std::move(*seg);
+    start_daemon();
+    ASSERT_TRUE(seg_);
     auto p = Producer::connect(q_.str());
     ASSERT_TRUE(p.ok());
     producer_ = std::move(*p);
@@ -337,11 +325,6 @@ class Observe : public ::testing::Test {
     return false;
   }
 
-  test::QueueName q_;
-  agent::Config cfg_;
-  test::Child daemon_;
-  test::Child worker_;
-  std::unique_ptr<shm::Segment> seg_;
   std::unique_ptr<Producer> producer_;
 };
 
