@@ -80,11 +80,11 @@ Facts facts_of(shm::Segment& seg, uint64_t now_mono) {
     if ((roles & shm::kRoleWorker) == 0) continue;
     json types = json::array();
     const uint32_t tc = std::min(load_acquire(c.type_count), shm::kMaxTypesPerWorker);
+    // The worker writes its types before publishing type_count (release):
+    // the names below it are settled.
     for (uint32_t t = 0; t < tc; ++t) {
-      const uint32_t len = std::min<uint32_t>(load_relaxed(c.types[t].len), kTypeMaxBytes);
-      char text[kTypeMaxBytes];
-      load_shared_text(c.types[t].text, len, text);
-      types.push_back(std::string(text, len));
+      types.push_back(
+          std::string(c.types[t].text, std::min<size_t>(c.types[t].len, kTypeMaxBytes)));
     }
     f.workers.push_back({{"id", id},
                          {"pid", load_relaxed(c.pid)},
