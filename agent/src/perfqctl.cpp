@@ -255,6 +255,15 @@ std::string text(const nlohmann::json& v) {
   return v.is_string() ? v.get<std::string>() : v.is_null() ? std::string("-") : v.dump();
 }
 
+// Band names in the order they are served (JSON objects sort their keys).
+std::vector<std::string> bands_in_order() {
+  std::vector<std::string> out;
+  for (uint8_t b = 0; b < perfq::kBandCount; ++b) {
+    out.emplace_back(perfq::band_name(static_cast<perfq::Band>(b)));
+  }
+  return out;
+}
+
 // The strings of a JSON array, comma-separated.
 std::string joined(const nlohmann::json& array) {
   std::string out;
@@ -521,10 +530,9 @@ int health(const std::string& queue, bool json) {
               text(h["status"]).c_str(), text(ag["pid"]).c_str(), text(ag["state"]).c_str(),
               num(ag["uptimeMs"]) / 1000.0, num(ag["heartbeatAgeMs"]));
   std::printf("pending  %s (", text(h["pendingCount"]).c_str());
-  bool first = true;
-  for (const auto& [band, n] : h["bands"].items()) {
-    std::printf("%s%s %s", first ? "" : "  ", band.c_str(), text(n).c_str());
-    first = false;
+  for (const std::string& band : bands_in_order()) {
+    std::printf("%s%s %s", band == "CRITICAL" ? "" : "  ", band.c_str(),
+                text(h["bands"][band]).c_str());
   }
   std::printf(")  processing %s  capacity %s%%  waiting for a worker %s\n",
               text(h["processingCount"]).c_str(), text(h["capacityUtilization"]).c_str(),
@@ -599,7 +607,7 @@ int metrics(const std::string& queue, const std::vector<std::string>& a, bool js
               "failed", "timeout", "cancel", "retried", "success%", "wait ms", "proc p50",
               "proc p99", "proc max");
   metrics_row("total", m);
-  for (const auto& [band, b] : m["byBand"].items()) metrics_row("band " + band, b);
+  for (const std::string& band : bands_in_order()) metrics_row("band " + band, m["byBand"][band]);
   for (const auto& [type, t] : m["byType"].items()) metrics_row("type " + type, t);
   return 0;
 }
@@ -650,11 +658,12 @@ int top(const std::string& queue, const std::vector<std::string>& a, bool json) 
                   num(h["agent"]["uptimeMs"]) / 1000.0);
       std::printf("%-9s %8s   %s\n", "band", "depth",
                   "last minute: wait p50/p99 ms  proc p50/p99 ms");
-      for (const auto& [band, depth] : h["bands"].items()) {
+      for (const std::string& band : bands_in_order()) {
         const auto& b = m["byBand"][band];
-        std::printf("%-9s %8s   %9.3f %9.3f  %9.3f %9.3f\n", band.c_str(), text(depth).c_str(),
-                    num(b["waitTime"]["p50"]), num(b["waitTime"]["p99"]),
-                    num(b["processingTime"]["p50"]), num(b["processingTime"]["p99"]));
+        std::printf("%-9s %8s   %9.3f %9.3f  %9.3f %9.3f\n", band.c_str(),
+                    text(h["bands"][band]).c_str(), num(b["waitTime"]["p50"]),
+                    num(b["waitTime"]["p99"]), num(b["processingTime"]["p50"]),
+                    num(b["processingTime"]["p99"]));
       }
       std::printf("processing %s  completed/s %.1f  failures last hour %s  dlq %s  capacity %s%%\n",
                   text(h["processingCount"]).c_str(), rate, text(h["recentFailures"]).c_str(),
