@@ -1313,7 +1313,14 @@ int Agent::do_work() {
   const uint64_t now = clock_.now_mono_ns();
   now_ns_ = now;
   aref(seg_->header().heartbeat_mono_ns).store(now, std::memory_order_relaxed);
-  metrics_.roll(clock_.now_unix_ns());
+  if (now >= next_roll_ns_) {
+    // The metrics history moves to the next row once a minute: the wall
+    // clock is read then, not every duty cycle.
+    constexpr uint64_t kMinuteNs = 60'000'000'000ull;
+    const uint64_t unix_now = clock_.now_unix_ns();
+    metrics_.roll(unix_now);
+    next_roll_ns_ = now + (kMinuteNs - unix_now % kMinuteNs);
+  }
   int n = 0;
   const bool tick = now >= next_liveness_ns_;
   if (tick) {

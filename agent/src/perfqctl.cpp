@@ -276,12 +276,10 @@ std::string joined(const nlohmann::json& array) {
 
 // One request to the agent's admin socket (its path is in the segment).
 // Prints the SPEC error body and returns 1 on error; 0 with `out` set.
-int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohmann::json& out) {
-  auto seg = perfq::shm::Segment::attach(queue);
-  if (!seg) return fail(json, seg.error());
-  const auto& h = (*seg)->header();
+int admin(perfq::shm::Segment& seg, const nlohmann::json& req, bool json, nlohmann::json& out) {
+  const auto& h = seg.header();
   const std::string path(h.socket_path, strnlen(h.socket_path, sizeof h.socket_path));
-  if (!(*seg)->agent_alive()) {
+  if (!seg.agent_alive()) {
     if (req.contains("op") && req["op"] == "dlq.verify") {
       // Nothing writes the journal while the agent is down: read it here.
       const std::string data_dir = std::filesystem::path(path).parent_path().string();
@@ -291,7 +289,7 @@ int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohma
       return 0;
     }
     return fail(json, perfq::Errc::kAgentUnavailable,
-                "the agent of queue " + queue + " is not running");
+                "the agent of queue " + seg.queue() + " is not running");
   }
   auto r = perfq::agent::admin_call(path, req);
   if (!r) return fail(json, r.error());
@@ -307,6 +305,12 @@ int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohma
   }
   out = std::move(*r);
   return 0;
+}
+
+int admin(const std::string& queue, const nlohmann::json& req, bool json, nlohmann::json& out) {
+  auto seg = perfq::shm::Segment::attach(queue);
+  if (!seg) return fail(json, seg.error());
+  return admin(**seg, req, json, out);
 }
 
 int dlq(const std::string& queue, const std::vector<std::string>& a, bool json) {
@@ -517,7 +521,7 @@ int health(const std::string& queue, bool json) {
   nlohmann::json h;
   const bool alive = (*seg)->agent_alive();
   if (alive) {
-    if (admin(queue, {{"op", "health"}}, json, h) != 0) return 1;
+    if (admin(**seg, {{"op", "health"}}, json, h) != 0) return 1;
   } else {
     h = perfq::agent::health_json(**seg, perfq::agent::HealthLimits{}, perfq::unix_now_ns());
   }

@@ -216,6 +216,7 @@ class Agent {
   uint64_t inflight_ = 0;  // dispatches out (a batch counts once)
   uint64_t live_ = 0;      // accepted requests not yet final: the queue depth
   shm::MetricsWriter metrics_;
+  uint64_t next_roll_ns_ = 0;      // monotonic time of the next minute boundary
   std::vector<uint8_t> column_;    // by slot: the request's metrics column
   std::vector<uint8_t> accepted_;  // by slot: counted in live_ (taken, not yet final)
   uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled
