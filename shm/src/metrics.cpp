@@ -159,36 +159,30 @@ void MetricsWriter::count(uint8_t band, uint8_t column, Outcome o) noexcept {
   each(band, column, [o](MetricsCell& c) { add_relaxed(c.counts[static_cast<uint8_t>(o)], 1u); });
 }
 
-// The fields of a cell that one kind of time (wait or processing) fills.
-struct MetricsWriter::Series {
-  uint32_t MetricsCell::*count;
-  uint64_t MetricsCell::*sum_us;
-  uint32_t MetricsCell::*max_us;
-  uint32_t (MetricsCell::*buckets)[kMinuteBuckets];
-};
-
-void MetricsWriter::sample(uint8_t band, uint8_t column, uint64_t ns, const Series& s) noexcept {
+// waited() and processed() fill the two series of a cell the same way. They
+// stay two plain functions: one path through pointers to the fields measured
+// 35-47 ns per request against 29 ns (perfq-micro metrics/*), on the duty
+// cycle's path.
+void MetricsWriter::waited(uint8_t band, uint8_t column, uint64_t ns) noexcept {
   const uint32_t us = clamp_us(ns);
   const std::size_t i = MinuteBuckets::index(us);
-  each(band, column, [&s, us, i](MetricsCell& c) {
-    add_relaxed(c.*s.count, 1u);
-    add_relaxed(c.*s.sum_us, uint64_t{us});
-    max_relaxed(c.*s.max_us, us);
-    add_relaxed((c.*s.buckets)[i], 1u);
+  each(band, column, [us, i](MetricsCell& c) {
+    add_relaxed(c.wait_count, 1u);
+    add_relaxed(c.wait_sum_us, uint64_t{us});
+    max_relaxed(c.wait_max_us, us);
+    add_relaxed(c.wait[i], 1u);
   });
 }
 
-void MetricsWriter::waited(uint8_t band, uint8_t column, uint64_t ns) noexcept {
-  static constexpr Series kWait{&MetricsCell::wait_count, &MetricsCell::wait_sum_us,
-                                &MetricsCell::wait_max_us, &MetricsCell::wait};
-  sample(band, column, ns, kWait);
-}
-
 void MetricsWriter::processed(uint8_t band, uint8_t column, uint64_t ns) noexcept {
-  static constexpr Series kProcessing{&MetricsCell::processing_count,
-                                      &MetricsCell::processing_sum_us,
-                                      &MetricsCell::processing_max_us, &MetricsCell::processing};
-  sample(band, column, ns, kProcessing);
+  const uint32_t us = clamp_us(ns);
+  const std::size_t i = MinuteBuckets::index(us);
+  each(band, column, [us, i](MetricsCell& c) {
+    add_relaxed(c.processing_count, 1u);
+    add_relaxed(c.processing_sum_us, uint64_t{us});
+    max_relaxed(c.processing_max_us, us);
+    add_relaxed(c.processing[i], 1u);
+  });
 }
 
 MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t period_minutes) {

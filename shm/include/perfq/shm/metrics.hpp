@@ -135,8 +135,6 @@ class MetricsWriter {
   MetricsCell* cell(std::byte* row, uint32_t index) const noexcept;
   template <class F>
   void each(uint8_t band, uint8_t column, F&& f) noexcept;
-  struct Series;
-  void sample(uint8_t band, uint8_t column, uint64_t ns, const Series& s) noexcept;
 
   MetricsHeader* h_ = nullptr;
   MetricsTypeName* names_ = nullptr;
