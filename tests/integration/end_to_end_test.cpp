@@ -2,6 +2,7 @@
 // producer) and across processes (forked agent, worker and producers).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -114,6 +115,43 @@ TEST(EndToEnd, ManyThreadsWaitOnOneProducerWhileAnotherPolls) {
   polling = false;
   poller.join();
   EXPECT_EQ(settled.load(), kThreads * kEach);
+  stop = true;
+  wt.join();
+}
+
+// Producer::wait_any, the bindings' completion thread: it reports every
+// settled request once, by id, and comes back on its deadline when none is.
+TEST(EndToEnd, WaitAnyReportsEverySettledRequestOnce) {
+  test::QueueName q;
+  test::AgentThread agent(test::test_config(q.str()));
+  auto producer = Producer::connect(agent.segment());
+  ASSERT_TRUE(producer.ok());
+  std::vector<uint64_t> settled;
+  EXPECT_EQ((*producer)->wait_any(std::chrono::milliseconds(1), settled), 0u);
+  std::vector<uint64_t> ids;
+  std::vector<Submitted> subs;
+  for (int i = 0; i < 50; ++i) {
+    auto s = (*producer)->submit(request("echo", "m"));
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ids.push_back(s->request_id);
+    subs.push_back(std::move(*s));
+  }
+  // No worker yet: nothing settles, and the wait ends on its deadline.
+  EXPECT_EQ((*producer)->wait_any(std::chrono::milliseconds(5), settled), 0u);
+  auto worker = Worker::connect(agent.segment());
+  ASSERT_TRUE(worker.ok());
+  ASSERT_TRUE((*worker)->register_processor("echo", [](const Job&) { return Reply::ok(); }).ok());
+  std::atomic<bool> stop{false};
+  std::thread wt([&] { (*worker)->run(stop); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (settled.size() < ids.size() && std::chrono::steady_clock::now() < deadline) {
+    (void)(*producer)->wait_any(std::chrono::milliseconds(200), settled);
+  }
+  std::vector<uint64_t> got = settled;
+  std::sort(got.begin(), got.end());
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(got, ids);
+  for (auto& s : subs) EXPECT_TRUE(s.outcome.ready());
   stop = true;
   wt.join();
 }

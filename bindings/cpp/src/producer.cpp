@@ -377,7 +377,7 @@ Result<void> Producer::cancel(uint64_t request_id, const shm::Caller& who) {
   return not_live();
 }
 
-size_t Producer::drain_locked() {
+size_t Producer::drain_locked(std::vector<uint64_t>* settled_ids) {
   shm::Segment& seg = *seg_;
   SpscRing ring = seg.completion_ring(id_);
   const uint32_t n = seg.geometry().slot_count;
@@ -414,6 +414,7 @@ size_t Producer::drain_locked() {
     }
     ++settled;
     if (st != nullptr) {
+      if (settled_ids != nullptr) settled_ids->push_back(st->outcome.request_id);
       outstanding_.fetch_sub(1, std::memory_order_relaxed);
       // release: pairs with the acquire in Future::ready / wait.
       st->ready.store(1, std::memory_order_release);
@@ -478,6 +479,44 @@ bool Producer::wait(detail::FutureState* st, std::chrono::steady_clock::time_poi
     lock.unlock();
     shm::notify(turn_);  // hand the ring over
     return done;
+  }
+}
+
+size_t Producer::wait_any(std::chrono::nanoseconds timeout, std::vector<uint64_t>& settled) {
+  shm::Segment& seg = *seg_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const size_t before = settled.size();
+  auto left_ns = [&](std::chrono::steady_clock::time_point now) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
+  };
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    std::unique_lock lock(drain_mu_, std::try_to_lock);
+    if (!lock.owns_lock()) {
+      // A Future::wait_for on another thread drains; wait for it to let go.
+      if (now >= deadline) return 0;
+      shm::park(turn_, std::min(left_ns(now), kParkBoundNs),
+                [&] { return !draining_.load(std::memory_order_acquire); });
+      continue;
+    }
+    draining_.store(true, std::memory_order_relaxed);
+    IdlePolicy idle(opt_.idle);
+    for (;;) {
+      const size_t n = drain_locked(&settled);
+      if (n > 0) shm::notify(turn_);
+      const auto t = std::chrono::steady_clock::now();
+      if (settled.size() > before || t >= deadline) break;
+      idle.idle(n, [&] {
+        SpscRing ring = seg.completion_ring(id_);
+        shm::park(seg.client(id_).completion_wake, std::min(left_ns(t), kParkBoundNs),
+                  [&] { return ring.size_approx() > 0; });
+      });
+    }
+    draining_.store(false, std::memory_order_release);
+    lock.unlock();
+    shm::notify(turn_);
+    return settled.size() - before;
   }
 }
 

@@ -128,6 +128,13 @@ class Producer {
   // Settles every outcome waiting in the completion ring. Never blocks.
   size_t poll();
 
+  // Waits until outcomes arrive or `timeout` passes, settles them, and
+  // appends the ids of the requests they settled to `settled`; returns how
+  // many it appended. For a binding that hands outcomes to its runtime from
+  // one thread of its own (Node's completion thread): outcomes another
+  // thread settles meanwhile (Future::wait_for) are not reported here.
+  size_t wait_any(std::chrono::nanoseconds timeout, std::vector<uint64_t>& settled);
+
   [[nodiscard]] uint32_t client_id() const noexcept { return id_; }
   [[nodiscard]] shm::Segment& segment() noexcept { return *seg_; }
   [[nodiscard]] uint64_t outstanding() const noexcept {
@@ -141,7 +148,7 @@ class Producer {
   [[nodiscard]] Result<Submitted> submit_impl(const RequestView& r, bool wait_for_room);
   [[nodiscard]] Result<shm::Occupancy> admit(bool wait_for_room);
   [[nodiscard]] Result<Submitted> enqueue(const RequestView& r, bool wait_for_room, uint64_t id);
-  size_t drain_locked();
+  size_t drain_locked(std::vector<uint64_t>* settled_ids = nullptr);
 
   std::shared_ptr<shm::Segment> seg_;
   uint32_t id_;
