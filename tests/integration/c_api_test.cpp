@@ -313,6 +313,69 @@ TEST(CApi, ProcessorErrorsRetryPermanentErrorsDeadLetterAndBatchesAnswerPerItem)
   EXPECT_GE(largest_batch.load(), 1u);
 }
 
+// The outcome codes the agent decides: a request no worker takes in time
+// (QUEUE_TIMEOUT), and an attempt that outlives processing_timeout_ms
+// (PROCESSING_TIMEOUT; its processor is held until the outcome is seen).
+// And a segment that is not perfq's: SEGMENT_INVALID.
+TEST(CApi, TimeoutsAndForeignSegmentsSurfaceAsTheirCodes) {
+  test::QueueName q;
+  agent::Config cfg = test::test_config(q.str());
+  cfg.queue_timeout_ms = 50;
+  cfg.processing_timeout_ms = 50;
+  cfg.max_retry_attempts = 1;
+  test::AgentThread agent(cfg);
+  CProducer p(q.str());
+  perfq_request nobody = request("unserved");
+  perfq_submitted s;
+  ASSERT_EQ(perfq_submit(p.p, &nobody, &s), PERFQ_OK);
+  perfq_outcome o;
+  ASSERT_EQ(perfq_wait(p.p, s.request_id, 20'000, &o), PERFQ_OK);
+  EXPECT_EQ(o.status, PERFQ_STATUS_TIMEOUT);
+  EXPECT_EQ(o.error, PERFQ_QUEUE_TIMEOUT);
+  perfq_outcome_free(&o);
+
+  std::atomic<bool> release{false};
+  CWorker w(q.str());
+  ASSERT_EQ(perfq_worker_register(
+                w.get(), "slow",
+                [](void* user, const perfq_job*, perfq_reply* r) {
+                  auto& open = *static_cast<std::atomic<bool>*>(user);
+                  // The test opens it once it has the outcome, or as it ends.
+                  while (!open.load()) open.wait(false);
+                  perfq_reply_ok(r, "late", 4);
+                },
+                &release),
+            PERFQ_OK);
+  struct Opener {
+    std::atomic<bool>& open;
+    ~Opener() {
+      open.store(true);
+      open.notify_all();
+    }
+  } opener{release};
+  w.start();
+  perfq_request slow = request("slow");
+  ASSERT_EQ(perfq_submit(p.p, &slow, &s), PERFQ_OK);
+  ASSERT_EQ(perfq_wait(p.p, s.request_id, 20'000, &o), PERFQ_OK);
+  EXPECT_EQ(o.status, PERFQ_STATUS_FAILED);
+  EXPECT_EQ(o.error, PERFQ_PROCESSING_TIMEOUT);
+  perfq_outcome_free(&o);
+
+  test::QueueName foreign;
+  {
+    // Something else's shared memory under perfq's name for the queue.
+    const std::string path = "/dev/shm/perfq-" + foreign.str();
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    const std::string junk(8192, 'j');
+    std::fwrite(junk.data(), 1, junk.size(), f);
+    std::fclose(f);
+  }
+  perfq_producer* none = nullptr;
+  EXPECT_EQ(perfq_producer_open(foreign.str().c_str(), nullptr, &none), PERFQ_SEGMENT_INVALID);
+  EXPECT_EQ(none, nullptr);
+}
+
 TEST(CApi, WaitAnyHandsOverEverySettledIdOnceWithinItsBound) {
   test::QueueName q;
   test::AgentThread agent(test::test_config(q.str()));
