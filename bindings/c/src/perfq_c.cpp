@@ -11,6 +11,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -98,10 +99,14 @@ perfq::IdleKind idle_of(perfq_idle i) noexcept {
   return perfq::IdleKind::kPark;
 }
 
-// A C enum may hold any value of its type: check before casting.
+// A C caller may put any int in an enum field, while C++ only gives meaning
+// to the values of the enum's bit width: read the bytes as the underlying
+// integer, then check the range, before the value is used as the enum.
 template <class E>
-bool below(E value, uint8_t count) noexcept {
-  const auto v = static_cast<long long>(value);
+bool below(const E& value, uint8_t count) noexcept {
+  std::underlying_type_t<E> raw;
+  std::memcpy(&raw, &value, sizeof raw);
+  const auto v = static_cast<long long>(raw);
   return v >= 0 && v < count;
 }
 
@@ -555,9 +560,15 @@ size_t perfq_events_poll(perfq_events* e, perfq_event* out, size_t max) {
     e->scratch.clear();
     n = e->reader->poll(e->scratch, max);
     const uint64_t first = e->reader->position() - n;
+    size_t kept = 0;
     for (size_t i = 0; i < n; ++i) {
       const perfq::Event& ev = e->scratch[i];
-      perfq_event& c = out[i];
+      // An entry a broken writer scribbled on is dropped, never passed on.
+      if (ev.kind >= perfq::kEventKindCount || ev.status >= perfq::kStatusCount ||
+          ev.mode >= perfq::kModeCount || !perfq::errc_valid(ev.error)) {
+        continue;
+      }
+      perfq_event& c = out[kept++];
       std::memset(&c, 0, sizeof c);
       c.position = first + i;
       c.at_unix_ns = ev.at_unix_ns;
@@ -573,6 +584,7 @@ size_t perfq_events_poll(perfq_events* e, perfq_event* out, size_t max) {
       copy_text(c.user_id, sizeof c.user_id,
                 {ev.user_id, std::min<size_t>(ev.user_len, perfq::kUserIdMaxBytes)});
     }
+    n = kept;
     return PERFQ_OK;
   });
   return n;
