@@ -144,11 +144,18 @@ class PerformanceQueue {
     return this._h;
   }
 
-  _user() {
-    if (typeof this.userId !== 'string') {
-      throw codedError('INVALID_REQUEST', 'this PerformanceQueue has no userId');
+  // The caller: the options' userId/admin, or a per-call `as` (a server
+  // acting for its authenticated users).
+  _user(as) {
+    const userId = as && as.userId !== undefined ? as.userId : this.userId;
+    if (typeof userId !== 'string') {
+      throw codedError('INVALID_REQUEST', 'no userId: give one in the options or per call');
     }
-    return this.userId;
+    return userId;
+  }
+
+  _admin(as) {
+    return as && as.admin !== undefined ? as.admin === true : this.admin;
   }
 
   /**
@@ -156,11 +163,11 @@ class PerformanceQueue {
    * once, and only when the queue is full does it wait for room (at most
    * the agent's rope_drop_timeout_ms) on a thread of Node's pool.
    */
-  async submit(request = {}) {
+  async submit(request = {}, as = undefined) {
     const h = this._producer();
     const req = {
       type: request.type,
-      userId: this._user(),
+      userId: this._user(as),
       mode: request.mode,
       priority: request.priority,
       payload: objectText(request.payload, 'payload') ?? '{}',
@@ -199,17 +206,17 @@ class PerformanceQueue {
     });
   }
 
-  async status(requestId) {
-    return native.status(this._producer(), requestId, this._user(), this.admin);
+  async status(requestId, as = undefined) {
+    return native.status(this._producer(), requestId, this._user(as), this._admin(as));
   }
 
   // Alias, as the seed's service names it.
-  async getStatus(requestId) {
-    return this.status(requestId);
+  async getStatus(requestId, as = undefined) {
+    return this.status(requestId, as);
   }
 
-  async cancel(requestId) {
-    native.cancel(this._producer(), requestId, this._user(), this.admin);
+  async cancel(requestId, as = undefined) {
+    native.cancel(this._producer(), requestId, this._user(as), this._admin(as));
   }
 
   _onSettled(outs) {

@@ -3,12 +3,12 @@
 // with ERR_PERFQ_CLOSED and the process exits by itself.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const h = require('./helpers');
+const h = require('../testlib/helpers');
 
 test('close() with results in flight rejects them and lets the process exit', async (t) => {
   const agent = await h.startAgent('close');
   t.after(() => agent.stop());
-  const child = h.startNode(agent, 'test/fixtures/close_inflight.js', [agent.queue]);
+  const child = h.startNode(agent, 'testlib/fixtures/close_inflight.js', [agent.queue]);
   const out = h.collect(child.stdout);
   const err = h.collect(child.stderr);
   const exit = await h.waitExit(child); // bounded: a process kept alive fails here

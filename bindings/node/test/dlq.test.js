@@ -3,7 +3,7 @@
 // then `failed` and in the DLQ; a PermanentError goes there after one attempt.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const h = require('./helpers');
+const h = require('../testlib/helpers');
 
 const { PerformanceQueue, PermanentError } = h.perfq;
 

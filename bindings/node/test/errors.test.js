@@ -4,7 +4,7 @@
 // outcome codes arrive in result().
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const h = require('./helpers');
+const h = require('../testlib/helpers');
 
 const { PerformanceQueue } = h.perfq;
 
@@ -63,6 +63,9 @@ test('submit validation errors', async (t) => {
     await rejectsWith(mallory.cancel(s.requestId), 'NOT_FOUND', 404);
     await rejectsWith(mallory.result(s.requestId), 'NOT_FOUND', 404);
     await mallory.close();
+    // Per call, acting for another user; an admin sees every request.
+    await rejectsWith(q.status(s.requestId, { userId: 'mallory' }), 'NOT_FOUND', 404);
+    assert.equal((await q.status(s.requestId, { userId: 'ops', admin: true })).userId, 'alice');
     await rejectsWith(q.status('00000000deadbeef'), 'NOT_FOUND', 404);
     await rejectsWith(q.result('00000000deadbeef'), 'NOT_FOUND', 404);
     await rejectsWith(q.status('nope'), 'INVALID_REQUEST', 400);

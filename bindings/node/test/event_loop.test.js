@@ -6,7 +6,7 @@
 // would deadlock (bounded by its timeout). No timing assertions.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const h = require('./helpers');
+const h = require('../testlib/helpers');
 
 test('waiting submits and results leave the main thread free', { timeout: 60000 }, async (t) => {
   const agent = await h.startAgent('loop', ['--max-queue-depth', '1', '--rope-drop-timeout-ms', '30000']);

@@ -3,7 +3,7 @@
 // (submitted ... completed) with the documented fields, never a payload.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const h = require('./helpers');
+const h = require('../testlib/helpers');
 
 // The agent writes events only while a reader polls; it notices the first
 // poll within its liveness interval. Submits probes until one's event

@@ -9,7 +9,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const path = require('node:path');
-const h = require('./helpers');
+const h = require('../testlib/helpers');
 
 const WARMUP = 10000;
 const TOTAL = 100000;
@@ -26,7 +26,7 @@ test('100,000 submits and results do not grow memory', { timeout: 300000 }, asyn
   await h.startCppWorker(agent, ['leak.t']);
   const child = agent.own(spawn(process.execPath, [
     '--expose-gc', '--min-semi-space-size=16', '--max-semi-space-size=16',
-    path.join(__dirname, 'fixtures', 'leak_workload.js'),
+    path.join(h.NODE_DIR, 'testlib', 'fixtures', 'leak_workload.js'),
     agent.queue, 'leak.t', String(WARMUP), String(TOTAL), String(WINDOW),
   ], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const out = h.collect(child.stdout);

@@ -2,7 +2,7 @@
 // Test point 1: submit -> a processor in ANOTHER process -> result.
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const h = require('./helpers');
+const h = require('../testlib/helpers');
 
 test('round trips through another process', async (t) => {
   const agent = await h.startAgent('rt');
