@@ -181,7 +181,8 @@ void report_exception(napi_env env) {
   if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) return;
   napi_value e;
   if (napi_get_and_clear_last_exception(env, &e) == napi_ok) {
-    napi_fatal_exception(env, e);  // a throwing listener: 'uncaughtException', as in emit()
+    // A throwing listener: 'uncaughtException', as a throw inside emit() would.
+    best_effort(napi_fatal_exception(env, e), "fatal exception");
   }
 }
 
@@ -318,9 +319,7 @@ void on_call(napi_env env, napi_value js_cb, void*, void* data) {
     bool pending = false;
     napi_value e;
     if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-      if (napi_get_and_clear_last_exception(env, &e) != napi_ok) {
-        // nothing more to do: the attempt fails below
-      }
+      best_effort(napi_get_and_clear_last_exception(env, &e), "clear exception");
     }
     fail_call(*call, "processor dispatch failed");
   }
@@ -337,7 +336,7 @@ void cleanup_core(void* arg) {
 void finalize_core(napi_env env, void* data, void*) {
   auto* core = static_cast<Core*>(data);
   core->shutdown();
-  napi_remove_env_cleanup_hook(env, cleanup_core, core);  // status: nothing to do either way
+  best_effort(napi_remove_env_cleanup_hook(env, cleanup_core, core), "remove cleanup hook");
   delete core;
 }
 
@@ -449,8 +448,8 @@ void submit_complete(napi_env env, napi_status status, void* data) {
     }
     return nullptr;
   });
-  napi_delete_reference(env, w->handle);
-  napi_delete_async_work(env, w->work);
+  best_effort(napi_delete_reference(env, w->handle), "delete reference");
+  best_effort(napi_delete_async_work(env, w->work), "delete async work");
 }
 
 napi_value js_submit_wait(napi_env env, napi_callback_info info) {
@@ -466,8 +465,9 @@ napi_value js_submit_wait(napi_env env, napi_callback_info info) {
     if (napi_create_async_work(env, nullptr, make_string(env, "perfq.submit"), submit_execute,
                                submit_complete, w.get(), &w->work) != napi_ok ||
         napi_queue_async_work(env, w->work) != napi_ok) {
-      napi_delete_reference(env, w->handle);
-      if (w->work != nullptr) napi_delete_async_work(env, w->work);
+      best_effort(napi_delete_reference(env, w->handle), "delete reference");
+      if (w->work != nullptr)
+        best_effort(napi_delete_async_work(env, w->work), "delete async work");
       napi_value err = make_error(env, coded(Errc::kInternal, "could not queue the submit"));
       check(napi_reject_deferred(env, w->deferred, err), "reject");
       return promise;
@@ -627,8 +627,8 @@ void close_complete(napi_env env, napi_status, void* data) {
     check(napi_resolve_deferred(env, w->deferred, undefined(env)), "resolve");
     return nullptr;
   });
-  napi_delete_reference(env, w->handle);
-  napi_delete_async_work(env, w->work);
+  best_effort(napi_delete_reference(env, w->handle), "delete reference");
+  best_effort(napi_delete_async_work(env, w->work), "delete async work");
 }
 
 napi_value js_close(napi_env env, napi_callback_info info) {

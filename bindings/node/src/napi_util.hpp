@@ -8,6 +8,7 @@
 #include <node_api.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <string>
 #include <string_view>
@@ -41,6 +42,15 @@ inline CodedError coded(Errc c, std::string message) {
 
 inline void check(napi_status s, const char* what) {
   if (s != napi_ok) throw NapiFailure{s, what};
+}
+
+// For calls whose failure nothing can be done about (clean-up in a
+// completion or a finalizer, throwing an error): reported on stderr (never
+// with data), not thrown.
+inline void best_effort(napi_status s, const char* what) noexcept {
+  if (s != napi_ok) {
+    std::fprintf(stderr, "perfq: Node-API %s failed (status %d)\n", what, static_cast<int>(s));
+  }
 }
 
 inline napi_value make_string(napi_env env, std::string_view s) {
@@ -122,20 +132,21 @@ napi_value guarded(napi_env env, F&& body) noexcept {
     return body();
   } catch (const CodedError& e) {
     try {
-      napi_throw(env, make_error(env, e));
+      best_effort(napi_throw(env, make_error(env, e)), "throw");
     } catch (...) {
-      napi_throw_error(env, "ERR_PERFQ_INTERNAL", "could not build an error object");
+      best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", "could not build an error object"),
+                  "throw");
     }
   } catch (const NapiFailure& f) {
     bool pending = false;
     if (napi_is_exception_pending(env, &pending) == napi_ok && !pending) {
       const std::string msg = std::string("Node-API call failed: ") + f.what;
-      napi_throw_error(env, "ERR_PERFQ_INTERNAL", msg.c_str());
+      best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", msg.c_str()), "throw");
     }
   } catch (const std::exception& e) {
-    napi_throw_error(env, "ERR_PERFQ_INTERNAL", e.what());
+    best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", e.what()), "throw");
   } catch (...) {
-    napi_throw_error(env, "ERR_PERFQ_INTERNAL", "unknown C++ exception");
+    best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", "unknown C++ exception"), "throw");
   }
   return nullptr;
 }
