@@ -165,6 +165,9 @@ class PerformanceQueue {
    */
   async submit(request = {}, as = undefined) {
     const h = this._producer();
+    if (request === null || typeof request !== 'object') {
+      throw codedError('INVALID_REQUEST', 'a request is an object');
+    }
     const req = {
       type: request.type,
       userId: this._user(as),
@@ -333,6 +336,12 @@ class PerformanceQueue {
   }
 
   _onCall(handler, batch, items, call) {
+    if (this._closed) {
+      // Dispatched while close() lets the calls in progress finish: not
+      // started, the attempt fails and the agent retries it elsewhere.
+      native.settle(call, items.map(() => [1, 'worker closing: the attempt was not started']));
+      return;
+    }
     const h = this._handlers[handler];
     this._inflight++;
     let run;

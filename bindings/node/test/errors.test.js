@@ -27,6 +27,7 @@ test('submit validation errors', async (t) => {
     await rejectsWith(q.submit({ type: '' }), 'INVALID_REQUEST', 400);
     await rejectsWith(q.submit({ type: 'x'.repeat(65) }), 'INVALID_REQUEST', 400);
     await rejectsWith(q.submit({}), 'INVALID_REQUEST', 400);
+    await rejectsWith(q.submit(null), 'INVALID_REQUEST', 400);
   });
   await t.test('INVALID_REQUEST: bad userId', async () => {
     const bad = new PerformanceQueue({ queue: agent.queue, userId: 'not a user' });
