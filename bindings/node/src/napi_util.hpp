@@ -47,8 +47,10 @@ inline void check(napi_status s, const char* what) {
 // For calls whose failure nothing can be done about (clean-up in a
 // completion or a finalizer, throwing an error): reported on stderr (never
 // with data), not thrown.
+// napi_pending_exception is not reported: JS already has an exception, or
+// cannot run any more (a terminating worker_thread), so nothing was lost.
 inline void best_effort(napi_status s, const char* what) noexcept {
-  if (s != napi_ok) {
+  if (s != napi_ok && s != napi_pending_exception) {
     std::fprintf(stderr, "perfq: Node-API %s failed (status %d)\n", what, static_cast<int>(s));
   }
 }
@@ -125,28 +127,38 @@ inline napi_value make_error(napi_env env, const CodedError& e) {
   return err;
 }
 
-// Runs a JS-facing callback's body; no C++ exception crosses into Node.
+inline bool exception_pending(napi_env env) noexcept {
+  bool pending = false;
+  return napi_is_exception_pending(env, &pending) != napi_ok || pending;
+}
+
+inline void throw_internal(napi_env env, const char* message) noexcept {
+  if (exception_pending(env)) return;  // e.g. a terminating worker_thread
+  best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", message), "throw");
+}
+
+// Runs a JS-facing callback's body; no C++ exception crosses into Node. An
+// exception already pending in JS (a failed call, a terminating thread)
+// is left as it is.
 template <class F>
 napi_value guarded(napi_env env, F&& body) noexcept {
   try {
     return body();
   } catch (const CodedError& e) {
-    try {
-      best_effort(napi_throw(env, make_error(env, e)), "throw");
-    } catch (...) {
-      best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", "could not build an error object"),
-                  "throw");
+    if (!exception_pending(env)) {
+      try {
+        best_effort(napi_throw(env, make_error(env, e)), "throw");
+      } catch (...) {
+        throw_internal(env, "could not build an error object");
+      }
     }
   } catch (const NapiFailure& f) {
-    bool pending = false;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && !pending) {
-      const std::string msg = std::string("Node-API call failed: ") + f.what;
-      best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", msg.c_str()), "throw");
-    }
+    const std::string msg = std::string("Node-API call failed: ") + f.what;
+    throw_internal(env, msg.c_str());
   } catch (const std::exception& e) {
-    best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", e.what()), "throw");
+    throw_internal(env, e.what());
   } catch (...) {
-    best_effort(napi_throw_error(env, "ERR_PERFQ_INTERNAL", "unknown C++ exception"), "throw");
+    throw_internal(env, "unknown C++ exception");
   }
   return nullptr;
 }
