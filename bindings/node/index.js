@@ -5,8 +5,22 @@
 const path = require('node:path');
 const { EventEmitter } = require('node:events');
 
-const native = require(process.env.PERFQ_NODE_ADDON ||
-  path.join(__dirname, 'build', 'Release', 'perfq.node'));
+function loadAddon() {
+  const file = process.env.PERFQ_NODE_ADDON ||
+    path.join(__dirname, 'build', 'Release', 'perfq.node');
+  try {
+    return require(file);
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e;
+    const err = new Error(`perfq: the native addon ${file} is missing; build it with ` +
+      '`cmake --preset release && cmake --build build --target perfq_node` (which stages it ' +
+      'there), or set PERFQ_NODE_ADDON to a built perfq_node.node', { cause: e });
+    err.code = 'ERR_PERFQ_ADDON_MISSING';
+    throw err;
+  }
+}
+
+const native = loadAddon();
 
 // SPEC §5 events, plus the binding's own.
 const EVENT_NAMES = Object.freeze([
