@@ -566,9 +566,10 @@ napi_value js_add_workers(napi_env env, napi_callback_info info) {
     const uint32_t n = u32_of(env, a.argv[3], bad_n);
     if (n < 1 || n > 64) throw bad_n;
     const uint32_t handler = u32_of(env, a.argv[4], bad_n);
-    check(core->ref_calls(env, true), "ref calls");
     auto r = core->add_workers(type, bool_of(env, a.argv[2]), n, handler);
     if (!r) throw coded(r.error());
+    // Running workers keep the process alive (a worker is a server).
+    check(core->ref_calls(env, true), "ref calls");
     return undefined(env);
   });
 }

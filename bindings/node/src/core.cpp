@@ -215,6 +215,10 @@ JobCopy copy_job(const Job& j) {
 Result<void> Core::add_workers(const std::string& type, bool batch, uint32_t n, uint32_t handler) {
   std::lock_guard lock(workers_mu_);
   if (closed()) return Error{Errc::kInternal, "closed"};
+  // All or nothing: every worker attaches and registers before any runs; on
+  // a failure the ones attached so far are destroyed (they deregister, and
+  // the agent takes back whatever it handed them).
+  std::vector<std::unique_ptr<Worker>> fresh;
   for (uint32_t i = 0; i < n; ++i) {
     auto w = Worker::connect(queue_);
     if (!w) return w.error();
@@ -239,8 +243,11 @@ Result<void> Core::add_workers(const std::string& type, bool batch, uint32_t n, 
       });
     }
     if (!r) return r.error();
+    fresh.push_back(std::move(*w));
+  }
+  for (auto& w : fresh) {
     Running run;
-    run.worker = std::move(*w);
+    run.worker = std::move(w);
     Worker* raw = run.worker.get();
     run.thread = std::thread([this, raw] { raw->run(workers_stop_); });
     workers_.push_back(std::move(run));

@@ -30,3 +30,19 @@ test('an idle PerformanceQueue never keeps the process alive', async (t) => {
   assert.equal(exit.code, 0);
   assert.match(out().trim(), /^[0-9a-f]{16}$/);
 });
+
+test('a registerProcessor that failed does not keep the process alive', async () => {
+  const { spawn } = require('node:child_process');
+  const child = spawn(process.execPath, ['-e', `
+    const { PerformanceQueue } = require(${JSON.stringify(h.NODE_DIR)});
+    const q = new PerformanceQueue({ queue: ${JSON.stringify(h.uniqueQueue('noseg'))} });
+    try { q.registerProcessor('noseg.t', async () => 1); } catch (e) { console.log(e.code); }
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = h.collect(child.stdout);
+  const exit = await h.waitExit(child).catch((e) => {
+    child.kill('SIGKILL');
+    throw e;
+  });
+  assert.equal(exit.code, 0);
+  assert.equal(out().trim(), 'AGENT_UNAVAILABLE');
+});
