@@ -1,0 +1,158 @@
+#pragma once
+// Core: the native side of one PerformanceQueue. It owns the producer, the
+// futures of the requests it submitted, the native threads, and the three
+// threadsafe functions through which those threads reach the main thread:
+//
+//   completion thread --settled-->  main thread: takeSettled()
+//   event thread      --events--->  main thread: takeEvents()
+//   worker run threads --calls--->  main thread: JS processor ... settle()
+//                                    (the run thread waits, bounded, for it)
+//
+// Threads: every method says who may call it. "main" is the JS thread.
+#include <node_api.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "perfq/client/events.hpp"
+#include "perfq/client/outcome.hpp"
+#include "perfq/client/producer.hpp"
+#include "perfq/client/worker.hpp"
+
+namespace perfq::node {
+
+// One attempt (or one batch) a run thread hands to a JS processor.
+struct JobCopy {
+  uint64_t request_id = 0;
+  std::string type;
+  std::string user_id;
+  Mode mode = Mode::kFifo;
+  uint8_t priority = 0;
+  uint8_t attempt = 0;
+  std::string payload;
+  std::string metadata;
+};
+
+struct Call {
+  uint32_t handler = 0;
+  bool batch = false;
+  std::vector<JobCopy> jobs;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;       // replies are set (main thread, settle())
+  bool abandoned = false;  // the run thread stopped waiting (closing)
+  std::vector<Reply> replies;
+};
+
+struct TimedEvent {
+  uint64_t position = 0;  // the ring position: the event's id (as the SSE id)
+  Event event{};
+};
+
+struct EventBatch {
+  std::vector<TimedEvent> events;
+  uint64_t missed_before = 0;  // events lost before `events` (0: none)
+};
+
+class Core {
+ public:
+  explicit Core(std::string queue) : queue_(std::move(queue)) {}
+  // main, once, right after construction: the threadsafe functions are the
+  // Core's until release_tsfns().
+  void adopt_tsfns(napi_threadsafe_function settled, napi_threadsafe_function events,
+                   napi_threadsafe_function calls) noexcept {
+    settled_tsfn_ = settled;
+    events_tsfn_ = events;
+    calls_tsfn_ = calls;
+  }
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  [[nodiscard]] const std::string& queue() const noexcept { return queue_; }
+
+  // main: attaches as a producer once (later calls return at once).
+  [[nodiscard]] Result<void> connect();
+  // main: the producer, shared with waiting submits; null once closed.
+  [[nodiscard]] std::shared_ptr<Producer> producer();
+  // main: keeps the future of a request this queue submitted; its outcome
+  // arrives through takeSettled() (at once if it is ready already).
+  void track(uint64_t request_id, Future f);
+  // main: whether `request_id` is tracked and its outcome not yet handed
+  // to the main thread.
+  [[nodiscard]] bool tracked(uint64_t request_id);
+  // main: outcomes settled since the last call.
+  [[nodiscard]] std::vector<Outcome> take_settled();
+
+  // main: starts (or resumes) / pauses the event thread's polling.
+  void events_enable(bool on);
+  [[nodiscard]] std::vector<EventBatch> take_events();
+
+  // main: N workers (each its own run thread) serving `type` through the JS
+  // handler `handler`.
+  [[nodiscard]] Result<void> add_workers(const std::string& type, bool batch, uint32_t n,
+                                         uint32_t handler);
+
+  // Any thread, idempotent: stops and joins every thread, abandons the
+  // calls in progress, drops the futures and the producer. Blocks for at
+  // most about one bounded wait of each thread (~50 ms) plus whatever a
+  // processor call running in C++ takes.
+  void shutdown();
+  [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+  // main: refs/unrefs (idempotent) and releases the threadsafe functions.
+  [[nodiscard]] napi_status ref_settled(napi_env env, bool on);
+  [[nodiscard]] napi_status ref_events(napi_env env, bool on);
+  [[nodiscard]] napi_status ref_calls(napi_env env, bool on);
+  [[nodiscard]] napi_status release_tsfns();
+
+ private:
+  void completion_loop();
+  void events_loop();
+  Reply call_js(uint32_t handler, bool batch, std::vector<JobCopy> jobs,
+                std::vector<Reply>* batch_out);
+  void signal(napi_threadsafe_function fn, bool& pending);
+
+  std::string queue_;
+  napi_threadsafe_function settled_tsfn_ = nullptr;
+  napi_threadsafe_function events_tsfn_ = nullptr;
+  napi_threadsafe_function calls_tsfn_ = nullptr;
+  bool tsfns_released_ = false;
+
+  std::mutex mu_;  // guards everything below but the workers
+  std::condition_variable completion_cv_;
+  std::condition_variable events_cv_;
+  bool stop_ = false;
+  std::shared_ptr<Producer> producer_;
+  std::unordered_map<uint64_t, Future> futures_;
+  std::vector<Outcome> settled_;
+  bool settled_signalled_ = false;
+  std::thread completion_;
+  bool events_on_ = false;
+  std::vector<EventBatch> event_batches_;
+  size_t events_queued_ = 0;
+  uint64_t events_dropped_ = 0;  // dropped here because the main thread lagged
+  bool events_signalled_ = false;
+  std::thread events_;
+
+  struct Running {
+    std::unique_ptr<Worker> worker;
+    std::thread thread;
+  };
+  std::mutex workers_mu_;
+  std::vector<Running> workers_;
+  std::atomic<bool> workers_stop_{false};
+
+  std::mutex shutdown_mu_;
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace perfq::node

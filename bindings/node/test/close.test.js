@@ -1,0 +1,48 @@
+'use strict';
+// Test point 5: closing with requests in flight is clean: the awaits reject
+// with ERR_PERFQ_CLOSED and the process exits by itself.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('../testlib/helpers');
+
+test('close() with results in flight rejects them and lets the process exit', async (t) => {
+  const agent = await h.startAgent('close');
+  t.after(() => agent.stop());
+  const child = h.startNode(agent, 'testlib/fixtures/close_inflight.js', [agent.queue]);
+  const out = h.collect(child.stdout);
+  const err = h.collect(child.stderr);
+  const exit = await h.waitExit(child); // bounded: a process kept alive fails here
+  assert.equal(exit.code, 0, err());
+  assert.deepEqual(JSON.parse(out().trim()), Array(5).fill('ERR_PERFQ_CLOSED'));
+});
+
+test('an idle PerformanceQueue never keeps the process alive', async (t) => {
+  const agent = await h.startAgent('idle');
+  t.after(() => agent.stop());
+  // Submits without awaiting and never closes: the process still exits.
+  const child = agent.own(require('node:child_process').spawn(process.execPath, ['-e', `
+    const { PerformanceQueue } = require(${JSON.stringify(h.NODE_DIR)});
+    const q = new PerformanceQueue({ queue: ${JSON.stringify(agent.queue)}, userId: 'u' });
+    q.submit({ type: 'idle.t' }).then((s) => console.log(s.requestId));
+  `], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const out = h.collect(child.stdout);
+  const exit = await h.waitExit(child);
+  assert.equal(exit.code, 0);
+  assert.match(out().trim(), /^[0-9a-f]{16}$/);
+});
+
+test('a registerProcessor that failed does not keep the process alive', async () => {
+  const { spawn } = require('node:child_process');
+  const child = spawn(process.execPath, ['-e', `
+    const { PerformanceQueue } = require(${JSON.stringify(h.NODE_DIR)});
+    const q = new PerformanceQueue({ queue: ${JSON.stringify(h.uniqueQueue('noseg'))} });
+    try { q.registerProcessor('noseg.t', async () => 1); } catch (e) { console.log(e.code); }
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const out = h.collect(child.stdout);
+  const exit = await h.waitExit(child).catch((e) => {
+    child.kill('SIGKILL');
+    throw e;
+  });
+  assert.equal(exit.code, 0);
+  assert.equal(out().trim(), 'AGENT_UNAVAILABLE');
+});
