@@ -119,6 +119,41 @@ TEST(EndToEnd, ManyThreadsWaitOnOneProducerWhileAnotherPolls) {
   wt.join();
 }
 
+// A result larger than slot_payload_bytes is never cut short: the attempt
+// fails for good and the outcome says why.
+TEST(EndToEnd, AResultTooLargeForTheSlotFailsTheRequestInsteadOfBeingCut) {
+  test::QueueName q;
+  test::AgentThread agent(test::test_config(q.str()));  // 256-byte payloads and results
+  auto worker = Worker::connect(agent.segment());
+  ASSERT_TRUE(worker.ok());
+  ASSERT_TRUE(
+      (*worker)
+          ->register_processor("big", [](const Job&) { return Reply::ok(std::string(257, 'r')); })
+          .ok());
+  ASSERT_TRUE(
+      (*worker)
+          ->register_processor("fits", [](const Job&) { return Reply::ok(std::string(256, 'r')); })
+          .ok());
+  std::atomic<bool> stop{false};
+  std::thread wt([&] { (*worker)->run(stop); });
+  auto producer = Producer::connect(agent.segment());
+  ASSERT_TRUE(producer.ok());
+  auto big = (*producer)->submit(request("big", "x"));
+  auto fits = (*producer)->submit(request("fits", "x"));
+  ASSERT_TRUE(big.ok() && fits.ok());
+  ASSERT_TRUE(big->outcome.wait_for(std::chrono::seconds(10)));
+  ASSERT_TRUE(fits->outcome.wait_for(std::chrono::seconds(10)));
+  const Outcome& b = big->outcome.get();
+  EXPECT_EQ(b.status, Status::kFailed);
+  EXPECT_EQ(b.error, Errc::kProcessorError);
+  EXPECT_EQ(b.attempts, 1);
+  EXPECT_EQ(b.result_text(), "the result (257 bytes) is larger than slot_payload_bytes (256)");
+  EXPECT_EQ(fits->outcome.get().status, Status::kCompleted);
+  EXPECT_EQ(fits->outcome.get().result.size(), 256u);
+  stop = true;
+  wt.join();
+}
+
 // Producer::wait_any, the bindings' completion thread: it reports every
 // settled request once, by id, and comes back on its deadline when none is.
 TEST(EndToEnd, WaitAnyReportsEverySettledRequestOnce) {

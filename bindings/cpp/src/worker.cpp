@@ -159,12 +159,27 @@ void Worker::report(const Started& s, const Reply& reply) {
   ctl = next.pack();
   RequestRecord& rec = seg.record(s.slot);
   const uint32_t cap = seg.geometry().slot_payload_bytes;
-  const auto len = static_cast<uint32_t>(std::min<size_t>(reply.body.size(), cap));
-  if (len > 0) std::memcpy(seg.result(s.slot), reply.body.data(), len);
+  // A result that does not fit is not cut (a cut JSON text is garbage to
+  // the producer): the attempt fails for good, and the DLQ says why. An
+  // error message is only text, and is cut to fit.
+  AttemptResult kind = reply.kind;
+  std::string_view body = reply.body;
+  std::string too_large;
+  if (kind == AttemptResult::kOk && body.size() > cap) {
+    too_large = "the result (";
+    too_large += std::to_string(body.size());
+    too_large += " bytes) is larger than slot_payload_bytes (";
+    too_large += std::to_string(cap);
+    too_large += ")";
+    kind = AttemptResult::kPermanentError;
+    body = too_large;
+  }
+  const auto len = static_cast<uint32_t>(std::min<size_t>(body.size(), cap));
+  if (len > 0) std::memcpy(seg.result(s.slot), body.data(), len);
   rec.result_len = len;
-  rec.result_kind = static_cast<uint8_t>(reply.kind);
+  rec.result_kind = static_cast<uint8_t>(kind);
   rec.result_error =
-      static_cast<uint8_t>(reply.kind == AttemptResult::kOk ? Errc::kOk : Errc::kProcessorError);
+      static_cast<uint8_t>(kind == AttemptResult::kOk ? Errc::kOk : Errc::kProcessorError);
   next.state = SlotState::kReported;
   // release (in transition): the agent reads the result after acquiring it.
   if (!pool.transition(s.slot, ctl, next)) return;

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Every binding's producer against every binding's worker, in separate
+# processes, through one real agent: each binding's example worker serves
+# its own type (x.c, x.cpp, x.node, x.py; f.<lang> fails for good), and
+# each binding's "await" example submits to every type and prints the
+# outcome, which must be the worker's reply (or a dead letter for f.*).
+#   tests/e2e/cross_language.sh BIN_DIR
+# Waits are on events with bounds: the agent's first log line, each
+# worker's "ready" line, each example's exit.
+set -euo pipefail
+bin=$(cd "${1:?usage: cross_language.sh BIN_DIR}" && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
+
+queue="xlang-$$"
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  "$bin/perfqctl" --queue "$queue" destroy 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "cross_language: FAIL: $*" >&2
+  exit 1
+}
+
+mkfifo "$dir/agent.log"
+"$bin/perfq-agent" --queue "$queue" --data-dir "$dir/data" --http off \
+  --max-retry-attempts 1 2> "$dir/agent.log" &
+pids+=($!)
+exec 3< "$dir/agent.log"
+read -r -t 20 -u 3 line || fail "the agent did not start"
+cat <&3 > /dev/null &
+
+# start_worker LANG COMMAND...: runs it, waits for its "ready" line.
+start_worker() {
+  local lang=$1
+  shift
+  mkfifo "$dir/$lang.out"
+  "$@" > "$dir/$lang.out" &
+  pids+=($!)
+  local fd
+  exec {fd}< "$dir/$lang.out"
+  local ready=
+  read -r -t 30 -u "$fd" ready || true
+  [ "$ready" = ready ] || fail "the $lang worker did not start (got '$ready')"
+  cat <&"$fd" > /dev/null &
+  echo "ok  $lang worker ready"
+}
+
+start_worker c "$bin/perfq-c-worker" --queue "$queue" --fail f.c x.c
+start_worker cpp "$bin/perfq-example-worker" --queue "$queue" --fail f.cpp x.cpp
+WORKERS_EXTRA
+
+# await_with LANG TYPE: the outcome JSON line of LANG's await example.
+await_with() {
+  case "$1" in
+    c) "$bin/perfq-c-await" --queue "$queue" --type "$2" --user "u-$1" --payload '{"n":7}' ;;
+AWAIT_EXTRA
+  esac
+}
+
+for producer in c PRODUCERS_EXTRA; do
+  for worker in c cpp WORKER_LANGS_EXTRA; do
+    out=$(await_with "$producer" "x.$worker") || fail "$producer -> $worker: the example failed"
+    status=$(jq -r .status <<< "$out")
+    processed=$(jq -r .result.processed <<< "$out")
+    [ "$status" = completed ] && [ "$processed" = true ] ||
+      fail "$producer -> $worker: $out"
+    echo "ok  $producer producer -> $worker worker: completed"
+    out=$(await_with "$producer" "f.$worker") || fail "$producer -> $worker (failing): the example failed"
+    status=$(jq -r .status <<< "$out")
+    error=$(jq -r .error <<< "$out")
+    [ "$status" = failed ] && [ "$error" = PROCESSOR_ERROR ] ||
+      fail "$producer -> $worker (failing): $out"
+    echo "ok  $producer producer -> $worker worker: failed, dead-lettered"
+  done
+done
+letters=$("$bin/perfqctl" --queue "$queue" --json dlq list --limit 100 | jq '.entries | length')
+echo "dead letters: $letters"
