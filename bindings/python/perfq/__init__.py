@@ -116,7 +116,8 @@ class RequestStatus:
 
 @dataclass(frozen=True)
 class Context:
-    """What a processor learns about the attempt besides the payload."""
+    """What a processor learns about the attempt besides the payload
+    (``metadata`` parsed from JSON, None when absent)."""
 
     request_id: str
     type: str
@@ -125,6 +126,7 @@ class Context:
     priority: int
     attempt: int
     metadata: Optional[dict]
+    payload_bytes: int  # the payload's size as sent, before decoding
 
 
 class BatchItem(NamedTuple):
@@ -213,14 +215,14 @@ def _outcome(t):
 
 
 def _context(c):
-    rid, type_, user, mode, priority, attempt, metadata = c
+    rid, type_, user, mode, priority, attempt, metadata, size = c
     meta = None
     if metadata:
         try:
             meta = json.loads(metadata)
         except ValueError:
             meta = None
-    return Context(rid, type_, user, mode, priority, attempt, meta)
+    return Context(rid, type_, user, mode, priority, attempt, meta, size)
 
 
 _EVENT_FIELDS = ("id", "event", "at", "request_id", "type", "user_id", "status", "priority",

@@ -485,7 +485,7 @@ class QueueCore {
 py::tuple job_context(const perfq::Job& job) {
   return py::make_tuple(format_id(job.request_id), std::string(job.type), std::string(job.user_id),
                         std::string(perfq::mode_name(job.mode)), int{job.priority},
-                        int{job.attempt}, std::string(job.metadata));
+                        int{job.attempt}, std::string(job.metadata), job.payload.size());
 }
 
 py::bytes job_payload(const perfq::Job& job) {
