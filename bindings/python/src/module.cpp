@@ -211,6 +211,7 @@ class QueueCore {
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(forever ? 0.0 : timeout_s));
+    Waiting waiting(*this);
     for (;;) {
       bool settled = false;
       bool closed = false;
@@ -309,6 +310,9 @@ class QueueCore {
     return entries_.size();
   }
 
+  // Threads inside result() right now (tests wait for them to be there).
+  int waiting() const { return waiting_.load(std::memory_order_relaxed); }
+
   // Ends every wait (they raise ClosedError), calls pending watchers, joins
   // the completion thread and leaves the queue. Idempotent. A submit
   // waiting for room is waited for (at most rope_drop_timeout_ms).
@@ -369,6 +373,17 @@ class QueueCore {
     }
     Use(const Use&) = delete;
     Use& operator=(const Use&) = delete;
+
+   private:
+    QueueCore& q_;
+  };
+
+  class Waiting {
+   public:
+    explicit Waiting(QueueCore& q) : q_(q) { q_.waiting_.fetch_add(1, std::memory_order_relaxed); }
+    ~Waiting() { q_.waiting_.fetch_sub(1, std::memory_order_relaxed); }
+    Waiting(const Waiting&) = delete;
+    Waiting& operator=(const Waiting&) = delete;
 
    private:
     QueueCore& q_;
@@ -474,6 +489,7 @@ class QueueCore {
   std::condition_variable idle_cv_;       // users_ reached 0
   bool closed_ = false;
   int users_ = 0;
+  std::atomic<int> waiting_{0};
   size_t unsettled_ = 0;
   std::unique_ptr<perfq::Producer> producer_;  // set once (under mu_), reset in close()
   std::unordered_map<uint64_t, std::shared_ptr<Entry>> entries_;
@@ -793,6 +809,7 @@ PYBIND11_MODULE(_perfq, m) {
       .def("status", &QueueCore::status, py::arg("request_id"))
       .def("cancel", &QueueCore::cancel, py::arg("request_id"))
       .def("tracked", &QueueCore::tracked)
+      .def("waiting", &QueueCore::waiting)
       .def("close", &QueueCore::close);
 
   py::class_<WorkerCore>(m, "WorkerCore")
