@@ -516,12 +516,15 @@ class Queue:
                 _log.exception("perfq: an event listener raised")
 
     def events(self, timeout=None):
-        """Iterates over events from now on (dicts, as on() delivers them),
-        polling every EVENT_POLL_INTERVAL_S; ends after ``timeout`` seconds
-        (None: at close())."""
+        """An iterator over events from this call on (dicts, as on() delivers
+        them), polling every EVENT_POLL_INTERVAL_S; it ends after ``timeout``
+        seconds (None: at close())."""
         self._check_open()
-        reader = _perfq.EventsCore(self._seg)
+        reader = _perfq.EventsCore(self._seg)  # follows from now, not from the first next()
         deadline = None if timeout is None else time.monotonic() + timeout
+        return self._iterate_events(reader, deadline)
+
+    def _iterate_events(self, reader, deadline):
         while not self._closed:
             missed, events = reader.poll(1024)
             if missed:
