@@ -142,7 +142,7 @@ class RateLimit(unittest.TestCase):
         self.assertEqual((e.code, e.status_code), ("RATE_LIMIT_EXCEEDED", 429))
         self.assertIsInstance(e.retry_after_ms, int)
         self.assertGreater(e.retry_after_ms, 0)
-        self.assertLessEqual(e.retry_after_ms, 60_000)
+        self.assertLessEqual(e.retry_after_ms, 61_000)  # the window, rounded up
         # per user: bob is not limited by alice's submits
         with perfq.Queue(agent.queue, user_id="bob") as bob:
             bob.submit("t.ok", {})

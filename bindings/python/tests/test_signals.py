@@ -1,6 +1,6 @@
 """Ctrl-C reaches a blocked result() and run_worker (KeyboardInterrupt), and
 SIGTERM stops the worker example (test_roundtrip). The signal is sent once
-the child is known to be blocked (QueueCore.waiting(), or the "ready" line)."""
+the child is known to be blocked (QueueCore.waiting(), or a processor ran)."""
 import signal
 import subprocess
 import sys
@@ -31,8 +31,10 @@ WORKER_CHILD = r"""
 import sys
 import perfq
 q = perfq.Queue(sys.argv[1])
-q.register_processor("t.any", lambda p, c: {})
-print("ready", flush=True)
+def any_(payload, ctx):
+    print("running", flush=True)  # run_worker is running: the parent may interrupt it
+    return {}
+q.register_processor("t.any", any_)
 try:
     q.run_worker()
     print("returned")
@@ -58,7 +60,10 @@ class Signals(AgentTestCase):
 
     def test_ctrl_c_interrupts_run_worker(self):
         proc = self.child(WORKER_CHILD)
-        self.assertEqual(read_line(proc.stdout), "ready")
+        q = self.queue()
+        s = q.submit("t.any", {})
+        self.assertEqual(read_line(proc.stdout), "running")
+        self.assertEqual(q.result(s, timeout=WAIT_S).status, "completed")
         proc.send_signal(signal.SIGINT)
         self.assertEqual(read_line(proc.stdout), "interrupted")
         self.assertEqual(proc.wait(WAIT_S), 0)
