@@ -12,13 +12,25 @@ import asyncio
 import atexit
 import json
 import logging
+import os as _os
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from . import _perfq
+if _os.environ.get("PERFQ_PYTHON_NATIVE"):
+    # A build tree's module (CTest sets it, so an unstaged tree tests its own).
+    import importlib.util as _util
+    import sys as _sys
+
+    _spec = _util.spec_from_file_location(__name__ + "._perfq",
+                                          _os.environ["PERFQ_PYTHON_NATIVE"])
+    _perfq = _util.module_from_spec(_spec)
+    _sys.modules[_spec.name] = _perfq
+    _spec.loader.exec_module(_perfq)
+else:
+    from . import _perfq
 from ._errors import *  # noqa: F401,F403 (the exception classes are perfq's API)
 from ._errors import ClosedError, Error, InvalidModeError, InvalidPriorityError
 from ._errors import InvalidRequestError, PermanentError, error_class
