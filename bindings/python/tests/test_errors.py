@@ -5,8 +5,9 @@ Codes that cannot arise through this API: UNAUTHORIZED and FORBIDDEN (HTTP
 auth only: the binding is in the segment's group or it cannot attach at
 all), CONFLICT (the DLQ review verb, or registering one type with both kinds
 of processor), WORKER_UNAVAILABLE (shown in health/status, never raised),
-SEGMENT_INVALID and INTERNAL (a broken segment). WORKER_DIED and
-QUEUE_TIMEOUT/PROCESSING_TIMEOUT are outcome codes, not exceptions.
+SEGMENT_INVALID and INTERNAL (a broken segment). CANCELLED, QUEUE_TIMEOUT,
+PROCESSING_TIMEOUT and WORKER_DIED are outcome codes (Outcome.error), all
+reached here.
 """
 import os
 import threading
@@ -186,3 +187,31 @@ class ProcessingTimeout(AgentTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WorkerDied(AgentTestCase):
+    AGENT_FLAGS = ("--max-retry-attempts", 1, "--worker-idle-timeout-ms", 1000)
+
+    def test_worker_died_outcome(self):
+        import signal
+        import subprocess
+        import sys
+        from support import python_env, read_line
+        code = (
+            "import sys, threading, perfq\n"
+            "q = perfq.Queue(sys.argv[1])\n"
+            "def hang(p, c):\n"
+            "    print('running', flush=True)\n"
+            "    threading.Event().wait()\n"
+            "q.register_processor('t.hang', hang)\n"
+            "q.run_worker()\n")
+        w = subprocess.Popen([sys.executable, "-c", code, self.agent.queue],
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=python_env())
+        self.addCleanup(w.stdout.close)
+        q = self.queue()
+        s = q.submit("t.hang", {})
+        self.assertEqual(read_line(w.stdout), "running")
+        w.send_signal(signal.SIGKILL)
+        w.wait(WAIT_S)
+        o = q.result(s, timeout=WAIT_S)
+        self.assertEqual((o.status, o.error), ("failed", "WORKER_DIED"))
