@@ -324,7 +324,16 @@ class QueueCore {
     }
     cv_.notify_all();
     completer_cv_.notify_all();
-    {
+    if (completer_.joinable() && completer_.get_id() == std::this_thread::get_id()) {
+      // A watcher the completion thread released held the last reference to
+      // the Queue, so this runs on that thread, inside its watcher call: it
+      // cannot join itself, and nobody else uses a Queue being destroyed.
+      // Keep the GIL (releasing it here could let the interpreter finish
+      // while this thread still has work); the thread leaves once the
+      // watcher returns, without touching this object again.
+      alive_->store(false, std::memory_order_release);
+      completer_.detach();
+    } else {
       py::gil_scoped_release nogil;
       {
         std::unique_lock lock(mu_);
@@ -345,10 +354,7 @@ class QueueCore {
       unsettled_ = 0;
     }
     entries.clear();
-    {
-      py::gil_scoped_release nogil;
-      producer_.reset();
-    }
+    producer_.reset();  // bounded: one pass over the slots
     call_watchers(fire);
   }
 
@@ -422,7 +428,7 @@ class QueueCore {
       if (!e->settled) ++unsettled_;
       entries_[id] = e;
       if (!completer_.joinable() && !closed_) {
-        completer_ = std::thread([this] { completion_loop(); });
+        completer_ = std::thread([this, alive = alive_] { completion_loop(alive); });
       }
     }
     completer_cv_.notify_one();
@@ -430,7 +436,7 @@ class QueueCore {
 
   // The completion thread: the only caller of wait_any, so every settled
   // outcome is reported here. Runs wait_any only while outcomes are due.
-  void completion_loop() {
+  void completion_loop(const std::shared_ptr<std::atomic<bool>>& alive) {
     std::vector<uint64_t> ids;
     std::vector<PyObject*> fire;
     for (;;) {
@@ -459,6 +465,7 @@ class QueueCore {
         if (finalizing()) return;  // the interpreter is going away: leak, never touch it
         py::gil_scoped_acquire gil;
         call_watchers(fire);
+        if (!alive->load(std::memory_order_acquire)) return;  // destroyed by a watcher
       }
     }
   }
@@ -494,6 +501,8 @@ class QueueCore {
   std::unique_ptr<perfq::Producer> producer_;  // set once (under mu_), reset in close()
   std::unordered_map<uint64_t, std::shared_ptr<Entry>> entries_;
   std::thread completer_;
+  // False once this object no longer waits for the completion thread.
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 
 // ----------------------------------------------------------------- WorkerCore

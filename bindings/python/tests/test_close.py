@@ -74,6 +74,28 @@ print("ok", flush=True)
 """
 
 
+CHILD_DROPPED_BY_A_WATCHER = r"""
+import asyncio, gc, sys, threading, weakref
+import perfq
+q = perfq.Queue(sys.argv[1], user_id="alice")
+s = q.submit("t.later", {})
+loop = asyncio.new_event_loop()
+task = loop.create_task(q.result_async(s))
+loop.run_until_complete(asyncio.sleep(0))   # awaiting: a watcher is registered
+task.cancel()
+loop.run_until_complete(asyncio.sleep(0))
+loop.close()                                 # the watcher's loop is gone
+finalized = threading.Event()
+weakref.finalize(q, finalized.set)
+del q, task
+gc.collect()
+# Now only the watcher (held by the native completion thread) keeps the
+# Queue alive; once the outcome arrives, the completion thread drops it.
+print("armed", flush=True)
+print("finalized" if finalized.wait(30) else "still alive", flush=True)
+"""
+
+
 class CloseInFlight(AgentTestCase):
     def run_child(self, code):
         proc = subprocess.Popen([sys.executable, "-c", code, self.agent.queue],
@@ -98,6 +120,18 @@ class CloseInFlight(AgentTestCase):
 
     def test_process_exits_without_close(self):
         self.assertEqual(self.run_child(CHILD_WITHOUT_CLOSE).strip(), "ok")
+
+    def test_queue_released_by_the_completion_thread_is_destroyed_cleanly(self):
+        from support import read_line
+        proc = subprocess.Popen([sys.executable, "-c", CHILD_DROPPED_BY_A_WATCHER,
+                                 self.agent.queue], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=python_env())
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        self.assertEqual(read_line(proc.stdout), "armed")
+        self.agent.start_worker("t.later")
+        self.assertEqual(read_line(proc.stdout), "finalized")
+        self.assertEqual(proc.wait(WAIT_S), 0)
 
     def test_requests_stay_queued_after_their_producer_closed(self):
         import queue
