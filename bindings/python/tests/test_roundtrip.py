@@ -112,5 +112,49 @@ class RoundTrip(AgentTestCase):
                 self.assertEqual(o.result["x"], x)
 
 
+class SameProcess(AgentTestCase):
+    def test_idempotent_submit_returns_the_original(self):
+        alice = self.queue()
+        a = alice.submit("t.nobody", {}, idempotency_key="k-1")
+        again = alice.submit("t.nobody", {"other": 1}, idempotency_key="k-1")
+        self.assertTrue(again.duplicate)
+        self.assertEqual(again.request_id, a.request_id)
+        self.assertEqual(again.status, "pending")
+        bob = self.queue(user_id="bob")
+        b = bob.submit("t.nobody", {}, idempotency_key="k-1")  # per user
+        self.assertFalse(b.duplicate)
+        self.assertNotEqual(b.request_id, a.request_id)
+        alice.cancel(a)
+        self.assertEqual(alice.result(again, timeout=WAIT_S).status, "cancelled")
+
+    def test_processor_context_payload_kinds_and_results(self):
+        from support import WorkerThread
+        q = self.queue()
+        seen = []
+
+        def proc(payload, ctx):
+            seen.append((payload, ctx))
+            return payload if isinstance(payload, bytes) else {"got": payload}
+
+        q.register_processor("t.ctx", proc)
+        w = WorkerThread(q).start()
+        self.addCleanup(w.join)
+        o = q.result(q.submit("t.ctx", {"a": [1, 2]}, mode="priority", priority=15,
+                              metadata={"trace": "t-1"}), timeout=WAIT_S)
+        self.assertEqual(o.result, {"got": {"a": [1, 2]}})
+        payload, ctx = seen[-1]
+        self.assertEqual((ctx.type, ctx.user_id, ctx.mode, ctx.priority, ctx.attempt),
+                         ("t.ctx", "alice", "priority", 15, 1))
+        self.assertEqual(ctx.metadata, {"trace": "t-1"})
+        self.assertEqual(ctx.payload_bytes, len(b'{"a":[1,2]}'))
+        self.assertRegex(ctx.request_id, r"^[0-9a-f]{16}$")
+        # bytes that are not JSON travel as bytes both ways; empty is None
+        o = q.result(q.submit("t.ctx", b"\xff\x00raw"), timeout=WAIT_S)
+        self.assertEqual(o.result, b"\xff\x00raw")
+        o = q.result(q.submit("t.ctx"), timeout=WAIT_S)
+        self.assertEqual(o.result, {"got": None})
+        self.assertIsNone(seen[-1][1].metadata)
+
+
 if __name__ == "__main__":
     unittest.main()
