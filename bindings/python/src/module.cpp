@@ -214,6 +214,7 @@ class QueueCore {
     Waiting waiting(*this);
     for (;;) {
       bool settled = false;
+      bool forgotten = false;
       bool closed = false;
       bool timed_out = false;
       {
@@ -221,8 +222,9 @@ class QueueCore {
         std::unique_lock lock(mu_);
         const auto slice_end = std::chrono::steady_clock::now() + kSlice;
         const auto until = forever ? slice_end : std::min(slice_end, deadline);
-        cv_.wait_until(lock, until, [&] { return e->settled || closed_; });
+        cv_.wait_until(lock, until, [&] { return e->settled || e->forgotten || closed_; });
         settled = e->settled;
+        forgotten = e->forgotten && !settled;
         closed = closed_;
         if (settled) {
           auto it = entries_.find(id);
@@ -232,6 +234,7 @@ class QueueCore {
       }
       if (settled) break;
       if (closed) raise_closed();
+      if (forgotten) raise_code(perfq::Errc::kNotFound, "the request was forgotten meanwhile");
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
       if (timed_out) return py::none();
     }
@@ -271,9 +274,11 @@ class QueueCore {
       auto it = entries_.find(id);
       if (it == entries_.end()) return false;
       if (!it->second->settled) --unsettled_;
+      it->second->forgotten = true;
       drop = std::move(it->second->watchers);
       entries_.erase(it);
     }
+    cv_.notify_all();  // result() waits for it end with NOT_FOUND
     for (PyObject* cb : drop) Py_DECREF(cb);
     return true;
   }
@@ -362,6 +367,7 @@ class QueueCore {
   struct Entry {
     perfq::Future future;
     bool settled = false;             // guarded by mu_
+    bool forgotten = false;           // guarded by mu_
     std::vector<PyObject*> watchers;  // owned references; touched with the GIL and mu_
   };
 

@@ -11,6 +11,7 @@ reached here.
 """
 import os
 import threading
+import time
 import unittest
 
 import perfq
@@ -109,6 +110,26 @@ class ValidationErrors(AgentTestCase):
         q.cancel(s)
         q.result(s, timeout=WAIT_S)
         self.assertCode(perfq.NotFoundError, "NOT_FOUND", q.result, s)
+
+    def test_forget_ends_a_wait_with_not_found(self):
+        q = self.queue()
+        s = q.submit("t.nobody", {})
+        ended = []
+
+        def wait():
+            try:
+                q.result(s, timeout=WAIT_S)
+            except perfq.NotFoundError as e:
+                ended.append(e.code)
+
+        t = threading.Thread(target=wait)
+        t.start()
+        while q._core.waiting() < 1 and t.is_alive():
+            time.sleep(0)  # yield; bounded by the wait's own timeout
+        self.assertTrue(q.forget(s))
+        t.join(WAIT_S)
+        self.assertEqual(ended, ["NOT_FOUND"])
+        self.assertFalse(q.forget(s))
 
     def test_no_segment(self):
         e = self.assertCode(perfq.AgentUnavailableError, "AGENT_UNAVAILABLE", perfq.Queue,
