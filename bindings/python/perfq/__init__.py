@@ -267,21 +267,24 @@ class Queue:
 
     ``user_id`` is who submits (and whose requests status()/cancel() may see);
     ``admin=True`` sees and cancels every user's requests. A worker-only
-    Queue needs no user_id. Raises AgentUnavailableError when no agent ever
+    Queue needs no user_id. ``max_uncollected``: settled outcomes nobody
+    collected that are kept (the oldest go first). Raises AgentUnavailableError when no agent ever
     created the queue's segment. Thread-safe. Close it (or use ``with``):
     close() ends every wait with ClosedError, stops run_worker and the
     event thread, joins the threads it started and leaves the queue; any
     call afterwards raises ClosedError.
     """
 
-    def __init__(self, queue, user_id=None, admin=False):
+    def __init__(self, queue, user_id=None, admin=False, *, max_uncollected=65536):
         if not isinstance(queue, str):
             raise InvalidRequestError("queue must be a str")
         if user_id is not None and not isinstance(user_id, str):
             raise InvalidRequestError("user_id must be a str")
         self._name = queue
         self._seg = _perfq.attach(queue)
-        self._core = _perfq.QueueCore(self._seg, user_id, bool(admin))
+        if not isinstance(max_uncollected, int) or max_uncollected < 1:
+            raise InvalidRequestError("max_uncollected must be a positive int")
+        self._core = _perfq.QueueCore(self._seg, user_id, bool(admin), max_uncollected)
         self.user_id = user_id
         self.admin = bool(admin)
         self._lock = threading.Lock()
@@ -384,7 +387,8 @@ class Queue:
     def forget(self, request_id):
         """Drops a request's outcome without waiting for it (fire and forget);
         returns whether this Queue was keeping it. Outcomes are otherwise kept
-        until result() collects them or the Queue closes."""
+        until result() collects them, the Queue closes, or max_uncollected
+        newer settled outcomes push them out."""
         return self._core.forget(_request_id(request_id))
 
     def status(self, request_id):

@@ -17,12 +17,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,6 +51,10 @@ using namespace std::chrono_literals;
 constexpr auto kSlice = 100ms;
 // How long the completion thread waits in one Producer::wait_any call.
 constexpr auto kCompletionSlice = 50ms;
+// Settled outcomes nobody collected that a Queue keeps; older ones are
+// dropped (their result() is NOT_FOUND), so a producer that never collects
+// cannot grow without bound. Unsettled requests are bounded by the slots.
+constexpr size_t kDefaultMaxUncollected = 65536;
 
 // A perfq error on its way to Python (see the translator in the module).
 // `code` is an errc_name, or "CLOSED" for use after close().
@@ -132,8 +138,10 @@ std::shared_ptr<SegmentHandle> attach(const std::string& queue) {
 
 class QueueCore {
  public:
-  QueueCore(std::shared_ptr<SegmentHandle> seg, std::optional<std::string> user_id, bool admin)
-      : seg_(std::move(seg)),
+  QueueCore(std::shared_ptr<SegmentHandle> seg, std::optional<std::string> user_id, bool admin,
+            size_t max_uncollected)
+      : max_uncollected_(std::max<size_t>(1, max_uncollected)),
+        seg_(std::move(seg)),
         user_id_(user_id.value_or("")),
         has_user_(user_id.has_value()),
         admin_(admin) {
@@ -356,6 +364,7 @@ class QueueCore {
         e->watchers.clear();
       }
       entries.swap(entries_);
+      settled_order_.clear();
       unsettled_ = 0;
     }
     entries.clear();
@@ -431,13 +440,31 @@ class QueueCore {
       // Settled before we got here (the completion thread drained it and
       // found no entry): ready() tells, under mu_ (see completion_loop).
       e->settled = e->future.ready();
-      if (!e->settled) ++unsettled_;
       entries_[id] = e;
+      if (e->settled) {
+        note_settled_locked(id);
+      } else {
+        ++unsettled_;
+      }
       if (!completer_.joinable() && !closed_) {
         completer_ = std::thread([this, alive = alive_] { completion_loop(alive); });
       }
     }
     completer_cv_.notify_one();
+  }
+
+  // Under mu_: remembers settled ids in order and drops the oldest settled
+  // outcome still uncollected once more than max_uncollected_ are kept.
+  // Watchers were handed out when it settled, so an entry dropped here has none.
+  void note_settled_locked(uint64_t id) {
+    settled_order_.push_back(id);
+    while (settled_order_.size() > max_uncollected_) {
+      auto it = entries_.find(settled_order_.front());
+      settled_order_.pop_front();
+      if (it != entries_.end() && it->second->settled && it->second->watchers.empty()) {
+        entries_.erase(it);
+      }
+    }
   }
 
   // The completion thread: the only caller of wait_any, so every settled
@@ -462,6 +489,7 @@ class QueueCore {
           if (it == entries_.end() || it->second->settled) continue;
           it->second->settled = true;
           --unsettled_;
+          note_settled_locked(id);
           for (PyObject* cb : it->second->watchers) fire.push_back(cb);
           it->second->watchers.clear();
         }
@@ -491,6 +519,7 @@ class QueueCore {
     fire.clear();
   }
 
+  size_t max_uncollected_;
   std::shared_ptr<SegmentHandle> seg_;
   std::string user_id_;
   bool has_user_;
@@ -506,6 +535,7 @@ class QueueCore {
   size_t unsettled_ = 0;
   std::unique_ptr<perfq::Producer> producer_;  // set once (under mu_), reset in close()
   std::unordered_map<uint64_t, std::shared_ptr<Entry>> entries_;
+  std::deque<uint64_t> settled_order_;  // at most max_uncollected_ ids
   std::thread completer_;
   // False once this object no longer waits for the completion thread.
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
@@ -813,8 +843,9 @@ PYBIND11_MODULE(_perfq, m) {
   m.def("attach", &attach, py::arg("queue"));
 
   py::class_<QueueCore>(m, "QueueCore")
-      .def(py::init<std::shared_ptr<SegmentHandle>, std::optional<std::string>, bool>(),
-           py::arg("segment"), py::arg("user_id"), py::arg("admin"))
+      .def(py::init<std::shared_ptr<SegmentHandle>, std::optional<std::string>, bool, size_t>(),
+           py::arg("segment"), py::arg("user_id"), py::arg("admin"),
+           py::arg("max_uncollected") = kDefaultMaxUncollected)
       .def("submit", &QueueCore::submit, py::arg("type"), py::arg("payload"), py::arg("mode"),
            py::arg("priority"), py::arg("idempotency_key"), py::arg("metadata"),
            py::arg("wait_for_room"))
