@@ -215,7 +215,8 @@ class QueueCore {
       }
       e = it->second;
     }
-    const bool forever = timeout_s < 0;
+    // Beyond ~31 years the deadline would overflow the clock: no limit.
+    const bool forever = timeout_s < 0 || timeout_s > 1e9;
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(forever ? 0.0 : timeout_s));
