@@ -287,8 +287,8 @@ class QueueCore {
       drop = std::move(it->second->watchers);
       entries_.erase(it);
     }
-    cv_.notify_all();  // result() waits for it end with NOT_FOUND
-    for (PyObject* cb : drop) Py_DECREF(cb);
+    cv_.notify_all();     // result() waits for it end with NOT_FOUND,
+    call_watchers(drop);  // and result_async() awaits too
     return true;
   }
 

@@ -84,5 +84,21 @@ class GilReleased(AgentTestCase):
         asyncio.run(asyncio.wait_for(main(), WAIT_S))
 
 
+class ForgetEndsAwaits(AgentTestCase):
+    def test_forget_ends_a_result_async_await_with_not_found(self):
+        import perfq
+        q = self.queue()
+
+        async def main():
+            s = q.submit("gil.nobody", {})
+            task = asyncio.ensure_future(q.result_async(s))
+            await asyncio.sleep(0)  # the task now awaits the outcome
+            self.assertTrue(q.forget(s))
+            with self.assertRaises(perfq.NotFoundError):
+                await task
+
+        asyncio.run(asyncio.wait_for(main(), WAIT_S))
+
+
 if __name__ == "__main__":
     unittest.main()
