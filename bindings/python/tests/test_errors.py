@@ -131,6 +131,16 @@ class ValidationErrors(AgentTestCase):
         self.assertEqual(ended, ["NOT_FOUND"])
         self.assertFalse(q.forget(s))
 
+    def test_worker_misuse(self):
+        q = self.queue(user_id=None)
+        self.assertCode(perfq.InvalidRequestError, "INVALID_REQUEST", q.run_worker)
+        self.assertCode(perfq.InvalidRequestError, "INVALID_REQUEST", q.register_processor,
+                        "bad type", print)
+        q.register_processor("t.single", print)
+        e = self.assertCode(perfq.ConflictError, "CONFLICT", q.register_batch_processor,
+                            "t.single", print)
+        self.assertEqual(e.status_code, 409)
+
     def test_no_segment(self):
         e = self.assertCode(perfq.AgentUnavailableError, "AGENT_UNAVAILABLE", perfq.Queue,
                             f"pyt-nosuch-{os.getpid()}", user_id="alice")
