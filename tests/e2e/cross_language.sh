@@ -54,18 +54,20 @@ start_worker() {
 
 start_worker c "$bin/perfq-c-worker" --queue "$queue" --fail f.c x.c
 start_worker cpp "$bin/perfq-example-worker" --queue "$queue" --fail f.cpp x.cpp
-WORKERS_EXTRA
+start_worker node node "$root/bindings/node/examples/worker.js" --queue "$queue" --fail f.node x.node
+PY_WORKER
 
 # await_with LANG TYPE: the outcome JSON line of LANG's await example.
 await_with() {
   case "$1" in
     c) "$bin/perfq-c-await" --queue "$queue" --type "$2" --user "u-$1" --payload '{"n":7}' ;;
-AWAIT_EXTRA
+    node) node "$root/bindings/node/examples/await.js" --queue "$queue" --type "$2" --user "u-$1" ;;
+PY_AWAIT
   esac
 }
 
-for producer in c PRODUCERS_EXTRA; do
-  for worker in c cpp WORKER_LANGS_EXTRA; do
+for producer in c node PY_PRODUCER; do
+  for worker in c cpp node PY_WORKER_LANG; do
     out=$(await_with "$producer" "x.$worker") || fail "$producer -> $worker: the example failed"
     status=$(jq -r .status <<< "$out")
     processed=$(jq -r .result.processed <<< "$out")

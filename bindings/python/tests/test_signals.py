@@ -1,0 +1,73 @@
+"""Ctrl-C reaches a blocked result() and run_worker (KeyboardInterrupt), and
+SIGTERM stops the worker example (test_roundtrip). The signal is sent once
+the child is known to be blocked (QueueCore.waiting(), or a processor ran)."""
+import signal
+import subprocess
+import sys
+import unittest
+
+from support import WAIT_S, AgentTestCase, python_env, read_line
+
+RESULT_CHILD = r"""
+import os, signal, sys, threading, time
+import perfq
+q = perfq.Queue(sys.argv[1], user_id="alice")
+s = q.submit("t.nobody", {})
+def interrupt():
+    deadline = time.monotonic() + 30
+    while q._core.waiting() < 1 and time.monotonic() < deadline:
+        time.sleep(0)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=interrupt).start()
+try:
+    q.result(s)
+    print("returned")
+except KeyboardInterrupt:
+    print("interrupted")
+q.close()
+"""
+
+WORKER_CHILD = r"""
+import sys
+import perfq
+q = perfq.Queue(sys.argv[1])
+def any_(payload, ctx):
+    print("running", flush=True)  # run_worker is running: the parent may interrupt it
+    return {}
+q.register_processor("t.any", any_)
+try:
+    q.run_worker()
+    print("returned")
+except KeyboardInterrupt:
+    print("interrupted")
+q.close()
+"""
+
+
+class Signals(AgentTestCase):
+    def child(self, code):
+        proc = subprocess.Popen([sys.executable, "-c", code, self.agent.queue],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                env=python_env())
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def test_ctrl_c_interrupts_result(self):
+        proc = self.child(RESULT_CHILD)
+        self.assertEqual(read_line(proc.stdout), "interrupted")
+        self.assertEqual(proc.wait(WAIT_S), 0)
+
+    def test_ctrl_c_interrupts_run_worker(self):
+        proc = self.child(WORKER_CHILD)
+        q = self.queue()
+        s = q.submit("t.any", {})
+        self.assertEqual(read_line(proc.stdout), "running")
+        self.assertEqual(q.result(s, timeout=WAIT_S).status, "completed")
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(read_line(proc.stdout), "interrupted")
+        self.assertEqual(proc.wait(WAIT_S), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
