@@ -319,7 +319,10 @@ HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
     r.headers.emplace_back("Retry-After", "1");
     return r;
   }
-  Result<Submitted> s = submit_waiting(**p, v);
+  // The rope-drop wait in slices that notice a stopping server: its
+  // shutdown never waits out a full rope_drop_timeout_ms.
+  Result<Submitted> s =
+      (*p)->submit(v, [this] { return stopping_.load(std::memory_order_relaxed); });
   waiting_submits_.fetch_sub(1, std::memory_order_relaxed);
   if (!s) return error_response(s.error());
   char id[17];
@@ -333,23 +336,6 @@ HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
               {"queuePosition", s->queue_position}};
   if (s->duplicate) out["duplicate"] = true;
   return json_response(201, out);
-}
-
-// Producer::submit's rope-drop wait, in slices that notice a stopping agent:
-// the HTTP server's shutdown never waits out a full rope_drop_timeout_ms.
-Result<Submitted> HttpApi::submit_waiting(Producer& p, const RequestView& v) {
-  const uint64_t timeout_ns = load_relaxed(seg_->header().rope_drop_timeout_ms) * 1'000'000;
-  const uint64_t deadline = mono_now_ns() + timeout_ns;
-  for (;;) {
-    auto s = p.try_submit(v);
-    if (s || s.error().code != Errc::kQueueFull) return s;
-    const uint64_t now = mono_now_ns();
-    if (now >= deadline || stopping_.load(std::memory_order_relaxed)) return s;
-    // Bounded: the agent wakes `room` waiters, and each slice ends anyway.
-    WaitWord& room = seg_->header().room;
-    const uint32_t seen = load_relaxed(room.seq);
-    shm::futex_wait(&room.seq, seen, std::min<uint64_t>(deadline - now, 20'000'000));
-  }
 }
 
 // Server-sent events: the handler only sets the stream up; the HTTP server

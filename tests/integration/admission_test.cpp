@@ -73,6 +73,57 @@ TEST(Admission, SubmitSucceedsWhenRoomAppearsDuringTheWait) {
   wt.join();
 }
 
+// Producer::submit(r, give_up): the wait for room asks give_up() between
+// slices and ends with QUEUE_FULL once it says true (a stopping server, a
+// closing binding, a signal), long before rope_drop_timeout_ms.
+TEST(Admission, AWaitForRoomEndsWhenTheCallerGivesUp) {
+  test::QueueName q;
+  auto cfg = test::test_config(q.str());
+  cfg.max_queue_depth = 2;
+  cfg.rope_drop_timeout_ms = 600'000;
+  test::AgentThread agent(cfg);
+  auto p = Producer::connect(agent.segment());
+  ASSERT_TRUE(p.ok());
+  std::vector<Future> held;
+  for (int i = 0; i < 2; ++i) {
+    auto s = (*p)->submit(req("work"));
+    ASSERT_TRUE(s.ok());
+    held.push_back(std::move(s->outcome));
+  }
+  test::Signal asked;
+  test::Signal returned;
+  std::atomic<bool> give_up{false};
+  std::atomic<int> calls{0};
+  std::atomic<int> code{-1};
+  std::thread waiter([&] {
+    auto s = (*p)->submit(req("work"), [&] {
+      if (calls.fetch_add(1) == 0) asked.notify();
+      return give_up.load();
+    });
+    code = static_cast<int>(s.code());
+    returned.notify();
+  });
+  ASSERT_GE(asked.wait(10s), 0) << "give_up() was never asked";
+  give_up = true;
+  const bool came_back = returned.wait(10s) >= 0;
+  if (!came_back) {
+    // Still waiting: a worker makes room, so the waiter (and the test) end.
+    auto w = Worker::connect(agent.segment());
+    std::atomic<bool> stop{false};
+    std::thread wt;
+    if (w.ok() && (*w)->register_processor("work", [](const Job&) { return Reply::ok(); }).ok()) {
+      wt = std::thread([&] { (*w)->run(stop); });
+    }
+    waiter.join();
+    stop = true;
+    if (wt.joinable()) wt.join();
+  } else {
+    waiter.join();
+  }
+  EXPECT_TRUE(came_back) << "the wait did not end when the caller gave up";
+  EXPECT_EQ(code.load(), static_cast<int>(Errc::kQueueFull));
+}
+
 TEST(Admission, QueuePositionCountsTheRequestsServedBeforeIt) {
   test::QueueName q;
   auto cfg = test::test_config(q.str());

@@ -126,6 +126,24 @@ Result<Submitted> Producer::try_submit(const RequestView& r) {
   return submit_impl(r, false);
 }
 
+Result<Submitted> Producer::submit(const RequestView& r, const std::function<bool()>& give_up) {
+  shm::Segment& seg = *seg_;
+  const uint64_t timeout_ns = load_relaxed(seg.header().rope_drop_timeout_ms) * 1'000'000;
+  const uint64_t deadline = mono_now_ns() + timeout_ns;
+  WaitWord& room = seg.header().room;
+  for (;;) {
+    // Read before trying: room that appears after a refusal changes it, so
+    // the wait below returns at once instead of missing the wake-up (the
+    // futex compares it; try_submit reads the queue's state itself).
+    const uint32_t seen = load_relaxed(room.seq);
+    auto s = try_submit(r);
+    if (s || (s.error().code != Errc::kQueueFull && s.error().code != Errc::kConflict)) return s;
+    const uint64_t now = mono_now_ns();
+    if (now >= deadline || give_up()) return s;
+    shm::futex_wait(&room.seq, seen, std::min<uint64_t>(deadline - now, 20'000'000));
+  }
+}
+
 // SPEC §5 admission: while max_queue_depth requests are accepted and not
 // final, wait up to rope_drop_timeout_ms for room (parked on the segment's
 // `room` word, which the agent notifies as requests finish), then QUEUE_FULL.

@@ -419,7 +419,9 @@ struct SubmitWork {
 void submit_execute(napi_env, void* data) {
   auto* w = static_cast<SubmitWork*>(data);
   try {
-    w->result.emplace(w->producer->submit(w->req.view()));
+    // The wait's slices notice close(): it never holds the process open.
+    Core* core = w->core;
+    w->result.emplace(w->producer->submit(w->req.view(), [core] { return core->closing(); }));
   } catch (...) {
     w->result.emplace(Error{Errc::kInternal, "submit failed"});
   }
@@ -433,10 +435,12 @@ void submit_complete(napi_env env, napi_status status, void* data) {
     bool ok = false;
     if (status != napi_ok || !w->result) {
       out = make_error(env, coded(Errc::kInternal, "submit was not run"));
+    } else if (w->core->closing()) {
+      // Also when the wait gave up because of close() (its QUEUE_FULL says
+      // nothing about the queue).
+      out = make_error(env, closed_error());
     } else if (!*w->result) {
       out = make_error(env, coded(w->result->error()));
-    } else if (w->core->closed()) {
-      out = make_error(env, closed_error());
     } else {
       out = accept(env, *w->core, w->result->value(), w->req.type);
       ok = true;

@@ -107,6 +107,10 @@ class Core {
   // processor call running in C++ takes.
   void shutdown();
   [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  // Any thread: close() has begun (a waiting submit gives up).
+  [[nodiscard]] bool closing() const noexcept {
+    return workers_stop_.load(std::memory_order_acquire);
+  }
 
   // main: refs/unrefs (idempotent) and releases the threadsafe functions.
   [[nodiscard]] napi_status ref_settled(napi_env env, bool on);

@@ -46,3 +46,25 @@ test('a registerProcessor that failed does not keep the process alive', async ()
   assert.equal(exit.code, 0);
   assert.equal(out().trim(), 'AGENT_UNAVAILABLE');
 });
+
+test('close() ends a submit waiting for room at once, and the process exits', async (t) => {
+  // rope_drop_timeout_ms is 10 minutes: a wait that ignored close() would
+  // keep the child past waitExit's bound.
+  const agent = await h.startAgent('closewait',
+    ['--max-queue-depth', '1', '--rope-drop-timeout-ms', '600000']);
+  t.after(() => agent.stop());
+  const child = agent.own(require('node:child_process').spawn(process.execPath, ['-e', `
+    const { PerformanceQueue } = require(${JSON.stringify(h.NODE_DIR)});
+    const q = new PerformanceQueue({ queue: ${JSON.stringify(agent.queue)}, userId: 'u' });
+    (async () => {
+      await q.submit({ type: 'closewait.t' });           // fills the queue
+      const waiting = q.submit({ type: 'closewait.t' }); // waits for room off the main thread
+      setImmediate(() => q.close());
+      await waiting.then(() => console.log('accepted'), (e) => console.log(e.code));
+    })();
+  `], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const out = h.collect(child.stdout);
+  const exit = await h.waitExit(child);
+  assert.equal(exit.code, 0);
+  assert.equal(out().trim(), 'ERR_PERFQ_CLOSED');
+});

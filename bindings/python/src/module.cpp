@@ -182,11 +182,32 @@ class QueueCore {
 
     Use use(*this);
     perfq::Producer& p = producer();
+    bool interrupted = false;
     perfq::Result<perfq::Submitted> r = [&] {
       py::gil_scoped_release nogil;  // may wait for room (rope drop)
-      return wait_for_room ? p.submit(v) : p.try_submit(v);
+      if (!wait_for_room) return p.try_submit(v);
+      // The wait's slices notice close() and signals (Ctrl-C).
+      Waiting counted(*this);
+      return p.submit(v, [&] {
+        {
+          std::lock_guard lock(mu_);
+          if (closed_) return true;
+        }
+        py::gil_scoped_acquire gil;
+        interrupted = PyErr_CheckSignals() != 0;
+        return interrupted;
+      });
     }();
-    if (!r) raise_error(r.error());
+    if (interrupted) throw py::error_already_set();
+    if (!r) {
+      bool closed = false;
+      {
+        std::lock_guard lock(mu_);
+        closed = closed_;
+      }
+      if (closed) raise_closed();
+      raise_error(r.error());
+    }
     perfq::Submitted& s = r.value();
     if (s.outcome.valid()) track(s.request_id, std::move(s.outcome));
     const std::string_view status =
@@ -324,12 +345,13 @@ class QueueCore {
     return entries_.size();
   }
 
-  // Threads inside result() right now (tests wait for them to be there).
+  // Threads inside result(), or inside a submit that may wait for room,
+  // right now (tests wait for them to be there).
   int waiting() const { return waiting_.load(std::memory_order_relaxed); }
 
   // Ends every wait (they raise ClosedError), calls pending watchers, joins
   // the completion thread and leaves the queue. Idempotent. A submit
-  // waiting for room is waited for (at most rope_drop_timeout_ms).
+  // waiting for room gives up (ClosedError) within one 20 ms slice.
   void close() {
     {
       std::lock_guard lock(mu_);

@@ -1,4 +1,5 @@
-"""Ctrl-C reaches a blocked result() and run_worker (KeyboardInterrupt), and
+"""Ctrl-C reaches a blocked result(), a submit waiting for room and
+run_worker (KeyboardInterrupt; close() ends the submit too), and
 SIGTERM stops the worker example (test_roundtrip). The signal is sent once
 the child is known to be blocked (QueueCore.waiting(), or a processor ran)."""
 import signal
@@ -44,15 +45,43 @@ q.close()
 """
 
 
-class Signals(AgentTestCase):
-    def child(self, code):
-        proc = subprocess.Popen([sys.executable, "-c", code, self.agent.queue],
+SUBMIT_CHILD = r"""
+import os, signal, sys, threading, time
+import perfq
+q = perfq.Queue(sys.argv[1], user_id="alice")
+q.submit("t.nobody", {})  # the queue (depth 1) is now full
+how = sys.argv[2]
+def interrupt():
+    deadline = time.monotonic() + 30
+    while q._core.waiting() < 1 and time.monotonic() < deadline:
+        time.sleep(0)
+    if how == "signal":
+        os.kill(os.getpid(), signal.SIGINT)
+    else:
+        q.close()
+threading.Thread(target=interrupt).start()
+try:
+    q.submit("t.nobody", {})  # waits for room: rope_drop_timeout_ms is 10 minutes
+    print("returned")
+except KeyboardInterrupt:
+    print("interrupted")
+except perfq.ClosedError:
+    print("closed")
+q.close()
+"""
+
+
+class ChildTestCase(AgentTestCase):
+    def child(self, code, *args):
+        proc = subprocess.Popen([sys.executable, "-c", code, self.agent.queue, *args],
                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 env=python_env())
         self.addCleanup(proc.stdout.close)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         return proc
 
+
+class Signals(ChildTestCase):
     def test_ctrl_c_interrupts_result(self):
         proc = self.child(RESULT_CHILD)
         self.assertEqual(read_line(proc.stdout), "interrupted")
@@ -66,6 +95,24 @@ class Signals(AgentTestCase):
         self.assertEqual(q.result(s, timeout=WAIT_S).status, "completed")
         proc.send_signal(signal.SIGINT)
         self.assertEqual(read_line(proc.stdout), "interrupted")
+        self.assertEqual(proc.wait(WAIT_S), 0)
+
+
+class SubmitWaitingForRoom(ChildTestCase):
+    """A submit waiting for room (rope_drop_timeout_ms is 10 minutes here)
+    ends at once on Ctrl-C (KeyboardInterrupt) and on close() (ClosedError);
+    a wait that noticed neither would outlast the test's bound."""
+
+    AGENT_FLAGS = ("--max-queue-depth", 1, "--rope-drop-timeout-ms", 600000)
+
+    def test_ctrl_c_interrupts_a_submit_waiting_for_room(self):
+        proc = self.child(SUBMIT_CHILD, "signal")
+        self.assertEqual(read_line(proc.stdout), "interrupted")
+        self.assertEqual(proc.wait(WAIT_S), 0)
+
+    def test_close_ends_a_submit_waiting_for_room(self):
+        proc = self.child(SUBMIT_CHILD, "close")
+        self.assertEqual(read_line(proc.stdout), "closed")
         self.assertEqual(proc.wait(WAIT_S), 0)
 
 

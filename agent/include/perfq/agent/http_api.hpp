@@ -53,7 +53,6 @@ class HttpApi {
 
  private:
   HttpResponse submit(const HttpRequest& req, const Principal& who);
-  Result<Submitted> submit_waiting(Producer& p, const RequestView& v);
   HttpResponse status(uint64_t id, const Principal& who);
   HttpResponse cancel(uint64_t id, const Principal& who);
   HttpResponse events(const HttpRequest& req);

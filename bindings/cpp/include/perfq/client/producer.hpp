@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -109,6 +110,13 @@ class Producer {
   [[nodiscard]] Result<Submitted> submit(const RequestView& r);
   // As submit, but never waits: QUEUE_FULL at once when the queue is full.
   [[nodiscard]] Result<Submitted> try_submit(const RequestView& r);
+  // As submit, for callers that must notice a shutdown or a signal while
+  // the queue is full (the HTTP server, the Node.js and Python bindings):
+  // waits in slices of at most 20 ms, asks `give_up()` after each, and
+  // answers QUEUE_FULL as soon as it says true. An equal key that another
+  // submit is writing (CONFLICT) is waited out the same way.
+  [[nodiscard]] Result<Submitted> submit(const RequestView& r,
+                                         const std::function<bool()>& give_up);
 
   // Cancels a request that is still pending (queued, waiting for a worker,
   // or waiting for a retry): it is never dispatched afterwards, and its
