@@ -154,6 +154,78 @@ TEST(EndToEnd, AResultTooLargeForTheSlotFailsTheRequestInsteadOfBeingCut) {
   wt.join();
 }
 
+// A worker told to stop finishes the attempt it runs and takes nothing
+// else from its ring: those attempts go back to the agent when it closes,
+// uncounted, and another worker completes them at their first attempt.
+TEST(EndToEnd, AStoppedWorkerLeavesItsQueuedAttemptsToOthersWithoutCostingAnAttempt) {
+  test::QueueName q;
+  test::AgentThread agent(test::test_config(q.str()));
+  auto first = Worker::connect(agent.segment());
+  ASSERT_TRUE(first.ok());
+  std::atomic<bool> open{false};
+  test::Signal started;
+  ASSERT_TRUE((*first)
+                  ->register_processor("job",
+                                       [&](const Job&) {
+                                         started.notify();
+                                         while (!open.load()) open.wait(false);
+                                         return Reply::ok("first");
+                                       })
+                  .ok());
+  std::atomic<bool> stop{false};
+  std::thread run_first([&] { (*first)->run(stop); });
+  struct Opener {
+    std::atomic<bool>& open;
+    ~Opener() {
+      open = true;
+      open.notify_all();
+    }
+  } opener{open};
+  auto producer = Producer::connect(agent.segment());
+  ASSERT_TRUE(producer.ok());
+  std::vector<Submitted> subs;
+  for (int i = 0; i < 3; ++i) {
+    auto s = (*producer)->submit(request("job", "x"));
+    ASSERT_TRUE(s.ok());
+    subs.push_back(std::move(*s));
+  }
+  ASSERT_GE(started.wait(std::chrono::seconds(10)), 0);
+  // The other two are handed to the only worker (ASSIGNED) behind the first.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  auto assigned = [&](const Submitted& s) {
+    auto st = (*producer)->status(s.request_id, shm::Caller{"user-1", false});
+    return st.ok() && st->status == Status::kAssigned;
+  };
+  while (!(assigned(subs[1]) && assigned(subs[2])) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(assigned(subs[1]) && assigned(subs[2]));
+  stop = true;
+  open = true;
+  open.notify_all();
+  run_first.join();
+  EXPECT_EQ((*first)->processed(), 1u);
+  first->reset();  // leaves: the agent takes back what it never started
+
+  auto second = Worker::connect(agent.segment());
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(
+      (*second)->register_processor("job", [](const Job&) { return Reply::ok("second"); }).ok());
+  std::atomic<bool> stop_second{false};
+  std::thread run_second([&] { (*second)->run(stop_second); });
+  std::vector<std::string> by;
+  for (auto& s : subs) {
+    ASSERT_TRUE(s.outcome.wait_for(std::chrono::seconds(10)));
+    const Outcome& o = s.outcome.get();
+    EXPECT_EQ(o.status, Status::kCompleted);
+    EXPECT_EQ(o.attempts, 1);
+    by.push_back(o.result_text());
+  }
+  EXPECT_EQ(by, (std::vector<std::string>{"first", "second", "second"}));
+  stop_second = true;
+  run_second.join();
+}
+
 // Producer::wait_any, the bindings' completion thread: it reports every
 // settled request once, by id, and comes back on its deadline when none is.
 TEST(EndToEnd, WaitAnyReportsEverySettledRequestOnce) {

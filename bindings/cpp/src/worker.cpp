@@ -242,10 +242,18 @@ int Worker::run_dispatch(std::span<const uint64_t> refs) {
 }
 
 int Worker::do_work() {
+  return do_work(nullptr);
+}
+
+int Worker::do_work(const std::atomic<bool>* stop) {
   SpscRing ring = seg_->dispatch_ring(client_id());
   int ran = 0;
   uint64_t ref = 0;
-  while (ran < kRunBatch && ring.try_pop(ref)) {
+  // Asked to stop: what is still in the ring is not taken. Those attempts
+  // stay ASSIGNED and go back to the agent, uncounted, when the worker
+  // leaves (DECISIONS "A dead worker's attempt counts, if it started").
+  auto stopping = [stop] { return stop != nullptr && stop->load(std::memory_order_acquire); };
+  while (ran < kRunBatch && !stopping() && ring.try_pop(ref)) {
     if (slot_ref_index(ref) != kBatchHeaderIndex) {
       ran += run_dispatch(std::span<const uint64_t>(&ref, 1));
       continue;
@@ -267,7 +275,7 @@ void Worker::run(const std::atomic<bool>& stop) {
   shm::Segment& seg = *seg_;
   IdlePolicy idle(opt_.idle);
   while (!stop.load(std::memory_order_acquire)) {
-    const int n = do_work();
+    const int n = do_work(&stop);
     if (n == 0) rejoin_if_evicted();
     idle.idle(static_cast<uint64_t>(n), [&] {
       const uint32_t id = id_.load(std::memory_order_relaxed);

@@ -89,7 +89,10 @@ class Worker {
   int do_work();
 
   // Runs duty cycles until `stop` is true, parking when idle (bounded, so
-  // the heartbeat continues). Single thread only.
+  // the heartbeat continues). Single thread only. Once `stop` is true it
+  // finishes the dispatch it is running and takes no other: attempts still
+  // waiting in its ring go back to the agent when the worker closes,
+  // without costing an attempt.
   void run(const std::atomic<bool>& stop);
 
   [[nodiscard]] uint32_t client_id() const noexcept { return id_.load(std::memory_order_relaxed); }
@@ -102,6 +105,7 @@ class Worker {
   Worker(std::shared_ptr<shm::Segment> seg, uint32_t id, WorkerOptions opt);
   void beat_loop();
   bool rejoin_if_evicted();
+  int do_work(const std::atomic<bool>* stop);
   // An attempt this worker holds, started (ASSIGNED -> PROCESSING).
   struct Started {
     uint32_t slot;
