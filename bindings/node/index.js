@@ -309,8 +309,8 @@ class PerformanceQueue {
     const want = !this._closed &&
       EVENT_NAMES.some((n) => this._emitter.listenerCount(n) > 0);
     if (want !== this._listening) {
+      native.events(this._h, want);  // turning on attaches: AGENT_UNAVAILABLE throws here
       this._listening = want;
-      native.events(this._h, want);
     }
   }
 
@@ -394,12 +394,16 @@ class PerformanceQueue {
   close() {
     if (this._closing !== null) return this._closing;
     this._closed = true;
+    // Workers take no more dispatches (those not started go back to the
+    // agent without costing an attempt) and waiting submits give up.
+    native.beginClose(this._h);
     for (const list of this._waiters.values()) {
       for (const w of list) w.reject(closedError());
     }
     this._waiters.clear();
     this._waiting = 0;
     this._emitter.removeAllListeners();
+    this._listening = false;  // the native side stops with everything else
     this._closing = (async () => {
       if (this._inflight > 0) {
         let timer;

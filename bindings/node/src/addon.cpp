@@ -549,7 +549,7 @@ napi_value js_events(napi_env env, napi_callback_info info) {
     Core* core = core_of(env, a.argv[0]);
     if (core->closed()) throw closed_error();
     const bool on = bool_of(env, a.argv[1]);
-    core->events_enable(on);
+    if (auto r = core->events_enable(on); !r) throw coded(r.error());
     check(core->ref_events(env, on), "ref events");
     return undefined(env);
   });
@@ -636,11 +636,22 @@ void close_complete(napi_env env, napi_status, void* data) {
   best_effort(napi_delete_async_work(env, w->work), "delete async work");
 }
 
+// The first step of close(), synchronous: workers take no more dispatches
+// and waiting submits give up, while calls in progress may finish.
+napi_value js_begin_close(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a = args_of(env, info, 1);
+    core_of(env, a.argv[0])->begin_close();
+    return undefined(env);
+  });
+}
+
 napi_value js_close(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a = args_of(env, info, 1);
     auto w = std::make_unique<CloseWork>();
     w->core = core_of(env, a.argv[0]);
+    w->core->begin_close();  // also frees the pool threads of waiting submits
     napi_value promise;
     check(napi_create_promise(env, &w->deferred, &promise), "create promise");
     check(napi_create_reference(env, a.argv[0], 1, &w->handle), "create reference");
@@ -668,6 +679,7 @@ napi_value init(napi_env env, napi_value exports) {
         {"events", nullptr, js_events, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"addWorkers", nullptr, js_add_workers, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"settle", nullptr, js_settle, nullptr, nullptr, nullptr, napi_default, nullptr},
+        {"beginClose", nullptr, js_begin_close, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"close", nullptr, js_close, nullptr, nullptr, nullptr, napi_default, nullptr},
     };
     check(napi_define_properties(env, exports, sizeof props / sizeof props[0], props),

@@ -103,12 +103,28 @@ void Core::completion_loop() {
   }
 }
 
-void Core::events_enable(bool on) {
+Result<void> Core::events_enable(bool on) {
+  bool need_reader = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return {};
+    need_reader = on && !reader_held_ && !fresh_reader_;
+  }
+  // Attached here, on the caller's thread (bounded), so a queue without a
+  // segment is an error for on(), not a thread retrying in the background.
+  std::unique_ptr<EventReader> reader;
+  if (need_reader) {
+    auto r = EventReader::connect(queue_);
+    if (!r) return r.error();
+    reader = std::move(*r);
+  }
   std::lock_guard lock(mu_);
-  if (stop_) return;
+  if (stop_) return {};
   events_on_ = on;
+  if (reader) fresh_reader_ = std::move(reader);
   if (on && !events_.joinable()) events_ = std::thread([this] { events_loop(); });
   events_cv_.notify_all();
+  return {};
 }
 
 std::vector<EventBatch> Core::take_events() {
@@ -124,11 +140,18 @@ void Core::events_loop() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      if (!events_on_) reader.reset();  // paused: a new listener starts from "now"
+      if (!events_on_) {
+        reader.reset();  // paused: a new listener starts from "now"
+        reader_held_ = false;
+      }
       events_cv_.wait(lock, [&] { return stop_ || events_on_; });
       if (stop_) return;
+      if (fresh_reader_) reader = std::move(fresh_reader_);
+      reader_held_ = reader != nullptr;
     }
     if (!reader) {
+      // Paused and resumed while this thread let its reader go: the queue
+      // was attached a moment ago, so this attach is expected to succeed.
       auto r = EventReader::connect(queue_);
       if (!r) {
         std::unique_lock lock(mu_);
@@ -136,6 +159,8 @@ void Core::events_loop() {
         continue;
       }
       reader = std::move(*r);
+      std::lock_guard lock(mu_);
+      reader_held_ = true;
     }
     got.clear();
     const uint64_t missed_before = reader->missed();
@@ -220,7 +245,13 @@ Result<void> Core::add_workers(const std::string& type, bool batch, uint32_t n, 
   // the agent takes back whatever it handed them).
   std::vector<std::unique_ptr<Worker>> fresh;
   for (uint32_t i = 0; i < n; ++i) {
-    auto w = Worker::connect(queue_);
+    // One dispatch at a time: the run thread serves one attempt at a time,
+    // and an attempt's processing time counts from its dispatch, so
+    // dispatches queued behind a slow processor would time out unstarted
+    // (concurrency comes from more workers, not deeper rings).
+    WorkerOptions opt;
+    opt.max_inflight = 1;
+    auto w = Worker::connect(queue_, opt);
     if (!w) return w.error();
     Result<void> r;
     if (batch) {
@@ -249,7 +280,7 @@ Result<void> Core::add_workers(const std::string& type, bool batch, uint32_t n, 
     Running run;
     run.worker = std::move(w);
     Worker* raw = run.worker.get();
-    run.thread = std::thread([this, raw] { raw->run(workers_stop_); });
+    run.thread = std::thread([this, raw] { raw->run(closing_); });
     workers_.push_back(std::move(run));
   }
   return {};
@@ -264,6 +295,7 @@ void Core::shutdown() {
   }
   completion_cv_.notify_all();
   events_cv_.notify_all();
+  closing_.store(true, std::memory_order_release);
   workers_stop_.store(true, std::memory_order_release);
   {
     std::lock_guard lock(workers_mu_);

@@ -92,8 +92,10 @@ class Core {
   // main: outcomes settled since the last call.
   [[nodiscard]] std::vector<Outcome> take_settled();
 
-  // main: starts (or resumes) / pauses the event thread's polling.
-  void events_enable(bool on);
+  // main: starts (or resumes) / pauses the event thread's polling. Turning
+  // it on attaches an event reader here, so a queue without a segment is
+  // an error for the caller, not a thread retrying in the background.
+  [[nodiscard]] Result<void> events_enable(bool on);
   [[nodiscard]] std::vector<EventBatch> take_events();
 
   // main: N workers (each its own run thread) serving `type` through the JS
@@ -107,10 +109,12 @@ class Core {
   // processor call running in C++ takes.
   void shutdown();
   [[nodiscard]] bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
-  // Any thread: close() has begun (a waiting submit gives up).
-  [[nodiscard]] bool closing() const noexcept {
-    return workers_stop_.load(std::memory_order_acquire);
-  }
+  // main, at the start of close(): the workers take no more dispatches
+  // (what is still in their rings goes back to the agent, uncounted, when
+  // they leave) and waiting submits give up; calls in progress go on.
+  void begin_close() noexcept { closing_.store(true, std::memory_order_release); }
+  // Any thread: close() has begun.
+  [[nodiscard]] bool closing() const noexcept { return closing_.load(std::memory_order_acquire); }
 
   // main: refs/unrefs (idempotent) and releases the threadsafe functions.
   [[nodiscard]] napi_status ref_settled(napi_env env, bool on);
@@ -141,6 +145,8 @@ class Core {
   bool settled_signalled_ = false;
   std::thread completion_;
   bool events_on_ = false;
+  std::unique_ptr<EventReader> fresh_reader_;  // attached by events_enable, for the thread
+  bool reader_held_ = false;                   // the thread holds a reader
   std::vector<EventBatch> event_batches_;
   size_t events_queued_ = 0;
   uint64_t events_dropped_ = 0;  // dropped here because the main thread lagged
@@ -153,7 +159,8 @@ class Core {
   };
   std::mutex workers_mu_;
   std::vector<Running> workers_;
-  std::atomic<bool> workers_stop_{false};
+  std::atomic<bool> closing_{false};       // Worker::run's stop: take no more dispatches
+  std::atomic<bool> workers_stop_{false};  // abandon the calls in progress
 
   std::mutex shutdown_mu_;
   std::atomic<bool> closed_{false};
