@@ -430,6 +430,7 @@ void submit_execute(napi_env, void* data) {
 
 void submit_complete(napi_env env, napi_status status, void* data) {
   std::unique_ptr<SubmitWork> w(static_cast<SubmitWork*>(data));
+  bool settled = false;
   guarded(env, [&]() -> napi_value {
     napi_value out;
     bool ok = false;
@@ -450,8 +451,19 @@ void submit_complete(napi_env env, napi_status status, void* data) {
     } else {
       check(napi_reject_deferred(env, w->deferred, out), "reject");
     }
+    settled = true;
     return nullptr;
   });
+  if (!settled) {
+    // Building the answer failed: the promise must still settle.
+    napi_value err = nullptr;
+    napi_value msg = nullptr;
+    if (napi_create_string_utf8(env, "submit: could not build the answer", NAPI_AUTO_LENGTH,
+                                &msg) == napi_ok &&
+        napi_create_error(env, nullptr, msg, &err) == napi_ok) {
+      best_effort(napi_reject_deferred(env, w->deferred, err), "reject");
+    }
+  }
   best_effort(napi_delete_reference(env, w->handle), "delete reference");
   best_effort(napi_delete_async_work(env, w->work), "delete async work");
 }
@@ -628,7 +640,8 @@ void close_complete(napi_env env, napi_status, void* data) {
   std::unique_ptr<CloseWork> w(static_cast<CloseWork*>(data));
   guarded(env, [&]() -> napi_value {
     w->core->shutdown();  // no-op unless the work was cancelled
-    check(w->core->release_tsfns(), "release threadsafe functions");
+    // Reported, not thrown: the promise resolves whatever the release says.
+    best_effort(w->core->release_tsfns(), "release threadsafe functions");
     check(napi_resolve_deferred(env, w->deferred, undefined(env)), "resolve");
     return nullptr;
   });
