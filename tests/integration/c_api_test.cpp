@@ -409,6 +409,65 @@ TEST(CApi, WaitAnyHandsOverEverySettledIdOnceWithinItsBound) {
   EXPECT_EQ(seen.size(), submitted.size());
 }
 
+// Fire and forget: outcomes hold their slots until collected, so a
+// producer that never waits polls, and forgets the ids it will not wait
+// for. Four times the pool's slots go through without QUEUE_FULL.
+TEST(CApi, AProducerThatNeverWaitsKeepsItsSlotsFreeByPolling) {
+  test::QueueName q;
+  agent::Config cfg = test::test_config(q.str());
+  cfg.slots = 64;
+  cfg.max_queue_depth = 32;  // in flight; the other 32 slots hold settled outcomes
+  test::AgentThread agent(cfg);
+  CWorker w(q.str());
+  ASSERT_EQ(perfq_worker_register(w.get(), "echo", echo, nullptr), PERFQ_OK);
+  w.start();
+  CProducer p(q.str());
+  perfq_request r = request("echo");
+  for (int i = 0; i < 256; ++i) {
+    perfq_submitted s;
+    ASSERT_EQ(perfq_submit(p.p, &r, &s), PERFQ_OK) << i << ": " << perfq_last_error();
+    ASSERT_EQ(perfq_forget(p.p, s.request_id), PERFQ_OK);
+    EXPECT_EQ(perfq_forget(p.p, s.request_id), PERFQ_NOT_FOUND);
+    (void)perfq_poll(p.p);
+  }
+  // Forgotten outcomes are never reported, nor handed over.
+  uint64_t ids[8];
+  EXPECT_EQ(perfq_wait_any(p.p, 1, ids, 8), 0u);
+  // A polled outcome is reported by wait_any and taken at once by wait.
+  perfq_submitted s;
+  ASSERT_EQ(perfq_submit(p.p, &r, &s), PERFQ_OK);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (perfq_poll(p.p) == 0 && std::chrono::steady_clock::now() < deadline) {
+    (void)perfq_wait_any(p.p, 0, nullptr, 0);
+  }
+  ASSERT_EQ(perfq_wait_any(p.p, 0, ids, 8), 1u);
+  EXPECT_EQ(ids[0], s.request_id);
+  perfq_outcome o;
+  ASSERT_EQ(perfq_wait(p.p, s.request_id, 0, &o), PERFQ_OK);
+  perfq_outcome_free(&o);
+}
+
+// A timeout too large for a time point is no limit, not an instant timeout.
+TEST(CApi, AHugeTimeoutWaitsForTheOutcome) {
+  test::QueueName q;
+  test::AgentThread agent(test::test_config(q.str()));
+  CProducer p(q.str());
+  perfq_request r = request("echo");
+  perfq_submitted s;
+  ASSERT_EQ(perfq_submit(p.p, &r, &s), PERFQ_OK);
+  CWorker w(q.str());
+  ASSERT_EQ(perfq_worker_register(w.get(), "echo", echo, nullptr), PERFQ_OK);
+  w.start();
+  perfq_outcome o;
+  ASSERT_EQ(perfq_wait(p.p, s.request_id, INT64_MAX, &o), PERFQ_OK);
+  EXPECT_EQ(o.status, PERFQ_STATUS_COMPLETED);
+  perfq_outcome_free(&o);
+  ASSERT_EQ(perfq_submit(p.p, &r, &s), PERFQ_OK);
+  uint64_t id = 0;
+  ASSERT_EQ(perfq_wait_any(p.p, INT64_MAX, &id, 1), 1u);
+  EXPECT_EQ(id, s.request_id);
+}
+
 TEST(CApi, EventsFollowARequestWithoutItsPayload) {
   test::QueueName q;
   test::AgentThread agent(test::test_config(q.str()));

@@ -110,6 +110,13 @@ bool below(const E& value, uint8_t count) noexcept {
   return v >= 0 && v < count;
 }
 
+// A timeout in ms from C: negative or beyond ~31 years means none (and
+// keeps the arithmetic on time points clear of overflow).
+constexpr int64_t kNoLimitAboveMs = 1'000'000'000'000;
+bool no_limit(int64_t timeout_ms) noexcept {
+  return timeout_ms < 0 || timeout_ms > kNoLimitAboveMs;
+}
+
 perfq::shm::Caller caller_of(const perfq_caller* who) noexcept {
   return perfq::shm::Caller{text(who->user_id), who->admin != 0};
 }
@@ -299,7 +306,7 @@ perfq_errc perfq_wait(perfq_producer* p, uint64_t request_id, int64_t timeout_ms
       }
       entry = it->second;
     }
-    if (timeout_ms < 0) {
+    if (no_limit(timeout_ms)) {
       while (!entry->future.wait_for(std::chrono::seconds(1))) {
       }
     } else if (!entry->future.wait_for(std::chrono::milliseconds(timeout_ms))) {
@@ -335,27 +342,73 @@ perfq_errc perfq_wait(perfq_producer* p, uint64_t request_id, int64_t timeout_ms
   });
 }
 
+// Collects arrived outcomes into p->ready (caller holds any_mu), waiting up
+// to `slice`; ids nobody awaits any more (forgotten) are not kept.
+static void collect(perfq_producer* p, std::chrono::milliseconds slice) {
+  p->batch.clear();
+  (void)p->producer->wait_any(slice, p->batch);
+  if (p->batch.empty()) return;
+  std::lock_guard lock(p->mu);
+  for (uint64_t id : p->batch) {
+    if (p->pending.count(id) != 0) p->ready.push_back(id);
+  }
+  // Ids perfq_wait took meanwhile linger until wait_any passes them; a
+  // producer that polls but never calls wait_any must not pile them up.
+  if (p->ready.size() > 2 * p->pending.size() + 64) {
+    std::erase_if(p->ready, [p](uint64_t id) { return p->pending.count(id) == 0; });
+  }
+}
+
 size_t perfq_wait_any(perfq_producer* p, int64_t timeout_ms, uint64_t* ids, size_t max) {
   size_t n = 0;
   const perfq_errc rc = guarded([&] {
     if (p == nullptr || (ids == nullptr && max > 0)) return null_argument();
     std::lock_guard lock(p->any_mu);
+    const bool forever = no_limit(timeout_ms);
     for (;;) {
+      {
+        // Taken by perfq_wait or forgotten meanwhile: not reported.
+        std::lock_guard pending(p->mu);
+        while (!p->ready.empty() && p->pending.count(p->ready.front()) == 0) {
+          p->ready.pop_front();
+        }
+      }
       if (!p->ready.empty()) break;
-      p->batch.clear();
-      const auto slice =
-          timeout_ms < 0 ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(timeout_ms);
-      (void)p->producer->wait_any(slice, p->batch);
-      p->ready.insert(p->ready.end(), p->batch.begin(), p->batch.end());
-      if (timeout_ms >= 0) break;
+      collect(p, forever ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(timeout_ms));
+      if (!forever) break;
     }
+    std::lock_guard pending(p->mu);
     while (n < max && !p->ready.empty()) {
-      ids[n++] = p->ready.front();
+      const uint64_t id = p->ready.front();
       p->ready.pop_front();
+      if (p->pending.count(id) != 0) ids[n++] = id;
     }
     return PERFQ_OK;
   });
   return rc == PERFQ_OK ? n : 0;
+}
+
+size_t perfq_poll(perfq_producer* p) {
+  size_t n = 0;
+  (void)guarded([&] {
+    if (p == nullptr) return null_argument();
+    std::lock_guard lock(p->any_mu);
+    collect(p, std::chrono::milliseconds(0));
+    n = p->batch.size();
+    return PERFQ_OK;
+  });
+  return n;
+}
+
+perfq_errc perfq_forget(perfq_producer* p, uint64_t request_id) {
+  return guarded([&] {
+    if (p == nullptr) return null_argument();
+    std::lock_guard lock(p->mu);
+    if (p->pending.erase(request_id) == 0) {
+      return fail(Errc::kNotFound, "no outcome awaited for this request by this producer");
+    }
+    return PERFQ_OK;
+  });
 }
 
 void perfq_outcome_free(perfq_outcome* o) {

@@ -11,8 +11,8 @@
  *   calling thread until its next failing call. Messages never quote a
  *   payload or an idempotency key.
  * - Nothing throws across this boundary: a C++ exception inside the library
- *   becomes PERFQ_INTERNAL. Processor callbacks must not throw either (a C++
- *   caller's exception escaping a callback terminates the process).
+ *   becomes PERFQ_INTERNAL. A C++ exception escaping a processor callback
+ *   fails that attempt (PROCESSOR_ERROR, retried), like an error reply.
  * - Thread safety: a producer may be used by any number of threads at once.
  *   A worker's run/do_work belong to one thread; perfq_worker_stop() may be
  *   called from any thread or a signal handler. An event reader belongs to
@@ -207,19 +207,35 @@ typedef struct perfq_outcome {
   uint64_t processing_ns; /* last dispatch -> settled */
 } perfq_outcome;
 
-/* Waits up to timeout_ms (negative: no limit) for the outcome of a request
- * this producer submitted, and hands it over: a request's outcome is
- * delivered once. PERFQ_TIMED_OUT: not yet (wait again); PERFQ_NOT_FOUND:
- * not submitted here, or already delivered. Free with perfq_outcome_free. */
+/* Outcomes come back to the producer that submitted them, and each holds
+ * its request's slot until this producer collects it: perfq_wait,
+ * perfq_wait_any or perfq_poll. A producer that submits and never waits
+ * must still call perfq_poll regularly (and perfq_forget what it will never
+ * wait for), or the queue runs out of slots. */
+
+/* Waits up to timeout_ms (negative, or more than 10^12: no limit) for the
+ * outcome of a request this producer submitted, and hands it over: a
+ * request's outcome is delivered once. PERFQ_TIMED_OUT: not yet (wait
+ * again); PERFQ_NOT_FOUND: not submitted here, forgotten, or already
+ * delivered. Free with perfq_outcome_free. */
 PERFQ_API perfq_errc perfq_wait(perfq_producer* p, uint64_t request_id, int64_t timeout_ms,
                                 perfq_outcome* out);
-/* Waits up to timeout_ms (negative: no limit) until outcomes arrive, and
- * writes up to `max` ids of requests whose outcome perfq_wait now returns
- * at once; returns how many (0: the timeout passed). Ids beyond `max` are
- * kept for the next call. For event loops that await many requests from
- * one thread; do not mix with perfq_wait on other threads for the same
- * requests. Returns 0 and sets the last error on failure. */
+/* Waits up to timeout_ms (negative, or more than 10^12: no limit) until
+ * outcomes arrive, and writes up to `max` ids of requests whose outcome
+ * perfq_wait now returns at once; returns how many (0: the timeout passed).
+ * Ids beyond `max` are kept for the next call. For event loops that await
+ * many requests from one thread. It reports what it and perfq_poll
+ * collected: while a perfq_wait with a timeout runs on another thread,
+ * outcomes that perfq_wait collects are not reported here, so use one
+ * style per producer. Returns 0 and sets the last error on failure. */
 PERFQ_API size_t perfq_wait_any(perfq_producer* p, int64_t timeout_ms, uint64_t* ids, size_t max);
+/* Collects the outcomes that have arrived, without waiting (they are then
+ * reported by perfq_wait_any and returned at once by perfq_wait); returns
+ * how many it collected. */
+PERFQ_API size_t perfq_poll(perfq_producer* p);
+/* Drops the outcome of a request this producer submitted: nobody will wait
+ * for it (fire and forget). PERFQ_NOT_FOUND if there is none to drop. */
+PERFQ_API perfq_errc perfq_forget(perfq_producer* p, uint64_t request_id);
 PERFQ_API void perfq_outcome_free(perfq_outcome* o);
 
 /* Who asks: the owner sees and cancels their requests; an admin any. */
