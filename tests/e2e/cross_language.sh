@@ -87,6 +87,19 @@ for producer in c node python; do
     pairs=$((pairs + 1))
   done
 done
+# The C producer example (the Node.js and Python ones run in their suites):
+# it prints one id per request, and each one completes.
+ids=$("$bin/perfq-c-producer" --queue "$queue" --type x.python --user u-c --count 3)
+[ "$(wc -l <<< "$ids")" = 3 ] || fail "the C producer printed '$ids'"
+for id in $ids; do
+  for ((i = 0; i < 1000; i++)); do
+    st=$("$bin/perfqctl" --queue "$queue" --json status "$id" --user u-c | jq -r .status)
+    [ "$st" = completed ] && break
+  done
+  [ "$st" = completed ] || fail "C producer's request $id: $st"
+done
+echo "ok  c producer example: 3 requests completed by the python worker"
+
 # Every failed request is in the DLQ, once.
 letters=$("$bin/perfqctl" --queue "$queue" --json dlq list --limit 100 | jq '.entries | length')
 [ "$letters" = "$pairs" ] || fail "$letters dead letters for $pairs failed requests"
