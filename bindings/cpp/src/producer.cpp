@@ -456,7 +456,6 @@ size_t Producer::poll() {
 }
 
 bool Producer::wait(detail::FutureState* st, std::chrono::steady_clock::time_point deadline) {
-  shm::Segment& seg = *seg_;
   auto left_ns = [&](std::chrono::steady_clock::time_point now) {
     return static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
@@ -478,30 +477,40 @@ bool Producer::wait(detail::FutureState* st, std::chrono::steady_clock::time_poi
       continue;
     }
     // This thread drains for everyone until its own outcome arrives.
-    draining_.store(true, std::memory_order_relaxed);
-    IdlePolicy idle(opt_.idle);
-    bool done = false;
-    for (;;) {
-      const size_t n = drain_locked();
-      if (n > 0) shm::notify(turn_);
-      done = st->ready.load(std::memory_order_acquire) != 0;
-      const auto t = std::chrono::steady_clock::now();
-      if (done || t >= deadline) break;
-      idle.idle(n, [&] {
-        SpscRing ring = seg.completion_ring(id_);
-        shm::park(seg.client(id_).completion_wake, std::min(left_ns(t), kParkBoundNs),
-                  [&] { return ring.size_approx() > 0; });
-      });
-    }
-    draining_.store(false, std::memory_order_release);
-    lock.unlock();
-    shm::notify(turn_);  // hand the ring over
-    return done;
+    return drain_until(lock, deadline, nullptr,
+                       [st] { return st->ready.load(std::memory_order_acquire) != 0; });
   }
 }
 
-size_t Producer::wait_any(std::chrono::nanoseconds timeout, std::vector<uint64_t>& settled) {
+bool Producer::drain_until(std::unique_lock<std::mutex>& lock,
+                           std::chrono::steady_clock::time_point deadline,
+                           std::vector<uint64_t>* settled, const std::function<bool()>& done) {
   shm::Segment& seg = *seg_;
+  draining_.store(true, std::memory_order_relaxed);
+  IdlePolicy idle(opt_.idle);
+  bool ok = false;
+  for (;;) {
+    const size_t n = drain_locked(settled);
+    if (n > 0) shm::notify(turn_);
+    ok = done();
+    const auto t = std::chrono::steady_clock::now();
+    if (ok || t >= deadline) break;
+    idle.idle(n, [&] {
+      SpscRing ring = seg.completion_ring(id_);
+      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - t);
+      shm::park(seg.client(id_).completion_wake,
+                std::min(static_cast<uint64_t>(left.count()), kParkBoundNs),
+                [&] { return ring.size_approx() > 0; });
+    });
+  }
+  // release: a waiter that sees the ring free also sees what we settled.
+  draining_.store(false, std::memory_order_release);
+  lock.unlock();
+  shm::notify(turn_);  // hand the ring over
+  return ok;
+}
+
+size_t Producer::wait_any(std::chrono::nanoseconds timeout, std::vector<uint64_t>& settled) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   const size_t before = settled.size();
   auto left_ns = [&](std::chrono::steady_clock::time_point now) {
@@ -518,22 +527,7 @@ size_t Producer::wait_any(std::chrono::nanoseconds timeout, std::vector<uint64_t
                 [&] { return !draining_.load(std::memory_order_acquire); });
       continue;
     }
-    draining_.store(true, std::memory_order_relaxed);
-    IdlePolicy idle(opt_.idle);
-    for (;;) {
-      const size_t n = drain_locked(&settled);
-      if (n > 0) shm::notify(turn_);
-      const auto t = std::chrono::steady_clock::now();
-      if (settled.size() > before || t >= deadline) break;
-      idle.idle(n, [&] {
-        SpscRing ring = seg.completion_ring(id_);
-        shm::park(seg.client(id_).completion_wake, std::min(left_ns(t), kParkBoundNs),
-                  [&] { return ring.size_approx() > 0; });
-      });
-    }
-    draining_.store(false, std::memory_order_release);
-    lock.unlock();
-    shm::notify(turn_);
+    (void)drain_until(lock, deadline, &settled, [&] { return settled.size() > before; });
     return settled.size() - before;
   }
 }

@@ -26,6 +26,7 @@
 
 #include "perfq/agent/journal.hpp"
 #include "perfq/agent/observe.hpp"
+#include "perfq/client/iso_time.hpp"
 #include "perfq/core/result.hpp"
 
 namespace perfq {
@@ -39,8 +40,7 @@ namespace perfq::agent {
 
 struct Config;
 
-// ISO 8601 in UTC with milliseconds ("2026-11-27T23:34:07.123Z").
-[[nodiscard]] std::string iso_time(uint64_t unix_ns);
+using perfq::iso_time;  // the agent's JSON prints times as the bindings do
 
 // Parses a request body; a value nested deeper than kMaxJsonDepth is refused
 // like malformed JSON (is_discarded()): writing it back out recurses.

@@ -157,6 +157,12 @@ class Producer {
   [[nodiscard]] Result<shm::Occupancy> admit(bool wait_for_room);
   [[nodiscard]] Result<Submitted> enqueue(const RequestView& r, bool wait_for_room, uint64_t id);
   size_t drain_locked(std::vector<uint64_t>* settled_ids = nullptr);
+  // Caller holds drain_mu_ (in `lock`): drains the ring for everyone,
+  // parking while it is empty, until done() or the deadline; then lets the
+  // ring go and wakes the waiters who did not drain. Returns done().
+  bool drain_until(std::unique_lock<std::mutex>& lock,
+                   std::chrono::steady_clock::time_point deadline, std::vector<uint64_t>* settled,
+                   const std::function<bool()>& done);
 
   std::shared_ptr<shm::Segment> seg_;
   uint32_t id_;
