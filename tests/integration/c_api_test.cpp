@@ -447,6 +447,49 @@ TEST(CApi, AProducerThatNeverWaitsKeepsItsSlotsFreeByPolling) {
   perfq_outcome_free(&o);
 }
 
+// Closing a producer with requests in flight drops only their outcomes:
+// the requests are served, and their slots come back to the pool.
+TEST(CApi, ClosingAProducerWithRequestsInFlightLeavesThemToTheQueue) {
+  test::QueueName q;
+  agent::Config cfg = test::test_config(q.str());
+  cfg.slots = 64;
+  cfg.max_queue_depth = 32;
+  test::AgentThread agent(cfg);
+  std::vector<uint64_t> ids;
+  {
+    CProducer p(q.str());
+    perfq_request r = request("later");
+    for (int i = 0; i < 32; ++i) {
+      perfq_submitted s;
+      ASSERT_EQ(perfq_submit(p.p, &r, &s), PERFQ_OK);
+      ids.push_back(s.request_id);
+    }
+  }  // closed with all 32 pending
+  CWorker w(q.str());
+  ASSERT_EQ(perfq_worker_register(w.get(), "later", echo, nullptr), PERFQ_OK);
+  w.start();
+  CProducer again(q.str());
+  perfq_caller owner{"u1", 0};
+  for (uint64_t id : ids) {
+    perfq_request_status st{};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (perfq_lookup_status(again.p, id, &owner, &st) == PERFQ_OK &&
+           st.status != PERFQ_STATUS_COMPLETED && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    EXPECT_EQ(st.status, PERFQ_STATUS_COMPLETED);
+  }
+  // Every slot is free again: a full pool's worth goes through.
+  perfq_request r = request("later");
+  for (int i = 0; i < 64; ++i) {
+    perfq_submitted s;
+    ASSERT_EQ(perfq_submit(again.p, &r, &s), PERFQ_OK) << i << ": " << perfq_last_error();
+    perfq_outcome o;
+    ASSERT_EQ(perfq_wait(again.p, s.request_id, 10'000, &o), PERFQ_OK);
+    perfq_outcome_free(&o);
+  }
+}
+
 // A timeout too large for a time point is no limit, not an instant timeout.
 TEST(CApi, AHugeTimeoutWaitsForTheOutcome) {
   test::QueueName q;
