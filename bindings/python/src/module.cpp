@@ -24,7 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
-#include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -258,7 +258,7 @@ class QueueCore {
         closed = closed_;
         if (settled) {
           auto it = entries_.find(id);
-          if (it != entries_.end() && it->second == e) entries_.erase(it);
+          if (it != entries_.end() && it->second == e) erase_locked(it);
         }
         timed_out = !forever && std::chrono::steady_clock::now() >= deadline;
       }
@@ -306,7 +306,7 @@ class QueueCore {
       if (!it->second->settled) --unsettled_;
       it->second->forgotten = true;
       drop = std::move(it->second->watchers);
-      entries_.erase(it);
+      erase_locked(it);
     }
     cv_.notify_all();     // result() waits for it end with NOT_FOUND,
     call_watchers(drop);  // and result_async() awaits too
@@ -398,9 +398,11 @@ class QueueCore {
  private:
   struct Entry {
     perfq::Future future;
-    bool settled = false;             // guarded by mu_
-    bool forgotten = false;           // guarded by mu_
-    std::vector<PyObject*> watchers;  // owned references; touched with the GIL and mu_
+    bool settled = false;                 // guarded by mu_
+    bool forgotten = false;               // guarded by mu_
+    bool in_order = false;                // `order` is valid; guarded by mu_
+    std::list<uint64_t>::iterator order;  // its place in settled_order_
+    std::vector<PyObject*> watchers;      // owned references; touched with the GIL and mu_
   };
 
   // Keeps the producer alive during a call; refused after close().
@@ -463,9 +465,10 @@ class QueueCore {
       // Settled before we got here (the completion thread drained it and
       // found no entry): ready() tells, under mu_ (see completion_loop).
       e->settled = e->future.ready();
-      entries_[id] = e;
+      auto [it, inserted] = entries_.insert_or_assign(id, e);
+      (void)inserted;
       if (e->settled) {
-        note_settled_locked(id);
+        note_settled_locked(it);
       } else {
         ++unsettled_;
       }
@@ -476,17 +479,31 @@ class QueueCore {
     completer_cv_.notify_one();
   }
 
-  // Under mu_: remembers settled ids in order and drops the oldest settled
-  // outcome still uncollected once more than max_uncollected_ are kept.
-  // Watchers were handed out when it settled, so an entry dropped here has none.
-  void note_settled_locked(uint64_t id) {
-    settled_order_.push_back(id);
+  // Under mu_: drops an entry, and its id from settled_order_.
+  void erase_locked(std::unordered_map<uint64_t, std::shared_ptr<Entry>>::iterator it) {
+    if (it->second->in_order) {
+      settled_order_.erase(it->second->order);
+      it->second->in_order = false;
+    }
+    entries_.erase(it);
+  }
+
+  // Under mu_: remembers the settled entry `it` in order and drops the
+  // oldest settled outcome once more than max_uncollected_ are kept.
+  // settled_order_ holds exactly the settled entries still in entries_
+  // (collecting or forgetting one removes it), so only uncollected outcomes
+  // count. Watchers were handed out when it settled, so an entry dropped
+  // here has none.
+  void note_settled_locked(std::unordered_map<uint64_t, std::shared_ptr<Entry>>::iterator it) {
+    it->second->order = settled_order_.insert(settled_order_.end(), it->first);
+    it->second->in_order = true;
     while (settled_order_.size() > max_uncollected_) {
-      auto it = entries_.find(settled_order_.front());
-      settled_order_.pop_front();
-      if (it != entries_.end() && it->second->settled && it->second->watchers.empty()) {
-        entries_.erase(it);
+      auto oldest = entries_.find(settled_order_.front());
+      if (oldest == entries_.end()) {  // cannot happen: erase_locked keeps them in step
+        settled_order_.pop_front();
+        continue;
       }
+      erase_locked(oldest);
     }
   }
 
@@ -512,7 +529,7 @@ class QueueCore {
           if (it == entries_.end() || it->second->settled) continue;
           it->second->settled = true;
           --unsettled_;
-          note_settled_locked(id);
+          note_settled_locked(it);
           for (PyObject* cb : it->second->watchers) fire.push_back(cb);
           it->second->watchers.clear();
         }
@@ -558,7 +575,7 @@ class QueueCore {
   size_t unsettled_ = 0;
   std::unique_ptr<perfq::Producer> producer_;  // set once (under mu_), reset in close()
   std::unordered_map<uint64_t, std::shared_ptr<Entry>> entries_;
-  std::deque<uint64_t> settled_order_;  // at most max_uncollected_ ids
+  std::list<uint64_t> settled_order_;  // settled uncollected ids, oldest first
   std::thread completer_;
   // False once this object no longer waits for the completion thread.
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
