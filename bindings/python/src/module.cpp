@@ -33,6 +33,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -295,7 +296,16 @@ class QueueCore {
     return false;
   }
 
+  // Forgotten requests whose outcome has not arrived yet (tests).
+  size_t forgotten() {
+    std::lock_guard lock(mu_);
+    return forgotten_.size();
+  }
+
   // Drops the outcome of a request this core submitted (fire and forget).
+  // An unsettled one stays counted in unsettled_ (as an id in forgotten_)
+  // until its outcome arrives: the completion thread must still drain it,
+  // since draining is what frees its slot.
   bool forget(const std::string& id_text) {
     const uint64_t id = parse_id(id_text);
     std::vector<PyObject*> drop;
@@ -303,7 +313,7 @@ class QueueCore {
       std::lock_guard lock(mu_);
       auto it = entries_.find(id);
       if (it == entries_.end()) return false;
-      if (!it->second->settled) --unsettled_;
+      if (!it->second->settled) forgotten_.insert(id);
       it->second->forgotten = true;
       drop = std::move(it->second->watchers);
       erase_locked(it);
@@ -388,6 +398,7 @@ class QueueCore {
       }
       entries.swap(entries_);
       settled_order_.clear();
+      forgotten_.clear();
       unsettled_ = 0;
     }
     entries.clear();
@@ -526,7 +537,11 @@ class QueueCore {
         std::lock_guard lock(mu_);
         for (const uint64_t id : ids) {
           auto it = entries_.find(id);
-          if (it == entries_.end() || it->second->settled) continue;
+          if (it == entries_.end() || it->second->settled) {
+            // A forgotten request: its slot is free now, nothing to deliver.
+            if (forgotten_.erase(id) != 0) --unsettled_;
+            continue;
+          }
           it->second->settled = true;
           --unsettled_;
           note_settled_locked(it);
@@ -572,10 +587,11 @@ class QueueCore {
   bool closed_ = false;
   int users_ = 0;
   std::atomic<int> waiting_{0};
-  size_t unsettled_ = 0;
+  size_t unsettled_ = 0;  // tracked and forgotten requests whose outcome is due
   std::unique_ptr<perfq::Producer> producer_;  // set once (under mu_), reset in close()
   std::unordered_map<uint64_t, std::shared_ptr<Entry>> entries_;
-  std::list<uint64_t> settled_order_;  // settled uncollected ids, oldest first
+  std::list<uint64_t> settled_order_;       // settled uncollected ids, oldest first
+  std::unordered_set<uint64_t> forgotten_;  // forgotten before their outcome arrived
   std::thread completer_;
   // False once this object no longer waits for the completion thread.
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
@@ -891,6 +907,7 @@ PYBIND11_MODULE(_perfq, m) {
            py::arg("wait_for_room"))
       .def("result", &QueueCore::result, py::arg("request_id"), py::arg("timeout_s"))
       .def("watch", &QueueCore::watch, py::arg("request_id"), py::arg("callback"))
+      .def("forgotten", &QueueCore::forgotten)
       .def("forget", &QueueCore::forget, py::arg("request_id"))
       .def("status", &QueueCore::status, py::arg("request_id"))
       .def("cancel", &QueueCore::cancel, py::arg("request_id"))

@@ -1,10 +1,45 @@
-"""How the Queue keeps outcomes: max_uncollected counts only uncollected
-outcomes."""
+"""How the Queue keeps outcomes: a fire-and-forget producer never leaks
+slots (forget()), and max_uncollected counts only uncollected outcomes."""
 import threading
+import time
 import unittest
 
 import perfq
 from support import WAIT_S, AgentTestCase
+
+SLOTS = 64  # the agent's minimum
+
+
+def wait_until(predicate, what):
+    """Waits (bounded) for a state the Queue reaches by itself."""
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0)
+
+
+class ForgetFreesSlots(AgentTestCase):
+    """A slot is freed only when its producer drains the outcome, so the
+    completion thread must keep draining for forgotten requests."""
+
+    AGENT_FLAGS = ("--slots", SLOTS)
+
+    def test_fire_and_forget_never_runs_out_of_slots(self):
+        q = self.queue()
+        batch = SLOTS * 3 // 4  # two batches need more than SLOTS slots
+        # Queued while no worker runs: their outcomes arrive after forget().
+        first = [q.submit("t.echo", {}, wait=False) for _ in range(batch)]
+        for s in first:
+            self.assertTrue(q.forget(s))
+        self.agent.start_worker("t.echo")
+        # Every forgotten outcome arrived and was drained (its slot freed).
+        wait_until(lambda: q._core.forgotten() == 0 and q.status(first[-1]).status == "completed",
+                   "the forgotten outcomes to be drained")
+        for _ in range(batch):
+            s = q.submit("t.echo", {}, wait=False)  # QueueFullError once slots leak
+            q.forget(s)
+        self.assertEqual(q._core.tracked(), 0)
 
 
 class MaxUncollected(AgentTestCase):
