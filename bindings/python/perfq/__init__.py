@@ -377,12 +377,18 @@ class Queue:
 
         if self._core.watch(rid, on_settled):
             resolve()
-        if timeout is None:
-            return await fut
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"no outcome for request {rid} within {timeout} s") from None
+            if timeout is None:
+                return await fut
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no outcome for request {rid} within {timeout} s") from None
+        finally:
+            # Timed out or cancelled: withdraw the callback (it holds this
+            # Queue and the loop) rather than keep it until the request
+            # settles. A no-op once it was called.
+            self._core.unwatch(rid, on_settled)
 
     def forget(self, request_id):
         """Drops a request's outcome without waiting for it (fire and forget);

@@ -296,6 +296,33 @@ class QueueCore {
     return false;
   }
 
+  // Withdraws a callback watch() registered that was not called yet (a
+  // result_async() that timed out or was cancelled); returns whether it did.
+  bool unwatch(const std::string& id_text, const py::object& callback) {
+    const uint64_t id = parse_id(id_text);
+    PyObject* dropped = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      auto it = entries_.find(id);
+      if (it == entries_.end()) return false;
+      auto& ws = it->second->watchers;
+      auto w = std::find(ws.begin(), ws.end(), callback.ptr());
+      if (w == ws.end()) return false;
+      dropped = *w;
+      ws.erase(w);
+    }
+    Py_DECREF(dropped);  // outside mu_: it may run Python code
+    return true;
+  }
+
+  // Callbacks registered by watch() and not called yet (tests).
+  size_t watchers() {
+    std::lock_guard lock(mu_);
+    size_t n = 0;
+    for (const auto& [id, e] : entries_) n += e->watchers.size();
+    return n;
+  }
+
   // Forgotten requests whose outcome has not arrived yet (tests).
   size_t forgotten() {
     std::lock_guard lock(mu_);
@@ -907,6 +934,8 @@ PYBIND11_MODULE(_perfq, m) {
            py::arg("wait_for_room"))
       .def("result", &QueueCore::result, py::arg("request_id"), py::arg("timeout_s"))
       .def("watch", &QueueCore::watch, py::arg("request_id"), py::arg("callback"))
+      .def("unwatch", &QueueCore::unwatch, py::arg("request_id"), py::arg("callback"))
+      .def("watchers", &QueueCore::watchers)
       .def("forgotten", &QueueCore::forgotten)
       .def("forget", &QueueCore::forget, py::arg("request_id"))
       .def("status", &QueueCore::status, py::arg("request_id"))

@@ -1,5 +1,9 @@
 """How the Queue keeps outcomes: a fire-and-forget producer never leaks
-slots (forget()), and max_uncollected counts only uncollected outcomes."""
+slots (forget()), max_uncollected counts only uncollected outcomes, and a
+result_async() that times out or is cancelled withdraws its callback."""
+import asyncio
+import gc
+import sys
 import threading
 import time
 import unittest
@@ -85,6 +89,32 @@ class MaxUncollected(AgentTestCase):
         self.assertEqual([q.result(s, timeout=0).status for s in subs[1:]],
                          ["cancelled", "cancelled"])
 
+
+class ResultAsyncWithdraws(AgentTestCase):
+    def test_timed_out_and_cancelled_awaits_leave_no_callback(self):
+        q = self.queue()
+        s = q.submit("t.later", {})
+        gc.collect()
+        refs = sys.getrefcount(q)
+
+        async def main():
+            for _ in range(200):
+                with self.assertRaises(TimeoutError):
+                    await q.result_async(s, timeout=0.001)  # nobody serves t.later yet
+            task = asyncio.ensure_future(q.result_async(s))
+            while q._core.watchers() == 0:  # the task is now awaiting (bounded by WAIT_S below)
+                await asyncio.sleep(0)
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(asyncio.wait_for(main(), WAIT_S))
+        self.assertEqual(q._core.watchers(), 0)
+        gc.collect()
+        self.assertEqual(sys.getrefcount(q), refs)
+        # The outcome is still collectable.
+        self.agent.start_worker("t.later")
+        self.assertEqual(q.result(s, timeout=WAIT_S).status, "completed")
 
 
 if __name__ == "__main__":
