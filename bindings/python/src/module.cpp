@@ -390,10 +390,13 @@ class QueueCore {
   // the completion thread and leaves the queue. Idempotent. A submit
   // waiting for room gives up (ClosedError) within one 20 ms slice.
   void close() {
+    size_t mine = 0;  // calls of this core in progress on this thread
     {
       std::lock_guard lock(mu_);
       if (closed_) return;
       closed_ = true;
+      mine = static_cast<size_t>(
+          std::count(user_threads_.begin(), user_threads_.end(), std::this_thread::get_id()));
     }
     cv_.notify_all();
     completer_cv_.notify_all();
@@ -407,12 +410,20 @@ class QueueCore {
       alive_->store(false, std::memory_order_release);
       completer_.detach();
     } else {
+      // close() may run inside a call of this core on this very thread (a
+      // signal handler that calls close() runs inside the result() or
+      // submit() whose wait checked for signals): those calls cannot end
+      // before close() returns, so wait only for the others. They leave at
+      // once when they get back (closed_), and the last one leaves the
+      // queue as a producer (~Use), since its caller still uses producer_.
       py::gil_scoped_release nogil;
       {
         std::unique_lock lock(mu_);
-        idle_cv_.wait(lock, [&] { return users_ == 0; });
+        idle_cv_.wait(lock, [&] { return static_cast<size_t>(users_) == mine; });
+        if (mine > 0) reset_producer_at_idle_ = true;
       }
-      // No call is left to start the thread (track() runs inside a Use).
+      // No call is left to start the thread (track() runs inside a Use and
+      // refuses to once closed_).
       if (completer_.joinable()) completer_.join();
     }
     std::vector<PyObject*> fire;
@@ -429,7 +440,7 @@ class QueueCore {
       unsettled_ = 0;
     }
     entries.clear();
-    producer_.reset();  // bounded: one pass over the slots
+    if (mine == 0) producer_.reset();  // bounded: one pass over the slots
     call_watchers(fire);
   }
 
@@ -450,10 +461,22 @@ class QueueCore {
       std::lock_guard lock(q_.mu_);
       if (q_.closed_) raise_closed();
       ++q_.users_;
+      q_.user_threads_.push_back(std::this_thread::get_id());
     }
     ~Use() {
-      std::lock_guard lock(q_.mu_);
-      if (--q_.users_ == 0) q_.idle_cv_.notify_all();
+      std::unique_ptr<perfq::Producer> leave;
+      {
+        std::lock_guard lock(q_.mu_);
+        auto t =
+            std::find(q_.user_threads_.begin(), q_.user_threads_.end(), std::this_thread::get_id());
+        if (t != q_.user_threads_.end()) q_.user_threads_.erase(t);
+        q_.idle_cv_.notify_all();  // close() may wait for all but its own thread's calls
+        if (--q_.users_ == 0 && q_.reset_producer_at_idle_) {
+          q_.reset_producer_at_idle_ = false;
+          leave = std::move(q_.producer_);
+        }
+      }
+      leave.reset();  // close() ran inside this call (see close())
     }
     Use(const Use&) = delete;
     Use& operator=(const Use&) = delete;
@@ -613,6 +636,8 @@ class QueueCore {
   std::condition_variable idle_cv_;       // users_ reached 0
   bool closed_ = false;
   int users_ = 0;
+  std::vector<std::thread::id> user_threads_;  // one per Use, its thread
+  bool reset_producer_at_idle_ = false;  // close() ran inside a call: the last Use resets producer_
   std::atomic<int> waiting_{0};
   size_t unsettled_ = 0;  // tracked and forgotten requests whose outcome is due
   std::unique_ptr<perfq::Producer> producer_;  // set once (under mu_), reset in close()
