@@ -563,7 +563,13 @@ class Queue:
         """Idempotent. Ends result() waits (ClosedError), resolves pending
         result_async() awaits with ClosedError, stops run_worker and the event
         thread, joins every thread this Queue started and leaves the queue.
-        Requests already submitted stay queued (the agent serves them)."""
+        Requests already submitted stay queued (the agent serves them).
+
+        The producer side closes first, so a processor waiting in this
+        Queue's result() or submit() ends (ClosedError) and run_worker can
+        return. Called on the thread running run_worker (from a processor,
+        or a signal handler), it asks run_worker to stop and returns;
+        run_worker leaves the queue as a worker before it returns."""
         with self._lock:
             if self._closed:
                 return
@@ -574,9 +580,15 @@ class Queue:
                 self._event_stop.set()
             self._listeners.clear()
             worker = self._worker
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        if worker is not None:
-            worker.close()
-        self._core.close()
-        _open_queues.discard(self)
+        try:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
+        finally:
+            try:
+                self._core.close()
+            finally:
+                try:
+                    if worker is not None:
+                        worker.close()
+                finally:
+                    _open_queues.discard(self)

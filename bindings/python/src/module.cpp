@@ -675,13 +675,12 @@ perfq::Reply to_reply(const py::handle& answer) {
 class WorkerCore {
  public:
   explicit WorkerCore(std::shared_ptr<SegmentHandle> seg) : seg_(std::move(seg)) {}
-  ~WorkerCore() {
-    try {
-      close();
-    } catch (const NativeError&) {
-      // Not running here: a core being destroyed has no run_worker caller.
-    }
-  }
+  // A core being destroyed has no run_worker caller (run() keeps it
+  // alive), so there is nothing to wait for: shut down keeping the GIL. This
+  // may run on a QueueCore's completion thread, inside a watcher that held
+  // the last reference to the Queue; releasing the GIL there could let the
+  // interpreter finish while that thread still has work (see QueueCore::close).
+  ~WorkerCore() { shutdown(/*release_gil=*/false); }
   WorkerCore(const WorkerCore&) = delete;
   WorkerCore& operator=(const WorkerCore&) = delete;
 
@@ -782,6 +781,8 @@ class WorkerCore {
             break;
           }
         }
+        // A signal handler above may have called close().
+        if (closing_.load(std::memory_order_acquire)) break;
         slice_stop_.store(false, std::memory_order_release);
       }
       {
@@ -798,6 +799,12 @@ class WorkerCore {
     idle_cv_.notify_all();
     if (!raised && pending_) raised = std::move(pending_);
     pending_.reset();
+    bool finish = false;
+    {
+      std::lock_guard lock(mu_);
+      finish = std::exchange(finish_in_run_, false);
+    }
+    if (finish) leave(/*release_gil=*/true);  // close() ran on this thread (see close())
     if (raised) {
       raised->restore();
       throw py::error_already_set();
@@ -805,32 +812,45 @@ class WorkerCore {
   }
 
   // Stops run_worker (wherever it runs) and leaves the queue: the agent
-  // redispatches nothing, since no attempt is held between slices.
-  void close() {
+  // redispatches nothing, since no attempt is held between slices. On the
+  // thread running run_worker (a processor, or a signal handler that runs
+  // between slices) it cannot wait for run_worker to return: it asks it to
+  // stop and returns; run_worker leaves the queue before it returns.
+  void close() { shutdown(/*release_gil=*/true); }
+
+ private:
+  void shutdown(bool release_gil) {
     {
       std::lock_guard lock(mu_);
       if (closed_) return;
-      if (running_ && run_thread_ == std::this_thread::get_id()) {
-        raise_code(perfq::Errc::kConflict,
-                   "close() from inside a processor: set run_worker's stop event instead");
-      }
       closed_ = true;
+      if (running_ && run_thread_ == std::this_thread::get_id()) finish_in_run_ = true;
     }
     closing_.store(true, std::memory_order_release);
     slice_stop_.store(true, std::memory_order_release);
     {
+      std::lock_guard lock(mu_);
+      if (finish_in_run_) return;
+    }
+    if (release_gil) {
       py::gil_scoped_release nogil;
       std::unique_lock lock(mu_);
       idle_cv_.wait(lock, [&] { return !running_; });
     }
-    {
+    leave(release_gil);
+  }
+
+  // With the GIL, once run_worker is not running.
+  void leave(bool release_gil) {
+    if (release_gil) {
       py::gil_scoped_release nogil;
       worker_.reset();  // joins the heartbeat thread
+    } else {
+      worker_.reset();  // bounded: the heartbeat thread needs no GIL to stop
     }
     kept_.clear();
   }
 
- private:
   perfq::Worker& worker() {
     std::lock_guard lock(mu_);
     if (closed_) raise_closed();
@@ -870,6 +890,7 @@ class WorkerCore {
   std::condition_variable idle_cv_;
   bool closed_ = false;
   bool running_ = false;
+  bool finish_in_run_ = false;  // close() ran on run_worker's thread: run() leaves the queue
   std::thread::id run_thread_;
   std::atomic<bool> closing_{false};
   std::atomic<bool> slice_stop_{false};
