@@ -272,7 +272,8 @@ class Queue:
     created the queue's segment. Thread-safe. Close it (or use ``with``):
     close() ends every wait with ClosedError, stops run_worker and the
     event thread, joins the threads it started and leaves the queue; any
-    call afterwards raises ClosedError.
+    call afterwards raises ClosedError, except close() and off(), which do
+    nothing.
     """
 
     def __init__(self, queue, user_id=None, admin=False, *, max_uncollected=65536):
@@ -394,7 +395,7 @@ class Queue:
         """Drops a request's outcome without waiting for it (fire and forget);
         returns whether this Queue was keeping it. Outcomes are otherwise kept
         until result() collects them, the Queue closes, or max_uncollected
-        newer settled outcomes push them out."""
+        newer settled outcomes push them out. ClosedError after close()."""
         return self._core.forget(_request_id(request_id))
 
     def status(self, request_id):
@@ -502,7 +503,9 @@ class Queue:
 
     def off(self, event, callback=None):
         """Removes a listener (all of ``event``'s when callback is None); the
-        event thread stops with the last one."""
+        event thread stops with the last one. After close() there is no
+        listener left, and off() does nothing (it does not raise: it is
+        cleanup, like close())."""
         thread = None
         with self._lock:
             cbs = self._listeners.get(event, [])

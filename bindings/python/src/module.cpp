@@ -338,6 +338,7 @@ class QueueCore {
     std::vector<PyObject*> drop;
     {
       std::lock_guard lock(mu_);
+      if (closed_) raise_closed();
       auto it = entries_.find(id);
       if (it == entries_.end()) return false;
       if (!it->second->settled) forgotten_.insert(id);
