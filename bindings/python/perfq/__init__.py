@@ -474,7 +474,9 @@ class Queue:
     def run_worker(self, stop=None):
         """Runs the worker loop on the calling thread, with the GIL released
         except while a processor runs. Returns when ``stop`` (a
-        threading.Event) is set or close() is called; a signal handler's
+        threading.Event) is set or close() is called (also from a processor
+        or a signal handler on this thread: run_worker then leaves the queue
+        and returns normally); a signal handler's
         exception (KeyboardInterrupt) propagates. Stop and signals are checked
         every ~100 ms. Works from a background thread too (signals are then
         the main thread's business)."""
