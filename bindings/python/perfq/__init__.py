@@ -272,7 +272,8 @@ class Queue:
     created the queue's segment. Thread-safe. Close it (or use ``with``):
     close() ends every wait with ClosedError, stops run_worker and the
     event thread, joins the threads it started and leaves the queue; any
-    call afterwards raises ClosedError.
+    call afterwards raises ClosedError, except close() and off(), which do
+    nothing.
     """
 
     def __init__(self, queue, user_id=None, admin=False, *, max_uncollected=65536):
@@ -377,18 +378,24 @@ class Queue:
 
         if self._core.watch(rid, on_settled):
             resolve()
-        if timeout is None:
-            return await fut
         try:
-            return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"no outcome for request {rid} within {timeout} s") from None
+            if timeout is None:
+                return await fut
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no outcome for request {rid} within {timeout} s") from None
+        finally:
+            # Timed out or cancelled: withdraw the callback (it holds this
+            # Queue and the loop) rather than keep it until the request
+            # settles. A no-op once it was called.
+            self._core.unwatch(rid, on_settled)
 
     def forget(self, request_id):
         """Drops a request's outcome without waiting for it (fire and forget);
         returns whether this Queue was keeping it. Outcomes are otherwise kept
         until result() collects them, the Queue closes, or max_uncollected
-        newer settled outcomes push them out."""
+        newer settled outcomes push them out. ClosedError after close()."""
         return self._core.forget(_request_id(request_id))
 
     def status(self, request_id):
@@ -467,7 +474,9 @@ class Queue:
     def run_worker(self, stop=None):
         """Runs the worker loop on the calling thread, with the GIL released
         except while a processor runs. Returns when ``stop`` (a
-        threading.Event) is set or close() is called; a signal handler's
+        threading.Event) is set or close() is called (also from a processor
+        or a signal handler on this thread: run_worker then leaves the queue
+        and returns normally); a signal handler's
         exception (KeyboardInterrupt) propagates. Stop and signals are checked
         every ~100 ms. Works from a background thread too (signals are then
         the main thread's business)."""
@@ -496,7 +505,9 @@ class Queue:
 
     def off(self, event, callback=None):
         """Removes a listener (all of ``event``'s when callback is None); the
-        event thread stops with the last one."""
+        event thread stops with the last one. After close() there is no
+        listener left, and off() does nothing (it does not raise: it is
+        cleanup, like close())."""
         thread = None
         with self._lock:
             cbs = self._listeners.get(event, [])
@@ -557,7 +568,13 @@ class Queue:
         """Idempotent. Ends result() waits (ClosedError), resolves pending
         result_async() awaits with ClosedError, stops run_worker and the event
         thread, joins every thread this Queue started and leaves the queue.
-        Requests already submitted stay queued (the agent serves them)."""
+        Requests already submitted stay queued (the agent serves them).
+
+        The producer side closes first, so a processor waiting in this
+        Queue's result() or submit() ends (ClosedError) and run_worker can
+        return. Called on the thread running run_worker (from a processor,
+        or a signal handler), it asks run_worker to stop and returns;
+        run_worker leaves the queue as a worker before it returns."""
         with self._lock:
             if self._closed:
                 return
@@ -568,9 +585,15 @@ class Queue:
                 self._event_stop.set()
             self._listeners.clear()
             worker = self._worker
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        if worker is not None:
-            worker.close()
-        self._core.close()
-        _open_queues.discard(self)
+        try:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
+        finally:
+            try:
+                self._core.close()
+            finally:
+                try:
+                    if worker is not None:
+                        worker.close()
+                finally:
+                    _open_queues.discard(self)

@@ -24,7 +24,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
-#include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,6 +33,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -258,7 +259,7 @@ class QueueCore {
         closed = closed_;
         if (settled) {
           auto it = entries_.find(id);
-          if (it != entries_.end() && it->second == e) entries_.erase(it);
+          if (it != entries_.end() && it->second == e) erase_locked(it);
         }
         timed_out = !forever && std::chrono::steady_clock::now() >= deadline;
       }
@@ -295,18 +296,55 @@ class QueueCore {
     return false;
   }
 
+  // Withdraws a callback watch() registered that was not called yet (a
+  // result_async() that timed out or was cancelled); returns whether it did.
+  bool unwatch(const std::string& id_text, const py::object& callback) {
+    const uint64_t id = parse_id(id_text);
+    PyObject* dropped = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      auto it = entries_.find(id);
+      if (it == entries_.end()) return false;
+      auto& ws = it->second->watchers;
+      auto w = std::find(ws.begin(), ws.end(), callback.ptr());
+      if (w == ws.end()) return false;
+      dropped = *w;
+      ws.erase(w);
+    }
+    Py_DECREF(dropped);  // outside mu_: it may run Python code
+    return true;
+  }
+
+  // Callbacks registered by watch() and not called yet (tests).
+  size_t watchers() {
+    std::lock_guard lock(mu_);
+    size_t n = 0;
+    for (const auto& [id, e] : entries_) n += e->watchers.size();
+    return n;
+  }
+
+  // Forgotten requests whose outcome has not arrived yet (tests).
+  size_t forgotten() {
+    std::lock_guard lock(mu_);
+    return forgotten_.size();
+  }
+
   // Drops the outcome of a request this core submitted (fire and forget).
+  // An unsettled one stays counted in unsettled_ (as an id in forgotten_)
+  // until its outcome arrives: the completion thread must still drain it,
+  // since draining is what frees its slot.
   bool forget(const std::string& id_text) {
     const uint64_t id = parse_id(id_text);
     std::vector<PyObject*> drop;
     {
       std::lock_guard lock(mu_);
+      if (closed_) raise_closed();
       auto it = entries_.find(id);
       if (it == entries_.end()) return false;
-      if (!it->second->settled) --unsettled_;
+      if (!it->second->settled) forgotten_.insert(id);
       it->second->forgotten = true;
       drop = std::move(it->second->watchers);
-      entries_.erase(it);
+      erase_locked(it);
     }
     cv_.notify_all();     // result() waits for it end with NOT_FOUND,
     call_watchers(drop);  // and result_async() awaits too
@@ -353,10 +391,13 @@ class QueueCore {
   // the completion thread and leaves the queue. Idempotent. A submit
   // waiting for room gives up (ClosedError) within one 20 ms slice.
   void close() {
+    size_t mine = 0;  // calls of this core in progress on this thread
     {
       std::lock_guard lock(mu_);
       if (closed_) return;
       closed_ = true;
+      mine = static_cast<size_t>(
+          std::count(user_threads_.begin(), user_threads_.end(), std::this_thread::get_id()));
     }
     cv_.notify_all();
     completer_cv_.notify_all();
@@ -370,12 +411,20 @@ class QueueCore {
       alive_->store(false, std::memory_order_release);
       completer_.detach();
     } else {
+      // close() may run inside a call of this core on this very thread (a
+      // signal handler that calls close() runs inside the result() or
+      // submit() whose wait checked for signals): those calls cannot end
+      // before close() returns, so wait only for the others. They leave at
+      // once when they get back (closed_), and the last one leaves the
+      // queue as a producer (~Use), since its caller still uses producer_.
       py::gil_scoped_release nogil;
       {
         std::unique_lock lock(mu_);
-        idle_cv_.wait(lock, [&] { return users_ == 0; });
+        idle_cv_.wait(lock, [&] { return static_cast<size_t>(users_) == mine; });
+        if (mine > 0) reset_producer_at_idle_ = true;
       }
-      // No call is left to start the thread (track() runs inside a Use).
+      // No call is left to start the thread (track() runs inside a Use and
+      // refuses to once closed_).
       if (completer_.joinable()) completer_.join();
     }
     std::vector<PyObject*> fire;
@@ -388,19 +437,22 @@ class QueueCore {
       }
       entries.swap(entries_);
       settled_order_.clear();
+      forgotten_.clear();
       unsettled_ = 0;
     }
     entries.clear();
-    producer_.reset();  // bounded: one pass over the slots
+    if (mine == 0) producer_.reset();  // bounded: one pass over the slots
     call_watchers(fire);
   }
 
  private:
   struct Entry {
     perfq::Future future;
-    bool settled = false;             // guarded by mu_
-    bool forgotten = false;           // guarded by mu_
-    std::vector<PyObject*> watchers;  // owned references; touched with the GIL and mu_
+    bool settled = false;                 // guarded by mu_
+    bool forgotten = false;               // guarded by mu_
+    bool in_order = false;                // `order` is valid; guarded by mu_
+    std::list<uint64_t>::iterator order;  // its place in settled_order_
+    std::vector<PyObject*> watchers;      // owned references; touched with the GIL and mu_
   };
 
   // Keeps the producer alive during a call; refused after close().
@@ -410,10 +462,22 @@ class QueueCore {
       std::lock_guard lock(q_.mu_);
       if (q_.closed_) raise_closed();
       ++q_.users_;
+      q_.user_threads_.push_back(std::this_thread::get_id());
     }
     ~Use() {
-      std::lock_guard lock(q_.mu_);
-      if (--q_.users_ == 0) q_.idle_cv_.notify_all();
+      std::unique_ptr<perfq::Producer> leave;
+      {
+        std::lock_guard lock(q_.mu_);
+        auto t =
+            std::find(q_.user_threads_.begin(), q_.user_threads_.end(), std::this_thread::get_id());
+        if (t != q_.user_threads_.end()) q_.user_threads_.erase(t);
+        q_.idle_cv_.notify_all();  // close() may wait for all but its own thread's calls
+        if (--q_.users_ == 0 && q_.reset_producer_at_idle_) {
+          q_.reset_producer_at_idle_ = false;
+          leave = std::move(q_.producer_);
+        }
+      }
+      leave.reset();  // close() ran inside this call (see close())
     }
     Use(const Use&) = delete;
     Use& operator=(const Use&) = delete;
@@ -463,9 +527,10 @@ class QueueCore {
       // Settled before we got here (the completion thread drained it and
       // found no entry): ready() tells, under mu_ (see completion_loop).
       e->settled = e->future.ready();
-      entries_[id] = e;
+      auto [it, inserted] = entries_.insert_or_assign(id, e);
+      (void)inserted;
       if (e->settled) {
-        note_settled_locked(id);
+        note_settled_locked(it);
       } else {
         ++unsettled_;
       }
@@ -476,17 +541,31 @@ class QueueCore {
     completer_cv_.notify_one();
   }
 
-  // Under mu_: remembers settled ids in order and drops the oldest settled
-  // outcome still uncollected once more than max_uncollected_ are kept.
-  // Watchers were handed out when it settled, so an entry dropped here has none.
-  void note_settled_locked(uint64_t id) {
-    settled_order_.push_back(id);
+  // Under mu_: drops an entry, and its id from settled_order_.
+  void erase_locked(std::unordered_map<uint64_t, std::shared_ptr<Entry>>::iterator it) {
+    if (it->second->in_order) {
+      settled_order_.erase(it->second->order);
+      it->second->in_order = false;
+    }
+    entries_.erase(it);
+  }
+
+  // Under mu_: remembers the settled entry `it` in order and drops the
+  // oldest settled outcome once more than max_uncollected_ are kept.
+  // settled_order_ holds exactly the settled entries still in entries_
+  // (collecting or forgetting one removes it), so only uncollected outcomes
+  // count. Watchers were handed out when it settled, so an entry dropped
+  // here has none.
+  void note_settled_locked(std::unordered_map<uint64_t, std::shared_ptr<Entry>>::iterator it) {
+    it->second->order = settled_order_.insert(settled_order_.end(), it->first);
+    it->second->in_order = true;
     while (settled_order_.size() > max_uncollected_) {
-      auto it = entries_.find(settled_order_.front());
-      settled_order_.pop_front();
-      if (it != entries_.end() && it->second->settled && it->second->watchers.empty()) {
-        entries_.erase(it);
+      auto oldest = entries_.find(settled_order_.front());
+      if (oldest == entries_.end()) {  // cannot happen: erase_locked keeps them in step
+        settled_order_.pop_front();
+        continue;
       }
+      erase_locked(oldest);
     }
   }
 
@@ -509,10 +588,14 @@ class QueueCore {
         std::lock_guard lock(mu_);
         for (const uint64_t id : ids) {
           auto it = entries_.find(id);
-          if (it == entries_.end() || it->second->settled) continue;
+          if (it == entries_.end() || it->second->settled) {
+            // A forgotten request: its slot is free now, nothing to deliver.
+            if (forgotten_.erase(id) != 0) --unsettled_;
+            continue;
+          }
           it->second->settled = true;
           --unsettled_;
-          note_settled_locked(id);
+          note_settled_locked(it);
           for (PyObject* cb : it->second->watchers) fire.push_back(cb);
           it->second->watchers.clear();
         }
@@ -554,11 +637,14 @@ class QueueCore {
   std::condition_variable idle_cv_;       // users_ reached 0
   bool closed_ = false;
   int users_ = 0;
+  std::vector<std::thread::id> user_threads_;  // one per Use, its thread
+  bool reset_producer_at_idle_ = false;  // close() ran inside a call: the last Use resets producer_
   std::atomic<int> waiting_{0};
-  size_t unsettled_ = 0;
+  size_t unsettled_ = 0;  // tracked and forgotten requests whose outcome is due
   std::unique_ptr<perfq::Producer> producer_;  // set once (under mu_), reset in close()
   std::unordered_map<uint64_t, std::shared_ptr<Entry>> entries_;
-  std::deque<uint64_t> settled_order_;  // at most max_uncollected_ ids
+  std::list<uint64_t> settled_order_;       // settled uncollected ids, oldest first
+  std::unordered_set<uint64_t> forgotten_;  // forgotten before their outcome arrived
   std::thread completer_;
   // False once this object no longer waits for the completion thread.
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
@@ -590,13 +676,12 @@ perfq::Reply to_reply(const py::handle& answer) {
 class WorkerCore {
  public:
   explicit WorkerCore(std::shared_ptr<SegmentHandle> seg) : seg_(std::move(seg)) {}
-  ~WorkerCore() {
-    try {
-      close();
-    } catch (const NativeError&) {
-      // Not running here: a core being destroyed has no run_worker caller.
-    }
-  }
+  // A core being destroyed has no run_worker caller (run() keeps it
+  // alive), so there is nothing to wait for: shut down keeping the GIL. This
+  // may run on a QueueCore's completion thread, inside a watcher that held
+  // the last reference to the Queue; releasing the GIL there could let the
+  // interpreter finish while that thread still has work (see QueueCore::close).
+  ~WorkerCore() { shutdown(/*release_gil=*/false); }
   WorkerCore(const WorkerCore&) = delete;
   WorkerCore& operator=(const WorkerCore&) = delete;
 
@@ -697,6 +782,8 @@ class WorkerCore {
             break;
           }
         }
+        // A signal handler above may have called close().
+        if (closing_.load(std::memory_order_acquire)) break;
         slice_stop_.store(false, std::memory_order_release);
       }
       {
@@ -713,6 +800,12 @@ class WorkerCore {
     idle_cv_.notify_all();
     if (!raised && pending_) raised = std::move(pending_);
     pending_.reset();
+    bool finish = false;
+    {
+      std::lock_guard lock(mu_);
+      finish = std::exchange(finish_in_run_, false);
+    }
+    if (finish) leave(/*release_gil=*/true);  // close() ran on this thread (see close())
     if (raised) {
       raised->restore();
       throw py::error_already_set();
@@ -720,32 +813,45 @@ class WorkerCore {
   }
 
   // Stops run_worker (wherever it runs) and leaves the queue: the agent
-  // redispatches nothing, since no attempt is held between slices.
-  void close() {
+  // redispatches nothing, since no attempt is held between slices. On the
+  // thread running run_worker (a processor, or a signal handler that runs
+  // between slices) it cannot wait for run_worker to return: it asks it to
+  // stop and returns; run_worker leaves the queue before it returns.
+  void close() { shutdown(/*release_gil=*/true); }
+
+ private:
+  void shutdown(bool release_gil) {
     {
       std::lock_guard lock(mu_);
       if (closed_) return;
-      if (running_ && run_thread_ == std::this_thread::get_id()) {
-        raise_code(perfq::Errc::kConflict,
-                   "close() from inside a processor: set run_worker's stop event instead");
-      }
       closed_ = true;
+      if (running_ && run_thread_ == std::this_thread::get_id()) finish_in_run_ = true;
     }
     closing_.store(true, std::memory_order_release);
     slice_stop_.store(true, std::memory_order_release);
     {
+      std::lock_guard lock(mu_);
+      if (finish_in_run_) return;
+    }
+    if (release_gil) {
       py::gil_scoped_release nogil;
       std::unique_lock lock(mu_);
       idle_cv_.wait(lock, [&] { return !running_; });
     }
-    {
+    leave(release_gil);
+  }
+
+  // With the GIL, once run_worker is not running.
+  void leave(bool release_gil) {
+    if (release_gil) {
       py::gil_scoped_release nogil;
       worker_.reset();  // joins the heartbeat thread
+    } else {
+      worker_.reset();  // bounded: the heartbeat thread needs no GIL to stop
     }
     kept_.clear();
   }
 
- private:
   perfq::Worker& worker() {
     std::lock_guard lock(mu_);
     if (closed_) raise_closed();
@@ -785,6 +891,7 @@ class WorkerCore {
   std::condition_variable idle_cv_;
   bool closed_ = false;
   bool running_ = false;
+  bool finish_in_run_ = false;  // close() ran on run_worker's thread: run() leaves the queue
   std::thread::id run_thread_;
   std::atomic<bool> closing_{false};
   std::atomic<bool> slice_stop_{false};
@@ -874,6 +981,9 @@ PYBIND11_MODULE(_perfq, m) {
            py::arg("wait_for_room"))
       .def("result", &QueueCore::result, py::arg("request_id"), py::arg("timeout_s"))
       .def("watch", &QueueCore::watch, py::arg("request_id"), py::arg("callback"))
+      .def("unwatch", &QueueCore::unwatch, py::arg("request_id"), py::arg("callback"))
+      .def("watchers", &QueueCore::watchers)
+      .def("forgotten", &QueueCore::forgotten)
       .def("forget", &QueueCore::forget, py::arg("request_id"))
       .def("status", &QueueCore::status, py::arg("request_id"))
       .def("cancel", &QueueCore::cancel, py::arg("request_id"))

@@ -3,6 +3,7 @@ submits requests no worker serves, waits for them in other threads (and in
 asyncio), runs a worker and an event listener, calls close(): every wait
 ends with ClosedError and the process exits by itself."""
 import json
+import signal
 import subprocess
 import sys
 import unittest
@@ -78,6 +79,7 @@ CHILD_DROPPED_BY_A_WATCHER = r"""
 import asyncio, gc, sys, threading, weakref
 import perfq
 q = perfq.Queue(sys.argv[1], user_id="alice")
+q.register_processor("t.unused", lambda p, c: {})  # its WorkerCore goes with the Queue
 s = q.submit("t.later", {})
 loop = asyncio.new_event_loop()
 task = loop.create_task(q.result_async(s))
@@ -93,6 +95,82 @@ gc.collect()
 # Queue alive; once the outcome arrives, the completion thread drops it.
 print("armed", flush=True)
 print("finalized" if finalized.wait(30) else "still alive", flush=True)
+"""
+
+
+# close() from a SIGTERM handler while run_worker runs on the main thread:
+# run_worker returns, a result() waiting on another thread ends with
+# ClosedError, the Queue is closed for good and the process exits.
+CHILD_CLOSE_FROM_A_SIGNAL_HANDLER = r"""
+import json, signal, sys, threading, time
+import perfq
+q = perfq.Queue(sys.argv[1], user_id="alice")
+def any_(payload, ctx):
+    print("running", flush=True)  # run_worker runs: the parent may send SIGTERM
+    return {}
+q.register_processor("t.any", any_)
+signal.signal(signal.SIGTERM, lambda *a: q.close())
+s = q.submit("t.nobody", {})
+waiter_end = []
+def waiter():
+    try:
+        q.result(s)
+        waiter_end.append("returned")
+    except perfq.ClosedError as e:
+        waiter_end.append(e.code)
+wt = threading.Thread(target=waiter, daemon=True)
+wt.start()
+deadline = time.monotonic() + 30
+while q._core.waiting() < 1 and time.monotonic() < deadline:
+    time.sleep(0)
+try:
+    q.run_worker()
+    worker_end = "returned"
+except BaseException as e:
+    worker_end = type(e).__name__
+wt.join(30)
+try:
+    q.submit("t.any", {})
+    after = "accepted"
+except perfq.ClosedError as e:
+    after = e.code
+print(json.dumps({"worker": worker_end, "waiter": waiter_end, "closed": q.closed,
+                  "submit_after": after}), flush=True)
+"""
+
+# close() while a processor of this Queue waits in this Queue's result() for
+# a request nobody serves: the producer side closes first, so that wait ends
+# (ClosedError) and run_worker returns.
+CHILD_CLOSE_WHILE_A_PROCESSOR_WAITS_ON_THE_SAME_QUEUE = r"""
+import json, sys, threading, time
+import perfq
+q = perfq.Queue(sys.argv[1], user_id="alice")
+inside = threading.Event()
+seen = []
+def parent(payload, ctx):
+    child = q.submit("t.child", {})  # nobody serves t.child
+    inside.set()
+    try:
+        q.result(child)
+        seen.append("returned")
+    except perfq.ClosedError as e:
+        seen.append(e.code)
+        raise
+    return {}
+q.register_processor("t.parent", parent)
+worker_end = []
+wt = threading.Thread(target=lambda: (q.run_worker(), worker_end.append("returned")), daemon=True)
+wt.start()
+q.submit("t.parent", {})
+deadline = time.monotonic() + 30
+while not (inside.is_set() and q._core.waiting() >= 1) and time.monotonic() < deadline:
+    time.sleep(0)
+closer = threading.Thread(target=q.close, daemon=True)
+closer.start()
+closer.join(30)
+wt.join(30)
+print(json.dumps({"close_returned": not closer.is_alive(), "processor": seen,
+                  "worker": worker_end}), flush=True)
 """
 
 
@@ -132,6 +210,28 @@ class CloseInFlight(AgentTestCase):
         self.agent.start_worker("t.later")
         self.assertEqual(read_line(proc.stdout), "finalized")
         self.assertEqual(proc.wait(WAIT_S), 0)
+
+    def test_close_from_a_signal_handler_while_run_worker_runs_on_the_main_thread(self):
+        from support import read_line
+        proc = subprocess.Popen([sys.executable, "-c", CHILD_CLOSE_FROM_A_SIGNAL_HANDLER,
+                                 self.agent.queue], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=python_env())
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        q = self.queue()
+        s = q.submit("t.any", {})
+        self.assertEqual(read_line(proc.stdout), "running")
+        self.assertEqual(q.result(s, timeout=WAIT_S).status, "completed")
+        proc.send_signal(signal.SIGTERM)
+        r = json.loads(read_line(proc.stdout))
+        self.assertEqual(r, {"worker": "returned", "waiter": ["CLOSED"], "closed": True,
+                             "submit_after": "CLOSED"})
+        self.assertEqual(proc.wait(WAIT_S), 0)
+
+    def test_close_ends_a_processor_waiting_on_the_same_queue(self):
+        r = json.loads(self.run_child(CHILD_CLOSE_WHILE_A_PROCESSOR_WAITS_ON_THE_SAME_QUEUE))
+        self.assertEqual(r, {"close_returned": True, "processor": ["CLOSED"],
+                             "worker": ["returned"]})
 
     def test_requests_stay_queued_after_their_producer_closed(self):
         import queue

@@ -155,9 +155,10 @@ class ValidationErrors(AgentTestCase):
         q.close()  # idempotent
         for call, args in ((q.submit, ("t.ok",)), (q.result, (s,)), (q.status, (s,)),
                            (q.cancel, (s,)), (q.register_processor, ("t.ok", print)),
-                           (q.run_worker, ()), (q.on, ("*", print))):
+                           (q.run_worker, ()), (q.on, ("*", print)), (q.forget, (s,))):
             with self.assertRaises(perfq.ClosedError):
                 call(*args)
+        self.assertIsNone(q.off("*"))  # cleanup, like close(): nothing to remove
 
 
 class RateLimit(unittest.TestCase):

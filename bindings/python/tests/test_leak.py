@@ -5,10 +5,10 @@ a 10,000 warm-up and after 100,000 (RssAnon) may differ by at most GROWTH_BOUND_
 The bound: 8 MiB over 90,000 requests is < 94 bytes per request, while
 keeping any per-request record fails it (an id -> Future entry that is never
 erased costs ~250 bytes: map node, Entry, FutureState with its Outcome; a
-leaked Outcome dataclass alone ~200 bytes). Legitimate growth: the Queue's
-record of settled ids fills up to max_uncollected (65,536 x 8 bytes = 512 KiB).
-Seen: ~0.5 MiB; with the map never erased, ~16 MiB (the max_uncollected cap
-still bounds it, above this bound)."""
+leaked Outcome dataclass alone ~200 bytes). The Queue's record of settled
+ids holds only uncollected ones, so it stays empty here. Seen: 0 to ~0.5 MiB;
+with the map never erased, ~16 MiB (the max_uncollected cap still bounds it,
+above this bound)."""
 import collections
 import gc
 import unittest

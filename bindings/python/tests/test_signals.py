@@ -1,5 +1,6 @@
 """Ctrl-C reaches a blocked result(), a submit waiting for room and
-run_worker (KeyboardInterrupt; close() ends the submit too), and
+run_worker (KeyboardInterrupt; close() ends the submit too, also from a
+SIGTERM handler that runs inside that wait), and
 SIGTERM stops the worker example (test_roundtrip). The signal is sent once
 the child is known to be blocked (QueueCore.waiting(), or a processor ran)."""
 import signal
@@ -71,6 +72,33 @@ q.close()
 """
 
 
+# A SIGTERM handler that calls close() runs inside the wait it interrupts
+# (result(), or a submit waiting for room): close() must not wait for that
+# very call, which ends with ClosedError once the handler returns.
+CLOSE_IN_HANDLER_CHILD = r"""
+import os, signal, sys, threading, time
+import perfq
+q = perfq.Queue(sys.argv[1], user_id="alice")
+signal.signal(signal.SIGTERM, lambda *a: q.close())
+s = q.submit("t.nobody", {})  # the queue (depth 1) is now full
+def interrupt():
+    deadline = time.monotonic() + 30
+    while q._core.waiting() < 1 and time.monotonic() < deadline:
+        time.sleep(0)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=interrupt).start()
+try:
+    if sys.argv[2] == "result":
+        q.result(s)
+    else:
+        q.submit("t.nobody", {})  # waits for room
+    print("returned")
+except perfq.ClosedError:
+    print("closed")
+print("closed for good" if q.closed else "open", flush=True)
+"""
+
+
 class ChildTestCase(AgentTestCase):
     def child(self, code, *args):
         proc = subprocess.Popen([sys.executable, "-c", code, self.agent.queue, *args],
@@ -114,6 +142,22 @@ class SubmitWaitingForRoom(ChildTestCase):
         proc = self.child(SUBMIT_CHILD, "close")
         self.assertEqual(read_line(proc.stdout), "closed")
         self.assertEqual(proc.wait(WAIT_S), 0)
+
+
+class CloseFromASignalHandler(ChildTestCase):
+    AGENT_FLAGS = ("--max-queue-depth", 1, "--rope-drop-timeout-ms", 600000)
+
+    def check(self, how):
+        proc = self.child(CLOSE_IN_HANDLER_CHILD, how)
+        self.assertEqual(read_line(proc.stdout), "closed")
+        self.assertEqual(read_line(proc.stdout), "closed for good")
+        self.assertEqual(proc.wait(WAIT_S), 0)
+
+    def test_close_in_a_signal_handler_ends_the_result_it_interrupted(self):
+        self.check("result")
+
+    def test_close_in_a_signal_handler_ends_the_submit_it_interrupted(self):
+        self.check("submit")
 
 
 if __name__ == "__main__":
