@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "perfq/client/iso_time.hpp"
 #include "perfq/perfq.hpp"
 #include "perfq/shm/segment.hpp"
 #include "perfq/shm/status.hpp"
@@ -85,17 +86,6 @@ bool finalizing() {
 #else
   return _Py_IsFinalizing() != 0;
 #endif
-}
-
-std::string iso_time(uint64_t unix_ns) {
-  const auto secs = static_cast<time_t>(unix_ns / 1'000'000'000);
-  struct tm tm {};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<unsigned>(unix_ns / 1'000'000 % 1000));
-  return buf;
 }
 
 std::string format_id(uint64_t id) {
@@ -215,7 +205,7 @@ class QueueCore {
         s.status_known ? perfq::status_name(s.status) : std::string_view("unknown");
     return py::make_tuple(format_id(s.request_id), std::string(status),
                           std::string(perfq::mode_name(s.mode)), type, int{s.priority},
-                          iso_time(s.created_at_unix_ns), s.queue_position, s.duplicate,
+                          perfq::iso_time(s.created_at_unix_ns), s.queue_position, s.duplicate,
                           std::string(perfq::band_name(s.band)));
   }
 
@@ -361,11 +351,12 @@ class QueueCore {
     if (!r) raise_error(r.error());
     const perfq::shm::RequestStatus& st = r.value();
     py::object finished = py::none();
-    if (perfq::is_final(st.status)) finished = py::str(iso_time(st.finished_at_unix_ns));
+    if (perfq::is_final(st.status)) finished = py::str(perfq::iso_time(st.finished_at_unix_ns));
     return py::make_tuple(format_id(st.request_id), std::string(perfq::status_name(st.status)),
                           std::string(perfq::mode_name(st.mode)), st.type, int{st.priority},
                           std::string(perfq::band_name(st.band)), st.user_id, int{st.attempts},
-                          iso_time(st.created_at_unix_ns), finished, error_or_none(st.error));
+                          perfq::iso_time(st.created_at_unix_ns), finished,
+                          error_or_none(st.error));
   }
 
   void cancel(const std::string& id_text) {
@@ -859,7 +850,12 @@ class WorkerCore {
       raise_code(perfq::Errc::kConflict, "register processors before run_worker, not during it");
     }
     if (!worker_) {
-      auto w = perfq::Worker::connect(seg_->seg);
+      // One dispatch at a time: run_worker serves one attempt at a time, and
+      // an attempt's processing time counts from its dispatch, so attempts
+      // queued behind a slow processor would time out unstarted.
+      perfq::WorkerOptions opt;
+      opt.max_inflight = 1;
+      auto w = perfq::Worker::connect(seg_->seg, opt);
       if (!w) raise_error(w.error());
       worker_ = std::move(w.value());
     }
@@ -926,7 +922,7 @@ class EventsCore {
       const bool request_event =
           kind != perfq::EventKind::kQueueFull && kind != perfq::EventKind::kQueueEmpty;
       if (!request_event) {
-        out.append(py::make_tuple(id++, perfq::event_name(kind), iso_time(e.at_unix_ns)));
+        out.append(py::make_tuple(id++, perfq::event_name(kind), perfq::iso_time(e.at_unix_ns)));
         continue;
       }
       const auto status =
@@ -935,7 +931,7 @@ class EventsCore {
       const auto error =
           perfq::errc_valid(e.error) ? static_cast<perfq::Errc>(e.error) : perfq::Errc::kInternal;
       out.append(py::make_tuple(
-          id++, perfq::event_name(kind), iso_time(e.at_unix_ns), format_id(e.request_id),
+          id++, perfq::event_name(kind), perfq::iso_time(e.at_unix_ns), format_id(e.request_id),
           std::string(e.type, std::min<size_t>(e.type_len, perfq::kTypeMaxBytes)),
           std::string(e.user_id, std::min<size_t>(e.user_len, perfq::kUserIdMaxBytes)),
           std::string(perfq::status_name(status)), int{e.priority},
