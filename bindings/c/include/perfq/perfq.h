@@ -231,7 +231,7 @@ PERFQ_API perfq_errc perfq_wait(perfq_producer* p, uint64_t request_id, int64_t 
 PERFQ_API size_t perfq_wait_any(perfq_producer* p, int64_t timeout_ms, uint64_t* ids, size_t max);
 /* Collects the outcomes that have arrived, without waiting (they are then
  * reported by perfq_wait_any and returned at once by perfq_wait); returns
- * how many it collected. */
+ * how many it collected, forgotten ones included. */
 PERFQ_API size_t perfq_poll(perfq_producer* p);
 /* Drops the outcome of a request this producer submitted: nobody will wait
  * for it (fire and forget). PERFQ_NOT_FOUND if there is none to drop. */
