@@ -7,12 +7,12 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "perfq/agent/admin.hpp"
-#include "perfq/agent/agent.hpp"
-#include "perfq/agent/auth.hpp"
-#include "perfq/agent/http.hpp"
-#include "perfq/agent/http_api.hpp"
-#include "perfq/agent/journal.hpp"
+#include "control/admin.hpp"
+#include "dataplane/agent.hpp"
+#include "http/auth.hpp"
+#include "http/server.hpp"
+#include "http/routes.hpp"
+#include "journal/journal.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/shm/segment.hpp"
 

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "perfq/core/atomic.hpp"
-#include "perfq/shm/keyed_table.hpp"
+#include "perfq/shm/tables/keyed_table.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {

@@ -6,7 +6,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/slot_pool.hpp"
 #include "perfq/shm/client_registry.hpp"
-#include "perfq/shm/keyed_table.hpp"
+#include "perfq/shm/tables/keyed_table.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {

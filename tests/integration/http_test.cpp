@@ -17,7 +17,7 @@
 
 #include "daemon_test.hpp"
 #include "harness.hpp"
-#include "perfq/agent/auth.hpp"
+#include "http/auth.hpp"
 
 namespace perfq {
 namespace {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "perfq/agent/auth.hpp"
+#include "http/auth.hpp"
 
 namespace perfq {
 namespace {

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "perfq/agent/agent.hpp"
+#include "dataplane/agent.hpp"
 #include "perfq/agent/daemon.hpp"
 #include "perfq/shm/segment.hpp"
 

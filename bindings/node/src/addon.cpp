@@ -23,7 +23,7 @@
 
 #include "core.hpp"
 #include "napi_util.hpp"
-#include "perfq/client/iso_time.hpp"
+#include "perfq/core/iso_time.hpp"
 
 namespace perfq::node {
 

@@ -37,7 +37,7 @@
 #include <utility>
 #include <vector>
 
-#include "perfq/client/iso_time.hpp"
+#include "perfq/core/iso_time.hpp"
 #include "perfq/perfq.hpp"
 #include "perfq/shm/segment.hpp"
 #include "perfq/shm/status.hpp"

@@ -1,6 +1,6 @@
 // Smoke tests: each baseline forks a real peer and completes. No timing
 // assertions; the numbers depend on the machine.
-#include "baselines.hpp"
+#include "baselines/baselines.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,0 +1,429 @@
+#include "http/server.hpp"
+
+#include <array>
+#include <atomic>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace perfq::agent {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct HttpServer::Impl {
+  // Declared so that sessions, destroyed with the io_context, still find
+  // `connections` and `options`.
+  HttpOptions options;
+  Handler handler;
+  std::atomic<std::size_t> connections{0};
+  std::atomic<std::size_t> streams{0};
+  std::atomic<bool> stopping{false};
+  // Answers computed but not yet written: shutdown waits for them (bounded).
+  std::mutex answers_mu;
+  std::condition_variable answers_cv;
+  std::size_t answers_pending = 0;
+  asio::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+  asio::steady_timer accept_retry{ioc};
+  asio::thread_pool pool;
+  std::thread io_thread;
+  std::string address;
+
+  explicit Impl(HttpOptions o, Handler h)
+      : options(std::move(o)), handler(std::move(h)), pool(std::max(1u, options.handler_threads)) {}
+  ~Impl() { ioc.stop(); }
+  void accept();
+};
+
+namespace {
+
+std::string error_json(int status, const std::string& error, const std::string& message) {
+  // The SPEC error body, built by hand: the server layer has no JSON library.
+  std::string m;
+  for (char c : message) {
+    if (c == '"' || c == '\\') m += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) m += c;
+  }
+  return "{\"statusCode\":" + std::to_string(status) + ",\"message\":\"" + m + "\",\"error\":\"" +
+         error + "\"}";
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer::Impl& server)
+      : stream_(std::move(socket)), server_(server), tick_(stream_.get_executor()) {
+    server_.connections.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ec;
+    const auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  ~Session() {
+    if (streaming_) server_.streams.fetch_sub(1, std::memory_order_relaxed);
+    server_.connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void start(bool over_limit) {
+    if (over_limit) {
+      HttpResponse r{503, error_json(503, "SERVICE_UNAVAILABLE", "too many connections")};
+      r.headers.emplace_back("Retry-After", "1");
+      write(std::move(r), /*keep_alive=*/false, /*version=*/11);
+      return;
+    }
+    read();
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options.header_limit));
+    parser_->body_limit(server_.options.body_limit);
+    // The whole request must arrive within the timeout: a slow client is cut.
+    stream_.expires_after(server_.options.request_timeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      write({413, error_json(413, "PAYLOAD_TOO_LARGE", "request body too large")}, false, 11);
+      return;
+    }
+    if (ec == http::error::header_limit) {
+      write({431, error_json(431, "HEADERS_TOO_LARGE", "request headers too large")}, false, 11);
+      return;
+    }
+    if (ec) return;  // closed, reset or timed out: the stream goes with us
+    http::request<http::string_body> req = parser_->release();
+    HttpRequest r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    if (auto it = req.find(http::field::authorization); it != req.end()) {
+      r.authorization = std::string(it->value());
+    }
+    if (auto it = req.find("Last-Event-ID"); it != req.end()) {
+      r.last_event_id = std::string(it->value());
+    }
+    r.body = std::move(req.body());
+    r.remote = remote_;
+    const bool keep_alive = req.keep_alive() && !server_.stopping.load(std::memory_order_relaxed);
+    const unsigned version = req.version();
+    const std::string_view path = std::string_view(r.target).substr(0, r.target.find('?'));
+    for (const std::string& p : server_.options.inline_paths) {
+      if (path == p) {
+        answer(server_.handler(r), keep_alive, version, /*counted=*/false);
+        return;
+      }
+    }
+    {
+      std::lock_guard lock(server_.answers_mu);
+      ++server_.answers_pending;
+    }
+    // The handler may block (a submit waiting for room, a review waiting for
+    // its fdatasync): it runs on the pool, the answer comes back here.
+    stream_.expires_never();
+    asio::post(server_.pool, [self = shared_from_this(), r = std::move(r), keep_alive, version] {
+      HttpResponse resp;
+      try {
+        resp = self->server_.handler(r);
+      } catch (const std::exception&) {
+        resp = {500, error_json(500, "INTERNAL", "request failed")};
+      }
+      asio::post(self->stream_.get_executor(),
+                 [self, resp = std::move(resp), keep_alive, version]() mutable {
+                   self->answer(std::move(resp), keep_alive, version, /*counted=*/true);
+                 });
+    });
+  }
+
+  void answer(HttpResponse r, bool keep_alive, unsigned version, bool counted) {
+    if (r.stream) {
+      stream(std::move(r), version, counted);
+      return;
+    }
+    write(std::move(r), keep_alive, version, counted);
+  }
+
+  void write(HttpResponse r, bool keep_alive, unsigned version, bool counted = false) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), version);
+    res->set(http::field::server, "perfq");
+    if (!r.body.empty()) res->set(http::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    res->body() = std::move(r.body);
+    res->keep_alive(keep_alive);
+    res->prepare_payload();
+    res_ = res;
+    stream_.expires_after(server_.options.request_timeout);
+    http::async_write(
+        stream_, *res_,
+        [self = shared_from_this(), keep_alive, counted](beast::error_code ec, std::size_t) {
+          if (counted) self->answered();
+          if (ec) return;
+          if (keep_alive && !self->server_.stopping.load(std::memory_order_relaxed)) {
+            self->read();
+            return;
+          }
+          self->linger();
+        });
+  }
+
+  // Closing a socket with unread bytes makes the kernel reset the connection,
+  // and the reset can destroy an answer still in flight (a 413 sent while the
+  // client is still writing its body, say). So half-close, then read and
+  // discard until the client closes, bounded by the request timeout.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(server_.options.request_timeout);
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (!ec) self->drain();
+                            });
+  }
+
+  // A streamed answer (http.hpp). Its answer stays counted until the stream
+  // ends, so shutdown waits for it to end cleanly (bounded).
+  void stream(HttpResponse r, unsigned version, bool counted) {
+    if (server_.streams.load(std::memory_order_relaxed) >= server_.options.max_streams) {
+      HttpResponse busy{503, error_json(503, "SERVICE_UNAVAILABLE", "too many event streams")};
+      busy.headers.emplace_back("Retry-After", "1");
+      write(std::move(busy), /*keep_alive=*/false, version, counted);
+      return;
+    }
+    server_.streams.fetch_add(1, std::memory_order_relaxed);
+    streaming_ = true;
+    stream_counted_ = counted;
+    source_ = std::move(r.stream);
+    // HTTP/1.0 has no chunks: there the body simply runs until the close.
+    chunked_ = version >= 11;
+    head_.emplace(static_cast<http::status>(r.status), version);
+    head_->set(http::field::server, "perfq");
+    head_->set(http::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) head_->set(k, v);
+    head_->keep_alive(false);
+    head_->chunked(chunked_);
+    head_sr_.emplace(*head_);
+    stream_.expires_after(server_.options.request_timeout);
+    http::async_write_header(stream_, *head_sr_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               if (ec) {
+                                 self->end_stream();
+                                 return;
+                               }
+                               self->watch_client();
+                               self->pump();
+                             });
+  }
+
+  // The client has nothing more to say; a read that ends means it left (or
+  // the socket closed), and the stream ends with it instead of writing into
+  // a dead connection until the next keep-alive fails.
+  void watch_client() {
+    // Only the read's timer: a write in flight keeps its own.
+    stream_.expires_never();
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (!ec) {
+                                self->watch_client();
+                                return;
+                              }
+                              self->end_stream();
+                            });
+  }
+
+  // One poll of the source, and its output written. The next poll waits for
+  // the write: a client that reads slowly is polled less and its feed falls
+  // behind (and says so) instead of buffering without bound here.
+  void pump() {
+    if (stream_ended_) return;
+    if (server_.stopping.load(std::memory_order_relaxed)) {
+      finish_stream();
+      return;
+    }
+    out_.clear();
+    try {
+      source_(out_);
+    } catch (const std::exception&) {
+      end_stream();
+      return;
+    }
+    if (out_.empty()) {
+      schedule();
+      return;
+    }
+    // A write not read within the timeout closes the connection.
+    stream_.expires_after(server_.options.request_timeout);
+    auto done = [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) {
+        self->end_stream();
+        return;
+      }
+      self->schedule();
+    };
+    if (chunked_) {
+      asio::async_write(stream_, http::make_chunk(asio::buffer(out_)), std::move(done));
+    } else {
+      asio::async_write(stream_, asio::buffer(out_), std::move(done));
+    }
+  }
+
+  void schedule() {
+    tick_.expires_after(server_.options.stream_poll_interval);
+    tick_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->pump();
+    });
+  }
+
+  // The server stops: the last chunk tells the client the stream ended on
+  // purpose.
+  void finish_stream() {
+    if (!chunked_) {
+      end_stream();
+      return;
+    }
+    stream_.expires_after(server_.options.request_timeout);
+    asio::async_write(
+        stream_, http::make_chunk_last(),
+        [self = shared_from_this()](beast::error_code, std::size_t) { self->end_stream(); });
+  }
+
+  // Idempotent: the watch read, a failed write and the stop may all end it.
+  void end_stream() {
+    if (stream_ended_) return;
+    stream_ended_ = true;
+    tick_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+    if (stream_counted_) answered();
+  }
+
+  void answered() {
+    {
+      std::lock_guard lock(server_.answers_mu);
+      --server_.answers_pending;
+    }
+    server_.answers_cv.notify_all();
+  }
+
+  beast::tcp_stream stream_;
+  HttpServer::Impl& server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<http::response<http::string_body>> res_;
+  std::string remote_;
+  std::array<char, 4096> discard_;
+  // A streamed answer's state; used on the connection's strand only.
+  asio::steady_timer tick_;
+  HttpStreamSource source_;
+  std::optional<http::response<http::empty_body>> head_;
+  std::optional<http::response_serializer<http::empty_body>> head_sr_;
+  std::string out_;
+  bool streaming_ = false;  // counted in server_.streams
+  bool stream_counted_ = false;
+  bool chunked_ = false;
+  bool stream_ended_ = false;
+};
+
+}  // namespace
+
+void HttpServer::Impl::accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // Out of descriptors, say: try again shortly instead of spinning.
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](beast::error_code wec) {
+        if (!wec) accept();
+      });
+      return;
+    }
+    const bool over = connections.load(std::memory_order_relaxed) >= options.max_connections;
+    std::make_shared<Session>(std::move(socket), *this)->start(over);
+    accept();
+  });
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::open(HttpOptions options, Handler handler) {
+  const std::string listen = options.listen;
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return {Errc::kInvalidRequest, "http address must be HOST:PORT: " + listen};
+  }
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned port = 0;
+  const std::string port_text = listen.substr(colon + 1);
+  const auto [p, pec] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (pec != std::errc() || p != port_text.data() + port_text.size() || port > 65535) {
+    return {Errc::kInvalidRequest, "http port must be 0..65535: " + listen};
+  }
+  beast::error_code ec;
+  const auto addr = asio::ip::make_address(host, ec);
+  if (ec) return {Errc::kInvalidRequest, "http host must be an IP address: " + listen};
+
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
+  const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+  impl->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl->acceptor.bind(ep, ec);
+  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return {Errc::kInternal, "http listen on " + listen + ": " + ec.message()};
+  const auto bound = impl->acceptor.local_endpoint();
+  impl->address = (bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
+                                           : bound.address().to_string()) +
+                  ":" + std::to_string(bound.port());
+  impl->accept();
+  Impl* raw = impl.get();
+  impl->io_thread = std::thread([raw] { raw->ioc.run(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() {
+  // Handlers finish first (they post their answers to the io thread), then
+  // the io thread stops and every session is destroyed with the context.
+  impl_->stopping.store(true, std::memory_order_relaxed);
+  asio::post(impl_->ioc, [i = impl_.get()] {
+    beast::error_code ignored;
+    i->acceptor.close(ignored);
+    i->accept_retry.cancel();
+  });
+  impl_->pool.join();
+  {
+    // Answers the handlers produced still go out, within the write timeout.
+    std::unique_lock lock(impl_->answers_mu);
+    impl_->answers_cv.wait_for(lock, impl_->options.request_timeout,
+                               [&] { return impl_->answers_pending == 0; });
+  }
+  impl_->ioc.stop();
+  if (impl_->io_thread.joinable()) impl_->io_thread.join();
+}
+
+const std::string& HttpServer::address() const noexcept {
+  return impl_->address;
+}
+
+}  // namespace perfq::agent
