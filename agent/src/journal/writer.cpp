@@ -53,11 +53,7 @@ class FdGuard {
 // A new file's name must be durable too, or a crash can lose the whole file.
 Result<void> sync_parent_dir(const std::string& path) {
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd.get() < 0) return {Errc::kInternal, errno_text("journal open dir", errno)};
-  if (::fsync(dfd.get()) != 0) return {Errc::kInternal, errno_text("journal fsync dir", errno)};
-  return {};
+  return sync_dir(dir.empty() ? "." : dir.string());
 }
 
 Result<std::vector<std::byte>> read_whole(int fd, std::size_t max_bytes) {
@@ -110,6 +106,13 @@ Result<uint64_t> last_line_end(int fd, uint64_t& size) {
 }
 
 }  // namespace
+
+Result<void> sync_dir(const std::string& dir) {
+  FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() < 0) return {Errc::kInternal, errno_text("journal open dir", errno)};
+  if (::fsync(dfd.get()) != 0) return {Errc::kInternal, errno_text("journal fsync dir", errno)};
+  return {};
+}
 
 struct JournalWriter::Ring {
   io_uring ring{};

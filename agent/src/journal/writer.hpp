@@ -36,6 +36,10 @@
 
 namespace perfq::agent {
 
+// Makes the entries of directory `dir` durable (fsync): a file created or
+// deleted in it survives a crash. kInternal with the strerror text.
+[[nodiscard]] Result<void> sync_dir(const std::string& dir);
+
 // Test seam: shapes every CQE result before the writer acts on it, in
 // submission order (a round's write, then its fdatasync, whose result is
 // ignored when the write came back short or failed). A seam may return a
