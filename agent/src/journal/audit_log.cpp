@@ -35,7 +35,7 @@ bool AuditLog::has_work() const noexcept {
   return !queue_.empty() || writer_->pending_records() > 0;
 }
 
-bool AuditLog::due(Clock::time_point now, bool stopping) const noexcept {
+bool AuditLog::due(std::chrono::steady_clock::time_point now, bool stopping) const noexcept {
   return has_work() && (now >= retry_at_ || stopping);
 }
 
@@ -76,7 +76,7 @@ bool AuditLog::write(std::vector<std::string>& lines) {
     return true;
   }
   backoff_.failed();
-  retry_at_ = Clock::now() + std::chrono::milliseconds(backoff_.wait_ms);
+  retry_at_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(backoff_.wait_ms);
   return false;
 }
 

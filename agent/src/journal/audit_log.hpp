@@ -37,8 +37,6 @@ struct AuditLogOptions {
 
 class AuditLog {
  public:
-  using Clock = std::chrono::steady_clock;
-
   // Opens or creates `path`; a torn last line is cut (JournalWriter).
   [[nodiscard]] static Result<std::unique_ptr<AuditLog>> open(const std::string& path,
                                                               AuditLogOptions options = {});
@@ -49,8 +47,10 @@ class AuditLog {
   // Lock held, journal thread.
   [[nodiscard]] bool has_work() const noexcept;  // lines queued or not yet durable
   // has_work, and no backoff running (a stopping journal writes at once).
-  [[nodiscard]] bool due(Clock::time_point now, bool stopping) const noexcept;
-  [[nodiscard]] Clock::time_point retry_at() const noexcept { return retry_at_; }
+  [[nodiscard]] bool due(std::chrono::steady_clock::time_point now, bool stopping) const noexcept;
+  [[nodiscard]] std::chrono::steady_clock::time_point retry_at() const noexcept {
+    return retry_at_;
+  }
   // Every queued line, behind an audit.dropped line when some were dropped.
   [[nodiscard]] std::vector<std::string> take(uint64_t now_unix_ns);
   // What write() left goes back in front of what was queued meanwhile; past
@@ -72,7 +72,7 @@ class AuditLog {
   // Journal thread only.
   std::unique_ptr<JournalWriter> writer_;
   Backoff backoff_;
-  Clock::time_point retry_at_{};
+  std::chrono::steady_clock::time_point retry_at_{};
   // Journal lock held.
   std::vector<std::string> queue_;
   uint64_t dropped_ = 0;
