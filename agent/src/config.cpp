@@ -9,6 +9,8 @@
 #include <functional>
 #include <map>
 
+#include "perfq/core/assert.hpp"
+
 namespace perfq::agent {
 
 uint32_t Config::slot_count() const noexcept {
@@ -74,14 +76,41 @@ Setter ids(std::vector<uint32_t> Config::*field, std::string name) {
   };
 }
 
-// One table of settings serves flags (dashes) and TOML keys (underscores).
-const std::map<std::string, Setter>& settings() {
-  static const std::map<std::string, Setter> table = {
-      {"queue", str(&Config::queue)},
-      {"data_dir", str(&Config::data_dir)},
-      {"http", str(&Config::http)},
-      {"tokens", str(&Config::tokens)},
+Setter jitter() {
+  return [](Config& c, const std::string& v) -> Result<void> {
+    char* end = nullptr;
+    const double d = std::strtod(v.c_str(), &end);
+    if (end == v.c_str() || *end != '\0' || d < 0 || d > 1) {
+      return {Errc::kInvalidRequest, "retry_jitter must be a number from 0 to 1"};
+    }
+    c.retry_jitter = d;
+    return {};
+  };
+}
+
+Setter idle() {
+  return [](Config& c, const std::string& v) -> Result<void> {
+    if (!parse_idle(v, c.idle)) {
+      return {Errc::kInvalidRequest, "idle must be busy-spin, backoff or park"};
+    }
+    return {};
+  };
+}
+
+using Settings = std::map<std::string, Setter>;
+
+// Names and places.
+Settings place_settings() {
+  return {
+      {"queue", str(&Config::queue)}, {"data_dir", str(&Config::data_dir)},
+      {"http", str(&Config::http)},   {"tokens", str(&Config::tokens)},
       {"group", str(&Config::group)},
+  };
+}
+
+// SPEC §4.
+Settings spec_settings() {
+  return {
       {"max_queue_depth", u64(&Config::max_queue_depth, 1, 1u << 21, "max_queue_depth")},
       {"queue_timeout_ms", u64(&Config::queue_timeout_ms, 1, 1ull << 40, "queue_timeout_ms")},
       {"processing_timeout_ms",
@@ -96,18 +125,18 @@ const std::map<std::string, Setter>& settings() {
        u64(&Config::worker_idle_timeout_ms, 1, 1ull << 40, "worker_idle_timeout_ms")},
       {"max_retry_attempts", u64(&Config::max_retry_attempts, 1, 100, "max_retry_attempts")},
       {"retry_backoff_ms", u64(&Config::retry_backoff_ms, 0, 1ull << 40, "retry_backoff_ms")},
-      {"retry_jitter",
-       [](Config& c, const std::string& v) -> Result<void> {
-         char* end = nullptr;
-         const double d = std::strtod(v.c_str(), &end);
-         if (end == v.c_str() || *end != '\0' || d < 0 || d > 1) {
-           return {Errc::kInvalidRequest, "retry_jitter must be a number from 0 to 1"};
-         }
-         c.retry_jitter = d;
-         return {};
-       }},
+      {"retry_jitter", jitter()},
       {"max_requests_per_user_per_minute", u64(&Config::max_requests_per_user_per_minute, 0, 65536,
                                                "max_requests_per_user_per_minute")},
+      {"idempotency_ttl_ms", u64(&Config::idempotency_ttl_ms, 1, 1ull << 40, "idempotency_ttl_ms")},
+      {"slot_payload_bytes", u64(&Config::slot_payload_bytes, 64, 1u << 20, "slot_payload_bytes")},
+      {"aging_ms", u64(&Config::aging_ms, 1, 1ull << 40, "aging_ms")},
+  };
+}
+
+// The segment's shape, its tables and the agent's mechanics.
+Settings shape_settings() {
+  return {
       {"status_table_entries",
        pow2(&Config::status_table_entries, 0, 1u << 24, "status_table_entries")},
       {"idempotency_table_entries",
@@ -115,6 +144,19 @@ const std::map<std::string, Setter>& settings() {
       {"rate_limit_table_entries",
        pow2(&Config::rate_limit_table_entries, 4, 1u << 20, "rate_limit_table_entries")},
       {"metrics_types", u64(&Config::metrics_types, 0, 64, "metrics_types")},
+      {"slots", u64(&Config::slots, 64, 1u << 22, "slots")},
+      {"max_clients", u64(&Config::max_clients, 2, 1024, "max_clients")},
+      {"ring_claim_timeout_ms",
+       u64(&Config::ring_claim_timeout_ms, 1, 60000, "ring_claim_timeout_ms")},
+      {"liveness_interval_ms",
+       u64(&Config::liveness_interval_ms, 1, 60000, "liveness_interval_ms")},
+      {"idle", idle()},
+  };
+}
+
+// Health thresholds, the DLQ journal and the admin socket.
+Settings operator_settings() {
+  return {
       {"health_degraded_utilization",
        u64(&Config::health_degraded_utilization, 0, 100, "health_degraded_utilization")},
       {"health_unhealthy_utilization",
@@ -127,19 +169,17 @@ const std::map<std::string, Setter>& settings() {
        u64(&Config::health_degraded_dlq, 0, 1ull << 40, "health_degraded_dlq")},
       {"health_unhealthy_dlq",
        u64(&Config::health_unhealthy_dlq, 0, 1ull << 40, "health_unhealthy_dlq")},
-      {"idempotency_ttl_ms", u64(&Config::idempotency_ttl_ms, 1, 1ull << 40, "idempotency_ttl_ms")},
-      {"slot_payload_bytes", u64(&Config::slot_payload_bytes, 64, 1u << 20, "slot_payload_bytes")},
-      {"aging_ms", u64(&Config::aging_ms, 1, 1ull << 40, "aging_ms")},
-      {"slots", u64(&Config::slots, 64, 1u << 22, "slots")},
-      {"max_clients", u64(&Config::max_clients, 2, 1024, "max_clients")},
-      {"ring_claim_timeout_ms",
-       u64(&Config::ring_claim_timeout_ms, 1, 60000, "ring_claim_timeout_ms")},
-      {"liveness_interval_ms",
-       u64(&Config::liveness_interval_ms, 1, 60000, "liveness_interval_ms")},
       {"dlq_segment_bytes",
        u64(&Config::dlq_segment_bytes, 4096, 256ull << 20, "dlq_segment_bytes")},
       {"dlq_retention_ms", u64(&Config::dlq_retention_ms, 0, 1ull << 40, "dlq_retention_ms")},
       {"admin_uids", ids(&Config::admin_uids, "admin_uids")},
+      {"admin_gids", ids(&Config::admin_gids, "admin_gids")},
+  };
+}
+
+// HTTP limits.
+Settings http_settings() {
+  return {
       {"http_request_timeout_ms",
        u64(&Config::http_request_timeout_ms, 1, 3'600'000, "http_request_timeout_ms")},
       {"http_max_connections",
@@ -148,15 +188,20 @@ const std::map<std::string, Setter>& settings() {
        u64(&Config::http_max_event_streams, 1, 65536, "http_max_event_streams")},
       {"http_event_keep_alive_ms",
        u64(&Config::http_event_keep_alive_ms, 1, 3'600'000, "http_event_keep_alive_ms")},
-      {"admin_gids", ids(&Config::admin_gids, "admin_gids")},
-      {"idle",
-       [](Config& c, const std::string& v) -> Result<void> {
-         if (!parse_idle(v, c.idle)) {
-           return {Errc::kInvalidRequest, "idle must be busy-spin, backoff or park"};
-         }
-         return {};
-       }},
   };
+}
+
+// One table of settings serves flags (dashes) and TOML keys (underscores).
+const Settings& settings() {
+  static const Settings table = [] {
+    Settings all;
+    for (Settings part : {place_settings(), spec_settings(), shape_settings(), operator_settings(),
+                          http_settings()}) {
+      all.merge(part);
+      PERFQ_ENFORCE(part.empty());  // merge leaves a key that two parts name
+    }
+    return all;
+  }();
   return table;
 }
 

@@ -4,39 +4,125 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 
 #include "control/admin.hpp"
 #include "dataplane/agent.hpp"
 #include "http/auth.hpp"
-#include "http/server.hpp"
 #include "http/routes.hpp"
+#include "http/server.hpp"
 #include "journal/journal.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::agent {
 
-int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHooks& hooks) {
-  // The journal first: a re-attaching agent hands it the letters a
-  // predecessor left SEALING.
+namespace {
+
+// A step that failed: its reason on stderr, and the exit code.
+int failed(const Error& e) {
+  std::fprintf(stderr, "perfq-agent: %s\n", e.message.c_str());
+  return 1;
+}
+
+Result<std::unique_ptr<Journal>> open_journal(const Config& cfg, const DaemonHooks& hooks) {
   JournalOptions jo;
   jo.data_dir = cfg.data_dir;
   jo.segment_bytes = cfg.dlq_segment_bytes;
   jo.retention_ms = cfg.dlq_retention_ms;
   jo.seam = hooks.seam;
   if (hooks.journal_retry_ms != 0) jo.retry_ms = hooks.journal_retry_ms;
-  auto journal = Journal::open(jo);
-  if (!journal) {
-    std::fprintf(stderr, "perfq-agent: %s\n", journal.error().message.c_str());
-    return 1;
+  return Journal::open(jo);
+}
+
+Result<std::unique_ptr<AdminServer>> open_admin(const Config& cfg, AdminOps& ops) {
+  return AdminServer::open(
+      cfg.data_dir + "/agent.sock", cfg.admin_uids, cfg.admin_gids,
+      [&ops](const nlohmann::json& req, const Peer& p) { return ops.handle(req, p); },
+      [&ops](const Peer& p) { ops.refused(p); });
+}
+
+// None without --tokens.
+Result<std::optional<TokenStore>> load_tokens(const Config& cfg) {
+  if (cfg.tokens.empty()) return std::optional<TokenStore>{};
+  auto t = TokenStore::load(cfg.tokens);
+  if (!t) return t.error();
+  return std::optional<TokenStore>(std::move(*t));
+}
+
+// The HTTP plane (SPEC §6), on loopback by default; none with --http off.
+// Clients find its address in the segment header.
+Result<std::unique_ptr<HttpServer>> open_http(const Config& cfg, HttpApi& api, shm::Segment& seg) {
+  if (cfg.http == "off") return std::unique_ptr<HttpServer>{};
+  HttpOptions ho;
+  ho.listen = cfg.http;
+  ho.request_timeout = std::chrono::milliseconds(cfg.http_request_timeout_ms);
+  ho.max_connections = cfg.http_max_connections;
+  ho.max_streams = cfg.http_max_event_streams;
+  // A submit's body is its payload plus a few fields; larger cannot fit a slot.
+  ho.body_limit = seg.geometry().slot_payload_bytes + 64 * 1024;
+  auto http = HttpServer::open(ho, [&api](const HttpRequest& r) { return api.handle(r); });
+  if (!http) return http.error();
+  // Written a byte at a time (relaxed atomics: the agent is running,
+  // readers may look).
+  char* field = seg.header().http_address;
+  const std::string& a = (*http)->address();
+  for (std::size_t i = 0; i < sizeof seg.header().http_address; ++i) {
+    store_relaxed(field[i], i < a.size() && i + 1 < sizeof seg.header().http_address ? a[i] : '\0');
   }
+  return http;
+}
+
+// First line: the segment is there (scripts wait for it); then HTTP.
+void log_started(const Config& cfg, const Agent& agent, shm::Segment& seg, const HttpServer* http,
+                 bool tokens) {
+  const auto& geo = seg.geometry();
+  std::fprintf(stderr,
+               "perfq-agent: queue %s %s segment /%s, %llu bytes (%u slots x %u B, %u clients), "
+               "data dir %s, admin socket %s, idle %s\n",
+               cfg.queue.c_str(), agent.reattached() ? "re-attached to" : "created",
+               perfq::shm::segment_name(cfg.queue).c_str(),
+               static_cast<unsigned long long>(geo.total_bytes), geo.slot_count, geo.slot.stride,
+               geo.max_clients, cfg.data_dir.c_str(), seg.header().socket_path,
+               perfq::idle_name(cfg.idle).data());
+  if (http != nullptr) {
+    std::fprintf(stderr, "perfq-agent: http on %s%s\n", http->address().c_str(),
+                 tokens ? "" : " (no --tokens: every route but the probes answers 401)");
+  }
+}
+
+// What recovery found in the journal, and each problem in its files.
+void log_journal(const Journal& journal) {
+  const auto& rec = journal.recovery();
+  std::fprintf(stderr,
+               "perfq-agent: DLQ journal %s: %llu segment(s), %llu record(s), %llu entr%s "
+               "(%llu unreviewed)\n",
+               journal.dir().c_str(), static_cast<unsigned long long>(rec.segments),
+               static_cast<unsigned long long>(rec.records),
+               static_cast<unsigned long long>(rec.entries), rec.entries == 1 ? "y" : "ies",
+               static_cast<unsigned long long>(journal.unreviewed()));
+  for (const auto& p : rec.problems) {
+    std::fprintf(stderr, "perfq-agent: DLQ journal %s at offset %llu (%llu bytes): %s\n",
+                 p.file.c_str(), static_cast<unsigned long long>(p.offset),
+                 static_cast<unsigned long long>(p.length), p.what.c_str());
+  }
+}
+
+}  // namespace
+
+// The order of the steps is the contract: the journal first (a re-attaching
+// agent hands it the letters a predecessor left SEALING), then the agent,
+// the admin socket, HTTP; on stop the listeners close first, the agent
+// stops, and the journal's last round writes the stop line and anything
+// queued.
+int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHooks& hooks) {
+  auto journal = open_journal(cfg, hooks);
+  if (!journal) return failed(journal.error());
   auto agent = Agent::open(cfg, perfq::system_clock(), journal->get());
-  if (!agent) {
-    std::fprintf(stderr, "perfq-agent: %s\n", agent.error().message.c_str());
-    return 1;
-  }
+  if (!agent) return failed(agent.error());
   auto seg = (*agent)->segment();
   (*journal)->attach_view(&seg->header().journal);
   (*journal)->audit(audit_line(
@@ -44,80 +130,21 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
       {{"pid", ::getpid()}, {"queue", cfg.queue}, {"reattached", (*agent)->reattached()}}));
   (*journal)->audit(audit_line("config.loaded", config_json(cfg)));
   AdminOps ops(**journal, seg, HealthLimits::from(cfg));
-  auto admin = AdminServer::open(
-      cfg.data_dir + "/agent.sock", cfg.admin_uids, cfg.admin_gids,
-      [&ops](const nlohmann::json& req, const Peer& p) { return ops.handle(req, p); },
-      [&ops](const Peer& p) { ops.refused(p); });
-  if (!admin) {
-    std::fprintf(stderr, "perfq-agent: %s\n", admin.error().message.c_str());
-    return 1;
-  }
-  // The HTTP plane (SPEC §6), on loopback by default; --http off disables it.
-  std::optional<TokenStore> tokens;
-  if (!cfg.tokens.empty()) {
-    auto t = TokenStore::load(cfg.tokens);
-    if (!t) {
-      std::fprintf(stderr, "perfq-agent: %s\n", t.error().message.c_str());
-      return 1;
-    }
-    tokens = std::move(*t);
-  }
-  HttpApi api(ops, tokens ? &*tokens : nullptr, seg, cfg.http_event_keep_alive_ms);
-  std::unique_ptr<HttpServer> http;
-  if (cfg.http != "off") {
-    HttpOptions ho;
-    ho.listen = cfg.http;
-    ho.request_timeout = std::chrono::milliseconds(cfg.http_request_timeout_ms);
-    ho.max_connections = cfg.http_max_connections;
-    ho.max_streams = cfg.http_max_event_streams;
-    // A submit's body is its payload plus a few fields; larger cannot fit a slot.
-    ho.body_limit = seg->geometry().slot_payload_bytes + 64 * 1024;
-    auto h = HttpServer::open(ho, [&api](const HttpRequest& r) { return api.handle(r); });
-    if (!h) {
-      std::fprintf(stderr, "perfq-agent: %s\n", h.error().message.c_str());
-      return 1;
-    }
-    http = std::move(*h);
-    // Clients find the address in the header; written a byte at a time
-    // (relaxed atomics: the agent is running, readers may look).
-    char* field = seg->header().http_address;
-    const std::string& a = http->address();
-    for (std::size_t i = 0; i < sizeof seg->header().http_address; ++i) {
-      store_relaxed(field[i],
-                    i < a.size() && i + 1 < sizeof seg->header().http_address ? a[i] : '\0');
-    }
-  }
-  const auto& geo = seg->geometry();
-  std::fprintf(stderr,
-               "perfq-agent: queue %s %s segment /%s, %llu bytes (%u slots x %u B, %u clients), "
-               "data dir %s, admin socket %s, idle %s\n",
-               cfg.queue.c_str(), (*agent)->reattached() ? "re-attached to" : "created",
-               perfq::shm::segment_name(cfg.queue).c_str(),
-               static_cast<unsigned long long>(geo.total_bytes), geo.slot_count, geo.slot.stride,
-               geo.max_clients, cfg.data_dir.c_str(), seg->header().socket_path,
-               perfq::idle_name(cfg.idle).data());
-  if (http) {
-    std::fprintf(stderr, "perfq-agent: http on %s%s\n", http->address().c_str(),
-                 tokens ? "" : " (no --tokens: every route but the probes answers 401)");
-  }
-  // First line: the segment is there (scripts wait for it); then the journal.
-  const auto& rec = (*journal)->recovery();
-  std::fprintf(stderr,
-               "perfq-agent: DLQ journal %s: %llu segment(s), %llu record(s), %llu entr%s "
-               "(%llu unreviewed)\n",
-               (*journal)->dir().c_str(), static_cast<unsigned long long>(rec.segments),
-               static_cast<unsigned long long>(rec.records),
-               static_cast<unsigned long long>(rec.entries), rec.entries == 1 ? "y" : "ies",
-               static_cast<unsigned long long>((*journal)->unreviewed()));
-  for (const auto& p : rec.problems) {
-    std::fprintf(stderr, "perfq-agent: DLQ journal %s at offset %llu (%llu bytes): %s\n",
-                 p.file.c_str(), static_cast<unsigned long long>(p.offset),
-                 static_cast<unsigned long long>(p.length), p.what.c_str());
-  }
+  auto admin = open_admin(cfg, ops);
+  if (!admin) return failed(admin.error());
+  auto tokens = load_tokens(cfg);
+  if (!tokens) return failed(tokens.error());
+  HttpApi api(ops, *tokens ? &**tokens : nullptr, seg, cfg.http_event_keep_alive_ms);
+  auto http = open_http(cfg, api, *seg);
+  if (!http) return failed(http.error());
+  log_started(cfg, **agent, *seg, http->get(), tokens->has_value());
+  log_journal(**journal);
   if (hooks.ready) hooks.ready();
+
   (*agent)->run(stop);
+
   api.stop();
-  http.reset();
+  http->reset();
   admin->reset();
   (*journal)->attach_view(nullptr);
   (*journal)->audit(audit_line("agent.stop", {{"pid", ::getpid()}, {"queue", cfg.queue}}));

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -38,6 +39,20 @@ std::string segment_name(uint64_t seq) {
   return b;
 }
 
+Result<std::vector<uint64_t>> list_segments(const std::string& dir) {
+  std::vector<uint64_t> seqs;
+  std::error_code ec;
+  for (const auto& de : fs::directory_iterator(dir, ec)) {
+    uint64_t seq = 0;
+    if (de.is_regular_file() && parse_segment_name(de.path().filename().string(), seq)) {
+      seqs.push_back(seq);
+    }
+  }
+  if (ec) return {Errc::kInternal, "journal: cannot list " + dir + ": " + ec.message()};
+  std::sort(seqs.begin(), seqs.end());
+  return seqs;
+}
+
 Result<std::vector<std::byte>> read_file(const std::string& path, uint64_t limit) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return {Errc::kInternal, path + ": " + std::strerror(errno)};
@@ -64,19 +79,11 @@ Result<std::vector<std::byte>> read_file(const std::string& path, uint64_t limit
 Result<JournalReport> verify_journal(const std::string& data_dir, uint64_t active_seq,
                                      uint64_t active_end) {
   const std::string dir = data_dir + "/dlq";
-  std::vector<uint64_t> seqs;
-  std::error_code ec;
-  for (const auto& de : fs::directory_iterator(dir, ec)) {
-    uint64_t seq = 0;
-    if (de.is_regular_file() && parse_segment_name(de.path().filename().string(), seq)) {
-      seqs.push_back(seq);
-    }
-  }
-  if (ec) return {Errc::kInternal, "journal: cannot list " + dir + ": " + ec.message()};
-  std::sort(seqs.begin(), seqs.end());
+  auto seqs = list_segments(dir);
+  if (!seqs) return seqs.error();
   JournalReport rep;
-  rep.segments = seqs.size();
-  for (const uint64_t seq : seqs) {
+  rep.segments = seqs->size();
+  for (const uint64_t seq : *seqs) {
     auto data =
         read_file(dir + "/" + segment_name(seq), seq == active_seq ? active_end : UINT64_MAX);
     if (!data) return data.error();

@@ -39,6 +39,8 @@ struct JournalReport {
 // <16 hex digits>.log: the name of segment `seq` inside dlq/, and back.
 [[nodiscard]] std::string segment_name(uint64_t seq);
 [[nodiscard]] bool parse_segment_name(const std::string& name, uint64_t& seq);
+// The sequence numbers of the segment files in `dir` (<data_dir>/dlq), ascending.
+[[nodiscard]] Result<std::vector<uint64_t>> list_segments(const std::string& dir);
 
 // Up to `limit` bytes of the file at `path`.
 [[nodiscard]] Result<std::vector<std::byte>> read_file(const std::string& path, uint64_t limit);

@@ -1,20 +1,18 @@
 #include "journal/journal.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cinttypes>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <utility>
 
 #include "journal/files.hpp"
-#include "perfq/core/iso_time.hpp"
+#include "perfq/core/assert.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/shm/layout.hpp"
 
@@ -40,44 +38,25 @@ struct Journal::Written {
   std::shared_ptr<Op> op;    // kReview, kReplay
 };
 
-namespace {
-
-DlqSummary summarize(const JournalEntry& e, uint64_t seq, uint64_t offset) {
-  DlqSummary s;
-  s.dlq_id = e.dlq_id;
-  s.request_id = e.letter.request_id;
-  s.user_id = e.letter.user_id;
-  s.type = e.letter.type;
-  s.mode = e.letter.mode;
-  s.priority = e.letter.priority;
-  s.status = e.letter.status;
-  s.reason = e.letter.reason;
-  s.attempt_count = e.letter.attempt_count;
-  s.first_attempt_unix_ns = e.letter.first_attempt_unix_ns;
-  s.last_attempt_unix_ns = e.letter.last_attempt_unix_ns;
-  s.segment = seq;
-  s.offset = offset;
-  return s;
-}
-
-Result<void> sync_dir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return {Errc::kInternal, dir + ": " + std::strerror(errno)};
-  const int r = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (r != 0) return {Errc::kInternal, dir + ": fsync: " + std::strerror(err)};
-  return {};
-}
-
-}  // namespace
+// What one round took from the queues. After the appends the vectors hold
+// what the writers' queues refused, in order: it goes back in front.
+struct Journal::Round {
+  bool audit_due = false;
+  uint64_t next_dlq_id = 0;  // the id the next letter gets
+  std::vector<std::pair<uint64_t, DeadLetter>> letters;
+  std::vector<std::shared_ptr<Op>> ops;
+  std::vector<std::string> lines;
+};
 
 Journal::Journal(JournalOptions options)
-    : options_(std::move(options)), dir_(options_.data_dir + "/dlq") {
+    : options_(std::move(options)),
+      dir_(options_.data_dir + "/dlq"),
+      retention_(dir_, options_.retention_ms) {
   if (options_.clock == nullptr) options_.clock = &system_clock();
   options_.segment_bytes = std::max<uint64_t>(options_.segment_bytes, 4096);
   options_.retry_ms = std::max<uint64_t>(options_.retry_ms, 1);
   options_.retry_max_ms = std::max(options_.retry_max_ms, options_.retry_ms);
+  backoff_ = Backoff{options_.retry_ms, options_.retry_max_ms};
 }
 
 uint64_t Journal::now_unix_ns() const noexcept {
@@ -95,11 +74,11 @@ Result<std::unique_ptr<Journal>> Journal::open(JournalOptions options) {
   if (ec) return {Errc::kInternal, "journal: cannot create " + j->dir_ + ": " + ec.message()};
   if (auto r = j->recover(); !r) return r.error();
   if (j->options_.audit) {
-    JournalWriterOptions o;
-    o.lines = true;
-    auto w = JournalWriter::open(j->options_.data_dir + "/audit.log", nullptr, o);
-    if (!w) return w.error();
-    j->audit_ = std::move(*w);
+    AuditLogOptions o;
+    o.backoff = j->backoff_;
+    auto a = AuditLog::open(j->options_.data_dir + "/audit.log", o);
+    if (!a) return a.error();
+    j->audit_ = std::move(*a);
   }
   j->thread_ = std::thread([p = j.get()] { p->run(); });
   return j;
@@ -108,67 +87,27 @@ Result<std::unique_ptr<Journal>> Journal::open(JournalOptions options) {
 // Rebuilds the index from every segment, oldest first, then opens the newest
 // for appending (which cuts its torn tail).
 Result<void> Journal::recover() {
-  std::vector<uint64_t> seqs;
-  std::error_code ec;
-  for (const auto& de : fs::directory_iterator(dir_, ec)) {
-    uint64_t seq = 0;
-    if (de.is_regular_file() && parse_segment_name(de.path().filename().string(), seq)) {
-      seqs.push_back(seq);
-    }
-  }
-  if (ec) return {Errc::kInternal, "journal: cannot list " + dir_ + ": " + ec.message()};
-  std::sort(seqs.begin(), seqs.end());
+  auto seqs = list_segments(dir_);
+  if (!seqs) return seqs.error();
   JournalReport& rep = recovery_;
-  for (std::size_t i = 0; i < seqs.size(); ++i) {
-    const uint64_t seq = seqs[i];
-    const bool active = i + 1 == seqs.size();
+  for (const uint64_t seq : *seqs) {
     auto data = read_file(segment_path(seq), UINT64_MAX);
     if (!data) return data.error();
     const std::size_t problems_before = rep.problems.size();
-    walk(
-        segment_name(seq), *data, rep,
-        [&](const JournalEntry& e, uint64_t offset) {
-          next_dlq_id_ = std::max(next_dlq_id_, e.dlq_id + 1);
-          if (entries_.contains(e.dlq_id)) return;  // never written twice; keep the first
-          entries_.emplace(e.dlq_id, summarize(e, seq, offset));
-          by_request_.emplace(e.letter.request_id, e.dlq_id);
-          ++unreviewed_;
-        },
-        [&](const ReviewRecord& v) {
-          auto it = entries_.find(v.dlq_id);
-          if (it == entries_.end()) return false;
-          if (!it->second.reviewed) {
-            it->second.reviewed = true;
-            it->second.reviewed_by = v.reviewed_by;
-            it->second.reviewed_at_unix_ns = v.reviewed_at_unix_ns;
-            it->second.resolution = v.resolution;
-            --unreviewed_;
-          }
-          return true;
-        },
-        [&](const ReplayRecord& v) {
-          auto it = entries_.find(v.dlq_id);
-          if (it == entries_.end()) return false;
-          if (it->second.replayed_as == 0) it->second.replayed_as = v.replayed_as;
-          return true;
-        },
-        &next_dlq_id_);
-    if (active) {
-      // The writer's own scan cuts the torn tail; it is reported once, here.
-      for (std::size_t p = problems_before; p < rep.problems.size(); ++p) {
-        if (rep.problems[p].what == "torn tail") {
-          rep.problems[p].what = "torn tail truncated";
-        }
-      }
+    index_.load_segment(seq, *data, rep, next_dlq_id_);
+    if (seq != seqs->back()) continue;
+    // The writer's own scan cuts the active segment's torn tail; it is
+    // reported once, here.
+    for (std::size_t p = problems_before; p < rep.problems.size(); ++p) {
+      if (rep.problems[p].what == "torn tail") rep.problems[p].what = "torn tail truncated";
     }
   }
-  rep.segments = seqs.size();
-  segments_ = seqs;
-  const uint64_t active = seqs.empty() ? 1 : seqs.back();
+  rep.segments = seqs->size();
+  const uint64_t active = seqs->empty() ? 1 : seqs->back();
+  retention_.adopt(*seqs);
   if (auto r = open_segment(active); !r) return r;
   rep.truncated_bytes = dlq_->recovery().truncated_bytes;
-  if (seqs.empty()) segments_.push_back(active);
-  active_checkpointed_ = false;
+  if (seqs->empty()) retention_.add(active);
   rep.removed_segments = sweep(now_unix_ns());
   return {};
 }
@@ -196,7 +135,7 @@ Journal::~Journal() {
 
 uint64_t Journal::accept(DeadLetter&& letter, bool recovered) {
   std::unique_lock lock(mu_);
-  if (recovered && by_request_.contains(letter.request_id)) return durable_ticket_;
+  if (recovered && index_.holds_request(letter.request_id)) return durable_ticket_;
   const uint64_t ticket = next_ticket_++;
   letters_.emplace_back(ticket, std::move(letter));
   lock.unlock();
@@ -221,15 +160,11 @@ void Journal::attach_view(shm::JournalView* view) {
 }
 
 void Journal::audit(std::string line) {
-  if (!options_.audit) return;
+  if (!audit_) return;
   std::replace(line.begin(), line.end(), '\n', ' ');
   {
     std::lock_guard lock(mu_);
-    if (audit_lines_.size() >= kAuditQueueMax) {
-      ++audit_dropped_;  // said in an audit.dropped line once the log takes lines again
-      return;
-    }
-    audit_lines_.push_back(std::move(line));
+    if (!audit_->push(std::move(line))) return;  // dropped; said in an audit.dropped line
   }
   work_cv_.notify_one();
 }
@@ -238,23 +173,21 @@ void Journal::audit(std::string line) {
 void Journal::publish_view() {
   shm::JournalView* v = view_;
   if (v == nullptr) return;
-  const uint32_t st = static_cast<uint32_t>(state_.health == JournalHealth::kHealthy
-                                                ? shm::JournalHealthState::kHealthy
-                                                : shm::JournalHealthState::kFailing);
-  store_relaxed(v->state, st);
+  const auto health = [](const JournalState& s) {
+    return s.health == JournalHealth::kHealthy ? shm::JournalHealthState::kHealthy
+                                               : shm::JournalHealthState::kFailing;
+  };
+  store_relaxed(v->state, static_cast<uint32_t>(health(state_)));
   store_relaxed(v->last_errno, static_cast<int32_t>(state_.last_errno));
-  store_relaxed(v->unreviewed, unreviewed_);
-  store_relaxed(v->entries, static_cast<uint64_t>(entries_.size()));
+  store_relaxed(v->unreviewed, index_.unreviewed());
+  store_relaxed(v->entries, static_cast<uint64_t>(index_.size()));
   store_relaxed(v->awaiting, next_ticket_ - 1 - durable_ticket_);
   store_relaxed(v->failed_flushes, state_.failed_flushes);
   store_relaxed(v->durable_records, durable_records_);
-  store_relaxed(v->segments, static_cast<uint64_t>(segments_.size()));
-  store_relaxed(v->audit_state,
-                static_cast<uint32_t>(!audit_ ? shm::JournalHealthState::kOff
-                                      : audit_state_.health == JournalHealth::kHealthy
-                                          ? shm::JournalHealthState::kHealthy
-                                          : shm::JournalHealthState::kFailing));
-  store_relaxed(v->audit_errno, static_cast<int32_t>(audit_state_.last_errno));
+  store_relaxed(v->segments, static_cast<uint64_t>(retention_.segments().size()));
+  store_relaxed(v->audit_state, static_cast<uint32_t>(audit_ ? health(audit_->state())
+                                                             : shm::JournalHealthState::kOff));
+  store_relaxed(v->audit_errno, static_cast<int32_t>(audit_ ? audit_->state().last_errno : 0));
 }
 
 void Journal::run() {
@@ -262,26 +195,67 @@ void Journal::run() {
   for (;;) {
     const auto now = std::chrono::steady_clock::now();
     const bool dlq_work = !letters_.empty() || !ops_.empty() || !written_.empty();
-    const bool audit_work = audit_ && (!audit_lines_.empty() || audit_->pending_records() > 0);
-    const bool audit_due = audit_work && (now >= audit_retry_at_ || stop_);
+    const bool audit_work = audit_ && audit_->has_work();
+    const bool audit_due = audit_work && audit_->due(now, stop_);
     if (!dlq_work && !audit_due) {
       if (stop_) return;
       if (audit_work) {
-        work_cv_.wait_until(lock, audit_retry_at_);
+        work_cv_.wait_until(lock, audit_->retry_at());
       } else {
         work_cv_.wait(lock);
       }
       continue;
     }
-    if (dlq_work && retry_wait_ms_ > 0 && !stop_) {
+    if (dlq_work && backoff_.wait_ms > 0 && !stop_) {
       // The DLQ is failing: wait before writing again (new work does not cut
       // it short).
-      const auto until = now + std::chrono::milliseconds(retry_wait_ms_);
+      const auto until = now + std::chrono::milliseconds(backoff_.wait_ms);
       work_cv_.wait_until(lock, until, [&] { return stop_; });
     }
     round_locked(lock, audit_due);
     if (stop_ && !last_round_ok_) return;  // failing: what is queued cannot land now
   }
+}
+
+// One round (see the header). Called with mu_ held; the I/O runs unlocked.
+void Journal::round_locked(std::unique_lock<std::mutex>& lock, bool audit_due) {
+  Round round = take_locked(audit_due);
+  lock.unlock();
+
+  const uint64_t ticket_before = dlq_->durable_ticket();
+  const uint64_t end_before = dlq_->durable_end();
+  append_letters(round);
+  append_ops(round);
+  // The audit log backs off on its own: its failures never delay a dead letter.
+  const bool audit_ok = !audit_due || audit_->write(round.lines);
+  const Result<uint64_t> flushed = dlq_->flush();
+  PERFQ_ENFORCE(dlq_->durable_ticket() >= ticket_before);
+  PERFQ_ENFORCE(dlq_->durable_end() >= end_before);
+  PERFQ_ENFORCE(dlq_->durable_end() <= dlq_->written_end());
+  const bool rotate = flushed && dlq_->durable_end() >= options_.segment_bytes;
+
+  lock.lock();
+  put_back_locked(round);
+  const std::size_t applied = finish_locked(flushed, audit_ok);
+  std::function<void()> waker = waker_;
+  lock.unlock();
+  // The agent concludes what is durable before any housekeeping below.
+  round_cv_.notify_all();
+  if (applied > 0 && waker) waker();
+  if (rotate) housekeep();
+  lock.lock();
+}
+
+// mu_ held. Everything queued; bounded by the writers' queues, which refuse
+// what does not fit (it waits for the next round).
+Journal::Round Journal::take_locked(bool audit_due) {
+  Round round;
+  round.audit_due = audit_due;
+  round.next_dlq_id = next_dlq_id_;
+  round.letters.swap(letters_);
+  round.ops.swap(ops_);
+  if (audit_due) round.lines = audit_->take(now_unix_ns());
+  return round;
 }
 
 // Clamps what encode_dead_letter would refuse, so that a letter can never
@@ -306,35 +280,13 @@ static void sanitize(DeadLetter& d) {
   }
 }
 
-// One round: take what is queued, append it, one group commit per file,
-// apply what became durable and wake the agent; then the housekeeping
-// (rotation, retention). Called with mu_ held; I/O runs unlocked.
-void Journal::round_locked(std::unique_lock<std::mutex>& lock, bool audit_due) {
-  std::vector<std::pair<uint64_t, DeadLetter>> letters;
-  std::vector<std::shared_ptr<Op>> ops;
-  std::vector<std::string> lines;
-  // Bounded by the writer's queue: what does not fit waits for this round.
-  letters.swap(letters_);
-  ops.swap(ops_);
-  if (audit_due) {
-    lines.swap(audit_lines_);
-    if (audit_dropped_ > 0) {
-      lines.insert(lines.begin(), "{\"at\":\"" + iso_time(now_unix_ns()) +
-                                      "\",\"event\":\"audit.dropped\",\"count\":" +
-                                      std::to_string(audit_dropped_) + "}");
-      audit_dropped_ = 0;
-    }
-  }
-  uint64_t dlq_id = next_dlq_id_;
-  lock.unlock();
-
-  std::vector<std::pair<uint64_t, DeadLetter>> left;
-  for (auto& [ticket, letter] : letters) {
-    if (!left.empty()) {
-      left.emplace_back(ticket, std::move(letter));
-      continue;
-    }
-    JournalEntry e{dlq_id, std::move(letter)};
+// Thread, unlocked: each letter becomes a dead-letter record with the next
+// dlq id, until the writer's queue is full; the rest stay in the round.
+void Journal::append_letters(Round& round) {
+  std::size_t taken = 0;
+  for (; taken < round.letters.size(); ++taken) {
+    auto& [ticket, letter] = round.letters[taken];
+    JournalEntry e{round.next_dlq_id, std::move(letter)};
     sanitize(e.letter);
     auto body = encode_dead_letter(e);
     if (!body) {
@@ -344,74 +296,70 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock, bool audit_due) {
       e.letter.history.clear();
       body = encode_dead_letter(e);
     }
-    const uint64_t offset = dlq_->durable_end() + dlq_->pending_bytes();
-    auto t =
-        body ? dlq_->append(RecordType::kDeadLetter, *body) : Result<uint64_t>{Errc::kInternal, ""};
-    if (!t) {
-      left.emplace_back(ticket, std::move(e.letter));  // the writer's queue is full
-      continue;
-    }
     Written w;
-    w.ticket = *t;
     w.type = RecordType::kDeadLetter;
-    w.entry = summarize(e, active_seq_, offset);
+    w.entry = summarize(e, active_seq_, dlq_->durable_end() + dlq_->pending_bytes());
     w.sink_ticket = ticket;
-    written_.push_back(std::move(w));
-    ++dlq_id;
-  }
-  std::vector<std::shared_ptr<Op>> ops_left;
-  for (auto& op : ops) {
-    auto t = ops_left.empty() ? dlq_->append(op->type, op->body)
-                              : Result<uint64_t>{Errc::kQueueFull, ""};
-    if (!t) {
-      ops_left.push_back(std::move(op));
-      continue;
+    if (!body || !append(std::move(w), *body)) {
+      letter = std::move(e.letter);  // the writer's queue is full
+      break;
     }
+    ++round.next_dlq_id;
+  }
+  round.letters.erase(round.letters.begin(),
+                      round.letters.begin() + static_cast<std::ptrdiff_t>(taken));
+}
+
+// Thread, unlocked: each review or replay record, until the writer's queue
+// is full; the rest stay in the round.
+void Journal::append_ops(Round& round) {
+  std::size_t taken = 0;
+  for (; taken < round.ops.size(); ++taken) {
+    const std::shared_ptr<Op>& op = round.ops[taken];
     Written w;
-    w.ticket = *t;
     w.type = op->type;
-    w.op = std::move(op);
-    written_.push_back(std::move(w));
+    w.op = op;
+    if (!append(std::move(w), op->body)) break;
   }
-  std::vector<std::string> lines_left;
-  for (auto& l : lines) {
-    if (!lines_left.empty() || !audit_->append_line(l)) lines_left.push_back(std::move(l));
-  }
+  round.ops.erase(round.ops.begin(), round.ops.begin() + static_cast<std::ptrdiff_t>(taken));
+}
 
-  Result<uint64_t> flushed = dlq_->flush();
-  // The audit log backs off on its own: its failures never delay a dead letter.
-  bool audit_ok = true;
-  if (audit_due) {
-    audit_ok = audit_->flush().ok();
-    if (audit_ok) {
-      audit_wait_ms_ = 0;
-    } else {
-      audit_wait_ms_ = audit_wait_ms_ == 0 ? options_.retry_ms
-                                           : std::min(audit_wait_ms_ * 2, options_.retry_max_ms);
-      audit_retry_at_ =
-          std::chrono::steady_clock::now() + std::chrono::milliseconds(audit_wait_ms_);
-    }
+// Thread, unlocked: appends one record to the active segment and remembers
+// it until it is durable. False: the writer's queue is full. Tickets count up
+// by one per append, so written_ stays in ticket order and the durable
+// records are always a prefix of it.
+bool Journal::append(Written w, std::span<const std::byte> body) {
+  const uint64_t next = dlq_->last_ticket() + 1;
+  auto t = dlq_->append(w.type, body);
+  if (!t) return false;
+  PERFQ_ENFORCE(*t == next);
+  PERFQ_ENFORCE(written_.empty() || written_.back().ticket < *t);  // checkpoints take tickets too
+  w.ticket = *t;
+  written_.push_back(std::move(w));
+  return true;
+}
+
+// mu_ held: what the writers refused goes back in front of anything queued
+// meanwhile, in order.
+void Journal::put_back_locked(Round& round) {
+  PERFQ_ENFORCE(round.next_dlq_id >= next_dlq_id_);  // dlq ids are never given twice
+  next_dlq_id_ = round.next_dlq_id;
+  if (!round.letters.empty()) {
+    round.letters.insert(round.letters.end(), std::make_move_iterator(letters_.begin()),
+                         std::make_move_iterator(letters_.end()));
+    letters_.swap(round.letters);
   }
+  if (!round.ops.empty()) {
+    round.ops.insert(round.ops.end(), ops_.begin(), ops_.end());
+    ops_.swap(round.ops);
+  }
+  if (round.audit_due) audit_->put_back(std::move(round.lines));
+}
+
+// mu_ held: applies what became durable, takes the files' health, ends the
+// round.
+std::size_t Journal::finish_locked(const Result<uint64_t>& flushed, bool audit_ok) {
   const uint64_t durable_ticket = dlq_->durable_ticket();
-  const bool rotate = flushed && dlq_->durable_end() >= options_.segment_bytes;
-
-  lock.lock();
-  next_dlq_id_ = dlq_id;
-  // What did not fit goes back in front of anything queued meanwhile.
-  if (!left.empty()) {
-    left.insert(left.end(), std::make_move_iterator(letters_.begin()),
-                std::make_move_iterator(letters_.end()));
-    letters_.swap(left);
-  }
-  if (!ops_left.empty()) {
-    ops_left.insert(ops_left.end(), ops_.begin(), ops_.end());
-    ops_.swap(ops_left);
-  }
-  if (!lines_left.empty()) {
-    lines_left.insert(lines_left.end(), std::make_move_iterator(audit_lines_.begin()),
-                      std::make_move_iterator(audit_lines_.end()));
-    audit_lines_.swap(lines_left);
-  }
   std::size_t applied = 0;
   for (; applied < written_.size() && written_[applied].ticket <= durable_ticket; ++applied) {
     apply(written_[applied]);
@@ -423,33 +371,29 @@ void Journal::round_locked(std::unique_lock<std::mutex>& lock, bool audit_due) {
     state_.health = JournalHealth::kFailing;  // the active segment cannot rotate
     state_.last_error = rotation_error_;
   }
-  if (audit_) audit_state_ = audit_->state();
   last_round_ok_ = flushed && audit_ok;
   if (flushed) {
-    retry_wait_ms_ = 0;
+    backoff_.succeeded();
   } else {
-    retry_wait_ms_ = retry_wait_ms_ == 0 ? options_.retry_ms
-                                         : std::min(retry_wait_ms_ * 2, options_.retry_max_ms);
+    backoff_.failed();
     for (auto& w : written_) {
       if (w.op) w.op->error = flushed.error().message;
     }
   }
+  PERFQ_ENFORCE(dlq_->durable_end() >= active_durable_end_);
   active_durable_end_ = dlq_->durable_end();
   ++round_;
   publish_view();
-  std::function<void()> waker = waker_;
-  lock.unlock();
-  // The agent concludes what is durable before any housekeeping below.
-  round_cv_.notify_all();
-  if (applied > 0 && waker) waker();
-  if (rotate) housekeep();
-  lock.lock();
+  return applied;
 }
 
 // Thread, unlocked: starts the next segment, then applies retention. A
 // failure leaves the active segment as it is and is retried after the next
 // round that finds it full.
 void Journal::housekeep() {
+  // Every record of the full segment is durable and applied: the new
+  // writer's tickets start again from 1.
+  PERFQ_ENFORCE(written_.empty());
   const uint64_t next = active_seq_ + 1;
   auto r = open_segment(next);  // takes mu_ itself
   {
@@ -462,97 +406,60 @@ void Journal::housekeep() {
       return;
     }
     rotation_error_.clear();
-    segments_.push_back(next);
-    active_checkpointed_ = false;
+    retention_.add(next);
     publish_view();
   }
   (void)sweep(now_unix_ns());
 }
 
-// mu_ held. A durable record changes the index.
+// mu_ held. A durable record changes the index, once.
 void Journal::apply(const Written& w) {
   switch (w.type) {
     case RecordType::kDeadLetter:
-      durable_ticket_ = std::max(durable_ticket_, w.sink_ticket);
-      if (!entries_.contains(w.entry.dlq_id)) {
-        entries_.emplace(w.entry.dlq_id, w.entry);
-        by_request_.emplace(w.entry.request_id, w.entry.dlq_id);
-        ++unreviewed_;
-      }
+      // Letters are appended in ticket order, each once.
+      PERFQ_ENFORCE(w.sink_ticket == durable_ticket_ + 1);
+      durable_ticket_ = w.sink_ticket;
+      (void)index_.add(w.entry);
       break;
-    case RecordType::kReview: {
-      auto it = entries_.find(w.op->review.dlq_id);
-      if (it != entries_.end() && !it->second.reviewed) {
-        it->second.reviewed = true;
-        it->second.reviewed_by = w.op->review.reviewed_by;
-        it->second.reviewed_at_unix_ns = w.op->review.reviewed_at_unix_ns;
-        it->second.resolution = w.op->review.resolution;
-        --unreviewed_;
-      }
-      reviewing_.erase(w.op->review.dlq_id);
+    case RecordType::kReview:
+      PERFQ_ENFORCE(!w.op->durable);
+      (void)index_.apply(w.op->review);
+      index_.end_review(w.op->review.dlq_id);
       w.op->durable = true;
       w.op->error.clear();
       break;
-    }
+    case RecordType::kReplay:
+      PERFQ_ENFORCE(!w.op->durable);
+      (void)index_.apply(w.op->replay);
+      index_.end_replay(w.op->replay.dlq_id);
+      w.op->durable = true;
+      w.op->error.clear();
+      break;
     case RecordType::kCheckpoint:
       break;
-    case RecordType::kReplay: {
-      auto it = entries_.find(w.op->replay.dlq_id);
-      if (it != entries_.end() && it->second.replayed_as == 0) {
-        it->second.replayed_as = w.op->replay.replayed_as;
-      }
-      replaying_.erase(w.op->replay.dlq_id);
-      w.op->durable = true;
-      w.op->error.clear();
-      break;
-    }
   }
 }
 
 // Thread or open(), never with mu_ held: the plan is made under the lock,
 // the files are removed outside it (the data plane takes mu_ on every
-// failure), the index forgets them under it again. See the retention rule in
-// the header.
+// failure), the index forgets them under it again.
 std::size_t Journal::sweep(uint64_t now_ns) {
-  const uint64_t keep_ns = options_.retention_ms * 1'000'000;
   std::vector<uint64_t> plan;
   {
     std::lock_guard lock(mu_);
-    std::unordered_map<uint64_t, bool> expired;  // by segment: every entry reviewed long ago
-    for (const uint64_t seq : segments_) expired[seq] = true;
-    for (const auto& [id, e] : entries_) {
-      if (!e.reviewed || e.reviewed_at_unix_ns + keep_ns > now_ns) expired[e.segment] = false;
-    }
-    for (const uint64_t seq : segments_) {
-      if (seq == active_seq_ || !expired[seq]) break;
-      plan.push_back(seq);
-    }
+    plan = retention_.plan(index_, active_seq_, now_ns);
   }
   if (plan.empty()) return 0;
   // The ids of the entries about to go must never be given again: the active
   // segment records the high-water mark first.
-  if (!active_checkpointed_) {
+  if (!retention_.checkpointed()) {
     if (!write_checkpoint()) return 0;  // retried at the next rotation or start
-    active_checkpointed_ = true;
+    retention_.mark_checkpointed();
   }
-  std::size_t removed = 0;
-  for (; removed < plan.size(); ++removed) {
-    if (::unlink(segment_path(plan[removed]).c_str()) != 0 && errno != ENOENT) break;
-  }
+  const std::size_t removed = retention_.remove(plan);
   if (removed == 0) return 0;
-  (void)sync_dir(dir_);
   std::lock_guard lock(mu_);
-  for (std::size_t k = 0; k < removed; ++k) {
-    for (auto it = entries_.begin(); it != entries_.end();) {
-      if (it->second.segment == plan[k]) {
-        by_request_.erase(it->second.request_id);
-        it = entries_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    segments_.erase(std::find(segments_.begin(), segments_.end(), plan[k]));
-  }
+  retention_.forget(std::span(plan).first(removed), index_);
   publish_view();
   return removed;
 }
@@ -565,24 +472,16 @@ bool Journal::write_checkpoint() {
 
 std::vector<DlqSummary> Journal::list(std::size_t limit, bool all) const {
   std::lock_guard lock(mu_);
-  std::vector<DlqSummary> out;
-  // Unreviewed first, newest first; then (with `all`) reviewed, newest first.
-  for (int pass = 0; pass < (all ? 2 : 1); ++pass) {
-    for (auto it = entries_.rbegin(); it != entries_.rend() && out.size() < limit; ++it) {
-      if (it->second.reviewed == (pass == 0)) continue;
-      out.push_back(it->second);
-    }
-  }
-  return out;
+  return index_.list(limit, all);
 }
 
 Result<DlqEntry> Journal::show(uint64_t dlq_id) const {
   DlqSummary s;
   {
     std::lock_guard lock(mu_);
-    auto it = entries_.find(dlq_id);
-    if (it == entries_.end()) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
-    s = it->second;
+    const DlqSummary* e = index_.find(dlq_id);
+    if (e == nullptr) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
+    s = *e;
   }
   // The record is durable and never rewritten: read it back from its file.
   const std::string path = segment_path(s.segment);
@@ -638,21 +537,14 @@ Result<void> Journal::review(uint64_t dlq_id, std::string reviewed_by, std::stri
   op->type = RecordType::kReview;
   op->review = ReviewRecord{dlq_id, std::move(reviewed_by), now_unix_ns(), std::move(resolution)};
   {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(dlq_id);
-    if (it == entries_.end()) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
-    if (it->second.reviewed) {
-      return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " was reviewed already"};
-    }
     // Claimed in the same critical section as the checks: one review wins.
-    if (!reviewing_.insert(dlq_id).second) {
-      return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " is being reviewed"};
-    }
+    std::lock_guard lock(mu_);
+    if (auto r = index_.claim_review(dlq_id); !r) return r;
   }
   auto body = encode_review(op->review);
   if (!body) {
     std::lock_guard lock(mu_);
-    reviewing_.erase(dlq_id);
+    index_.end_review(dlq_id);
     return body.error();
   }
   op->body = std::move(*body);
@@ -661,41 +553,23 @@ Result<void> Journal::review(uint64_t dlq_id, std::string reviewed_by, std::stri
 
 Result<void> Journal::check_replayable(uint64_t dlq_id) const {
   std::lock_guard lock(mu_);
-  auto it = entries_.find(dlq_id);
-  if (it == entries_.end()) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
-  if (it->second.replayed_as != 0) {
-    char as[17];
-    format_request_id(it->second.replayed_as, as);
-    return {Errc::kConflict,
-            "DLQ entry " + std::to_string(dlq_id) + " was replayed already as " + std::string(as)};
-  }
-  return {};
+  return index_.check_replayable(dlq_id);
 }
 
 Result<void> Journal::begin_replay(uint64_t dlq_id) {
   std::lock_guard lock(mu_);
-  auto it = entries_.find(dlq_id);
-  if (it == entries_.end()) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
-  if (it->second.replayed_as != 0 || !replaying_.insert(dlq_id).second) {
-    return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " was replayed already"};
-  }
-  return {};
+  return index_.begin_replay(dlq_id);
 }
 
 void Journal::abandon_replay(uint64_t dlq_id) {
   std::lock_guard lock(mu_);
-  replaying_.erase(dlq_id);
+  index_.end_replay(dlq_id);
 }
 
 Result<void> Journal::record_replay(uint64_t dlq_id, uint64_t replayed_as, uint64_t timeout_ms) {
   {
     std::lock_guard lock(mu_);
-    auto it = entries_.find(dlq_id);
-    if (it == entries_.end()) return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};
-    if (it->second.replayed_as != 0) {
-      return {Errc::kConflict, "DLQ entry " + std::to_string(dlq_id) + " was replayed already"};
-    }
-    replaying_.insert(dlq_id);
+    if (auto r = index_.claim_replay_record(dlq_id); !r) return r;
   }
   auto op = std::make_shared<Op>();
   op->type = RecordType::kReplay;
@@ -717,7 +591,7 @@ Result<JournalReport> Journal::verify() const {
 
 uint64_t Journal::unreviewed() const {
   std::lock_guard lock(mu_);
-  return unreviewed_;
+  return index_.unreviewed();
 }
 
 JournalState Journal::state() const {

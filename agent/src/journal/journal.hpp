@@ -10,35 +10,44 @@
 // durable; operators (the admin socket) review and replay entries and wait
 // until their record is durable; anything may queue an audit line.
 //
-// Index: every dead-letter entry of every segment, rebuilt at open() by
-// scanning the files oldest first; reviews and replays apply to the entry
-// they name. The active segment (the newest) takes every append; once its
-// durable size reaches segment_bytes the thread starts the next file.
+// The thread composes the parts, each in its own file:
 //
-// Retention (docs/DECISIONS.md): whole segments only, oldest first. A segment
-// other than the active one is deleted once every dead-letter entry in it has
-// been reviewed for at least retention_ms; the first segment that does not
-// qualify stops the sweep, so a review or replay record can only be lost
-// together with, or after, the entry it names. Unreviewed entries are never
-// deleted.
+//   accept/review/replay --> queues --round--> JournalWriter (writer.hpp)
+//                                        |       the active segment
+//                                        |---> AuditLog (audit_log.hpp)
+//                            durable <---+
+//                            DlqIndex (dlq_index.hpp): every entry, by id
+//   after a full segment: rotation, then Retention (retention.hpp)
+//
+// A round (round_locked): take what is queued, append it, one group commit
+// per file, apply what became durable to the index and wake the agent; then
+// the housekeeping. The active segment (the newest) takes every append; once
+// its durable size reaches segment_bytes the thread starts the next file.
+//
+// Invariants of a round (checked): tickets and durable positions never go
+// back; each appended record has the writer's next ticket; the data plane's
+// tickets become durable one after another; every review or replay record
+// completes its operator's wait once.
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
-#include "perfq/agent/dead_letter.hpp"
+#include "journal/audit_log.hpp"
+#include "journal/backoff.hpp"
+#include "journal/dlq_index.hpp"
 #include "journal/files.hpp"
 #include "journal/format.hpp"
+#include "journal/retention.hpp"
 #include "journal/writer.hpp"
+#include "perfq/agent/dead_letter.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/core/result.hpp"
 
@@ -57,34 +66,6 @@ struct JournalOptions {
   bool audit = true;             // write <data_dir>/audit.log
   IoSeam* seam = nullptr;        // fault injection for the DLQ files (tests)
   const Clock* clock = nullptr;  // nullptr: the system clock
-};
-
-// One entry of the index: the SPEC §5 entry without payload, metadata and
-// errorHistory, which show() reads back from the file.
-struct DlqSummary {
-  uint64_t dlq_id = 0;
-  uint64_t request_id = 0;
-  std::string user_id;
-  std::string type;
-  Mode mode = Mode::kFifo;
-  uint8_t priority = kPriorityDefault;
-  Status status = Status::kFailed;
-  Errc reason = Errc::kInternal;
-  uint32_t attempt_count = 0;
-  uint64_t first_attempt_unix_ns = 0;
-  uint64_t last_attempt_unix_ns = 0;
-  bool reviewed = false;
-  std::string reviewed_by;
-  uint64_t reviewed_at_unix_ns = 0;
-  std::string resolution;
-  uint64_t replayed_as = 0;  // 0: never replayed
-  uint64_t segment = 0;      // file sequence number
-  uint64_t offset = 0;       // of the record in that file
-};
-
-struct DlqEntry {
-  DlqSummary summary;
-  DeadLetter letter;  // every field, as journaled
 };
 
 class Journal final : public DeadLetterSink {
@@ -147,12 +128,20 @@ class Journal final : public DeadLetterSink {
  private:
   struct Op;       // a review or replay record waiting to be durable
   struct Written;  // an appended record, applied to the index when durable
+  struct Round;    // what one round took from the queues
 
   explicit Journal(JournalOptions options);
   [[nodiscard]] Result<void> recover();
   [[nodiscard]] Result<void> open_segment(uint64_t seq);
   void run();
   void round_locked(std::unique_lock<std::mutex>& lock, bool audit_due);
+  [[nodiscard]] Round take_locked(bool audit_due);
+  void append_letters(Round& round);                                      // thread, unlocked
+  void append_ops(Round& round);                                          // thread, unlocked
+  [[nodiscard]] bool append(Written w, std::span<const std::byte> body);  // thread, unlocked
+  void put_back_locked(Round& round);
+  // Returns how many dead letters became durable.
+  [[nodiscard]] std::size_t finish_locked(const Result<uint64_t>& flushed, bool audit_ok);
   void housekeep();
   void apply(const Written& w);
   // Returns the segments it deleted.
@@ -168,15 +157,12 @@ class Journal final : public DeadLetterSink {
   JournalOptions options_;
   std::string dir_;  // <data_dir>/dlq
 
-  // Thread-owned (no lock): the writers and what they have queued.
+  // Thread-owned (no lock): the active segment's writer and what it holds.
   std::unique_ptr<JournalWriter> dlq_;
-  std::unique_ptr<JournalWriter> audit_;
   uint64_t active_seq_ = 0;
-  std::vector<Written> written_;      // appended to dlq_, oldest first, not yet durable
-  uint64_t retry_wait_ms_ = 0;        // 0: healthy
-  bool last_round_ok_ = true;         // both files flushed in the last round
-  bool active_checkpointed_ = false;  // the active segment holds a durable checkpoint
-  uint64_t audit_wait_ms_ = 0;        // the audit log's own backoff (0: healthy)
+  std::vector<Written> written_;  // appended to dlq_, oldest first, not yet durable
+  Backoff backoff_;               // of the DLQ files
+  bool last_round_ok_ = true;     // both files flushed in the last round
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;   // the thread waits for work here
@@ -184,12 +170,8 @@ class Journal final : public DeadLetterSink {
   bool stop_ = false;
   std::vector<std::pair<uint64_t, DeadLetter>> letters_;  // {ticket, letter}: queued
   std::vector<std::shared_ptr<Op>> ops_;
-  std::vector<std::string> audit_lines_;
-  static constexpr std::size_t kAuditQueueMax = 65536;  // lines waiting; more are counted
-  uint64_t audit_dropped_ = 0;
-  std::chrono::steady_clock::time_point audit_retry_at_{};
-  JournalState audit_state_;
-  std::string rotation_error_;  // the last failed rotation; empty once one succeeds
+  std::unique_ptr<AuditLog> audit_;  // null: audit off; its queue under mu_
+  std::string rotation_error_;       // the last failed rotation; empty once one succeeds
   uint64_t next_ticket_ = 1;
   uint64_t durable_ticket_ = 0;
   uint64_t next_dlq_id_ = 1;
@@ -197,12 +179,8 @@ class Journal final : public DeadLetterSink {
   uint64_t durable_records_ = 0;
   uint64_t active_durable_end_ = 0;  // of the active segment (verify reads that far)
   uint64_t active_seq_public_ = 0;
-  std::map<uint64_t, DlqSummary> entries_;             // by dlq_id
-  std::unordered_map<uint64_t, uint64_t> by_request_;  // request id -> dlq_id
-  std::unordered_set<uint64_t> reviewing_;             // dlq ids with a review record on its way
-  std::unordered_set<uint64_t> replaying_;  // dlq ids between begin_replay and its record
-  std::vector<uint64_t> segments_;          // sequence numbers on disk, ascending
-  uint64_t unreviewed_ = 0;
+  DlqIndex index_;
+  Retention retention_;  // its segment list under mu_
   JournalState state_;
   shm::JournalView* view_ = nullptr;
   std::function<void()> waker_;

@@ -6,11 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <utility>
+
+#include "perfq/core/assert.hpp"
 
 namespace perfq::agent {
 
@@ -52,11 +53,7 @@ class FdGuard {
 // A new file's name must be durable too, or a crash can lose the whole file.
 Result<void> sync_parent_dir(const std::string& path) {
   std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dfd.get() < 0) return {Errc::kInternal, errno_text("journal open dir", errno)};
-  if (::fsync(dfd.get()) != 0) return {Errc::kInternal, errno_text("journal fsync dir", errno)};
-  return {};
+  return sync_dir(dir.empty() ? "." : dir.string());
 }
 
 Result<std::vector<std::byte>> read_whole(int fd, std::size_t max_bytes) {
@@ -109,6 +106,13 @@ Result<uint64_t> last_line_end(int fd, uint64_t& size) {
 }
 
 }  // namespace
+
+Result<void> sync_dir(const std::string& dir) {
+  FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() < 0) return {Errc::kInternal, errno_text("journal open dir", errno)};
+  if (::fsync(dfd.get()) != 0) return {Errc::kInternal, errno_text("journal fsync dir", errno)};
+  return {};
+}
 
 struct JournalWriter::Ring {
   io_uring ring{};
@@ -199,15 +203,15 @@ Result<uint64_t> JournalWriter::append(RecordType type, std::span<const std::byt
             "journal queue full: " + std::to_string(pending_bytes()) + " bytes not yet durable"};
   }
   const std::vector<std::byte> rec = encode_record(type, body);
-  assert(rec.size() == size);
+  PERFQ_ASSERT(rec.size() == size);
   buf_.insert(buf_.end(), rec.begin(), rec.end());
   ends_.push_back(buf_.size());
   return last_ticket();
 }
 
 Result<uint64_t> JournalWriter::append_line(std::string_view line) {
-  assert(options_.lines);
-  assert(line.find('\n') == std::string_view::npos);
+  PERFQ_ASSERT(options_.lines);
+  PERFQ_ASSERT(line.find('\n') == std::string_view::npos);
   const std::size_t size = line.size() + 1;
   if (size > kRecordBodyMax)
     return {Errc::kInvalidRequest, "journal line longer than kRecordBodyMax"};
@@ -265,129 +269,164 @@ void JournalWriter::drop_durable(std::size_t records, std::size_t bytes) noexcep
   }
 }
 
+// One pass of commit(): [write of the unwritten rest, IOSQE_IO_LINK] ->
+// fdatasync, submitted together and reaped together.
+struct JournalWriter::Pass {
+  unsigned len = 0;        // bytes the write asks for; 0: no write, the pass only syncs
+  unsigned queued = 0;     // SQEs prepared
+  unsigned submitted = 0;  // SQEs the kernel took
+  // Taken by more than one io_uring_submit: the link is broken, so the
+  // fdatasync may have run before the write and its result is not trusted.
+  bool split = false;
+  int submit_err = 0;
+  int write_res = -ECANCELED;  // CQE results; -ECANCELED until reaped
+  int fsync_res = -ECANCELED;
+};
+
+// Makes the first `records` queued records durable. Bounded: a pass that
+// moves no byte counts a stall, and kMaxStalls of them in a row give up; a
+// pass that moves bytes writes at least one of the finite target.
 Result<void> JournalWriter::commit(std::size_t records) {
-  assert(records >= 1 && records <= pending_records());
+  PERFQ_ASSERT(records >= 1 && records <= pending_records());
   if (ring_->broken) return fail("journal io_uring unusable after a failed submit");
-  const std::size_t target_index = ends_[ends_head_ + records - 1];
-  const std::size_t target_bytes = target_index - buf_head_;
+  const std::size_t target_bytes = ends_[ends_head_ + records - 1] - buf_head_;
   const uint64_t target_end = durable_end_ + target_bytes;
-  io_uring* ring = &ring_->ring;
-
-  for (int stalls = 0;;) {
-    if (stalls >= kMaxStalls) {
-      return fail("journal flush: no progress after " + std::to_string(kMaxStalls) + " retries");
-    }
-    // One round: [write of the unwritten rest, IOSQE_IO_LINK] -> fdatasync.
-    // The queue depth is >= 2 and every round reaps all it submits, so the
-    // SQ has room.
-    const bool write_needed = written_end_ < target_end;
-    const auto len = static_cast<unsigned>(write_needed ? target_end - written_end_ : 0);
-    unsigned count = 0;
-    if (write_needed) {
-      io_uring_sqe* sqe = io_uring_get_sqe(ring);
-      if (sqe == nullptr) return fail("journal io_uring: no free SQE");  // nothing queued yet
-      const std::byte* src = buf_.data() + buf_head_ + (written_end_ - durable_end_);
-      io_uring_prep_write(sqe, fd_, src, len, written_end_);
-      sqe->flags |= IOSQE_IO_LINK;  // the fdatasync runs only after the whole write
-      io_uring_sqe_set_data64(sqe, kWriteTag);
-      ++count;
-    }
-    io_uring_sqe* fsq = io_uring_get_sqe(ring);
-    if (fsq == nullptr) {
-      ring_->broken = true;  // a write SQE may sit unsubmitted in the SQ
-      return fail("journal io_uring: no free SQE");
-    }
-    io_uring_prep_fsync(fsq, fd_, IORING_FSYNC_DATASYNC);
-    io_uring_sqe_set_data64(fsq, kFsyncTag);
-    ++count;
-
-    // Submit. A split submit (first call took fewer than `count`) breaks the
-    // link, so that round's fdatasync may have run before the write: its
-    // result is not trusted and the round is retried.
-    unsigned submitted = 0;
-    bool split = false;
-    int submit_err = 0;
-    for (int tries = 0; submitted < count && tries < kMaxSyscallRetries; ++tries) {
-      const int r = io_uring_submit(ring);
-      if (r >= 0) {
-        submitted += static_cast<unsigned>(r);
-        if (submitted < count) split = true;
-        continue;
-      }
-      if (r != -EAGAIN && r != -EINTR && r != -EBUSY) {
-        submit_err = -r;
+  for (int stalls = 0; stalls < kMaxStalls;) {
+    Pass pass;
+    if (auto r = run_pass(target_end, pass); !r) return r;
+    auto step = judge(pass);
+    if (!step) return step.error();
+    switch (*step) {
+      case Step::kDurable:
+        mark_durable(records, target_bytes);
+        return {};
+      case Step::kProgress:
+        stalls = 0;
         break;
-      }
-    }
-    // Reap exactly what was submitted before touching buf_ or returning.
-    int write_res = -ECANCELED;
-    int fsync_res = -ECANCELED;
-    for (unsigned reaped = 0, eintr = 0; reaped < submitted;) {
-      io_uring_cqe* cqe = nullptr;
-      const int r = io_uring_wait_cqe(ring, &cqe);
-      if (r < 0) {
-        if (r == -EINTR && ++eintr < static_cast<unsigned>(kMaxSyscallRetries)) continue;
-        // Unreachable in practice; the in-flight SQEs still point into buf_.
-        ring_->broken = true;
-        return fail(errno_text("journal io_uring_wait_cqe", -r), -r);
-      }
-      (io_uring_cqe_get_data64(cqe) == kWriteTag ? write_res : fsync_res) = cqe->res;
-      io_uring_cqe_seen(ring, cqe);
-      ++reaped;
-    }
-    if (submitted < count) {
-      ring_->broken = true;  // the rest sits in the SQ and would run later
-      return fail(errno_text("journal io_uring_submit", submit_err != 0 ? submit_err : EAGAIN),
-                  submit_err != 0 ? submit_err : EAGAIN);
-    }
-
-    // The seam sees every CQE, in submission order.
-    if (write_needed) {
-      const int w = seam_ != nullptr ? seam_->on_result(IoSeam::Op::kWrite, write_res) : write_res;
-      if (seam_ != nullptr) fsync_res = seam_->on_result(IoSeam::Op::kFsync, fsync_res);
-      if (w < 0) {
-        if (retryable(w)) {
-          ++stalls;
-          continue;
-        }
-        return fail(errno_text("journal write", -w), -w);
-      }
-      assert(static_cast<unsigned>(w) <= len);
-      const auto wrote = std::min(static_cast<unsigned>(w), len);
-      written_end_ += wrote;
-      if (wrote < len) {
-        // Short write: its linked fdatasync was cancelled (or covered less);
-        // the next round writes the rest, positionally, then syncs again.
-        stalls = wrote == 0 ? stalls + 1 : 0;
-        continue;
-      }
-    } else if (seam_ != nullptr) {
-      fsync_res = seam_->on_result(IoSeam::Op::kFsync, fsync_res);
-    }
-    if (split) {
-      ++stalls;
-      continue;  // any write is complete now; the next round syncs alone
-    }
-    if (fsync_res < 0) {
-      if (retryable(fsync_res) || fsync_res == -ECANCELED) {
+      case Step::kStall:
         ++stalls;
-        continue;
-      }
-      return fail(errno_text("journal fdatasync", -fsync_res), -fsync_res);
+        break;
     }
-    break;
   }
+  return fail("journal flush: no progress after " + std::to_string(kMaxStalls) + " retries");
+}
 
-  // The fdatasync succeeded after the write of [durable_end_, target_end)
-  // completed: those records are durable.
-  assert(written_end_ >= target_end);
+// Queues the pass's SQEs, submits them and reaps exactly what was submitted
+// (before buf_ may change or commit return: in-flight SQEs point into it).
+// The queue depth is >= 2 and every pass reaps all it submits, so the SQ has
+// room. A failure here leaves the ring unusable when SQEs may be stuck in it.
+Result<void> JournalWriter::run_pass(uint64_t target_end, Pass& pass) {
+  io_uring* ring = &ring_->ring;
+  // A short write leaves written_end_ inside the target: the rest is written
+  // from there, positionally, from the bytes still queued.
+  PERFQ_ENFORCE(durable_end_ <= written_end_ && written_end_ <= target_end);
+  if (written_end_ < target_end) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    if (sqe == nullptr) return fail("journal io_uring: no free SQE");  // nothing queued yet
+    pass.len = static_cast<unsigned>(target_end - written_end_);
+    const std::size_t from = buf_head_ + static_cast<std::size_t>(written_end_ - durable_end_);
+    PERFQ_ENFORCE(from + pass.len <= buf_.size());
+    io_uring_prep_write(sqe, fd_, buf_.data() + from, pass.len, written_end_);
+    sqe->flags |= IOSQE_IO_LINK;  // the fdatasync runs only after the whole write
+    io_uring_sqe_set_data64(sqe, kWriteTag);
+    ++pass.queued;
+  }
+  io_uring_sqe* fsq = io_uring_get_sqe(ring);
+  if (fsq == nullptr) {
+    ring_->broken = true;  // a write SQE may sit unsubmitted in the SQ
+    return fail("journal io_uring: no free SQE");
+  }
+  io_uring_prep_fsync(fsq, fd_, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(fsq, kFsyncTag);
+  ++pass.queued;
+  submit(pass);
+  if (auto r = reap(pass); !r) return r;
+  if (pass.submitted < pass.queued) {
+    ring_->broken = true;  // the rest sits in the SQ and would run later
+    const int err = pass.submit_err != 0 ? pass.submit_err : EAGAIN;
+    return fail(errno_text("journal io_uring_submit", err), err);
+  }
+  return {};
+}
+
+// One submit per pass; -EAGAIN, -EINTR and -EBUSY are retried (bounded).
+void JournalWriter::submit(Pass& pass) {
+  io_uring* ring = &ring_->ring;
+  for (int tries = 0; pass.submitted < pass.queued && tries < kMaxSyscallRetries; ++tries) {
+    const int r = io_uring_submit(ring);
+    if (r >= 0) {
+      pass.submitted += static_cast<unsigned>(r);
+      if (pass.submitted < pass.queued) pass.split = true;
+      continue;
+    }
+    if (r != -EAGAIN && r != -EINTR && r != -EBUSY) {
+      pass.submit_err = -r;
+      return;
+    }
+  }
+}
+
+Result<void> JournalWriter::reap(Pass& pass) {
+  io_uring* ring = &ring_->ring;
+  for (unsigned reaped = 0, eintr = 0; reaped < pass.submitted;) {
+    io_uring_cqe* cqe = nullptr;
+    const int r = io_uring_wait_cqe(ring, &cqe);
+    if (r < 0) {
+      if (r == -EINTR && ++eintr < static_cast<unsigned>(kMaxSyscallRetries)) continue;
+      // Unreachable in practice; the in-flight SQEs still point into buf_.
+      ring_->broken = true;
+      return fail(errno_text("journal io_uring_wait_cqe", -r), -r);
+    }
+    (io_uring_cqe_get_data64(cqe) == kWriteTag ? pass.write_res : pass.fsync_res) = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    ++reaped;
+  }
+  return {};
+}
+
+// What a reaped pass achieved. The seam sees every CQE, in submission order.
+//   -EAGAIN / -EINTR on either op: a stall; the same write is queued again.
+//   a short write: written_end_ moves by what was written; the next pass
+//     writes the rest (a progress, or a stall when nothing was written).
+//   a split submit, a cancelled fdatasync: a stall; the next pass syncs.
+//   any other error: fail() (every record stays queued).
+Result<JournalWriter::Step> JournalWriter::judge(const Pass& pass) {
+  int fsync_res = pass.fsync_res;
+  if (pass.len > 0) {
+    const int w =
+        seam_ != nullptr ? seam_->on_result(IoSeam::Op::kWrite, pass.write_res) : pass.write_res;
+    if (seam_ != nullptr) fsync_res = seam_->on_result(IoSeam::Op::kFsync, fsync_res);
+    if (w < 0) {
+      if (retryable(w)) return Step::kStall;
+      return fail(errno_text("journal write", -w), -w).error();
+    }
+    // A write never completes more than it asked for.
+    PERFQ_ENFORCE(static_cast<unsigned>(w) <= pass.len);
+    written_end_ += static_cast<unsigned>(w);
+    if (static_cast<unsigned>(w) < pass.len) return w == 0 ? Step::kStall : Step::kProgress;
+  } else if (seam_ != nullptr) {
+    fsync_res = seam_->on_result(IoSeam::Op::kFsync, fsync_res);
+  }
+  if (pass.split) return Step::kStall;  // any write is complete now; the next pass syncs alone
+  if (fsync_res < 0) {
+    if (retryable(fsync_res) || fsync_res == -ECANCELED) return Step::kStall;
+    return fail(errno_text("journal fdatasync", -fsync_res), -fsync_res).error();
+  }
+  return Step::kDurable;
+}
+
+// The fdatasync succeeded after the write of [durable_end_, written_end_)
+// completed: the first `records` queued records are durable.
+void JournalWriter::mark_durable(std::size_t records, std::size_t bytes) {
+  const uint64_t target_end = durable_end_ + bytes;
+  PERFQ_ENFORCE(bytes > 0 && written_end_ == target_end);
   durable_ticket_ += records;
   durable_end_ = target_end;
-  drop_durable(records, target_bytes);
+  drop_durable(records, bytes);
+  PERFQ_ASSERT(written_end_ <= durable_end_ + pending_bytes());
   state_.health = JournalHealth::kHealthy;
   state_.last_error.clear();
   state_.last_errno = 0;
-  return {};
 }
 
 }  // namespace perfq::agent

@@ -36,6 +36,10 @@
 
 namespace perfq::agent {
 
+// Makes the entries of directory `dir` durable (fsync): a file created or
+// deleted in it survives a crash. kInternal with the strerror text.
+[[nodiscard]] Result<void> sync_dir(const std::string& dir);
+
 // Test seam: shapes every CQE result before the writer acts on it, in
 // submission order (a round's write, then its fdatasync, whose result is
 // ignored when the write came back short or failed). A seam may return a
@@ -132,9 +136,17 @@ class JournalWriter {
   [[nodiscard]] static Result<std::unique_ptr<JournalWriter>> finish_open(
       int fd, IoSeam* seam, JournalWriterOptions options, JournalRecovery recovery);
 
+  struct Pass;  // one linked write -> fdatasync, submitted and reaped
+  enum class Step : uint8_t { kDurable, kProgress, kStall };
+
   // Makes the first `records` queued records durable (writes whatever of them
-  // is not written yet, then fdatasync).
+  // is not written yet, then fdatasync), one pass at a time.
   [[nodiscard]] Result<void> commit(std::size_t records);
+  [[nodiscard]] Result<void> run_pass(uint64_t target_end, Pass& pass);
+  void submit(Pass& pass);
+  [[nodiscard]] Result<void> reap(Pass& pass);
+  [[nodiscard]] Result<Step> judge(const Pass& pass);
+  void mark_durable(std::size_t records, std::size_t bytes);
   [[nodiscard]] Result<void> fail(std::string message, int err = 0);
   void drop_durable(std::size_t records, std::size_t bytes) noexcept;
 

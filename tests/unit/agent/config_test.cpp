@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace perfq::agent {
 namespace {
@@ -83,6 +84,37 @@ TEST(Config, QueueIsRequiredAndTomlTypesAreChecked) {
   TomlFile f("max_queue_depth = \"many\"\n");
   Config d;
   EXPECT_FALSE(parse_args({"--queue", "q", "--config", f.path()}, d).ok());
+}
+
+// The table is built from groups (places, SPEC §4, shape, operators, HTTP):
+// a setting of each reaches its field as a flag and as a TOML key, and
+// usage() lists it.
+TEST(Config, ASettingOfEveryGroupIsAFlagATomlKeyAndListed) {
+  Config c;
+  ASSERT_TRUE(parse_args({"--queue", "q", "--group", "g", "--aging-ms", "7", "--slots", "128",
+                          "--admin-gids", "5,6", "--http-max-connections", "9"},
+                         c)
+                  .ok());
+  EXPECT_EQ(c.group, "g");
+  EXPECT_EQ(c.aging_ms, 7u);
+  EXPECT_EQ(c.slots, 128u);
+  EXPECT_EQ(c.admin_gids, (std::vector<uint32_t>{5, 6}));
+  EXPECT_EQ(c.http_max_connections, 9u);
+  TomlFile f(
+      "group = \"h\"\naging_ms = 8\nslots = 256\nadmin_gids = \"7\"\n"
+      "http_max_connections = 10\n");
+  Config d;
+  ASSERT_TRUE(parse_args({"--queue", "q", "--config", f.path()}, d).ok());
+  EXPECT_EQ(d.group, "h");
+  EXPECT_EQ(d.aging_ms, 8u);
+  EXPECT_EQ(d.slots, 256u);
+  EXPECT_EQ(d.admin_gids, (std::vector<uint32_t>{7}));
+  EXPECT_EQ(d.http_max_connections, 10u);
+  const std::string u = usage();
+  for (const char* flag :
+       {"--group\n", "--aging-ms\n", "--slots\n", "--admin-gids\n", "--http-max-connections\n"}) {
+    EXPECT_NE(u.find(flag), std::string::npos) << flag;
+  }
 }
 
 TEST(Config, SlotCountFollowsQueueDepthUnlessGiven) {

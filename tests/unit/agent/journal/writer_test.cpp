@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+
 #include "temp_dir.hpp"
 
 namespace perfq::agent {
@@ -200,6 +201,18 @@ TEST(JournalWriter, ShortWriteIsResubmittedAndTheFileIsWhole) {
   w.reset();
   EXPECT_EQ(read_all(path), expected);
   expect_records(path, 0, 10);
+}
+
+// A completion never reports more bytes than its write asked for; one that
+// does is a broken contract (kernel or seam), never clamped and trusted.
+TEST(JournalWriter, AWriteReportingMoreThanItAskedForStopsTheProcess) {
+  TempDir dir;
+  ScriptedSeam seam;
+  seam.writes.push_back([](int res) { return res + 1; });
+  auto w = open_ok(dir.file("seg-0"), &seam);
+  ASSERT_TRUE(w);
+  append_ok(*w, 0, nullptr);
+  EXPECT_DEATH((void)w->flush(), "assertion failed: static_cast<unsigned>\\(w\\) <= pass.len");
 }
 
 TEST(JournalWriter, EagainOnWriteAndOnFsyncIsRequeued) {
