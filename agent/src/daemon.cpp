@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "control/admin.hpp"
-#include "dataplane/agent.hpp"
+#include "dataplane/conductor.hpp"
 #include "http/auth.hpp"
 #include "http/server.hpp"
 #include "http/routes.hpp"
@@ -32,7 +32,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
     std::fprintf(stderr, "perfq-agent: %s\n", journal.error().message.c_str());
     return 1;
   }
-  auto agent = Agent::open(cfg, perfq::system_clock(), journal->get());
+  auto agent = Conductor::open(cfg, perfq::system_clock(), journal->get());
   if (!agent) {
     std::fprintf(stderr, "perfq-agent: %s\n", agent.error().message.c_str());
     return 1;
