@@ -10,7 +10,7 @@
 #include <string>
 
 #include "control/admin.hpp"
-#include "dataplane/agent.hpp"
+#include "dataplane/conductor.hpp"
 #include "http/auth.hpp"
 #include "http/routes.hpp"
 #include "http/server.hpp"
@@ -77,7 +77,7 @@ Result<std::unique_ptr<HttpServer>> open_http(const Config& cfg, HttpApi& api, s
 }
 
 // First line: the segment is there (scripts wait for it); then HTTP.
-void log_started(const Config& cfg, const Agent& agent, shm::Segment& seg, const HttpServer* http,
+void log_started(const Config& cfg, const Conductor& agent, shm::Segment& seg, const HttpServer* http,
                  bool tokens) {
   const auto& geo = seg.geometry();
   std::fprintf(stderr,
@@ -121,7 +121,7 @@ void log_journal(const Journal& journal) {
 int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHooks& hooks) {
   auto journal = open_journal(cfg, hooks);
   if (!journal) return failed(journal.error());
-  auto agent = Agent::open(cfg, perfq::system_clock(), journal->get());
+  auto agent = Conductor::open(cfg, perfq::system_clock(), journal->get());
   if (!agent) return failed(agent.error());
   auto seg = (*agent)->segment();
   (*journal)->attach_view(&seg->header().journal);

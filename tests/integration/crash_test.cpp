@@ -229,7 +229,7 @@ TEST_F(Crash, AgentKilledWithRequestsQueuedCarriesOnAfterRestart) {
 }
 
 TEST_F(Crash, SecondAgentForTheSameQueueRefuses) {
-  auto second = agent::Agent::open(cfg_);
+  auto second = agent::Conductor::open(cfg_);
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.code(), Errc::kConflict);
   EXPECT_NE(second.error().message.find("already has a running agent"), std::string::npos);

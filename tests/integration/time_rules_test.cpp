@@ -37,7 +37,7 @@ class TimeRules : public ::testing::Test {
     cfg_.max_retry_attempts = 3;
     cfg_.liveness_interval_ms = 1;
     if (tune) tune(cfg_);
-    auto a = agent::Agent::open(cfg_, clock_);
+    auto a = agent::Conductor::open(cfg_, clock_);
     ASSERT_TRUE(a.ok()) << a.error().message;
     agent_ = std::move(*a);
     auto p = Producer::connect(agent_->segment());
@@ -105,7 +105,7 @@ class TimeRules : public ::testing::Test {
   test::QueueName q_;
   ManualClock clock_;
   agent::Config cfg_;
-  std::unique_ptr<agent::Agent> agent_;
+  std::unique_ptr<agent::Conductor> agent_;
   std::unique_ptr<Producer> producer_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
@@ -386,7 +386,7 @@ TEST_F(TimeRules, RestartedAgentHonoursABackoffAndADeadlineInProgress) {
   ASSERT_EQ(calls, 1);  // attempt 1 failed at t0: retry at t0 + 2 s
   clock_.advance_ms(1000);
   agent_.reset();  // the agent goes away mid-backoff
-  auto again = agent::Agent::open(cfg_, clock_);
+  auto again = agent::Conductor::open(cfg_, clock_);
   ASSERT_TRUE(again.ok()) << again.error().message;
   agent_ = std::move(*again);
   ASSERT_TRUE(agent_->reattached());

@@ -135,7 +135,7 @@ agent::Config test_config(const std::string& queue) {
 }
 
 AgentThread::AgentThread(const agent::Config& cfg) {
-  auto a = agent::Agent::open(cfg);
+  auto a = agent::Conductor::open(cfg);
   if (!a) {
     std::fprintf(stderr, "agent: %s\n", a.error().message.c_str());
     std::abort();
@@ -157,7 +157,7 @@ Child spawn_agent(const agent::Config& cfg, std::chrono::milliseconds bound) {
   Signal ready;
   Child c([&] {
     ready.close_read();
-    auto a = agent::Agent::open(cfg);
+    auto a = agent::Conductor::open(cfg);
     if (!a) {
       std::fprintf(stderr, "agent: %s\n", a.error().message.c_str());
       return 3;

@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "dataplane/agent.hpp"
+#include "dataplane/conductor.hpp"
 #include "perfq/agent/daemon.hpp"
 #include "perfq/shm/segment.hpp"
 
@@ -86,7 +86,7 @@ class AgentThread {
   void stop();
 
  private:
-  std::unique_ptr<agent::Agent> agent_;
+  std::unique_ptr<agent::Conductor> agent_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

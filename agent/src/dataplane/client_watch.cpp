@@ -1,0 +1,192 @@
+#include "dataplane/client_watch.hpp"
+
+#include <unordered_set>
+
+#include "dataplane/records.hpp"
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/band_ring.hpp"
+#include "perfq/shm/client_registry.hpp"
+#include "perfq/shm/liveness.hpp"
+
+namespace perfq::agent {
+
+namespace {
+
+// How long a client record may stay kRegistering before the agent takes it
+// back (registering is a handful of stores).
+constexpr uint64_t kRegistrationBoundNs = 1'000'000'000;
+
+}  // namespace
+
+ClientWatch::ClientWatch(shm::Segment& seg, const Config& cfg, Scheduler& scheduler,
+                         Inflight& inflight, Dispatcher& dispatcher, Settlement& settlement,
+                         Counters& counters, WakeList& wake) noexcept
+    : seg_(seg),
+      scheduler_(scheduler),
+      inflight_(inflight),
+      dispatcher_(dispatcher),
+      settlement_(settlement),
+      counters_(counters),
+      wake_(wake),
+      worker_idle_timeout_ns_(cfg.worker_idle_timeout_ms * 1'000'000) {}
+
+void ClientWatch::pass(uint64_t now_ns) {
+  const uint32_t n = seg_.geometry().max_clients;
+  for (uint32_t id = 0; id < n; ++id) {
+    shm::ClientRecord& c = seg_.client(id);
+    const auto st = static_cast<shm::ClientState>(load_acquire(c.state));
+    if (st != shm::ClientState::kRegistering) registering_since_[id] = 0;
+    if (st == shm::ClientState::kFree) continue;
+    if (st == shm::ClientState::kRegistering) {
+      watch_registering(id, now_ns);
+      continue;
+    }
+    const uint32_t roles = load_relaxed(c.roles);
+    const bool worker = (roles & shm::kRoleWorker) != 0;
+    if (!shm::client_gone(seg_, id)) {
+      if (worker) watch_worker(id, st);
+      continue;
+    }
+    // Closed or dead: take back everything it held, then free the record.
+    if (worker) reclaim_worker(id, true);
+    if ((roles & shm::kRoleProducer) != 0) reclaim_producer(id);
+    wake_.forget_producer(id);
+    // Our last reads of this record's rings happen before a new client
+    // resets them (free_client stores kFree with release).
+    shm::free_client(seg_, id);
+  }
+  seg_.pool().repair_hints();
+  dispatcher_.refresh_routes_if_dirty();
+}
+
+// Registration takes microseconds. A registrant that died, or stalled past
+// the bound, loses the record (its activate CAS then fails and it registers
+// again), so no record is held by a dead process.
+void ClientWatch::watch_registering(uint32_t id, uint64_t now_ns) {
+  shm::ClientRecord& c = seg_.client(id);
+  if (registering_since_[id] == 0) registering_since_[id] = now_ns;
+  // acquire: pairs with register_client's release store of pid.
+  const uint32_t pid = load_acquire(c.pid);
+  const bool dead = pid != 0 && !shm::process_alive(pid, load_relaxed(c.start_ticks));
+  if (dead || now_ns - registering_since_[id] > kRegistrationBoundNs) {
+    if (shm::take_back_registering(seg_, id)) registering_since_[id] = 0;
+  }
+}
+
+void ClientWatch::watch_worker(uint32_t id, shm::ClientState st) {
+  shm::ClientRecord& c = seg_.client(id);
+  // acquire: pairs with the release store of type_count in add_client_type.
+  dispatcher_.see_worker(id, load_relaxed(c.incarnation), load_acquire(c.type_count));
+  if (st == shm::ClientState::kEvicted) {
+    dispatcher_.mark_evicted(id);
+  } else if (worker_silent(id)) {
+    evict_worker(id);
+  }
+}
+
+void ClientWatch::reclaim_producer(uint32_t id) {
+  SlotPool& pool = seg_.pool();
+  // Slots this producer published are accepted requests and stay; slots it
+  // claimed but never published were never accepted and are freed.
+  std::unordered_set<uint32_t> published;
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    seg_.band(static_cast<Band>(b)).for_each_published([&](uint32_t v) { published.insert(v); });
+  }
+  for (uint32_t s = 0; s < pool.count(); ++s) {
+    const uint64_t ctl = pool.load(s);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.owner != id) continue;
+    const bool orphan = c.state == SlotState::kClaimed || c.state == SlotState::kDone ||
+                        (c.state == SlotState::kQueued && !published.contains(s));
+    if (orphan && pool.release(s, ctl)) ++counters_.reclaimed;
+  }
+  // Table ways it was writing (a submit it died in) are free again, before
+  // its client id can be reused.
+  if (auto* t = seg_.idempotency()) (void)t->release_writer(id);
+  if (auto* t = seg_.rate_limiter()) (void)t->release_writer(id);
+}
+
+void ClientWatch::reclaim_worker(uint32_t id, bool gone) {
+  const uint32_t n = seg_.pool().count();
+  for (uint32_t s = 0; s < n; ++s) take_back(s, id, gone);
+  dispatcher_.invalidate_routes();
+  // Whatever settle() did not already give back. An evicted worker's
+  // REPORTING attempts still count until they settle.
+  if (gone) dispatcher_.forget_worker(id);
+}
+
+// A worker that closed may still be finishing an attempt: each lost CAS
+// means it moved the slot one state on, so a few tries settle it.
+void ClientWatch::take_back(uint32_t slot, uint32_t id, bool gone) {
+  SlotPool& pool = seg_.pool();
+  for (int tries = 0; tries < 8; ++tries) {
+    uint64_t ctl = pool.load(slot);
+    const SlotCtl c = SlotCtl::unpack(ctl);
+    if (c.owner != id) return;
+    if (c.state == SlotState::kReported) {
+      settlement_.settle(slot, ctl, attempt_result(seg_.record(slot).result_kind),
+                         Errc::kProcessorError);
+      return;
+    }
+    if (c.state == SlotState::kAssigned) {
+      if (unassign(slot, ctl, c)) return;
+      continue;
+    }
+    if (c.state != SlotState::kProcessing && (c.state != SlotState::kReporting || !gone)) {
+      return;  // a live worker writing its result finishes it
+    }
+    // The attempt failed with its worker. Take the slot back first, so a
+    // worker that was only slow cannot report into it any more.
+    const SlotCtl back = with_state(c, SlotState::kReported, static_cast<uint16_t>(id));
+    if (!pool.transition(slot, ctl, back)) continue;
+    ++counters_.redispatched;
+    settlement_.settle(slot, back.pack(), AttemptResult::kError, Errc::kWorkerDied);
+    return;
+  }
+}
+
+// An attempt never started is not an attempt: the slot goes back to the
+// front of its band. False when the worker moved the slot on first.
+bool ClientWatch::unassign(uint32_t slot, uint64_t ctl, SlotCtl c) {
+  SlotCtl back = with_state(c, SlotState::kPending, kOwnerAgent);
+  back.attempt = static_cast<uint8_t>(c.attempt > 0 ? c.attempt - 1 : 0);
+  if (!seg_.pool().transition(slot, ctl, back)) return false;
+  RequestRecord& rec = seg_.record(slot);
+  rec.attempts = back.attempt;
+  (void)inflight_.release(slot);
+  const uint8_t band = rec.band;  // read once, checked, then used
+  if (band < kBandCount) {
+    scheduler_.return_front(Pending{slot, c.generation, rec.eligible_mono_ns, band});
+  }
+  return true;
+}
+
+// SPEC §4 worker_idle_timeout_ms: a worker whose heartbeat (its own thread,
+// every quarter of the timeout) is older than the timeout is stopped or
+// starved. Heartbeats are CLOCK_MONOTONIC of the host, whatever clock the
+// agent's time rules run on.
+bool ClientWatch::worker_silent(uint32_t id) noexcept {
+  const uint64_t hb = load_relaxed(seg_.client(id).heartbeat_mono_ns);
+  const uint64_t now = mono_now_ns();
+  return now > hb && now - hb > worker_idle_timeout_ns_;
+}
+
+// A silent but living worker: no more dispatches, and the attempts it holds
+// are taken back (never started: back to their band; started: failed with
+// WORKER_DIED). Its record stays until the worker notices and closes it, or
+// its process dies.
+void ClientWatch::evict_worker(uint32_t id) {
+  uint32_t expected = static_cast<uint32_t>(shm::ClientState::kActive);
+  // acq_rel: pairs with the worker's acquire load of its state (it stops
+  // taking dispatches once it reads kEvicted).
+  if (!aref(seg_.client(id).state)
+           .compare_exchange_strong(expected, static_cast<uint32_t>(shm::ClientState::kEvicted),
+                                    std::memory_order_acq_rel, std::memory_order_relaxed)) {
+    return;
+  }
+  ++counters_.evicted;
+  dispatcher_.mark_evicted(id);
+  reclaim_worker(id, false);
+}
+
+}  // namespace perfq::agent

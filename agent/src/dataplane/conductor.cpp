@@ -1,0 +1,234 @@
+#include "dataplane/conductor.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "dataplane/io_loop.hpp"
+#include "dataplane/recovery.hpp"
+#include "perfq/core/atomic.hpp"
+#include "perfq/core/idle_strategy.hpp"
+#include "perfq/shm/admission.hpp"
+#include "perfq/shm/futex.hpp"
+#include "perfq/shm/liveness.hpp"
+#include "perfq/shm/segment.hpp"
+#include "perfq/shm/status.hpp"
+
+namespace perfq::agent {
+
+namespace {
+
+// Longest park: the heartbeat and the liveness timer keep running.
+constexpr uint64_t kMaxParkNs = 50'000'000;
+
+}  // namespace
+
+Conductor::Conductor(const Config& cfg, const Clock& clock, std::shared_ptr<shm::Segment> seg,
+                     bool reattached, DeadLetterSink& sink,
+                     std::unique_ptr<MemoryDeadLetters> own_sink)
+    : cfg_(cfg),
+      cycle_(clock),
+      seg_(std::move(seg)),
+      reattached_(reattached),
+      io_(std::make_unique<IoLoop>()),
+      own_sink_(std::move(own_sink)),
+      ledger_(*seg_, metrics_),
+      emitter_(*seg_, clock),
+      scheduler_(cfg_),
+      dispatcher_(*seg_, cfg_, cycle_, scheduler_, inflight_, metrics_, ledger_, emitter_,
+                  counters_, wake_),
+      settlement_(*seg_, cfg_, cycle_, scheduler_, inflight_, metrics_, ledger_, emitter_,
+                  counters_, wake_, sink),
+      watch_(*seg_, cfg_, scheduler_, inflight_, dispatcher_, settlement_, counters_, wake_),
+      intake_(*seg_, cfg_, cycle_, scheduler_, settlement_, metrics_, ledger_, emitter_, counters_),
+      time_rules_(*seg_, cycle_, scheduler_, dispatcher_, settlement_) {}
+
+Conductor::~Conductor() {
+  shutdown();
+}
+
+Result<std::unique_ptr<Conductor>> Conductor::open(const Config& cfg, const Clock& clock,
+                                                   DeadLetterSink* sink) {
+  shm::CreateOptions o;
+  o.slot_count = cfg.slot_count();
+  o.slot_payload_bytes = static_cast<uint32_t>(cfg.slot_payload_bytes);
+  o.max_clients = static_cast<uint32_t>(cfg.max_clients);
+  o.status_entries = static_cast<uint32_t>(cfg.status_table_entries);
+  o.idempotency_entries = static_cast<uint32_t>(cfg.idempotency_table_entries);
+  o.rate_entries = static_cast<uint32_t>(cfg.rate_limit_table_entries);
+  o.rate_limit = static_cast<uint32_t>(cfg.max_requests_per_user_per_minute);
+  o.metrics_types = static_cast<uint32_t>(cfg.metrics_types);
+  o.group = cfg.group;
+  shm::Segment::Opened how{};
+  auto seg = shm::Segment::open_for_agent(cfg.queue, o, how);
+  if (!seg) return seg.error();
+  std::unique_ptr<MemoryDeadLetters> own_sink;
+  if (sink == nullptr) {
+    own_sink = std::make_unique<MemoryDeadLetters>();
+    sink = own_sink.get();
+  }
+  std::unique_ptr<Conductor> a(
+      new Conductor(cfg, clock, std::shared_ptr<shm::Segment>(std::move(*seg)),
+                    how == shm::Segment::Opened::kReattached, *sink, std::move(own_sink)));
+  if (auto r = a->io_->init(); !r) return r.error();
+  // The sink's thread rings the doorbell when letters become durable; the
+  // segment stays mapped for it even after this agent is gone.
+  sink->set_waker([seg = a->seg_] { shm::notify(seg->header().doorbell); });
+  a->start();
+  return a;
+}
+
+void Conductor::start() {
+  shm::Segment& seg = *seg_;
+  const uint32_t clients = seg.geometry().max_clients;
+  const uint32_t slots = seg.geometry().slot_count;
+  dispatcher_.resize(clients);
+  watch_.resize(clients);
+  wake_.resize(clients);
+  inflight_.resize(clients, slots);
+  ledger_.resize(slots);
+  metrics_ = shm::MetricsWriter(seg, cycle_.unix_now_ns());
+  publish_start();
+  if (reattached_) {
+    // Totals carry on across agent restarts.
+    counters_.restore(seg.header().counters);
+    shm::repair_status_table(seg);
+    Recovery(seg, scheduler_, inflight_, dispatcher_, settlement_, ledger_, wake_).run();
+  }
+  // release: clients that see kRunning see the facts above.
+  aref(seg.header().agent_state)
+      .store(static_cast<uint32_t>(shm::AgentState::kRunning), std::memory_order_release);
+}
+
+// Who the agent is and the settings clients read, in the header. relaxed:
+// published by the release store of kRunning in start().
+void Conductor::publish_start() {
+  shm::SegmentHeader& h = seg_->header();
+  aref(h.agent_state)
+      .store(static_cast<uint32_t>(shm::AgentState::kStarting), std::memory_order_relaxed);
+  aref(h.agent_pid).store(static_cast<uint32_t>(::getpid()), std::memory_order_relaxed);
+  aref(h.agent_start_ticks).store(shm::self_start_ticks(), std::memory_order_relaxed);
+  aref(h.agent_started_unix_ns).store(cycle_.unix_now_ns(), std::memory_order_relaxed);
+  aref(h.agent_generation).fetch_add(1, std::memory_order_relaxed);
+  aref(h.processing_timeout_ms).store(cfg_.processing_timeout_ms, std::memory_order_relaxed);
+  aref(h.worker_idle_timeout_ms).store(cfg_.worker_idle_timeout_ms, std::memory_order_relaxed);
+  aref(h.max_queue_depth).store(cfg_.max_queue_depth, std::memory_order_relaxed);
+  aref(h.rope_drop_timeout_ms).store(cfg_.rope_drop_timeout_ms, std::memory_order_relaxed);
+  aref(h.idempotency_ttl_ms).store(cfg_.idempotency_ttl_ms, std::memory_order_relaxed);
+  const std::string sock = cfg_.data_dir + "/agent.sock";
+  std::memset(h.socket_path, 0, sizeof h.socket_path);
+  std::memcpy(h.socket_path, sock.data(), std::min(sock.size(), sizeof h.socket_path - 1));
+  // Only the agent parks on the doorbell; a predecessor that died parked
+  // left its mark here.
+  aref(h.doorbell.waiters).store(0, std::memory_order_relaxed);
+  aref(h.heartbeat_mono_ns).store(cycle_.clock.now_mono_ns(), std::memory_order_relaxed);
+}
+
+void Conductor::shutdown() noexcept {
+  if (!seg_) return;
+  publish_counters();
+  aref(seg_->header().agent_state)
+      .store(static_cast<uint32_t>(shm::AgentState::kStopped), std::memory_order_release);
+}
+
+int Conductor::do_work() {
+  const uint64_t now = cycle_.clock.now_mono_ns();
+  cycle_.now_ns = now;
+  aref(seg_->header().heartbeat_mono_ns).store(now, std::memory_order_relaxed);
+  if (now >= next_roll_ns_) roll_metrics(now);
+  const bool tick = now >= next_liveness_ns_;
+  if (tick) liveness_tick(now);
+  int n = intake_.drain_bands(tick);
+  n += intake_.drain_cancels(tick);
+  n += settlement_.settle_results(dispatcher_.active_workers());
+  n += time_rules_.expire_attempts();
+  n += time_rules_.release_retries();
+  n += time_rules_.expire_pending(tick);
+  n += dispatcher_.dispatch();
+  n += settlement_.conclude_sealed();
+  settlement_.redeliver();
+  wake_.notify(*seg_);
+  if (n > 0) publish_counters();
+  return n;
+}
+
+// The metrics history moves to the next row once a minute: the wall clock
+// is read then, not every duty cycle.
+void Conductor::roll_metrics(uint64_t now_ns) {
+  constexpr uint64_t kMinuteNs = 60'000'000'000ull;
+  const uint64_t unix_now = cycle_.unix_now_ns();
+  metrics_.roll(unix_now);
+  next_roll_ns_ = now_ns + (kMinuteNs - unix_now % kMinuteNs);
+}
+
+void Conductor::liveness_tick(uint64_t now_ns) {
+  watch_.pass(now_ns);
+  emitter_.refresh(mono_now_ns());
+  publish_counters();
+  next_liveness_ns_ = now_ns + cfg_.liveness_interval_ms * 1'000'000;
+}
+
+void Conductor::publish_counters() {
+  shm::AgentCounters& k = seg_->header().counters;
+  auto put = [](uint64_t& f, uint64_t v) { aref(f).store(v, std::memory_order_relaxed); };
+  counters_.publish(k);
+  put(k.inflight, inflight_.total());
+  uint64_t waiting = 0;
+  uint64_t band_depth[kBandCount] = {};
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    const uint64_t queued = scheduler_.band_size(b);
+    put(k.band_depth[b], queued);
+    waiting += scheduler_.waiting_for_worker(b);
+    band_depth[b] = queued + scheduler_.waiting_for_worker(b) + dispatcher_.gathered(b);
+  }
+  put(k.waiting_for_worker, waiting);
+  // The depth is the Ledger's count, not a sum over the queues (ledger.hpp).
+  const uint64_t depth = ledger_.depth();
+  shm::publish_admission(*seg_, depth, band_depth);
+  const bool full = depth >= cfg_.max_queue_depth;
+  if (full && !was_full_) emitter_.emit(EventKind::kQueueFull, UINT32_MAX, Status::kPending);
+  if (depth == 0 && !was_empty_)
+    emitter_.emit(EventKind::kQueueEmpty, UINT32_MAX, Status::kPending);
+  was_full_ = full;
+  was_empty_ = depth == 0;
+  // Producers waiting for room (rope drop) are woken when there is some.
+  if (depth < cfg_.max_queue_depth) shm::notify(seg_->header().room);
+}
+
+// Whether anything is waiting for the data plane: checked after announcing
+// a park, so that work published meanwhile is not slept through.
+bool Conductor::work_visible() {
+  shm::Segment& seg = *seg_;
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    if (seg.band(static_cast<Band>(b)).size_approx() > 0) return true;
+  }
+  for (const uint32_t w : dispatcher_.active_workers()) {
+    if (seg.result_ring(w).size_approx() > 0) return true;
+  }
+  return settlement_.sealed_durable();
+}
+
+void Conductor::run(const std::atomic<bool>& stop) {
+  WaitWord& db = seg_->header().doorbell;
+  IdlePolicy idle(cfg_.idle);
+  while (!stop.load(std::memory_order_acquire)) {
+    const int n = do_work();
+    idle.idle(static_cast<uint64_t>(n), [&] {
+      publish_counters();
+      // seq_cst: pairs with the fence in shm::notify (core/wait_word.hpp).
+      aref(db.waiters).store(1, std::memory_order_seq_cst);
+      const uint32_t s = aref(db.seq).load(std::memory_order_seq_cst);
+      if (!work_visible()) {
+        const uint64_t now = cycle_.clock.now_mono_ns();
+        const uint64_t until_liveness = next_liveness_ns_ > now ? next_liveness_ns_ - now : 0;
+        io_->park(&db.seq, s, std::min(std::max<uint64_t>(until_liveness, 100'000), kMaxParkNs));
+      }
+      aref(db.waiters).store(0, std::memory_order_relaxed);
+    });
+  }
+  shutdown();
+}
+
+}  // namespace perfq::agent
