@@ -9,7 +9,9 @@
 #include <optional>
 #include <string>
 
-#include "control/admin.hpp"
+#include "control/admin_ops.hpp"
+#include "control/admin_socket.hpp"
+#include "control/audit.hpp"
 #include "dataplane/conductor.hpp"
 #include "http/auth.hpp"
 #include "http/routes.hpp"

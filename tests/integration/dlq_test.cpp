@@ -22,7 +22,7 @@
 
 #include "daemon_test.hpp"
 #include "harness.hpp"
-#include "control/admin.hpp"
+#include "control/admin_client.hpp"
 #include "journal/journal.hpp"
 #include "journal/format.hpp"
 #include "journal/writer.hpp"

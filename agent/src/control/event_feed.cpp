@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "perfq/core/iso_time.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/core/iso_time.hpp"
 #include "perfq/core/request.hpp"
 
 namespace perfq::agent {
@@ -107,9 +107,9 @@ std::string format_missed(FeedFormat format, uint64_t missed) {
   switch (format) {
     case FeedFormat::kSse:
       // No id line: a client's Last-Event-ID stays the last event it got.
-      return "event: events.missed\ndata: {\"missed\":" + n + "}\n\n";
+      return "event: events.missed\ndata: " + dump({{"missed", missed}}) + "\n\n";
     case FeedFormat::kJsonLines:
-      return "{\"event\":\"events.missed\",\"missed\":" + n + "}\n";
+      return dump({{"event", "events.missed"}, {"missed", missed}}) + "\n";
     case FeedFormat::kText:
       return "-- missed " + n + " event" + (missed == 1 ? "" : "s") +
              ": this reader fell a lap behind the ring\n";

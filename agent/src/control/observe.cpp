@@ -5,10 +5,10 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "perfq/core/iso_time.hpp"
 #include "perfq/agent/config.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/core/iso_time.hpp"
 #include "perfq/shm/metrics.hpp"
 #include "perfq/shm/segment.hpp"
 
@@ -133,6 +133,68 @@ json totals_json(const shm::MetricsTotals& t, uint32_t period_minutes) {
   };
 }
 
+// The health levels, worst last; each names the threshold it passed.
+struct Verdict {
+  int level = 0;  // 0 healthy, 1 degraded, 2 unhealthy
+  json reasons = json::array();
+
+  void check(const char* what, uint64_t v, uint64_t degraded, uint64_t unhealthy) {
+    const int l = v > unhealthy ? 2 : v > degraded ? 1 : 0;
+    if (l == 0) return;
+    reasons.push_back(std::string(what) + " " + std::to_string(v) + " above " +
+                      std::to_string(l == 2 ? unhealthy : degraded));
+    level = std::max(level, l);
+  }
+  [[nodiscard]] const char* status() const {
+    return level == 2 ? "unhealthy" : level == 1 ? "degraded" : "healthy";
+  }
+};
+
+json agent_json(const shm::SegmentHeader& h, const char* state, uint64_t now_unix_ns,
+                uint64_t now_mono) {
+  const uint64_t started = load_relaxed(h.agent_started_unix_ns);
+  return {{"pid", load_relaxed(h.agent_pid)},
+          {"state", state},
+          {"startedAt", iso_time(started)},
+          {"uptimeMs", now_unix_ns > started ? (now_unix_ns - started) / 1'000'000 : 0},
+          {"heartbeatAgeMs", age_ms(now_mono, load_relaxed(h.heartbeat_mono_ns))}};
+}
+
+json journal_json(const shm::JournalView& jv) {
+  return {{"state", journal_state_name(load_relaxed(jv.state))},
+          {"lastError", errno_name(load_relaxed(jv.last_errno))},
+          {"awaitingDurable", load_relaxed(jv.awaiting)},
+          {"failedFlushes", load_relaxed(jv.failed_flushes)},
+          {"entries", load_relaxed(jv.entries)},
+          {"segments", load_relaxed(jv.segments)}};
+}
+
+json audit_log_json(const shm::JournalView& jv) {
+  return {{"state", journal_state_name(load_relaxed(jv.audit_state))},
+          {"lastError", errno_name(load_relaxed(jv.audit_errno))}};
+}
+
+json counters_json(const shm::AgentCounters& k) {
+  return {{"submitted", load_relaxed(k.submitted)},
+          {"completed", load_relaxed(k.completed)},
+          {"failed", load_relaxed(k.failed)},
+          {"timedOut", load_relaxed(k.timed_out)},
+          {"cancelled", load_relaxed(k.cancelled)},
+          {"retried", load_relaxed(k.retried)},
+          {"rejectedInvalid", load_relaxed(k.rejected_invalid)},
+          {"ringClaimsSkipped", load_relaxed(k.ring_claims_skipped)},
+          {"slotsReclaimed", load_relaxed(k.slots_reclaimed)},
+          {"attemptsRedispatched", load_relaxed(k.attempts_redispatched)}};
+}
+
+json bands_json(const Facts& f) {
+  json bands = json::object();
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    bands[std::string(band_name(static_cast<Band>(b)))] = f.band_depth[b];
+  }
+  return bands;
+}
+
 }  // namespace
 
 json health_json(shm::Segment& seg, const HealthLimits& lim, uint64_t now_unix_ns) {
@@ -149,35 +211,16 @@ json health_json(shm::Segment& seg, const HealthLimits& lim, uint64_t now_unix_n
       hour.count(shm::Outcome::kFailed) + hour.count(shm::Outcome::kTimeout);
   const uint64_t dlq = load_relaxed(h.journal.unreviewed);
   const char* agent_state = agent_state_name(seg);
-  json reasons = json::array();
-  auto check = [&](const char* what, uint64_t v, uint64_t degraded, uint64_t unhealthy) {
-    const int l = v > unhealthy ? 2 : v > degraded ? 1 : 0;
-    if (l > 0) {
-      reasons.push_back(std::string(what) + " " + std::to_string(v) + " above " +
-                        std::to_string(l == 2 ? unhealthy : degraded));
-    }
-    return l;
-  };
-  int level = 0;
-  level = std::max(level, check("capacityUtilization", utilization, lim.degraded_utilization,
-                                lim.unhealthy_utilization));
-  level = std::max(level, check("recentFailures", recent_failures, lim.degraded_failures,
-                                lim.unhealthy_failures));
-  level = std::max(level, check("dlqSize", dlq, lim.degraded_dlq, lim.unhealthy_dlq));
+  Verdict v;
+  v.check("capacityUtilization", utilization, lim.degraded_utilization, lim.unhealthy_utilization);
+  v.check("recentFailures", recent_failures, lim.degraded_failures, lim.unhealthy_failures);
+  v.check("dlqSize", dlq, lim.degraded_dlq, lim.unhealthy_dlq);
   if (std::strcmp(agent_state, "running") != 0) {
-    reasons.push_back(std::string("agent ") + agent_state);
-    level = 2;
+    v.reasons.push_back(std::string("agent ") + agent_state);
+    v.level = 2;
   }
-  const auto& jv = h.journal;
-  json bands = json::object();
-  for (uint8_t b = 0; b < kBandCount; ++b) {
-    bands[std::string(band_name(static_cast<Band>(b)))] = f.band_depth[b];
-  }
-  const uint64_t started = load_relaxed(h.agent_started_unix_ns);
   return {
-      {"status", level == 2   ? "unhealthy"
-                 : level == 1 ? "degraded"
-                              : "healthy"},
+      {"status", v.status()},
       {"pendingCount", f.pending},
       {"processingCount", load_relaxed(k.inflight)},
       {"dlqSize", dlq},
@@ -188,38 +231,15 @@ json health_json(shm::Segment& seg, const HealthLimits& lim, uint64_t now_unix_n
            : ms_of_us(static_cast<double>(hour.processing_sum_us) / hour.processing_count)},
       {"activeWorkers", f.workers.size()},
       {"capacityUtilization", utilization},
-      {"reasons", std::move(reasons)},
-      {"agent",
-       {{"pid", load_relaxed(h.agent_pid)},
-        {"state", agent_state},
-        {"startedAt", iso_time(started)},
-        {"uptimeMs", now_unix_ns > started ? (now_unix_ns - started) / 1'000'000 : 0},
-        {"heartbeatAgeMs", age_ms(now_mono, load_relaxed(h.heartbeat_mono_ns))}}},
-      {"bands", std::move(bands)},
+      {"reasons", std::move(v.reasons)},
+      {"agent", agent_json(h, agent_state, now_unix_ns, now_mono)},
+      {"bands", bands_json(f)},
       {"waitingForWorker", load_relaxed(k.waiting_for_worker)},
       {"producers", f.producers},
       {"workers", f.workers},
-      {"journal",
-       {{"state", journal_state_name(load_relaxed(jv.state))},
-        {"lastError", errno_name(load_relaxed(jv.last_errno))},
-        {"awaitingDurable", load_relaxed(jv.awaiting)},
-        {"failedFlushes", load_relaxed(jv.failed_flushes)},
-        {"entries", load_relaxed(jv.entries)},
-        {"segments", load_relaxed(jv.segments)}}},
-      {"auditLog",
-       {{"state", journal_state_name(load_relaxed(jv.audit_state))},
-        {"lastError", errno_name(load_relaxed(jv.audit_errno))}}},
-      {"counters",
-       {{"submitted", load_relaxed(k.submitted)},
-        {"completed", load_relaxed(k.completed)},
-        {"failed", load_relaxed(k.failed)},
-        {"timedOut", load_relaxed(k.timed_out)},
-        {"cancelled", load_relaxed(k.cancelled)},
-        {"retried", load_relaxed(k.retried)},
-        {"rejectedInvalid", load_relaxed(k.rejected_invalid)},
-        {"ringClaimsSkipped", load_relaxed(k.ring_claims_skipped)},
-        {"slotsReclaimed", load_relaxed(k.slots_reclaimed)},
-        {"attemptsRedispatched", load_relaxed(k.attempts_redispatched)}}},
+      {"journal", journal_json(h.journal)},
+      {"auditLog", audit_log_json(h.journal)},
+      {"counters", counters_json(k)},
   };
 }
 
@@ -336,15 +356,13 @@ void histogram(Exposition& x, const char* name, const std::string& labels,
   x.sample(std::string(name) + "_count", labels, count);
 }
 
-}  // namespace
+std::string band_label(uint8_t b) {
+  return "band=\"" + std::string(band_name(static_cast<Band>(b))) + "\"";
+}
 
-std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint64_t now_unix_ns) {
-  const json health = health_json(seg, limits, now_unix_ns);
-  const shm::MetricsSnapshot life = shm::read_metrics(seg, now_unix_ns, 0);
-  Exposition x;
-  auto band_label = [](uint8_t b) {
-    return "band=\"" + std::string(band_name(static_cast<Band>(b))) + "\"";
-  };
+// Counters since the agent started, by band and by type (two families each:
+// summing one never double-counts).
+void outcome_counters(Exposition& x, const shm::MetricsSnapshot& life) {
   struct Counter {
     const char* name;
     const char* help;
@@ -360,8 +378,6 @@ std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint6
       {"perfq_attempts_retried_total", "Failed attempts sent back for a retry.",
        shm::Outcome::kRetried},
   };
-  // Counters since the agent started, by band and by type (two families each:
-  // summing one never double-counts).
   for (const Counter& c : counters) {
     x.family(c.name, "counter", c.help);
     for (uint8_t b = 0; b < kBandCount; ++b) {
@@ -375,6 +391,9 @@ std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint6
       x.sample(name, "type=\"" + label(type) + "\"", t.count(c.outcome));
     }
   }
+}
+
+void latency_histograms(Exposition& x, const shm::MetricsSnapshot& life) {
   x.family("perfq_wait_seconds", "histogram",
            "Time from eligible to dispatch, per attempt, since the agent started.");
   for (uint8_t b = 0; b < kBandCount; ++b) {
@@ -388,6 +407,10 @@ std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint6
     histogram(x, "perfq_processing_seconds", band_label(b), t.processing, t.processing_count,
               t.processing_sum_us);
   }
+}
+
+// The gauges of the moment, read off the health answer.
+void health_gauges(Exposition& x, const json& health) {
   x.family("perfq_queue_depth", "gauge", "Pending requests, by band.");
   for (uint8_t b = 0; b < kBandCount; ++b) {
     x.sample("perfq_queue_depth", band_label(b),
@@ -418,6 +441,17 @@ std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint6
   }
   gauge("perfq_agent_uptime_seconds", "Seconds since the agent started.",
         health["agent"]["uptimeMs"].get<uint64_t>() / 1000);
+}
+
+}  // namespace
+
+std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint64_t now_unix_ns) {
+  const json health = health_json(seg, limits, now_unix_ns);
+  const shm::MetricsSnapshot life = shm::read_metrics(seg, now_unix_ns, 0);
+  Exposition x;
+  outcome_counters(x, life);
+  latency_histograms(x, life);
+  health_gauges(x, health);
   return x.take();
 }
 

@@ -170,6 +170,68 @@ std::size_t split(std::string_view line, std::string_view* fields, std::size_t m
   return count;
 }
 
+// Appends `line` to the tokens file at `path` (created 0600 if missing) and
+// makes it durable before returning: the token is printed once, and must not
+// outlive a crash that loses its hash.
+Result<void> append_durably(const std::string& path, std::string_view line) {
+  // O_EXCL first, to know whether this call made the file (and so owns its
+  // mode and must make its name durable).
+  bool created = true;
+  int raw_fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (raw_fd < 0 && errno == EEXIST) {
+    created = false;
+    raw_fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
+  }
+  FdGuard fd(raw_fd);
+  if (fd.get() < 0) {
+    return {Errc::kInvalidRequest, "cannot open tokens file " + path + ": " + errno_text(errno)};
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return {Errc::kInternal, "tokens file " + path + ": fstat: " + errno_text(errno)};
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return {Errc::kInvalidRequest, "tokens file " + path + " is not a regular file"};
+  }
+  // The umask may have taken bits of the owner's: the agent must read it.
+  if (created && ::fchmod(fd.get(), 0600) != 0) {
+    return {Errc::kInternal, "tokens file " + path + ": fchmod: " + errno_text(errno)};
+  }
+  // A hand-edited file may end without a newline; appending straight after
+  // it would glue the new entry onto that line and spoil both.
+  std::string text;
+  if (st.st_size > 0) {
+    char last = '\n';
+    if (::pread(fd.get(), &last, 1, st.st_size - 1) == 1 && last != '\n') text += '\n';
+  }
+  text += line;
+
+  // O_APPEND: one write lands whole at the end, even beside another appender.
+  std::size_t done = 0;
+  for (int tries = 0; done < text.size(); ++tries) {
+    if (tries == kMaxSyscallRetries)
+      return {Errc::kInternal, "tokens file " + path + ": no progress"};
+    const ssize_t w = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return {Errc::kInternal, "tokens file " + path + ": write: " + errno_text(errno)};
+    }
+    done += static_cast<std::size_t>(w);
+  }
+  if (::fsync(fd.get()) != 0) {
+    return {Errc::kInternal, "tokens file " + path + ": fsync: " + errno_text(errno)};
+  }
+  if (created) {
+    std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    if (dir.empty()) dir = ".";
+    FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dfd.get() < 0 || ::fsync(dfd.get()) != 0) {
+      return {Errc::kInternal, "tokens file " + path + ": fsync dir: " + errno_text(errno)};
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string_view role_name(Role role) noexcept {
@@ -267,63 +329,9 @@ Result<std::string> create_token(const std::string& path, std::string_view user_
   OPENSSL_cleanse(raw, sizeof raw);
   Digest d{};
   if (!sha256(token, d)) return {Errc::kInternal, "SHA-256 of the new token failed"};
-  std::string line = std::string(kHashPrefix) + hex(d) + " " + std::string(user_id) + " " +
-                     std::string(role_name(role)) + "\n";
-
-  // O_EXCL first, to know whether this call made the file (and so owns its
-  // mode and must make its name durable).
-  bool created = true;
-  int raw_fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (raw_fd < 0 && errno == EEXIST) {
-    created = false;
-    raw_fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
-  }
-  FdGuard fd(raw_fd);
-  if (fd.get() < 0) {
-    return {Errc::kInvalidRequest, "cannot open tokens file " + path + ": " + errno_text(errno)};
-  }
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) {
-    return {Errc::kInternal, "tokens file " + path + ": fstat: " + errno_text(errno)};
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return {Errc::kInvalidRequest, "tokens file " + path + " is not a regular file"};
-  }
-  // The umask may have taken bits of the owner's: the agent must read it.
-  if (created && ::fchmod(fd.get(), 0600) != 0) {
-    return {Errc::kInternal, "tokens file " + path + ": fchmod: " + errno_text(errno)};
-  }
-  // A hand-edited file may end without a newline; appending straight after
-  // it would glue the new entry onto that line and spoil both.
-  if (st.st_size > 0) {
-    char last = '\n';
-    if (::pread(fd.get(), &last, 1, st.st_size - 1) == 1 && last != '\n') line.insert(0, "\n");
-  }
-
-  // O_APPEND: one write lands whole at the end, even beside another appender.
-  std::size_t done = 0;
-  for (int tries = 0; done < line.size(); ++tries) {
-    if (tries == kMaxSyscallRetries)
-      return {Errc::kInternal, "tokens file " + path + ": no progress"};
-    const ssize_t w = ::write(fd.get(), line.data() + done, line.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return {Errc::kInternal, "tokens file " + path + ": write: " + errno_text(errno)};
-    }
-    done += static_cast<std::size_t>(w);
-  }
-  // The token is printed once: it must not outlive a crash that loses its hash.
-  if (::fsync(fd.get()) != 0) {
-    return {Errc::kInternal, "tokens file " + path + ": fsync: " + errno_text(errno)};
-  }
-  if (created) {
-    std::filesystem::path dir = std::filesystem::path(path).parent_path();
-    if (dir.empty()) dir = ".";
-    FdGuard dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dfd.get() < 0 || ::fsync(dfd.get()) != 0) {
-      return {Errc::kInternal, "tokens file " + path + ": fsync dir: " + errno_text(errno)};
-    }
-  }
+  const std::string line = std::string(kHashPrefix) + hex(d) + " " + std::string(user_id) + " " +
+                           std::string(role_name(role)) + "\n";
+  if (auto r = append_durably(path, line); !r) return r.error();
   return token;
 }
 

@@ -3,10 +3,13 @@
 #include <cctype>
 #include <charconv>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
 #include <string_view>
 
 #include "control/event_feed.hpp"
 #include "control/observe.hpp"
+#include "control/wire_json.hpp"
 #include "perfq/client/events.hpp"
 #include "perfq/client/producer.hpp"
 #include "perfq/core/atomic.hpp"
@@ -24,27 +27,35 @@ namespace {
 constexpr std::string_view kBase = "/performance-queue/";
 
 HttpResponse json_response(int status, const json& body) {
-  return {status, body.dump(-1, ' ', false, json::error_handler_t::replace)};
+  return {status, wire_text(body)};
 }
 
-HttpResponse error_response(Errc code, const std::string& message, uint64_t retry_after_ms = 0) {
-  json body = error_body(code, message);
-  HttpResponse r = json_response(http_status(code), body);
-  if (retry_after_ms != 0) {
-    r.headers.emplace_back("Retry-After", std::to_string((retry_after_ms + 999) / 1000));
-    body["retryAfterMs"] = retry_after_ms;
-    r.body = body.dump();
+HttpResponse error_response(Errc code, const std::string& message) {
+  return json_response(http_status(code), error_body(code, message));
+}
+
+// 429 (and any error with a retry time) says when in Retry-After too.
+HttpResponse error_response(const Error& e) {
+  HttpResponse r = json_response(http_status(e.code), error_body(e));
+  if (e.retry_after_ms != 0) {
+    r.headers.emplace_back("Retry-After", std::to_string((e.retry_after_ms + 999) / 1000));
   }
   return r;
 }
 
-HttpResponse error_response(const Error& e) {
-  return error_response(e.code, e.message, e.retry_after_ms);
+HttpResponse not_found() {
+  return error_response(Errc::kNotFound, "no such route");
+}
+
+// The paths behind a bearer token: a request for one is authenticated
+// before it is routed, so an unknown path tells nothing to a stranger.
+bool needs_token(std::string_view path) {
+  return path == "/metrics" || path.substr(0, kBase.size()) == kBase;
 }
 
 // The admin verbs answer SPEC's error body or a result; map it to HTTP.
 HttpResponse from_admin(const json& resp, int ok_status) {
-  if (resp.contains("statusCode")) {
+  if (is_error_body(resp)) {
     return json_response(resp.value("statusCode", 500), resp);
   }
   if (ok_status == 204) return {204, {}};
@@ -86,21 +97,58 @@ std::string bearer_of(const std::string& header) {
   return header.substr(kScheme.size());
 }
 
-json status_json(const shm::RequestStatus& st) {
-  char id[17];
-  format_request_id(st.request_id, id);
-  json j = {{"requestId", id},
-            {"status", status_name(st.status)},
-            {"mode", mode_name(st.mode)},
-            {"type", st.type},
-            {"priority", st.priority},
-            {"band", band_name(st.band)},
-            {"userId", st.user_id},
-            {"attempts", st.attempts},
-            {"createdAt", iso_time(st.created_at_unix_ns)}};
-  if (is_final(st.status)) j["finishedAt"] = iso_time(st.finished_at_unix_ns);
-  if (st.error != Errc::kOk) j["error"] = errc_name(st.error);
-  return j;
+// A submit's body, checked, in the order SPEC §6 lists its fields; the
+// strings the RequestView points into.
+struct SubmitBody {
+  std::string type;
+  Mode mode = Mode::kFifo;
+  uint8_t priority = kPriorityDefault;
+  std::string payload = "{}";  // whatever JSON value the client sent, as its text
+  std::string idempotency_key;
+  std::string metadata;
+};
+
+// Fills `out` from `body`, or answers why not.
+std::optional<HttpResponse> read_submit(const json& body, uint32_t max_payload, SubmitBody& out) {
+  const auto type = body.find("type");
+  if (type == body.end() || !type->is_string()) {
+    return error_response(Errc::kInvalidRequest, "type must be a string");
+  }
+  out.type = type->get<std::string>();
+  if (auto m = body.find("mode"); m != body.end()) {
+    if (!m->is_string() || !parse_mode(m->get<std::string>(), out.mode)) {
+      return error_response(Errc::kInvalidMode, "mode must be fifo, priority or batch");
+    }
+  }
+  if (auto p = body.find("priority"); p != body.end()) {
+    if (!p->is_number_integer() || p->get<int64_t>() < kPriorityMin ||
+        p->get<int64_t>() > kPriorityMax) {
+      return error_response(Errc::kInvalidPriority, "priority must be an integer from 1 to 20");
+    }
+    out.priority = static_cast<uint8_t>(p->get<int64_t>());
+  }
+  if (auto p = body.find("payload"); p != body.end()) out.payload = p->dump();
+  if (out.payload.size() > max_payload) {
+    return json_response(
+        413, too_large_body("PAYLOAD_TOO_LARGE", "payload larger than slot_payload_bytes (" +
+                                                     std::to_string(max_payload) + " bytes)"));
+  }
+  if (auto k = body.find("idempotencyKey"); k != body.end() && !k->is_null()) {
+    if (!k->is_string())
+      return error_response(Errc::kInvalidRequest, "idempotencyKey must be a string");
+    out.idempotency_key = k->get<std::string>();
+  }
+  if (auto m = body.find("metadata"); m != body.end() && !m->is_null()) {
+    if (!m->is_object()) return error_response(Errc::kInvalidRequest, "metadata must be an object");
+    out.metadata = m->dump();
+  }
+  return std::nullopt;
+}
+
+// The request id of a status/:id or cancel/:id route.
+std::optional<HttpResponse> read_request_id(std::string_view text, uint64_t& id) {
+  if (parse_request_id(text, id)) return std::nullopt;
+  return error_response(Errc::kInvalidRequest, "a request id is 16 hex digits");
 }
 
 }  // namespace
@@ -129,19 +177,36 @@ void HttpApi::auth_failed(const HttpRequest& req, const char* why) {
   ops_.audit("http.unauthorized", {{"remote", req.remote}}, std::move(fields));
 }
 
+std::span<const Route<HttpApi::Handler>> HttpApi::routes() {
+  using A = Access;
+  static constexpr Route<Handler> kRoutes[] = {
+      {"GET", "/livez", A::kOpen, &HttpApi::livez},
+      {"GET", "/readyz", A::kOpen, &HttpApi::readyz},
+      {"GET", "/metrics", A::kAdmin, &HttpApi::prometheus},
+      {"POST", "/performance-queue/submit", A::kUser, &HttpApi::submit},
+      {"GET", "/performance-queue/status/:id", A::kUser, &HttpApi::status},
+      {"DELETE", "/performance-queue/cancel/:id", A::kUser, &HttpApi::cancel},
+      {"GET", "/performance-queue/health", A::kAdmin, &HttpApi::health},
+      {"GET", "/performance-queue/metrics", A::kAdmin, &HttpApi::metrics},
+      // Reads only, like dlq.list: not audited.
+      {"GET", "/performance-queue/events", A::kAdmin, &HttpApi::events},
+      {"GET", "/performance-queue/dlq", A::kAdmin, &HttpApi::dlq_list},
+      {"GET", "/performance-queue/dlq/:id", A::kAdmin, &HttpApi::dlq_show},
+      {"POST", "/performance-queue/dlq/:id/review", A::kAdmin, &HttpApi::dlq_review},
+      {"POST", "/performance-queue/dlq/:id/replay", A::kAdmin, &HttpApi::dlq_replay},
+  };
+  return kRoutes;
+}
+
 HttpResponse HttpApi::handle(const HttpRequest& req) {
+  static const Principal kNobody;
   const std::string_view path = path_of(req.target);
-  if (path == "/livez" && req.method == "GET") return {200, {}};
-  if (path == "/readyz" && req.method == "GET") {
-    const bool running =
-        seg_->agent_alive() && load_relaxed(seg_->header().agent_state) ==
-                                   static_cast<uint32_t>(shm::AgentState::kRunning);
-    return {running ? 200 : 503, {}};
+  std::string_view param;
+  const Route<Handler>* route = find_route(routes(), req.method, path, param);
+  if (route != nullptr && route->access == Access::kOpen) {
+    return (this->*(route->handler))(Call{req, kNobody, param});
   }
-  const bool prometheus = path == "/metrics";
-  if (!prometheus && path.substr(0, kBase.size()) != kBase) {
-    return error_response(Errc::kNotFound, "no such route");
-  }
+  if (!needs_token(path)) return not_found();
   // Authentication before anything else is looked at.
   const std::string token = bearer_of(req.authorization);
   std::optional<Principal> who;
@@ -152,163 +217,103 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }
-  if (prometheus) {
-    if (req.method != "GET") return error_response(Errc::kNotFound, "no such route");
-    if (!who->admin()) {
-      auth_failed(req, "admin role required");
-      return error_response(Errc::kForbidden, "admin role required");
-    }
-    HttpResponse r{200, prometheus_text(*seg_, ops_.limits(), unix_now_ns())};
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    return r;
-  }
-  const std::string_view route = path.substr(kBase.size());
-  auto id_after = [&](std::string_view prefix, std::string_view& rest) {
-    if (route.substr(0, prefix.size()) != prefix) return false;
-    rest = route.substr(prefix.size());
-    return true;
-  };
-  std::string_view rest;
-  if (route == "submit") {
-    if (req.method != "POST") return error_response(Errc::kNotFound, "no such route");
-    return submit(req, *who);
-  }
-  if (id_after("status/", rest) && req.method == "GET") {
-    uint64_t id = 0;
-    if (!parse_request_id(rest, id)) {
-      return error_response(Errc::kInvalidRequest, "a request id is 16 hex digits");
-    }
-    return status(id, *who);
-  }
-  if (id_after("cancel/", rest) && req.method == "DELETE") {
-    uint64_t id = 0;
-    if (!parse_request_id(rest, id)) {
-      return error_response(Errc::kInvalidRequest, "a request id is 16 hex digits");
-    }
-    return cancel(id, *who);
-  }
-  // Admin routes.
-  const bool health = route == "health" && req.method == "GET";
-  const bool metrics = route == "metrics" && req.method == "GET";
-  const bool events_stream = route == "events" && req.method == "GET";
-  const bool dlq_list = route == "dlq" && req.method == "GET";
-  const bool dlq_item = id_after("dlq/", rest);
-  if (!health && !metrics && !events_stream && !dlq_list && !dlq_item) {
-    return error_response(Errc::kNotFound, "no such route");
-  }
-  if (!who->admin()) {
+  if (route == nullptr) return not_found();
+  if (route->access == Access::kAdmin && !who->admin()) {
     auth_failed(req, "admin role required");
     return error_response(Errc::kForbidden, "admin role required");
   }
-  if (health) return admin({{"op", "health"}}, *who, req, 200);
-  if (metrics) {
-    json op = {{"op", "metrics"}};
-    std::string_view period;
-    if (query_value(req.target, "period", period)) {
-      auto p = parse_period(period);
-      if (!p) return error_response(p.error());
-      op["period"] = *p;
-    }
-    return admin(op, *who, req, 200);
-  }
-  // Reads only, like dlq.list: not audited.
-  if (events_stream) return events(req);
-  if (dlq_list) {
-    json op = {{"op", "dlq.list"}};
-    std::string_view limit;
-    if (query_value(req.target, "limit", limit)) {
-      uint64_t n = 0;
-      const auto [p, ec] = std::from_chars(limit.data(), limit.data() + limit.size(), n);
-      if (ec != std::errc() || p != limit.data() + limit.size() || n < 1 || n > 100) {
-        return error_response(Errc::kInvalidRequest, "limit must be an integer from 1 to 100");
-      }
-      op["limit"] = n;
-    }
-    std::string_view all;
-    if (query_value(req.target, "all", all)) {
-      if (all != "true" && all != "false") {
-        return error_response(Errc::kInvalidRequest, "all must be true or false");
-      }
-      op["all"] = all == "true";
-    }
-    return admin(op, *who, req, 200);
-  }
-  const auto slash = rest.find('/');
-  const std::string id(rest.substr(0, slash));
-  const std::string_view verb = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
-  if (verb.empty() && req.method == "GET")
-    return admin({{"op", "dlq.show"}, {"id", id}}, *who, req, 200);
-  if (verb == "review" && req.method == "POST") {
-    const json body = parse_request_json(req.body);
-    if (!body.is_object())
-      return error_response(Errc::kInvalidRequest, "body must be a JSON object");
-    json op = {{"op", "dlq.review"}, {"id", id}};
-    if (auto it = body.find("resolution"); it != body.end() && it->is_string()) {
-      op["resolution"] = *it;
-    }
-    return admin(op, *who, req, 204);
-  }
-  if (verb == "replay" && req.method == "POST") {
-    return admin({{"op", "dlq.replay"}, {"id", id}}, *who, req, 201);
-  }
-  return error_response(Errc::kNotFound, "no such route");
+  return (this->*(route->handler))(Call{req, *who, param});
 }
 
-HttpResponse HttpApi::admin(const json& op, const Principal& who, const HttpRequest& req,
-                            int ok_status) {
+HttpResponse HttpApi::livez(const Call&) {
+  return {200, {}};
+}
+
+HttpResponse HttpApi::readyz(const Call&) {
+  const bool running = seg_->agent_alive() && load_relaxed(seg_->header().agent_state) ==
+                                                  static_cast<uint32_t>(shm::AgentState::kRunning);
+  return {running ? 200 : 503, {}};
+}
+
+HttpResponse HttpApi::prometheus(const Call&) {
+  HttpResponse r{200, prometheus_text(*seg_, ops_.limits(), unix_now_ns())};
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  return r;
+}
+
+HttpResponse HttpApi::admin(const json& op, const Call& c, int ok_status) {
   return from_admin(
-      ops_.handle_as(op, {{"userId", who.user_id}, {"remote", req.remote}}, who.user_id),
+      ops_.handle_as(op, {{"userId", c.who.user_id}, {"remote", c.req.remote}}, c.who.user_id),
       ok_status);
 }
 
-HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
-  const json body = parse_request_json(req.body);
+HttpResponse HttpApi::health(const Call& c) {
+  return admin({{"op", "health"}}, c, 200);
+}
+
+HttpResponse HttpApi::metrics(const Call& c) {
+  json op = {{"op", "metrics"}};
+  std::string_view period;
+  if (query_value(c.req.target, "period", period)) {
+    auto p = parse_period(period);
+    if (!p) return error_response(p.error());
+    op["period"] = *p;
+  }
+  return admin(op, c, 200);
+}
+
+HttpResponse HttpApi::dlq_list(const Call& c) {
+  json op = {{"op", "dlq.list"}};
+  std::string_view limit;
+  if (query_value(c.req.target, "limit", limit)) {
+    uint64_t n = 0;
+    const auto [p, ec] = std::from_chars(limit.data(), limit.data() + limit.size(), n);
+    if (ec != std::errc() || p != limit.data() + limit.size() || n < 1 || n > 100) {
+      return error_response(Errc::kInvalidRequest, "limit must be an integer from 1 to 100");
+    }
+    op["limit"] = n;
+  }
+  std::string_view all;
+  if (query_value(c.req.target, "all", all)) {
+    if (all != "true" && all != "false") {
+      return error_response(Errc::kInvalidRequest, "all must be true or false");
+    }
+    op["all"] = all == "true";
+  }
+  return admin(op, c, 200);
+}
+
+HttpResponse HttpApi::dlq_show(const Call& c) {
+  return admin({{"op", "dlq.show"}, {"id", c.param}}, c, 200);
+}
+
+HttpResponse HttpApi::dlq_review(const Call& c) {
+  const json body = parse_request_json(c.req.body);
   if (!body.is_object()) return error_response(Errc::kInvalidRequest, "body must be a JSON object");
+  json op = {{"op", "dlq.review"}, {"id", c.param}};
+  if (auto it = body.find("resolution"); it != body.end() && it->is_string()) {
+    op["resolution"] = *it;
+  }
+  return admin(op, c, 204);
+}
+
+HttpResponse HttpApi::dlq_replay(const Call& c) {
+  return admin({{"op", "dlq.replay"}, {"id", c.param}}, c, 201);
+}
+
+HttpResponse HttpApi::submit(const Call& c) {
+  const json body = parse_request_json(c.req.body);
+  if (!body.is_object()) return error_response(Errc::kInvalidRequest, "body must be a JSON object");
+  SubmitBody b;
+  if (auto refused = read_submit(body, seg_->geometry().slot_payload_bytes, b)) return *refused;
   RequestView v;
-  v.user_id = who.user_id;  // never from the body (SPEC §3)
-  const auto type = body.find("type");
-  if (type == body.end() || !type->is_string()) {
-    return error_response(Errc::kInvalidRequest, "type must be a string");
-  }
-  const std::string type_text = type->get<std::string>();
-  v.type = type_text;
-  if (auto m = body.find("mode"); m != body.end()) {
-    if (!m->is_string() || !parse_mode(m->get<std::string>(), v.mode)) {
-      return error_response(Errc::kInvalidMode, "mode must be fifo, priority or batch");
-    }
-  }
-  if (auto p = body.find("priority"); p != body.end()) {
-    if (!p->is_number_integer() || p->get<int64_t>() < kPriorityMin ||
-        p->get<int64_t>() > kPriorityMax) {
-      return error_response(Errc::kInvalidPriority, "priority must be an integer from 1 to 20");
-    }
-    v.priority = static_cast<uint8_t>(p->get<int64_t>());
-  }
-  // The payload is whatever JSON value the client sent, stored as its text.
-  std::string payload = "{}";
-  if (auto p = body.find("payload"); p != body.end()) payload = p->dump();
-  if (payload.size() > seg_->geometry().slot_payload_bytes) {
-    json e = error_body(Errc::kInvalidRequest,
-                        "payload larger than slot_payload_bytes (" +
-                            std::to_string(seg_->geometry().slot_payload_bytes) + " bytes)");
-    e["statusCode"] = 413;
-    e["error"] = "PAYLOAD_TOO_LARGE";
-    return json_response(413, e);
-  }
-  v.payload = std::as_bytes(std::span(payload.data(), payload.size()));
-  std::string key;
-  if (auto k = body.find("idempotencyKey"); k != body.end() && !k->is_null()) {
-    if (!k->is_string())
-      return error_response(Errc::kInvalidRequest, "idempotencyKey must be a string");
-    key = k->get<std::string>();
-  }
-  v.idempotency_key = key;
-  std::string metadata;
-  if (auto m = body.find("metadata"); m != body.end() && !m->is_null()) {
-    if (!m->is_object()) return error_response(Errc::kInvalidRequest, "metadata must be an object");
-    metadata = m->dump();
-  }
-  v.metadata = metadata;
+  v.user_id = c.who.user_id;  // never from the body (SPEC §3)
+  v.type = b.type;
+  v.mode = b.mode;
+  v.priority = b.priority;
+  v.payload = std::as_bytes(std::span(b.payload.data(), b.payload.size()));
+  v.idempotency_key = b.idempotency_key;
+  v.metadata = b.metadata;
   auto p = ops_.producer();
   if (!p) return error_response(p.error());
   // A submit may wait for room; at most kMaxWaitingSubmits do at once, so the
@@ -325,29 +330,19 @@ HttpResponse HttpApi::submit(const HttpRequest& req, const Principal& who) {
       (*p)->submit(v, [this] { return stopping_.load(std::memory_order_relaxed); });
   waiting_submits_.fetch_sub(1, std::memory_order_relaxed);
   if (!s) return error_response(s.error());
-  char id[17];
-  format_request_id(s->request_id, id);
-  json out = {{"requestId", id},
-              {"status", s->status_known ? status_name(s->status) : std::string_view("unknown")},
-              {"mode", mode_name(s->mode)},
-              {"type", type_text},
-              {"priority", s->priority},
-              {"createdAt", iso_time(s->created_at_unix_ns)},
-              {"queuePosition", s->queue_position}};
-  if (s->duplicate) out["duplicate"] = true;
-  return json_response(201, out);
+  return json_response(201, submitted_json(*s, b.type));
 }
 
 // Server-sent events: the handler only sets the stream up; the HTTP server
-// polls it on its io thread (http.hpp), so a stream holds no handler thread.
-HttpResponse HttpApi::events(const HttpRequest& req) {
+// polls it on its io thread (server.hpp), so a stream holds no handler thread.
+HttpResponse HttpApi::events(const Call& c) {
   auto reader = EventReader::connect(seg_);
   if (!reader) return error_response(reader.error());
   // A client resuming after the event it saw last: the ring may still hold
   // what came next; what it no longer holds is reported missed. Anything
   // but a decimal id starts at the head, like no header.
   uint64_t last = 0;
-  const std::string& text = req.last_event_id;
+  const std::string& text = c.req.last_event_id;
   const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), last);
   if (!text.empty() && ec == std::errc() && p == text.data() + text.size() &&
       last < (*reader)->position()) {
@@ -372,23 +367,25 @@ void HttpApi::stop() noexcept {
   stopping_.store(true, std::memory_order_relaxed);
 }
 
-HttpResponse HttpApi::status(uint64_t id, const Principal& who) {
+HttpResponse HttpApi::status(const Call& c) {
+  uint64_t id = 0;
+  if (auto bad = read_request_id(c.param, id)) return *bad;
   auto p = ops_.producer();
   if (!p) return error_response(p.error());
-  auto st = (*p)->status(id, shm::Caller{who.user_id, who.admin()});
+  auto st = (*p)->status(id, shm::Caller{c.who.user_id, c.who.admin()});
   if (!st) return error_response(st.error());
   return json_response(200, status_json(*st));
 }
 
-HttpResponse HttpApi::cancel(uint64_t id, const Principal& who) {
+HttpResponse HttpApi::cancel(const Call& c) {
+  uint64_t id = 0;
+  if (auto bad = read_request_id(c.param, id)) return *bad;
   auto p = ops_.producer();
   if (!p) return error_response(p.error());
-  auto r = (*p)->cancel(id, shm::Caller{who.user_id, who.admin()});
-  if (who.admin()) {
-    char text[17];
-    format_request_id(id, text);
-    ops_.audit("cancel", {{"userId", who.user_id}},
-               {{"requestId", text},
+  auto r = (*p)->cancel(id, shm::Caller{c.who.user_id, c.who.admin()});
+  if (c.who.admin()) {
+    ops_.audit("cancel", {{"userId", c.who.user_id}},
+               {{"requestId", request_id_text(id)},
                 {"result", r ? std::string("ok") : std::string(errc_name(r.error().code))}});
   }
   if (!r) return error_response(r.error());

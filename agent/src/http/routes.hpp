@@ -2,10 +2,13 @@
 // The HTTP API of SPEC §6, base /performance-queue, over HttpServer:
 //
 //   GET    /livez, /readyz                      no auth, no data
+//   GET    /metrics                             admin; Prometheus text
 //   POST   /performance-queue/submit            201; user from the token
 //   GET    /performance-queue/status/:id        the owner's (or an admin's) view
 //   DELETE /performance-queue/cancel/:id        204
-//   GET    /performance-queue/dlq?limit=N       admin
+//   GET    /performance-queue/health            admin; SPEC §5 health
+//   GET    /performance-queue/metrics?period=N  admin; SPEC §5 metrics
+//   GET    /performance-queue/dlq?limit=N&all=  admin
 //   GET    /performance-queue/dlq/:id           admin
 //   POST   /performance-queue/dlq/:id/review    admin; 204
 //   POST   /performance-queue/dlq/:id/replay    admin; 201
@@ -14,23 +17,28 @@
 //                                               ring's head, or after
 //                                               Last-Event-ID
 //
-// Every route but the probes needs `Authorization: Bearer <token>`: none or
-// an unknown one is 401, a user token on an admin route 403. Each auth
+// The table of these routes, with the role each needs, is HttpApi::routes()
+// (routes.cpp). Every route but the probes needs `Authorization: Bearer
+// <token>`, and so does any other path under /performance-queue/ or
+// /metrics: none or an unknown one is 401 (before the path is looked at), a
+// path no route has 404, a user token on an admin route 403. Each auth
 // failure goes to the audit log (coalesced per remote address per second),
 // and so does every admin route, through AdminOps. Errors are SPEC's
 // {statusCode, message, error}; 429 carries Retry-After.
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
-#include "control/admin.hpp"
+#include "control/admin_ops.hpp"
 #include "http/auth.hpp"
+#include "http/route_table.hpp"
 #include "http/server.hpp"
-#include "perfq/client/producer.hpp"
 
 namespace perfq::shm {
 class Segment;
@@ -52,12 +60,32 @@ class HttpApi {
   void stop() noexcept;
 
  private:
-  HttpResponse submit(const HttpRequest& req, const Principal& who);
-  HttpResponse status(uint64_t id, const Principal& who);
-  HttpResponse cancel(uint64_t id, const Principal& who);
-  HttpResponse events(const HttpRequest& req);
-  HttpResponse admin(const nlohmann::json& op, const Principal& who, const HttpRequest& req,
-                     int ok_status);
+  // One request on its route: who asks (nobody on an open route) and the
+  // pattern's ":id" segment.
+  struct Call {
+    const HttpRequest& req;
+    const Principal& who;
+    std::string_view param;
+  };
+  using Handler = HttpResponse (HttpApi::*)(const Call&);
+  static std::span<const Route<Handler>> routes();
+
+  HttpResponse livez(const Call& c);
+  HttpResponse readyz(const Call& c);
+  HttpResponse prometheus(const Call& c);
+  HttpResponse submit(const Call& c);
+  HttpResponse status(const Call& c);
+  HttpResponse cancel(const Call& c);
+  HttpResponse health(const Call& c);
+  HttpResponse metrics(const Call& c);
+  HttpResponse events(const Call& c);
+  HttpResponse dlq_list(const Call& c);
+  HttpResponse dlq_show(const Call& c);
+  HttpResponse dlq_review(const Call& c);
+  HttpResponse dlq_replay(const Call& c);
+
+  // An admin verb through AdminOps (which audits it), its answer as HTTP.
+  HttpResponse admin(const nlohmann::json& op, const Call& c, int ok_status);
   void auth_failed(const HttpRequest& req, const char* why);
 
   AdminOps& ops_;

@@ -2,7 +2,7 @@
 // Dead letters: requests that failed every attempt or timed out (SPEC §5).
 // The agent hands each one to a DeadLetterSink: the durable journal on
 // io_uring (journal.hpp) in perfq-agent, or the bounded in-memory list below,
-// which tests read and which Agent::open uses when given no sink.
+// which tests read and which Conductor::open uses when given no sink.
 #include <cstddef>
 #include <cstdint>
 #include <deque>

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "harness.hpp"
-#include "control/admin.hpp"
+#include "perfq/core/iso_time.hpp"
 #include "perfq/shm/layout.hpp"
 
 namespace perfq::agent {

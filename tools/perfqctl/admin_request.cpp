@@ -1,0 +1,60 @@
+#include "admin_request.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "control/admin_client.hpp"
+#include "control/wire_json.hpp"
+#include "journal/files.hpp"
+#include "output.hpp"
+#include "perfq/shm/segment.hpp"
+
+namespace perfq::ctl {
+
+namespace {
+
+// The agent's error body, as perfqctl prints an error.
+int print_refusal(bool json, const nlohmann::json& body) {
+  if (json) {
+    print_json(body);
+  } else {
+    const std::string code = body.contains("error") ? text(body["error"]) : "INTERNAL";
+    std::fprintf(stderr, "perfqctl: %s: %s\n", code.c_str(),
+                 body.contains("message") ? text(body["message"]).c_str() : "");
+  }
+  return 1;
+}
+
+}  // namespace
+
+int admin_request(shm::Segment& seg, const nlohmann::json& request, bool json,
+                  nlohmann::json& out) {
+  const auto& h = seg.header();
+  const std::string path(h.socket_path, strnlen(h.socket_path, sizeof h.socket_path));
+  if (!seg.agent_alive()) {
+    if (request.value("op", std::string()) == "dlq.verify") {
+      const std::string data_dir = std::filesystem::path(path).parent_path().string();
+      auto report = agent::verify_journal(data_dir);
+      if (!report) return fail(json, report.error());
+      out = agent::report_json(*report);
+      return 0;
+    }
+    return fail(json, Errc::kAgentUnavailable,
+                "the agent of queue " + seg.queue() + " is not running");
+  }
+  auto answer = agent::admin_call(path, request);
+  if (!answer) return fail(json, answer.error());
+  if (agent::is_error_body(*answer)) return print_refusal(json, *answer);
+  out = std::move(*answer);
+  return 0;
+}
+
+int admin_request(const std::string& queue, const nlohmann::json& request, bool json,
+                  nlohmann::json& out) {
+  auto seg = shm::Segment::attach(queue);
+  if (!seg) return fail(json, seg.error());
+  return admin_request(**seg, request, json, out);
+}
+
+}  // namespace perfq::ctl

@@ -1,0 +1,81 @@
+#include "output.hpp"
+
+#include <cstdio>
+
+#include "control/wire_json.hpp"
+#include "perfq/core/request.hpp"
+
+namespace perfq::ctl {
+
+int usage() {
+  std::fputs(
+      "usage: perfqctl --queue NAME [--json] health\n"
+      "       perfqctl --queue NAME [--json] metrics [--period MINUTES]   (1..1440, default 60)\n"
+      "       perfqctl --queue NAME [--json] top [--interval-ms N] [--iterations N]\n"
+      "       perfqctl --queue NAME [--json] submit --user U --type T [--mode M] [--priority P]\n"
+      "                [--idempotency-key K] [--payload JSON] [--wait]\n"
+      "       perfqctl --queue NAME [--json] status ID --user U\n"
+      "       perfqctl --queue NAME [--json] cancel ID [--user U]   (no --user: as an admin)\n"
+      "       perfqctl --queue NAME [--json] dlq list [--limit N] [--all]\n"
+      "       perfqctl --queue NAME [--json] dlq show ID\n"
+      "       perfqctl --queue NAME [--json] dlq review ID --resolution TEXT\n"
+      "       perfqctl --queue NAME [--json] dlq replay ID\n"
+      "       perfqctl --queue NAME [--json] dlq verify\n"
+      "       perfqctl --queue NAME [--json] events [--count N] [--timeout-ms MS]\n"
+      "                (follows the event ring until Ctrl-C, N events or MS ms)\n"
+      "       perfqctl --queue NAME destroy      (remove the segment; no agent may run)\n"
+      "       perfqctl [--json] token create --tokens FILE --user U --role user|admin\n"
+      "                (prints the new token once; FILE keeps only its hash; no --queue)\n",
+      stderr);
+  return 2;
+}
+
+int fail(bool json, const Error& e) {
+  if (json) {
+    print_json(agent::error_body(e));
+    return 1;
+  }
+  std::fprintf(stderr, "perfqctl: %s: %s", errc_name(e.code).data(), e.message.c_str());
+  if (e.retry_after_ms != 0) {
+    std::fprintf(stderr, " (retry after %llu ms)",
+                 static_cast<unsigned long long>(e.retry_after_ms));
+  }
+  std::fprintf(stderr, "\n");
+  return 1;
+}
+
+int fail(bool json, Errc code, const std::string& message) {
+  return fail(json, Error{code, message});
+}
+
+void print_json(const nlohmann::json& body) {
+  const std::string line = agent::wire_text(body);
+  std::printf("%s\n", line.c_str());
+}
+
+std::string text(const nlohmann::json& v) {
+  return v.is_string() ? v.get<std::string>()
+         : v.is_null() ? std::string("-")
+                       : agent::wire_text(v);
+}
+
+double num(const nlohmann::json& v) {
+  return v.is_number() ? v.get<double>() : 0.0;
+}
+
+std::string joined(const nlohmann::json& array) {
+  std::string out;
+  for (const auto& v : array) {
+    if (!out.empty()) out += ',';
+    out += text(v);
+  }
+  return out;
+}
+
+std::vector<std::string> bands_in_order() {
+  std::vector<std::string> out;
+  for (uint8_t b = 0; b < kBandCount; ++b) out.emplace_back(band_name(static_cast<Band>(b)));
+  return out;
+}
+
+}  // namespace perfq::ctl

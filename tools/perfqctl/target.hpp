@@ -1,0 +1,23 @@
+#pragma once
+// `status ID --user U` and `cancel ID --user U`: a request as its owner
+// sees it, through a producer of their own on the segment.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "perfq/perfq.hpp"
+#include "verbs.hpp"
+
+namespace perfq::ctl {
+
+struct Target {
+  uint64_t id = 0;
+  std::string user;
+  std::unique_ptr<Producer> producer;
+};
+
+// Parses `ID --user U` and connects. 0, or the exit code to leave with (the
+// error printed).
+int open_target(const Invocation& in, Target& t);
+
+}  // namespace perfq::ctl
