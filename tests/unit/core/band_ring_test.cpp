@@ -605,5 +605,18 @@ TEST(BandRing, ManyProducersOneConsumerDeliverEveryValueOnceInProducerOrder) {
   EXPECT_EQ(r.header().skipped, 0u);
 }
 
+// Preconditions of the ring's caller: checked where assertions are on
+// (debug and the sanitizer trees), compiled out of release.
+TEST(BandRingDeathTest, PushingTheRingsOwnMarkerStopsTheProcess) {
+#if defined(PERFQ_ASSERTIONS) || !defined(NDEBUG)
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TestRing r(8);
+  EXPECT_DEATH((void)r->try_push(BandRing::kEmpty), "value <= kMaxValue");
+  EXPECT_DEATH((void)r->try_push(BandRing::kSkipped), "value <= kMaxValue");
+#else
+  GTEST_SKIP() << "assertions are compiled out of this build";
+#endif
+}
+
 }  // namespace
 }  // namespace perfq

@@ -362,5 +362,21 @@ TEST(SlotPool, ConcurrentClaimersNeverOwnTheSameSlotTwice) {
   RecordProperty("empty_claims", static_cast<int>(empty_claims.load()));
 }
 
+// Preconditions of the pool's caller: an index from the segment is checked
+// against count() before it reaches the pool. Checked where assertions are
+// on (debug and the sanitizer trees), compiled out of release.
+TEST(SlotPoolDeathTest, AnIndexPastTheEndStopsTheProcess) {
+#if defined(PERFQ_ASSERTIONS) || !defined(NDEBUG)
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TestPool pool(64);
+  uint64_t expected = SlotCtl{}.pack();
+  EXPECT_DEATH((void)pool->load(64), "index < count_");
+  EXPECT_DEATH((void)pool->transition(64, expected, claimed_by(1, 1)), "index < count_");
+  EXPECT_DEATH((void)pool->release(64, expected), "index < count_");
+#else
+  GTEST_SKIP() << "assertions are compiled out of this build";
+#endif
+}
+
 }  // namespace
 }  // namespace perfq

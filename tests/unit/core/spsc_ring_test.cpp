@@ -233,5 +233,18 @@ TEST(SpscRing, WriterAndReaderThreadsPassEveryEntryInOrder) {
   EXPECT_FALSE(ring.try_pop(out));
 }
 
+// Preconditions of the ring's caller: checked where assertions are on
+// (debug and the sanitizer trees), compiled out of release.
+TEST(SpscRingDeathTest, AGroupLargerThanTheRingStopsTheProcess) {
+#if defined(PERFQ_ASSERTIONS) || !defined(NDEBUG)
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TestRing r(4);
+  const uint64_t group[5] = {1, 2, 3, 4, 5};
+  EXPECT_DEATH((void)r->try_push_n(group, 5), "n <= capacity_");
+#else
+  GTEST_SKIP() << "assertions are compiled out of this build";
+#endif
+}
+
 }  // namespace
 }  // namespace perfq

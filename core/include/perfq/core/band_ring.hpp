@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/cache_line.hpp"
 
@@ -149,6 +150,7 @@ class BandRing {
 };
 
 inline void BandRing::format(BandRingHeader& h, uint64_t* cells, uint32_t capacity) noexcept {
+  PERFQ_ASSERT(capacity > 0 && (capacity & (capacity - 1)) == 0);
   h.tail = 0;
   h.head = 0;
   h.skipped = 0;
@@ -163,6 +165,8 @@ BandRing::PushResult BandRing::try_push(uint32_t value, OnClaimed&& on_claimed) 
   // each revoked claim means the consumer moved on. Either way the ring made
   // progress, so a producer that keeps losing for a whole lap reports
   // contention instead of looping on shared data without a limit.
+  PERFQ_ASSERT(h_ != nullptr);
+  PERFQ_ASSERT(value <= kMaxValue);  // kEmpty and kSkipped are the ring's own
   auto tail = aref(h_->tail);
   for (uint32_t round = 0; round < 4 * capacity_ + 64; ++round) {
     uint64_t pos = tail.load(std::memory_order_relaxed);

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/cache_line.hpp"
 
@@ -99,6 +100,7 @@ class SlotPool {
   }
 
   static void format(uint64_t* ctl, uint64_t* hints, uint32_t count) noexcept {
+    PERFQ_ASSERT(count > 0);
     for (uint32_t i = 0; i < count; ++i) ctl[i] = SlotCtl{}.pack();
     const uint32_t words = (count + 63) / 64;
     for (uint32_t w = 0; w < words; ++w) {
@@ -129,6 +131,10 @@ class SlotPool {
   // release goes through here. acq_rel: the new owner sees everything the
   // previous owner wrote to the slot before handing it over.
   [[nodiscard]] bool transition(uint32_t index, uint64_t& expected, SlotCtl next) noexcept {
+    // Indexes from the segment are checked against count() by the caller
+    // before they reach the pool.
+    PERFQ_ASSERT(index < count_);
+    PERFQ_ASSERT(next.state_valid());
     return aref(ctl_[index])
         .compare_exchange_strong(expected, next.pack(), std::memory_order_acq_rel,
                                  std::memory_order_acquire);
@@ -136,6 +142,7 @@ class SlotPool {
 
   // acquire: pairs with the release half of the transition that set it.
   [[nodiscard]] uint64_t load(uint32_t index) const noexcept {
+    PERFQ_ASSERT(index < count_);
     return aref(ctl_[index]).load(std::memory_order_acquire);
   }
 
@@ -148,6 +155,7 @@ class SlotPool {
 
  private:
   void set_hint(uint32_t index) noexcept {
+    PERFQ_ASSERT(index < count_);
     // release: a claimer that sees the bit also sees the FREE control word.
     aref(hints_[index / 64]).fetch_or(uint64_t{1} << (index % 64), std::memory_order_release);
   }
@@ -205,6 +213,7 @@ inline std::optional<SlotPool::Claim> SlotPool::try_claim(uint16_t owner,
 }
 
 inline bool SlotPool::release(uint32_t index, uint64_t expected) noexcept {
+  PERFQ_ASSERT(index < count_);
   const SlotCtl c = SlotCtl::unpack(expected);
   // release: pairs with the next claimer's acquire CAS.
   if (!aref(ctl_[index])

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/cache_line.hpp"
 
@@ -43,6 +44,7 @@ class SpscRing {
   }
 
   static void format(SpscRingHeader& h, uint64_t* entries, uint32_t capacity) noexcept {
+    PERFQ_ASSERT(capacity > 0 && (capacity & (capacity - 1)) == 0);
     h.tail = h.head_cache = h.head = h.tail_cache = 0;
     h.capacity = capacity;
     h.mask = capacity - 1;
@@ -51,7 +53,11 @@ class SpscRing {
 
   SpscRing() = default;
   SpscRing(SpscRingHeader* h, uint64_t* entries, uint32_t capacity) noexcept
-      : h_(h), e_(entries), capacity_(capacity), mask_(capacity - 1) {}
+      : h_(h), e_(entries), capacity_(capacity), mask_(capacity - 1) {
+    // The caller passes the capacity from the validated geometry, never a
+    // value read back from the ring header.
+    PERFQ_ASSERT(capacity > 0 && (capacity & (capacity - 1)) == 0);
+  }
 
   [[nodiscard]] bool valid() const noexcept { return h_ != nullptr; }
 
@@ -73,6 +79,7 @@ class SpscRing {
   // Writer only: all of `v` or nothing, made visible to the reader at once
   // (one release store of tail), so a reader never sees part of a group.
   [[nodiscard]] bool try_push_n(const uint64_t* v, uint32_t n) noexcept {
+    PERFQ_ASSERT(n <= capacity_);  // a larger group could never fit
     const uint64_t t = aref(h_->tail).load(std::memory_order_relaxed);
     if (t + n - h_->head_cache > capacity_) {
       // acquire: as in try_push.
