@@ -14,10 +14,13 @@
 #include <utility>
 
 #include "perfq/core/request.hpp"
+#include "perfq/shm/fd_guard.hpp"
 
 namespace perfq::agent {
 
 namespace {
+
+using shm::FdGuard;
 
 constexpr std::string_view kHashPrefix = "sha256:";
 constexpr std::string_view kTokenPrefix = "pq_";
@@ -30,20 +33,6 @@ using Digest = std::array<unsigned char, kTokenDigestBytes>;
 std::string errno_text(int err) {
   return std::strerror(err);
 }
-
-class FdGuard {
- public:
-  explicit FdGuard(int fd) noexcept : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  [[nodiscard]] int get() const noexcept { return fd_; }
-
- private:
-  int fd_;
-};
 
 bool sha256(std::string_view text, Digest& out) noexcept {
   unsigned int n = 0;

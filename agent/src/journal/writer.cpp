@@ -12,10 +12,13 @@
 #include <utility>
 
 #include "perfq/core/assert.hpp"
+#include "perfq/shm/fd_guard.hpp"
 
 namespace perfq::agent {
 
 namespace {
+
+using shm::FdGuard;
 
 constexpr uint64_t kWriteTag = 1;
 constexpr uint64_t kFsyncTag = 2;
@@ -34,21 +37,6 @@ std::string errno_text(const char* what, int err) {
 bool retryable(int res) noexcept {
   return res == -EAGAIN || res == -EINTR;
 }
-
-class FdGuard {
- public:
-  explicit FdGuard(int fd) noexcept : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  [[nodiscard]] int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 // A new file's name must be durable too, or a crash can lose the whole file.
 Result<void> sync_parent_dir(const std::string& path) {
