@@ -344,9 +344,8 @@ Result<void> Segment::open_object(const std::string& name, const CreateOptions& 
   created = false;
   try {
     try {
-      mapping_->object =
-          bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
-                                    bip::permissions(static_cast<int>(opt.mode)));
+      mapping_->object = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
+                                                   bip::permissions(static_cast<int>(opt.mode)));
       created = true;
     } catch (const bip::interprocess_exception& e) {
       if (e.get_error_code() != bip::already_exists_error) throw;

@@ -62,7 +62,7 @@ TEST(AdmissionView, ViewLeftMidPublishByAKilledAgentIsReadableAfterTakeover) {
   auto producer = Segment::attach(q.str());
   ASSERT_TRUE(producer) << producer.error().message;
   EXPECT_FALSE(occupancy(**producer).known);  // the reader's bound gives up
-  agent.reset();                               // the agent lock goes with it
+  agent.reset();                              // the agent lock goes with it
 
   auto next = open_agent(q.str(), how);
   ASSERT_NE(next, nullptr);

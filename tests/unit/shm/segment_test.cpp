@@ -326,8 +326,8 @@ TEST(Segment, AgentRefusesToReattachToACorruptSegment) {
 // The lock word of event entry `index`.
 uint64_t& event_lock(Segment& seg, uint32_t index) {
   auto* base = reinterpret_cast<std::byte*>(&seg.header());
-  auto* entries = reinterpret_cast<Event*>(base + seg.geometry().off_events +
-                                           sizeof(EventRingHeader));
+  auto* entries =
+      reinterpret_cast<Event*>(base + seg.geometry().off_events + sizeof(EventRingHeader));
   return entries[index].seq_word;
 }
 
@@ -386,8 +386,7 @@ TEST(Segment, TakeoverEmptiesTheStatusEntryLeftMidWrite) {
   StatusEntry& repaired = next->status_entry(5);
   EXPECT_EQ(load_relaxed(repaired.seq) % 2, 0u);
   EXPECT_EQ(load_relaxed(repaired.request_id), 0u);
-  EXPECT_EQ(lookup_status(*next, 5, Caller{.user_id = "", .admin = true}).code(),
-            Errc::kNotFound);
+  EXPECT_EQ(lookup_status(*next, 5, Caller{.user_id = "", .admin = true}).code(), Errc::kNotFound);
   record_final(*next, e);
   EXPECT_TRUE(lookup_status(*next, 5, Caller{.user_id = "", .admin = true}));
 }

@@ -40,8 +40,9 @@
 // means the word went A -> B -> A meanwhile, and the claim is undone.
 //
 // Each entry starts with KeyedEntryHead. Its `version` is a sequence lock
-// (core/seqlock.hpp, counter form): the owner makes it odd, writes, makes it even (release); readers copy with
-// relaxed atomic loads between an acquire load and a re-check of `version`.
+// (core/seqlock.hpp, counter form): the owner makes it odd, writes, makes
+// it even (release); readers copy with relaxed atomic loads between an
+// acquire load and a re-check of `version`.
 // A claim first marks its entry kClaimed with its key, so a reader that
 // finds a WRITING way can tell whose key is being inserted; until it can
 // (the mark is not written yet), the reader waits as for its own key.
@@ -276,8 +277,8 @@ class KeyedTable {
   // after kReadTries torn or in-progress reads, with the last version seen.
   template <class Copy>
   static bool read_stable(const KeyedEntryHead& h, uint64_t& version, Copy&& copy) noexcept {
-    return seqlock::read(h.version, seqlock::ReadBound{.tries = kReadTries, .yield_ns = 0},
-                         version, static_cast<Copy&&>(copy));
+    return seqlock::read(h.version, seqlock::ReadBound{.tries = kReadTries, .yield_ns = 0}, version,
+                         static_cast<Copy&&>(copy));
   }
 
   // Any process: scans bucket `b` for the key with hash `hash`. `read(entry,
