@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "perfq/core/atomic.hpp"
-#include "perfq/shm/tables/keyed_table.hpp"
+#include "perfq/core/seqlock.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {
@@ -13,6 +13,11 @@ namespace perfq::shm {
 namespace {
 
 constexpr uint64_t kNsPerMinute = 60'000'000'000ull;
+// A minute row's word while it is cleared (and while it is empty): no
+// minute is 0, minutes being counted from 1.
+constexpr uint64_t kRowClearing = 0;
+// Rows are read once: a row being rewritten is for another minute.
+constexpr seqlock::ReadBound kOneTry{.tries = 1, .yield_ns = 0};
 
 template <class T>
 void add_relaxed(T& field, T v) noexcept {
@@ -96,17 +101,17 @@ MetricsWriter::MetricsWriter(Segment& seg, uint64_t now_unix_ns) {
   }
   store_relaxed(h_->agent_started_unix_ns, now_unix_ns);
   // The since-start row's word counts agent starts, as a status entry's seq
-  // counts writes: odd while a start clears the row, even after, and it only
-  // grows (a start that died mid-clear left it odd: the next goes on from
-  // there). So a reader whose copy overlapped a restart sees it change even
-  // though the row was whole when the copy began and when it ended.
+  // counts writes (core/seqlock.hpp, counter form): odd while a start clears
+  // the row, even after, and it only grows (a start that died mid-clear left
+  // it odd: the next goes on from there, which is its repair). So a reader
+  // whose copy overlapped a restart sees it change even though the row was
+  // whole when the copy began and when it ended.
   auto& word = reinterpret_cast<MetricsRowHeader*>(lifetime_)->minute;
-  const uint64_t clearing = load_relaxed(word) | 1;
-  // As in roll(): the exchange orders the clear after the odd word.
-  aref(word).exchange(clearing, std::memory_order_acq_rel);
+  // acq_rel: as in roll(), the clear cannot move before the odd word.
+  const uint64_t clearing = seqlock::begin_write(word, std::memory_order_acq_rel);
   clear_cells(lifetime_, h_->row_bytes);
-  // release: pairs with read_metrics' acquire load of the word.
-  aref(word).store(clearing + 1, std::memory_order_release);
+  // release (in end_write): pairs with read_metrics' acquire load of the word.
+  seqlock::end_write(word, clearing);
   roll(now_unix_ns);
 }
 
@@ -118,11 +123,15 @@ void MetricsWriter::roll(uint64_t now_unix_ns) noexcept {
   auto& stamp = reinterpret_cast<MetricsRowHeader*>(row)->minute;
   current_ = row;
   if (load_relaxed(stamp) == minute) return;  // an agent restarted within the minute
-  // Sequence lock: readers that saw the old minute see it change and drop
-  // what they copied. The exchange orders the clear after the zero stamp.
-  aref(stamp).exchange(0, std::memory_order_acq_rel);
+  // Sequence lock (core/seqlock.hpp, marked form; the marker 0 also means
+  // "empty", so a clear a dead agent left half done needs no repair: no
+  // reader wants minute 0, and the row is cleared again when next rolled
+  // into). Readers that saw the old minute see it change and drop what they
+  // copied. acq_rel: the clear cannot move before the zero stamp.
+  seqlock::begin_write_marked(stamp, kRowClearing, std::memory_order_acq_rel);
   clear_cells(row, h_->row_bytes);
-  aref(stamp).store(minute, std::memory_order_release);
+  // release (in end_write_marked): pairs with read_metrics' acquire load.
+  seqlock::end_write_marked(stamp, kRowClearing, minute);
 }
 
 uint8_t MetricsWriter::column(std::string_view type) {
@@ -203,21 +212,22 @@ MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t 
   std::array<MetricsTotals, kBandCount> b{};
   std::vector<MetricsTotals> t(types + 1);
   // Copies a row whose word reads `want` before and after the copy; want 0:
-  // the since-start row, whose word is any even value but 0 when whole.
+  // the since-start row, whose word is any even value but 0 when whole. The
+  // copy is dropped unless the row was whole throughout (a row cleared
+  // meanwhile is dropped).
   auto read_row = [&](const std::byte* row, uint64_t want) {
     const auto& word = reinterpret_cast<const MetricsRowHeader*>(row)->minute;
-    // acquire: pairs with the writer's release store of the word.
-    const uint64_t seen = load_acquire(word);
-    if (want != 0 ? seen != want : seen == 0 || (seen & 1) != 0) return false;
-    b.fill(MetricsTotals{});
-    std::fill(t.begin(), t.end(), MetricsTotals{});
-    const auto* cells = reinterpret_cast<const MetricsCell*>(row + sizeof(MetricsRowHeader));
-    for (uint32_t i = 0; i < kBandCount; ++i) accumulate(cells[i], b[i]);
-    for (uint32_t i = 0; i <= types; ++i) accumulate(cells[kBandCount + i], t[i]);
-    // The copy's loads ordered before the re-check: an acquire fence, as in
-    // KeyedTable::recheck (an acquire load alone lets earlier loads move
-    // after it). A row cleared meanwhile is dropped.
-    if (KeyedTable::recheck(word) != seen) return false;
+    auto copy = [&] {
+      b.fill(MetricsTotals{});
+      std::fill(t.begin(), t.end(), MetricsTotals{});
+      const auto* cells = reinterpret_cast<const MetricsCell*>(row + sizeof(MetricsRowHeader));
+      for (uint32_t i = 0; i < kBandCount; ++i) accumulate(cells[i], b[i]);
+      for (uint32_t i = 0; i <= types; ++i) accumulate(cells[kBandCount + i], t[i]);
+    };
+    uint64_t seen = 0;
+    const bool whole = want != 0 ? seqlock::read_exact(word, want, seen, copy)
+                                 : seqlock::read(word, kOneTry, seen, copy) && seen != 0;
+    if (!whole) return false;
     for (uint32_t i = 0; i < kBandCount; ++i) snap.bands[i].add(b[i]);
     for (uint32_t i = 0; i <= types; ++i) cols[i].add(t[i]);
     return true;

@@ -14,8 +14,10 @@
 
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/shm/admission.hpp"
 #include "perfq/shm/liveness.hpp"
 #include "perfq/shm/metrics.hpp"
+#include "perfq/shm/status.hpp"
 
 namespace bip = boost::interprocess;
 
@@ -335,92 +337,95 @@ Result<std::unique_ptr<Segment>> Segment::attach(std::string_view queue) {
   return s;
 }
 
-Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
-                                                         const CreateOptions& opt, Opened& how) {
-  if (!valid_queue_name(queue)) return Error{Errc::kInvalidRequest, "invalid queue name"};
-  const std::string name = segment_name(queue);
-  std::unique_ptr<Segment> s(new Segment());
-  s->mapping_ = std::make_unique<Mapping>();
-  bool created = false;
+// Creates the segment's object, or opens the one that exists; `created`
+// says which.
+Result<void> Segment::open_object(const std::string& name, const CreateOptions& opt,
+                                  bool& created) {
+  created = false;
   try {
     try {
-      s->mapping_->object =
-          bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
-                                    bip::permissions(static_cast<int>(opt.mode)));
+      mapping_->object = bip::shared_memory_object(bip::create_only, name.c_str(), bip::read_write,
+                                                   bip::permissions(static_cast<int>(opt.mode)));
       created = true;
     } catch (const bip::interprocess_exception& e) {
       if (e.get_error_code() != bip::already_exists_error) throw;
-      s->mapping_->object =
-          bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+      mapping_->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
     }
   } catch (const bip::interprocess_exception& e) {
     return Error{Errc::kInternal, "cannot open segment /" + name + ": " + e.what()};
   }
-  const int fd = fd_of(s->mapping_->object);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int e = errno;
-    if (e == EWOULDBLOCK) {
-      std::string who;
-      try {
-        if (s->map_and_validate(queue)) {
-          who = " (pid " + std::to_string(load_acquire(s->header().agent_pid)) + ")";
-        }
-      } catch (const bip::interprocess_exception&) {
-      }
-      return Error{Errc::kConflict,
-                   "queue '" + std::string(queue) + "' already has a running agent" + who};
-    }
-    return Error{Errc::kInternal, "cannot lock segment: " + errno_text(e)};
-  }
-  // Holding the lock, a segment whose magic was never stored is one whose
-  // creator died (or lost the lock race) before publishing it: nobody can
-  // have attached to it, so it is formatted afresh rather than refused.
-  if (created || never_published(fd)) {
-    ::fchmod(fd, static_cast<mode_t>(opt.mode));
-    if (!opt.group.empty()) {
-      struct group* gr = ::getgrnam(opt.group.c_str());
-      if (gr == nullptr || ::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) {
-        Segment::remove(queue);
-        return Error{Errc::kInvalidRequest, "cannot give the segment to group '" + opt.group + "'"};
-      }
-    }
-    Shape shape;
-    shape.slot_count = opt.slot_count;
-    shape.slot_payload_bytes = opt.slot_payload_bytes;
-    shape.max_clients = opt.max_clients;
-    shape.status_entries = opt.status_entries;
-    shape.idempotency_entries = opt.idempotency_entries;
-    shape.rate_entries = opt.rate_entries;
-    shape.rate_limit = opt.rate_limit;
-    shape.metrics_types = opt.metrics_types;
-    if (!shape_valid(shape)) {
-      Segment::remove(queue);
-      return Error{Errc::kInvalidRequest,
-                   "table sizes must be powers of two (idempotency and rate tables at least 4), "
-                   "max_requests_per_user_per_minute at most " +
-                       std::to_string(RateLimiter::kMaxLimit) + " and metrics_types at most " +
-                       std::to_string(kMetricsTypesMax)};
-    }
-    const Geometry geo = compute_geometry(shape);
-    try {
-      s->mapping_->object.truncate(static_cast<bip::offset_t>(geo.total_bytes));
-      s->mapping_->region =
-          bip::mapped_region(s->mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
-    } catch (const bip::interprocess_exception& e) {
-      Segment::remove(queue);
-      return Error{Errc::kInternal, std::string("cannot size segment: ") + e.what()};
-    }
-    s->queue_ = std::string(queue);
-    s->geo_ = geo;
-    s->bind_views();
-    s->format(opt);
-    s->bind_views();  // the ring views copy their capacity, known only after format
-    if (auto r = s->bind_tables(); !r) return r.error();
-    how = Opened::kCreated;
-    return s;
-  }
+  return {};
+}
+
+// The queue's agent lock (an flock the kernel drops when its holder dies).
+// kConflict, naming the holder's pid if the segment says it, when another
+// agent holds it.
+Result<void> Segment::take_agent_lock(std::string_view queue) {
+  if (::flock(fd_of(mapping_->object), LOCK_EX | LOCK_NB) == 0) return {};
+  const int e = errno;
+  if (e != EWOULDBLOCK) return Error{Errc::kInternal, "cannot lock segment: " + errno_text(e)};
+  std::string who;
   try {
-    if (auto r = s->map_and_validate(queue); !r) {
+    if (map_and_validate(queue)) {
+      who = " (pid " + std::to_string(load_acquire(header().agent_pid)) + ")";
+    }
+  } catch (const bip::interprocess_exception&) {
+  }
+  return Error{Errc::kConflict,
+               "queue '" + std::string(queue) + "' already has a running agent" + who};
+}
+
+// Holding the agent lock: gives the object its owner and size, and formats
+// it. Removes the name again if it cannot.
+Result<void> Segment::create_fresh(std::string_view queue, const CreateOptions& opt) {
+  const int fd = fd_of(mapping_->object);
+  ::fchmod(fd, static_cast<mode_t>(opt.mode));
+  if (!opt.group.empty()) {
+    struct group* gr = ::getgrnam(opt.group.c_str());
+    if (gr == nullptr || ::fchown(fd, static_cast<uid_t>(-1), gr->gr_gid) != 0) {
+      Segment::remove(queue);
+      return Error{Errc::kInvalidRequest, "cannot give the segment to group '" + opt.group + "'"};
+    }
+  }
+  Shape shape;
+  shape.slot_count = opt.slot_count;
+  shape.slot_payload_bytes = opt.slot_payload_bytes;
+  shape.max_clients = opt.max_clients;
+  shape.status_entries = opt.status_entries;
+  shape.idempotency_entries = opt.idempotency_entries;
+  shape.rate_entries = opt.rate_entries;
+  shape.rate_limit = opt.rate_limit;
+  shape.metrics_types = opt.metrics_types;
+  if (!shape_valid(shape)) {
+    Segment::remove(queue);
+    return Error{Errc::kInvalidRequest,
+                 "table sizes must be powers of two (idempotency and rate tables at least 4), "
+                 "max_requests_per_user_per_minute at most " +
+                     std::to_string(RateLimiter::kMaxLimit) + " and metrics_types at most " +
+                     std::to_string(kMetricsTypesMax)};
+  }
+  const Geometry geo = compute_geometry(shape);
+  try {
+    mapping_->object.truncate(static_cast<bip::offset_t>(geo.total_bytes));
+    mapping_->region =
+        bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
+  } catch (const bip::interprocess_exception& e) {
+    Segment::remove(queue);
+    return Error{Errc::kInternal, std::string("cannot size segment: ") + e.what()};
+  }
+  queue_ = std::string(queue);
+  geo_ = geo;
+  bind_views();
+  format(opt);
+  bind_views();  // the ring views copy their capacity, known only after format
+  return bind_tables();
+}
+
+// Holding the agent lock: validates the segment a previous agent left, then
+// repairs what that agent may have left half-written.
+Result<void> Segment::reattach(std::string_view queue, const std::string& name) {
+  try {
+    if (auto r = map_and_validate(queue); !r) {
       return Error{r.error().code, "existing segment /" + name + " fails validation: " +
                                        r.error().message + " (remove it with `perfqctl --queue " +
                                        std::string(queue) + " destroy` if no process uses it)"};
@@ -428,6 +433,38 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
   } catch (const bip::interprocess_exception& e) {
     return Error{Errc::kSegmentInvalid, std::string("cannot map segment: ") + e.what()};
   }
+  repair_after_takeover();
+  return {};
+}
+
+// Every sequence lock the agent is the only writer of, and a dead agent may
+// have left odd (docs/PROTOCOL.md, "Sequence locks"). The metrics rows need
+// nothing here: MetricsWriter rewrites the since-start row when it starts,
+// and a minute row's clearing marker reads as an empty row.
+void Segment::repair_after_takeover() noexcept {
+  repair_admission(*this);
+  repair_status_table(*this);
+  (void)events().repair();
+}
+
+Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
+                                                         const CreateOptions& opt, Opened& how) {
+  if (!valid_queue_name(queue)) return Error{Errc::kInvalidRequest, "invalid queue name"};
+  const std::string name = segment_name(queue);
+  std::unique_ptr<Segment> s(new Segment());
+  s->mapping_ = std::make_unique<Mapping>();
+  bool created = false;
+  if (auto r = s->open_object(name, opt, created); !r) return r.error();
+  if (auto r = s->take_agent_lock(queue); !r) return r.error();
+  // Holding the lock, a segment whose magic was never stored is one whose
+  // creator died (or lost the lock race) before publishing it: nobody can
+  // have attached to it, so it is formatted afresh rather than refused.
+  if (created || never_published(fd_of(s->mapping_->object))) {
+    if (auto r = s->create_fresh(queue, opt); !r) return r.error();
+    how = Opened::kCreated;
+    return s;
+  }
+  if (auto r = s->reattach(queue, name); !r) return r.error();
   how = Opened::kReattached;
   return s;
 }

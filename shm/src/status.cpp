@@ -4,9 +4,9 @@
 #include <cstring>
 
 #include "perfq/core/atomic.hpp"
+#include "perfq/core/seqlock.hpp"
 #include "perfq/core/slot_pool.hpp"
 #include "perfq/shm/client_registry.hpp"
-#include "perfq/shm/tables/keyed_table.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {
@@ -14,8 +14,9 @@ namespace perfq::shm {
 namespace {
 
 constexpr size_t kWords = sizeof(StatusEntry) / 8;
-// Torn reads retried before the entry is taken as being rewritten.
-constexpr int kReadTries = 16;
+// Torn reads retried before the entry is taken as being rewritten (no
+// yielding: the lookup then looks in the slots, and reads the table again).
+constexpr seqlock::ReadBound kReadBound{.tries = 16, .yield_ns = 0};
 
 uint64_t* words(StatusEntry& e) noexcept {
   return reinterpret_cast<uint64_t*>(&e);
@@ -25,18 +26,13 @@ uint64_t* words(StatusEntry& e) noexcept {
 bool read_entry(Segment& seg, uint64_t id, StatusEntry& out) noexcept {
   if (seg.status_capacity() == 0) return false;
   StatusEntry& e = seg.status_entry(id);
-  uint64_t* w = words(e);
+  const uint64_t* w = words(e);
   uint64_t* o = words(out);
-  for (int tries = 0; tries < kReadTries; ++tries) {
-    // acquire: pairs with the writer's release store of the even seq.
-    const uint64_t s1 = aref(w[0]).load(std::memory_order_acquire);
-    if ((s1 & 1) != 0) continue;
-    for (size_t i = 1; i < kWords; ++i) o[i] = aref(w[i]).load(std::memory_order_relaxed);
-    // The copy's loads ordered before the re-check (keyed_table.hpp).
-    if (KeyedTable::recheck(w[0]) != s1) continue;
-    return s1 != 0 && out.request_id == id;
-  }
-  return false;
+  uint64_t seq = 0;
+  const bool whole = seqlock::read(w[0], kReadBound, seq, [&] {
+    for (size_t i = 1; i < kWords; ++i) o[i] = load_relaxed(w[i]);
+  });
+  return whole && seq != 0 && out.request_id == id;
 }
 
 RequestStatus from_entry(const StatusEntry& e) {
@@ -128,22 +124,18 @@ void record_final(Segment& seg, const StatusEntry& e) noexcept {
   StatusEntry& dst = seg.status_entry(e.request_id);
   uint64_t* w = words(dst);
   const uint64_t* src = reinterpret_cast<const uint64_t*>(&e);
-  // An odd seq left by a dead agent stays odd while we write.
-  const uint64_t s = aref(w[0]).load(std::memory_order_relaxed) | 1;
   // seq_cst: the stores below cannot move before the odd seq.
-  aref(w[0]).exchange(s, std::memory_order_seq_cst);
+  const uint64_t odd = seqlock::begin_write(w[0], std::memory_order_seq_cst);
   for (size_t i = 1; i < kWords; ++i) aref(w[i]).store(src[i], std::memory_order_relaxed);
-  // release: readers that see the even seq see every word.
-  aref(w[0]).store(s + 1, std::memory_order_release);
+  // release (in end_write): readers that see the even seq see every word.
+  seqlock::end_write(w[0], odd);
 }
 
 void repair_status_table(Segment& seg) noexcept {
-  for (uint32_t i = 0; i < seg.status_capacity(); ++i) {
+  for (uint32_t i = 0; i < seg.status_capacity(); ++i) {  // bound: the table's size
     uint64_t* w = words(seg.status_entry(i));
-    const uint64_t s = aref(w[0]).load(std::memory_order_relaxed);
-    if ((s & 1) == 0) continue;
-    aref(w[1]).store(0, std::memory_order_relaxed);  // request_id: matches nothing
-    aref(w[0]).store(s + 1, std::memory_order_release);
+    // A half-written entry is emptied: request_id 0 matches no lookup.
+    (void)seqlock::repair(w[0], [w] { aref(w[1]).store(0, std::memory_order_relaxed); });
   }
 }
 

@@ -14,7 +14,6 @@
 #include "perfq/shm/futex.hpp"
 #include "perfq/shm/liveness.hpp"
 #include "perfq/shm/segment.hpp"
-#include "perfq/shm/status.hpp"
 
 namespace perfq::agent {
 
@@ -94,7 +93,8 @@ void Conductor::start() {
   if (reattached_) {
     // Totals carry on across agent restarts.
     counters_.restore(seg.header().counters);
-    shm::repair_status_table(seg);
+    // The sequence locks the dead agent may have left odd were repaired by
+    // Segment::open_for_agent.
     Recovery(seg, scheduler_, inflight_, dispatcher_, settlement_, ledger_, wake_).run();
   }
   // release: clients that see kRunning see the facts above.

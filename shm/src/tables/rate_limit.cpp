@@ -63,9 +63,34 @@ void raise_to(uint64_t& field, uint64_t v) noexcept {
   }
 }
 
-struct Snap {
-  uint64_t last_ms = 0;
-};
+// A user with no accept in the window (0: never accepted).
+constexpr bool idle(uint64_t last_ms, uint64_t now_ms, uint64_t window_ms) noexcept {
+  return last_ms == 0 || last_ms + window_ms <= now_ms;
+}
+
+// For an absent user: an EMPTY way, else the READY way idle the longest;
+// -1 when none is, with retry_after_ms lowered to when the first goes idle.
+template <class Snap>
+int choose_way(const BucketScan<Snap>& s, uint64_t now_ms, uint64_t W,
+               uint64_t& retry_after_ms) noexcept {
+  int way = -1;
+  uint64_t oldest = std::numeric_limits<uint64_t>::max();
+  for (uint32_t w = 0; w < kKeyedWays; ++w) {
+    const WayState st = field_state(way_field(s.word, w));
+    if (st == WayState::kEmpty) return static_cast<int>(w);
+    if (st != WayState::kReady || (s.stable & (1u << w)) == 0) continue;
+    const uint64_t last = s.snap[w].last_ms;
+    if (idle(last, now_ms, W)) {
+      if (last < oldest) {
+        oldest = last;
+        way = static_cast<int>(w);
+      }
+    } else if (last + W - now_ms < retry_after_ms) {
+      retry_after_ms = last + W - now_ms;
+    }
+  }
+  return way;
+}
 
 Error refused(uint64_t retry_after_ms, std::string message) {
   return Error{Errc::kRateLimitExceeded, std::move(message),
@@ -117,10 +142,8 @@ Result<RateTicket> RateLimiter::acquire(std::string_view user, uint64_t now_mono
   }
   const uint64_t hash = t_.hash(user, {});
   const uint32_t b = t_.bucket_of(hash);
-  const uint16_t fp = fingerprint(hash);
   const uint64_t now_ms = floor_ms(now_mono_ns);
   const uint64_t W = window_ms_;
-  auto idle = [&](uint64_t last_ms) { return last_ms == 0 || last_ms + W <= now_ms; };
   auto read = [&](const std::byte* raw, bool compare, Snap& out) {
     const RateEntry& e = at(raw);
     out.last_ms = load_relaxed(e.last_ms);
@@ -157,146 +180,162 @@ Result<RateTicket> RateLimiter::acquire(std::string_view user, uint64_t now_mono
       }
       continue;
     }
-    // Absent: an EMPTY way, else the READY way idle the longest.
-    int way = -1;
-    uint64_t oldest = std::numeric_limits<uint64_t>::max();
-    uint64_t retry_after_ms = W;  // until some way goes idle
-    for (uint32_t w = 0; w < kKeyedWays; ++w) {
-      const WayState st = field_state(way_field(s.word, w));
-      if (st == WayState::kEmpty) {
-        way = static_cast<int>(w);
-        break;
-      }
-      if (st != WayState::kReady || (s.stable & (1u << w)) == 0) continue;
-      const uint64_t last = s.snap[w].last_ms;
-      if (idle(last)) {
-        if (last < oldest) {
-          oldest = last;
-          way = static_cast<int>(w);
-        }
-      } else if (last + W - now_ms < retry_after_ms) {
-        retry_after_ms = last + W - now_ms;
-      }
-    }
+    uint64_t retry_after_ms = W;
+    const int way = choose_way(s, now_ms, W, retry_after_ms);
     if (way < 0) {
       return refused(retry_after_ms, "the rate-limit table has no room for another user now");
     }
-    const auto w = static_cast<uint32_t>(way);
-    const bool evicting = field_state(way_field(s.word, w)) == WayState::kReady;
-    if (!t_.claim(s, b, w, client_id, fp)) continue;
-    const bool ok = t_.mark_claimed(
-        b, w, client_id, hash,
-        [&](std::byte* raw) {
-          if (!evicting) return true;
-          // Dekker with take(): begin_write (seq_cst) made the version odd
-          // before this seq_cst load. Either we see an accept that raced
-          // our claim, and give the entry back, or its version re-check
-          // sees ours and it refunds.
-          const uint64_t last = aref(at(raw).last_ms).load(std::memory_order_seq_cst);
-          if (!idle(last)) return false;
-          raise_to(t_.line(b).aux, last);  // the evicted user's horizon
-          return true;
-        },
-        [&](std::byte* raw) {
-          RateEntry& e = at(raw);
-          aref(e.user_len).store(static_cast<uint8_t>(user.size()), std::memory_order_relaxed);
-          store_text(e.user, user);
-          // Looks busy from now on, so no other new user evicts it before
-          // this user's first accept.
-          raise_to(e.last_ms, ceil_ms(now_mono_ns));
-        });
-    if (!ok) continue;
-    (void)t_.publish(b, w, client_id, fp, [](std::byte*) {});
     // The next round finds the entry and takes an accept in it.
+    (void)insert(b, static_cast<uint32_t>(way), s, hash, user, now_mono_ns, client_id);
   }
   return refused(1, "the rate-limit table kept changing; retry");
 }
 
+bool RateLimiter::insert(uint32_t b, uint32_t w, const BucketScan<Snap>& s, uint64_t hash,
+                         std::string_view user, uint64_t now_mono_ns, uint32_t client_id) {
+  const uint16_t fp = fingerprint(hash);
+  const uint64_t now_ms = floor_ms(now_mono_ns);
+  const bool evicting = field_state(way_field(s.word, w)) == WayState::kReady;
+  if (!t_.claim(s, b, w, client_id, fp)) return false;
+  const bool ok = t_.mark_claimed(
+      b, w, client_id, hash,
+      [&](std::byte* raw) {
+        if (!evicting) return true;
+        // Dekker with take(): begin_write (seq_cst) made the version odd
+        // before this seq_cst load. Either we see an accept that raced
+        // our claim, and give the entry back, or its version re-check
+        // sees ours and it refunds.
+        const uint64_t last = aref(at(raw).last_ms).load(std::memory_order_seq_cst);
+        if (!idle(last, now_ms, window_ms_)) return false;
+        raise_to(t_.line(b).aux, last);  // the evicted user's horizon
+        return true;
+      },
+      [&](std::byte* raw) {
+        RateEntry& e = at(raw);
+        aref(e.user_len).store(static_cast<uint8_t>(user.size()), std::memory_order_relaxed);
+        store_text(e.user, user);
+        // Looks busy from now on, so no other new user evicts it before
+        // this user's first accept.
+        raise_to(e.last_ms, ceil_ms(now_mono_ns));
+      });
+  if (!ok) return false;
+  return t_.publish(b, w, client_id, fp, [](std::byte*) {});
+}
+
+// One take's fixed inputs.
+struct RateLimiter::TakeCtx {
+  RateEntry& e;
+  uint64_t* c;  // the entry's cells
+  uint32_t b;
+  uint32_t way;
+  uint64_t version;  // the entry's, when the scan found the user in it
+  uint64_t L;        // limit
+  uint64_t W;        // window, ms
+  uint64_t now_ms;
+  uint64_t stamp;  // now, rounded up: the time an accept is stamped with
+  // The accept in `cell` is out of the window.
+  [[nodiscard]] bool gone(uint64_t cell) const noexcept {
+    const uint64_t t = cell_time(cell);
+    return t == 0 || t + W <= now_ms;
+  }
+};
+
 RateLimiter::Take RateLimiter::take(uint32_t b, uint32_t way, uint64_t version,
                                     uint64_t now_mono_ns, RateTicket& ticket,
                                     uint64_t& retry_after_ms) noexcept {
-  RateEntry& e = at(t_.entry(b, way));
-  uint64_t* c = cells(b, way);
-  const uint64_t L = limit_;
-  const uint64_t W = window_ms_;
-  const uint64_t now_ms = floor_ms(now_mono_ns);
-  const uint64_t stamp = ceil_ms(now_mono_ns);
-  auto gone = [&](uint64_t cell) {  // the accept in `cell` is out of the window
-    const uint64_t t = cell_time(cell);
-    return t == 0 || t + W <= now_ms;
-  };
-  // The accept is ours; is the entry still this user's? seq_cst: with the
-  // cell CAS and raise_to(last_ms), one side of the Dekker pair with an
-  // evicting claimer (see acquire()).
-  auto commit = [&](uint64_t slot_at, uint64_t index, uint64_t mine, uint64_t replaced) {
-    raise_to(e.last_ms, stamp);
-    ticket =
-        RateTicket{b * kKeyedWays + way, static_cast<uint32_t>(slot_at), index, mine, replaced};
-    if (aref(e.head.version).load(std::memory_order_seq_cst) != version) {
-      refund(ticket);  // the entry was taken for another user meanwhile
-      return Take::kMoved;
-    }
-    return Take::kAccepted;
-  };
+  const TakeCtx x{.e = at(t_.entry(b, way)),
+                  .c = cells(b, way),
+                  .b = b,
+                  .way = way,
+                  .version = version,
+                  .L = limit_,
+                  .W = window_ms_,
+                  .now_ms = floor_ms(now_mono_ns),
+                  .stamp = ceil_ms(now_mono_ns)};
+  const uint64_t L = x.L;
   // acquire: pairs with the release in the evicting claim's publish.
   const uint64_t horizon = load_acquire(t_.line(b).aux);
-  if (horizon != 0 && horizon + W > now_ms) {
-    retry_after_ms = horizon + W - now_ms;
+  if (horizon != 0 && horizon + x.W > x.now_ms) {
+    retry_after_ms = horizon + x.W - x.now_ms;
     return Take::kRefused;
   }
   for (uint32_t i = 0; i < kTakeTries; ++i) {  // bound: kTakeTries
     // acquire: pairs with every count CAS (a release sequence); cell n - L
     // was written before count passed it.
-    uint64_t n = aref(e.count).load(std::memory_order_acquire);
+    uint64_t n = aref(x.e.count).load(std::memory_order_acquire);
     const uint64_t slot = n % L;
-    uint64_t cell = aref(c[slot]).load(std::memory_order_acquire);
+    uint64_t cell = aref(x.c[slot]).load(std::memory_order_acquire);
     if (cell_seq(cell) == (n & kSeqMask)) {
       // Someone took index n and has not advanced count yet: help.
-      (void)aref(e.count).compare_exchange_strong(n, n + 1, std::memory_order_acq_rel,
-                                                  std::memory_order_relaxed);
+      (void)aref(x.e.count).compare_exchange_strong(n, n + 1, std::memory_order_acq_rel,
+                                                    std::memory_order_relaxed);
       continue;
     }
     if (cell_seq(cell) != ((n - L) & kSeqMask)) continue;  // count moved on: re-read
-    if (gone(cell)) {
-      // The ring's oldest accept (n - L) has left the window: take index n.
-      const uint64_t mine = cell_of(n, stamp);
-      if (!aref(c[slot]).compare_exchange_strong(cell, mine, std::memory_order_seq_cst,
+    if (!x.gone(cell)) return take_other_cell(x, n, slot, cell, ticket, retry_after_ms);
+    // The ring's oldest accept (n - L) has left the window: take index n.
+    const uint64_t mine = cell_of(n, x.stamp);
+    if (!aref(x.c[slot]).compare_exchange_strong(cell, mine, std::memory_order_seq_cst,
                                                  std::memory_order_relaxed)) {
-        continue;
-      }
-      uint64_t expect = n;
-      (void)aref(e.count).compare_exchange_strong(expect, n + 1, std::memory_order_acq_rel,
+      continue;
+    }
+    uint64_t expect = n;
+    (void)aref(x.e.count).compare_exchange_strong(expect, n + 1, std::memory_order_acq_rel,
                                                   std::memory_order_relaxed);
-      return commit(slot, n, mine, cell);
-    }
-    // The oldest index is in the window, but a refund (or callers whose
-    // clocks arrived out of order) may have left another cell out of it.
-    // Each cell is a chain of accepts a window apart, so taking over any
-    // such cell (same seq, new time) keeps the bound; the ring and count
-    // are untouched. One pass, bound: L.
-    uint64_t first_out_ms = cell_time(cell) + W;  // when the first accept leaves
-    for (uint64_t j = 0; j < L; ++j) {
-      uint64_t other = aref(c[j]).load(std::memory_order_acquire);
-      // Cell j holds the index s = j (mod L) of the ring's last lap.
-      const uint64_t s = n - L + (j + L - slot) % L;
-      if (cell_seq(other) != (s & kSeqMask)) continue;  // moved meanwhile
-      if (!gone(other)) {
-        if (cell_time(other) + W < first_out_ms) first_out_ms = cell_time(other) + W;
-        continue;
-      }
-      const uint64_t mine = cell_of(s, stamp);
-      if (aref(c[j]).compare_exchange_strong(other, mine, std::memory_order_seq_cst,
-                                             std::memory_order_relaxed)) {
-        return commit(j, s, mine, other);
-      }
-    }
-    // The cells were this user's only if the entry still is.
-    if (load_acquire(e.head.version) != version) return Take::kMoved;
-    retry_after_ms = first_out_ms - now_ms;
-    return Take::kRefused;
+    return commit(x, slot, n, mine, cell, ticket);
   }
   retry_after_ms = 1;
   return Take::kRefused;
+}
+
+// The oldest index (n - L, in `cell` at `slot`) is in the window, but a
+// refund (or callers whose clocks arrived out of order) may have left
+// another cell out of it. Each cell is a chain of accepts a window apart, so
+// taking over any such cell (same seq, new time) keeps the bound; the ring
+// and count are untouched. One pass, bound: L.
+RateLimiter::Take RateLimiter::take_other_cell(const TakeCtx& x, uint64_t n, uint64_t slot,
+                                               uint64_t cell, RateTicket& ticket,
+                                               uint64_t& retry_after_ms) noexcept {
+  const uint64_t L = x.L;
+  uint64_t first_out_ms = cell_time(cell) + x.W;  // when the first accept leaves
+  for (uint64_t j = 0; j < L; ++j) {
+    uint64_t other = aref(x.c[j]).load(std::memory_order_acquire);
+    // Cell j holds the index s = j (mod L) of the ring's last lap.
+    const uint64_t s = n - L + (j + L - slot) % L;
+    if (cell_seq(other) != (s & kSeqMask)) continue;  // moved meanwhile
+    if (!x.gone(other)) {
+      if (cell_time(other) + x.W < first_out_ms) first_out_ms = cell_time(other) + x.W;
+      continue;
+    }
+    const uint64_t mine = cell_of(s, x.stamp);
+    if (aref(x.c[j]).compare_exchange_strong(other, mine, std::memory_order_seq_cst,
+                                             std::memory_order_relaxed)) {
+      return commit(x, j, s, mine, other, ticket);
+    }
+  }
+  // The cells were this user's only if the entry still is.
+  // acquire: pairs with end_write's release store of the version.
+  if (load_acquire(x.e.head.version) != x.version) return Take::kMoved;
+  retry_after_ms = first_out_ms - x.now_ms;
+  return Take::kRefused;
+}
+
+// The accept is ours; is the entry still this user's? seq_cst: with the
+// cell CAS and raise_to(last_ms), one side of the Dekker pair with an
+// evicting claimer (see insert()).
+RateLimiter::Take RateLimiter::commit(const TakeCtx& x, uint64_t slot_at, uint64_t index,
+                                      uint64_t mine, uint64_t replaced,
+                                      RateTicket& ticket) noexcept {
+  raise_to(x.e.last_ms, x.stamp);
+  ticket =
+      RateTicket{x.b * kKeyedWays + x.way, static_cast<uint32_t>(slot_at), index, mine, replaced};
+  // seq_cst: partner of the claimer's begin_write (seq_cst) and its load of
+  // last_ms (Dekker).
+  if (aref(x.e.head.version).load(std::memory_order_seq_cst) != x.version) {
+    refund(ticket);  // the entry was taken for another user meanwhile
+    return Take::kMoved;
+  }
+  return Take::kAccepted;
 }
 
 void RateLimiter::refund(const RateTicket& ticket) noexcept {

@@ -14,7 +14,9 @@
 #include <string>
 
 #include "harness.hpp"
+#include "perfq/core/atomic.hpp"
 #include "perfq/shm/layout.hpp"
+#include "perfq/shm/status.hpp"
 
 namespace perfq::shm {
 namespace {
@@ -319,6 +321,74 @@ TEST(Segment, AgentRefusesToReattachToACorruptSegment) {
   EXPECT_EQ(r.code(), Errc::kSegmentInvalid);
   EXPECT_TRUE(contains(r.error().message, "layout hash")) << r.error().message;
   EXPECT_TRUE(contains(r.error().message, "destroy")) << "tells the operator the way out";
+}
+
+// The lock word of event entry `index`.
+uint64_t& event_lock(Segment& seg, uint32_t index) {
+  auto* base = reinterpret_cast<std::byte*>(&seg.header());
+  auto* entries =
+      reinterpret_cast<Event*>(base + seg.geometry().off_events + sizeof(EventRingHeader));
+  return entries[index].seq_word;
+}
+
+// A dead agent's half-written event at the ring's tail: the next agent
+// repairs its lock, so a reader a lap behind learns it lost that event
+// instead of waiting for the next one, and the reader at the tail waits.
+TEST(Segment, TakeoverRepairsTheEventLeftMidWriteAtTheTail) {
+  TestQueue q;
+  auto agent = open_agent(q.str());
+  ASSERT_NE(agent, nullptr);
+  EventRing ring = agent->events();
+  const uint32_t cap = ring.capacity();
+  ASSERT_GE(cap, 2u);
+  Event ev{};
+  for (uint32_t i = 0; i < cap; ++i) {
+    ev.request_id = i + 1;
+    ring.publish(ev);
+  }
+  // Killed while writing position cap, over the event at position 0.
+  aref(event_lock(*agent, 0)).store(EventRing::kWriting, std::memory_order_release);
+  Event out{};
+  EXPECT_EQ(ring.read(0, out), EventRing::Read::kNotYet) << "held until the next event";
+  agent.reset();
+
+  auto next = open_agent(q.str());
+  ASSERT_NE(next, nullptr);
+  EventRing again = next->events();
+  EXPECT_EQ(again.tail(), cap);
+  EXPECT_EQ(again.read(0, out), EventRing::Read::kLost);
+  EXPECT_EQ(again.read(cap, out), EventRing::Read::kNotYet);
+  EXPECT_EQ(again.read(1, out), EventRing::Read::kEvent);
+  EXPECT_EQ(out.request_id, 2u);
+  ev.request_id = 99;
+  again.publish(ev);
+  ASSERT_EQ(again.read(cap, out), EventRing::Read::kEvent);
+  EXPECT_EQ(out.request_id, 99u);
+}
+
+// A status entry a dead agent left half-written is emptied by the next one:
+// readable again, and matching no request.
+TEST(Segment, TakeoverEmptiesTheStatusEntryLeftMidWrite) {
+  TestQueue q;
+  auto agent = open_agent(q.str());
+  ASSERT_NE(agent, nullptr);
+  StatusEntry e{};
+  e.request_id = 5;
+  e.status = static_cast<uint8_t>(Status::kCompleted);
+  record_final(*agent, e);
+  ASSERT_TRUE(lookup_status(*agent, 5, Caller{.user_id = "", .admin = true}));
+  StatusEntry& dst = agent->status_entry(5);
+  aref(dst.seq).fetch_add(1, std::memory_order_acq_rel);  // killed mid-write
+  agent.reset();
+
+  auto next = open_agent(q.str());
+  ASSERT_NE(next, nullptr);
+  StatusEntry& repaired = next->status_entry(5);
+  EXPECT_EQ(load_relaxed(repaired.seq) % 2, 0u);
+  EXPECT_EQ(load_relaxed(repaired.request_id), 0u);
+  EXPECT_EQ(lookup_status(*next, 5, Caller{.user_id = "", .admin = true}).code(), Errc::kNotFound);
+  record_final(*next, e);
+  EXPECT_TRUE(lookup_status(*next, 5, Caller{.user_id = "", .admin = true}));
 }
 
 TEST(Segment, SegmentNeverInitialisedIsRefusedByAttachAndFormattedByTheNextAgent) {

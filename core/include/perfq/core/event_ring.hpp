@@ -4,13 +4,19 @@
 // follow it at their own pace. A reader that falls a lap behind loses the
 // oldest events and is told how many; it never slows the writer.
 //
-// Each entry is 32 words; word 0 is its sequence lock:
+// Each entry is 32 words; word 0 is its sequence lock (core/seqlock.hpp,
+// marked form: the stable value is the position + 1, the marker kWriting):
 //   writer: seq = kWriting; words 1..31; seq = position + 1   (all atomic)
-//   reader at position p: s1 = seq; copy words; s2 = seq;
+//   reader at position p: s1 = seq; copy words; s2 = recheck(seq);
 //           s1 == s2 == p + 1  -> the event at p
 //           s1 > p + 1 (later lap) or kWriting at a lap ahead -> p was lost
-// Words are copied with relaxed atomic loads between acquire loads of seq,
-// so a torn read is always detected and never a data race.
+// Words are copied with relaxed atomic loads between an acquire load of seq
+// and its re-check, so a torn read is always detected and never a data race.
+//
+// A writer that died mid-write left kWriting in the entry at tail (tail
+// moves only after the entry is whole). repair() gives that entry a value
+// that reads as "lost" to a reader a lap behind and "not yet" to one at
+// tail, so a reader a lap behind is not held until the next event.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -19,6 +25,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/cache_line.hpp"
 #include "perfq/core/request.hpp"
+#include "perfq/core/seqlock.hpp"
 
 namespace perfq {
 
@@ -120,12 +127,32 @@ class EventRing {
     auto* words = reinterpret_cast<uint64_t*>(&e_[pos & (capacity_ - 1)]);
     const auto* src = reinterpret_cast<const uint64_t*>(&ev);
     // acq_rel: the word stores below cannot move before the lock.
-    aref(words[0]).exchange(kWriting, std::memory_order_acq_rel);
+    seqlock::begin_write_marked(words[0], kWriting, std::memory_order_acq_rel);
     for (std::size_t i = 1; i < kWords; ++i)
       aref(words[i]).store(src[i], std::memory_order_relaxed);
-    // release: pairs with the reader's acquire loads of the lock.
-    aref(words[0]).store(pos + 1, std::memory_order_release);
+    // release (in end_write_marked): pairs with the reader's acquire load
+    // of the lock.
+    seqlock::end_write_marked(words[0], kWriting, pos + 1);
+    // release: pairs with tail()'s acquire load.
     aref(h_->tail).store(pos + 1, std::memory_order_release);
+  }
+
+  // Writer only, on taking over a ring a dead writer left: the entry at
+  // tail, if left kWriting, reads "tail": below tail + 1 (not yet, for the
+  // reader at tail) and above tail - capacity + 1 (lost, for the reader a
+  // lap behind). Its words are whatever the dead writer left; no reader
+  // copies them, as no position p has p + 1 == tail at this entry. True if
+  // it repaired.
+  bool repair() noexcept {
+    // relaxed: the writer's own tail.
+    const uint64_t pos = aref(h_->tail).load(std::memory_order_relaxed);
+    auto* words = reinterpret_cast<uint64_t*>(&e_[pos & (capacity_ - 1)]);
+    // With one entry, tail would be the lock of the event before it, at
+    // this same entry: leave it for the next publish to rewrite.
+    if (capacity_ < 2 || load_relaxed(words[0]) != kWriting) return false;
+    // release (in end_write_marked): pairs with the reader's acquire load.
+    seqlock::end_write_marked(words[0], kWriting, pos);
+    return true;
   }
 
   [[nodiscard]] uint64_t tail() const noexcept {
@@ -137,17 +164,17 @@ class EventRing {
   // Any reader: the event at `pos`.
   [[nodiscard]] Read read(uint64_t pos, Event& out) const noexcept {
     const auto* words = reinterpret_cast<const uint64_t*>(&e_[pos & (capacity_ - 1)]);
-    const uint64_t s1 = load_acquire(words[0]);
-    if (s1 == pos + 1) {
-      auto* dst = reinterpret_cast<uint64_t*>(&out);
-      for (std::size_t i = 1; i < kWords; ++i) dst[i] = load_relaxed(words[i]);
-      // acquire: the copies above are ordered before this re-check.
-      if (load_acquire(words[0]) == s1) {
-        out.seq_word = 0;
-        return Read::kEvent;
-      }
-      return Read::kLost;  // overwritten while we copied
+    auto* dst = reinterpret_cast<uint64_t*>(&out);
+    uint64_t s1 = 0;
+    // acquire load, copy, recheck (seqlock::read_exact): pairs with the
+    // writer's release store of pos + 1.
+    if (seqlock::read_exact(words[0], pos + 1, s1, [&] {
+          for (std::size_t i = 1; i < kWords; ++i) dst[i] = load_relaxed(words[i]);
+        })) {
+      out.seq_word = 0;
+      return Read::kEvent;
     }
+    if (s1 == pos + 1) return Read::kLost;  // overwritten while we copied
     if (s1 != kWriting && s1 > pos + 1) return Read::kLost;
     if (s1 == kWriting && tail() > pos + capacity_) return Read::kLost;
     return Read::kNotYet;

@@ -23,5 +23,8 @@ struct Occupancy {
 // Agent only: publish its view. Single writer.
 void publish_admission(Segment& seg, uint64_t depth,
                        const uint64_t band_depth[kBandCount]) noexcept;
+// Agent only, on taking over a segment: a view a dead agent left mid-write
+// (sequence lock odd) becomes readable again (seqlock::repair).
+void repair_admission(Segment& seg) noexcept;
 
 }  // namespace perfq::shm

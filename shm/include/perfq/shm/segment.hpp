@@ -47,8 +47,10 @@ class Segment {
   enum class Opened : uint8_t { kCreated, kReattached };
 
   // Agent only. Takes the queue's agent lock; creates the segment, or
-  // re-attaches to the one a previous agent left. Fails with a message when
-  // another agent holds the lock or an existing segment does not validate.
+  // re-attaches to the one a previous agent left and repairs the sequence
+  // locks that agent may have left odd (admission view, status entries, the
+  // event at the ring's tail). Fails with a message when another agent
+  // holds the lock or an existing segment does not validate.
   [[nodiscard]] static Result<std::unique_ptr<Segment>> open_for_agent(std::string_view queue,
                                                                        const CreateOptions& opt,
                                                                        Opened& how);
@@ -124,6 +126,13 @@ class Segment {
   void format(const CreateOptions& opt);
   void bind_views();
   [[nodiscard]] Result<void> bind_tables();
+  // open_for_agent's steps.
+  [[nodiscard]] Result<void> open_object(const std::string& name, const CreateOptions& opt,
+                                         bool& created);
+  [[nodiscard]] Result<void> take_agent_lock(std::string_view queue);
+  [[nodiscard]] Result<void> create_fresh(std::string_view queue, const CreateOptions& opt);
+  [[nodiscard]] Result<void> reattach(std::string_view queue, const std::string& name);
+  void repair_after_takeover() noexcept;
   [[nodiscard]] std::byte* slot_base(uint32_t slot) noexcept {
     return base_ + geo_.off_slots + std::size_t{slot} * geo_.slot.stride;
   }

@@ -8,9 +8,10 @@
 // request `entries` ids later finishes: with the default 32768 entries and
 // 60 submits per user per minute, hours of history (docs/PROTOCOL.md §10).
 //
-// Each entry is 32 words with a sequence lock in word 0, as in EventRing:
-// the agent (its only writer) makes seq odd, writes, makes it even; readers
-// copy the words with relaxed atomic loads between two acquire loads of seq.
+// Each entry is 32 words with a sequence lock (core/seqlock.hpp, counter
+// form) in word 0: the agent (its only writer) makes seq odd, writes, makes
+// it even; readers copy the words with relaxed atomic loads between an
+// acquire load of seq and its re-check.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -74,7 +75,8 @@ struct Caller {
 
 // Agent only: records a request's final status in the table.
 void record_final(Segment& seg, const StatusEntry& e) noexcept;
-// Agent only, at start: entries a dead agent left half-written are emptied.
+// Agent only, on taking over a segment: entries a dead agent left
+// half-written (seq odd) are emptied and made readable (seqlock::repair).
 void repair_status_table(Segment& seg) noexcept;
 
 // Any process. NOT_FOUND for an unknown id, one retained no longer, or one

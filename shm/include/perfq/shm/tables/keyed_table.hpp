@@ -39,9 +39,10 @@
 // re-reads the versions of the entries its decision relied on; a changed one
 // means the word went A -> B -> A meanwhile, and the claim is undone.
 //
-// Each entry starts with KeyedEntryHead. Its `version` is a sequence lock:
-// the owner makes it odd, writes, makes it even (release); readers copy with
-// relaxed atomic loads between an acquire load and a re-check of `version`.
+// Each entry starts with KeyedEntryHead. Its `version` is a sequence lock
+// (core/seqlock.hpp, counter form): the owner makes it odd, writes, makes
+// it even (release); readers copy with relaxed atomic loads between an
+// acquire load and a re-check of `version`.
 // A claim first marks its entry kClaimed with its key, so a reader that
 // finds a WRITING way can tell whose key is being inserted; until it can
 // (the mark is not written yet), the reader waits as for its own key.
@@ -55,6 +56,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/cache_line.hpp"
 #include "perfq/core/result.hpp"
+#include "perfq/core/seqlock.hpp"
 #include "perfq/core/wait_word.hpp"
 #include "perfq/shm/futex.hpp"
 
@@ -255,47 +257,28 @@ class KeyedTable {
     return *reinterpret_cast<KeyedTableHeader*>(base_);
   }
 
-  // --- Sequence lock of one entry. Writers: the WRITING owner of its way.
+  // --- Sequence lock of one entry (core/seqlock.hpp, counter form).
+  // Writers: the WRITING owner of its way. A way's new owner repairs a
+  // version a dead writer left odd by writing: begin_write goes on from the
+  // next odd value, and end_write makes it even.
   static uint64_t begin_write(KeyedEntryHead& h) noexcept {
-    // A writer that died mid-write left it odd: the next odd value is 2 on.
-    const uint64_t odd = (aref(h.version).load(std::memory_order_relaxed) + 1) | 1;
     // seq_cst: the entry stores after it cannot move before it, and (rate
     // limiter) the claimer's load of last_ms after it is ordered after it:
     // the Dekker pair with an acceptor's last_ms update + version re-check.
-    aref(h.version).exchange(odd, std::memory_order_seq_cst);
-    return odd;
+    return seqlock::begin_write(h.version, std::memory_order_seq_cst);
   }
   static void end_write(KeyedEntryHead& h, uint64_t odd) noexcept {
-    // release: pairs with read_stable's acquire load; the entry is whole.
-    aref(h.version).store(odd + 1, std::memory_order_release);
-  }
-  // The version again, after the copy's relaxed loads and ordered after them.
-  static uint64_t recheck(const uint64_t& version) noexcept {
-#if defined(__SANITIZE_THREAD__)
-    // ThreadSanitizer does not model fences; an RMW with release ordering
-    // keeps the copy's loads before it in a form it understands.
-    return std::atomic_ref<uint64_t>(const_cast<uint64_t&>(version))
-        .fetch_add(0, std::memory_order_acq_rel);
-#else
-    // acquire: the copy's loads are ordered before the re-check.
-    std::atomic_thread_fence(std::memory_order_acquire);
-    return load_relaxed(version);
-#endif
+    // release (in end_write): pairs with read_stable's acquire load; the
+    // entry is whole.
+    seqlock::end_write(h.version, odd);
   }
   // Any process: runs `copy` (relaxed atomic loads only) between two reads
   // of the version. True with `version` = the even version copied; false
   // after kReadTries torn or in-progress reads, with the last version seen.
   template <class Copy>
   static bool read_stable(const KeyedEntryHead& h, uint64_t& version, Copy&& copy) noexcept {
-    for (uint32_t i = 0; i < kReadTries; ++i) {  // bound: kReadTries
-      // acquire: pairs with end_write's release store.
-      const uint64_t v1 = load_acquire(h.version);
-      version = v1;
-      if ((v1 & 1) != 0) continue;
-      copy();
-      if (recheck(h.version) == v1) return true;
-    }
-    return false;
+    return seqlock::read(h.version, seqlock::ReadBound{.tries = kReadTries, .yield_ns = 0}, version,
+                         static_cast<Copy&&>(copy));
   }
 
   // Any process: scans bucket `b` for the key with hash `hash`. `read(entry,

@@ -134,9 +134,24 @@ class RateLimiter {
   RateLimiter(KeyedTable t, uint32_t limit, uint64_t window_ms) noexcept
       : t_(t), limit_(limit), window_ms_(window_ms) {}
 
+  // What a scan keeps of each entry it reads.
+  struct Snap {
+    uint64_t last_ms = 0;
+  };
+  // acquire()'s steps: an absent user's entry is claimed, evicting an idle
+  // user if need be, and published; then an accept is taken in it.
+  [[nodiscard]] bool insert(uint32_t b, uint32_t way, const BucketScan<Snap>& s, uint64_t hash,
+                            std::string_view user, uint64_t now_mono_ns, uint32_t client_id);
+
   enum class Take : uint8_t { kAccepted, kRefused, kMoved };
   Take take(uint32_t b, uint32_t way, uint64_t version, uint64_t now_mono_ns, RateTicket& ticket,
             uint64_t& retry_after_ms) noexcept;
+  // take()'s steps, over its fixed inputs (rate_limit.cpp).
+  struct TakeCtx;
+  Take take_other_cell(const TakeCtx& x, uint64_t n, uint64_t slot, uint64_t cell,
+                       RateTicket& ticket, uint64_t& retry_after_ms) noexcept;
+  Take commit(const TakeCtx& x, uint64_t slot_at, uint64_t index, uint64_t mine, uint64_t replaced,
+              RateTicket& ticket) noexcept;
   [[nodiscard]] uint64_t* cells(uint32_t b, uint32_t way) const noexcept {
     return reinterpret_cast<uint64_t*>(t_.entry(b, way) + kCellsOffset);
   }
