@@ -1,6 +1,7 @@
 #include "core.hpp"
 
 #include <chrono>
+#include <span>
 #include <utility>
 
 namespace perfq::node {
@@ -31,6 +32,17 @@ Result<void> Core::connect() {
   auto p = Producer::connect(queue_);
   if (!p) return p.error();
   producer_ = std::shared_ptr<Producer>(std::move(*p));
+  CompletionPumpOptions opt;
+  opt.slice = kCompletionWait;
+  // On the completion thread: one wake-up of the main thread, which then
+  // takes every settled outcome (take_settled()).
+  pump_ = std::make_unique<CompletionPump>(
+      *producer_,
+      [this](std::span<const uint64_t>) {
+        std::lock_guard signal_lock(mu_);
+        signal(settled_tsfn_, settled_signalled_);
+      },
+      opt);
   return {};
 }
 
@@ -41,35 +53,25 @@ std::shared_ptr<Producer> Core::producer() {
 
 void Core::track(uint64_t request_id, Future f) {
   std::lock_guard lock(mu_);
-  if (stop_) return;  // closed meanwhile: nobody can await it any more
-  if (f.ready()) {
-    // Settled before it was tracked (the completion thread drained it for
-    // another request and found no entry): hand it over from here.
-    settled_.push_back(f.get());
-    signal(settled_tsfn_, settled_signalled_);
-    return;
-  }
-  futures_.emplace(request_id, std::move(f));
-  if (!completion_.joinable()) {
-    completion_ = std::thread([this] { completion_loop(); });
-  }
-  completion_cv_.notify_one();
+  if (stop_ || !pump_) return;  // closed meanwhile: nobody can await it any more
+  // Settled before it was tracked: the pump keeps it but does not notify,
+  // so hand it over from here.
+  if (pump_->track(request_id, std::move(f))) signal(settled_tsfn_, settled_signalled_);
 }
 
 bool Core::tracked(uint64_t request_id) {
   std::lock_guard lock(mu_);
-  if (futures_.count(request_id) != 0) return true;
-  // Settled, and its hand-over to the main thread is on its way.
-  for (const Outcome& o : settled_) {
-    if (o.request_id == request_id) return true;
-  }
-  return false;
+  // Pending, or settled and its hand-over to the main thread on its way.
+  return pump_ && pump_->state(request_id) != CompletionPump::State::kUnknown;
 }
 
 std::vector<Outcome> Core::take_settled() {
   std::lock_guard lock(mu_);
+  // The flag drops before the pump is emptied, both under mu_: an outcome
+  // settling after this is signalled anew.
   settled_signalled_ = false;
-  return std::exchange(settled_, {});
+  if (!pump_) return {};
+  return pump_->collect_all();
 }
 
 void Core::signal(napi_threadsafe_function fn, bool& pending) {
@@ -77,30 +79,6 @@ void Core::signal(napi_threadsafe_function fn, bool& pending) {
   // takes everything queued when it runs.
   if (pending || tsfns_released_) return;
   if (napi_call_threadsafe_function(fn, nullptr, napi_tsfn_nonblocking) == napi_ok) pending = true;
-}
-
-void Core::completion_loop() {
-  std::vector<uint64_t> ids;
-  std::shared_ptr<Producer> p;
-  for (;;) {
-    {
-      std::unique_lock lock(mu_);
-      completion_cv_.wait(lock, [&] { return stop_ || !futures_.empty(); });
-      if (stop_) return;
-      p = producer_;
-    }
-    ids.clear();
-    p->wait_any(kCompletionWait, ids);
-    if (ids.empty()) continue;
-    std::lock_guard lock(mu_);
-    for (uint64_t id : ids) {
-      auto it = futures_.find(id);
-      if (it == futures_.end() || !it->second.ready()) continue;  // track() hands it over
-      settled_.push_back(it->second.get());
-      futures_.erase(it);
-    }
-    if (!settled_.empty()) signal(settled_tsfn_, settled_signalled_);
-  }
 }
 
 Result<void> Core::events_enable(bool on) {
@@ -293,7 +271,6 @@ void Core::shutdown() {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
-  completion_cv_.notify_all();
   events_cv_.notify_all();
   closing_.store(true, std::memory_order_release);
   workers_stop_.store(true, std::memory_order_release);
@@ -304,19 +281,19 @@ void Core::shutdown() {
     }
     workers_.clear();  // each Worker deregisters: the agent redispatches what it held
   }
-  if (completion_.joinable()) completion_.join();
+  // stop_ is set: connect() no longer creates a pump, so pump_ is stable.
+  // Closed without mu_, which its completion thread takes to signal.
+  if (pump_) pump_->close();  // joins the completion thread, drops the futures
   if (events_.joinable()) events_.join();
-  std::unordered_map<uint64_t, Future> futures;
+  std::unique_ptr<CompletionPump> pump;
   std::shared_ptr<Producer> producer;
   {
     std::lock_guard lock(mu_);
-    futures.swap(futures_);
-    settled_.clear();
     event_batches_.clear();
+    pump.swap(pump_);
     producer.swap(producer_);
   }
-  futures.clear();
-  producer.reset();  // a waiting submit still holding it releases it last
+  pump.reset();  // a waiting submit still holding it releases it last
   closed_.store(true, std::memory_order_release);
 }
 

@@ -1,9 +1,12 @@
 #pragma once
 // Core: the native side of one PerformanceQueue. It owns the producer, the
-// futures of the requests it submitted, the native threads, and the three
-// threadsafe functions through which those threads reach the main thread:
+// completion pump that keeps the outcomes of the requests it submitted
+// (perfq/client/completion_pump.hpp, with the completion thread), the native
+// threads, and the three threadsafe functions through which those threads
+// reach the main thread:
 //
 //   completion thread --settled-->  main thread: takeSettled()
+//   (the pump's)
 //   event thread      --events--->  main thread: takeEvents()
 //   worker run threads --calls--->  main thread: JS processor ... settle()
 //                                    (the run thread waits, bounded, for it)
@@ -18,10 +21,10 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "perfq/client/completion_pump.hpp"
 #include "perfq/client/events.hpp"
 #include "perfq/client/outcome.hpp"
 #include "perfq/client/producer.hpp"
@@ -104,7 +107,8 @@ class Core {
                                          uint32_t handler);
 
   // Any thread, idempotent: stops and joins every thread, abandons the
-  // calls in progress, drops the futures and the producer. Blocks for at
+  // calls in progress, closes the pump (dropping the futures) and drops the
+  // producer. Blocks for at
   // most about one bounded wait of each thread (~50 ms) plus whatever a
   // processor call running in C++ takes.
   void shutdown();
@@ -123,7 +127,6 @@ class Core {
   [[nodiscard]] napi_status release_tsfns();
 
  private:
-  void completion_loop();
   void events_loop();
   Reply call_js(uint32_t handler, bool batch, std::vector<JobCopy> jobs,
                 std::vector<Reply>* batch_out);
@@ -135,15 +138,14 @@ class Core {
   napi_threadsafe_function calls_tsfn_ = nullptr;
   bool tsfns_released_ = false;
 
+  // Lock order: mu_, then the pump's own lock (the pump calls back into
+  // the Core without its lock held).
   std::mutex mu_;  // guards everything below but the workers
-  std::condition_variable completion_cv_;
   std::condition_variable events_cv_;
   bool stop_ = false;
   std::shared_ptr<Producer> producer_;
-  std::unordered_map<uint64_t, Future> futures_;
-  std::vector<Outcome> settled_;
+  std::unique_ptr<CompletionPump> pump_;  // set with producer_; closed in shutdown()
   bool settled_signalled_ = false;
-  std::thread completion_;
   bool events_on_ = false;
   std::unique_ptr<EventReader> fresh_reader_;  // attached by events_enable, for the thread
   bool reader_held_ = false;                   // the thread holds a reader

@@ -1,6 +1,7 @@
 #pragma once
 // perfq C++ client library: submit requests, await their outcomes, and
 // process requests as a worker. See README.md for a tour.
+#include "perfq/client/completion_pump.hpp"
 #include "perfq/client/events.hpp"
 #include "perfq/client/producer.hpp"
 #include "perfq/client/worker.hpp"

@@ -1,0 +1,90 @@
+#pragma once
+// WorkerCore: the worker side of a perfq.Queue. Python processors (through
+// the adapters bindings/python/perfq builds) and the run loop run_worker
+// serves them with, in slices of about kSlice so signals and close() are
+// noticed between them.
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "perfq/client/worker.hpp"
+#include "py_util.hpp"
+
+namespace perfq::python {
+
+class WorkerCore {
+ public:
+  explicit WorkerCore(std::shared_ptr<SegmentHandle> seg) : seg_(std::move(seg)) {}
+  // A core being destroyed has no run_worker caller (run() keeps it
+  // alive), so there is nothing to wait for: shut down keeping the GIL. This
+  // may run on a QueueCore's completion thread, inside a watcher that held
+  // the last reference to the Queue; releasing the GIL there could let the
+  // interpreter finish while that thread still has work (see QueueCore::close).
+  ~WorkerCore() { shutdown(/*release_gil=*/false); }
+  WorkerCore(const WorkerCore&) = delete;
+  WorkerCore& operator=(const WorkerCore&) = delete;
+
+  // `adapter(payload: bytes, ctx: tuple) -> (kind, body)`
+  void register_processor(const std::string& type, const py::object& adapter);
+  // `adapter(items: list[(payload, ctx)]) -> list[(kind, body)]`
+  void register_batch_processor(const std::string& type, const py::object& adapter);
+
+  // Runs the worker loop on this thread with the GIL released, in slices of
+  // about kSlice: between slices it checks signals (KeyboardInterrupt, a
+  // SIGTERM handler that raises) and `stop.is_set()`. Returns when `stop`
+  // is set or close() is called; raises what a signal handler or a
+  // processor raised that was not an Exception (KeyboardInterrupt, ...).
+  void run(const py::object& stop);
+
+  // Stops run_worker (wherever it runs) and leaves the queue: the agent
+  // redispatches nothing, since no attempt is held between slices. On the
+  // thread running run_worker (a processor, or a signal handler that runs
+  // between slices) it cannot wait for run_worker to return: it asks it to
+  // stop and returns; run_worker leaves the queue before it returns.
+  void close() { shutdown(/*release_gil=*/true); }
+
+ private:
+  // The steps of run(). With the GIL: refuses a second run_worker, or one
+  // with nothing to serve, and marks this thread as running it.
+  void begin_run();
+  // Without the GIL: serves slices until stopped; `raised` gets what ended it.
+  void serve_slices(const py::object& stop, std::optional<py::error_already_set>& raised);
+  // With the GIL, between two slices: false when run_worker must stop.
+  bool between_slices(const py::object& stop, std::optional<py::error_already_set>& raised);
+  // With the GIL, once not running: leaves the queue if close() ran on this
+  // thread, then re-raises what stopped run_worker.
+  void finish_run(std::optional<py::error_already_set>& raised);
+
+  void shutdown(bool release_gil);
+  // With the GIL, once run_worker is not running.
+  void leave(bool release_gil);
+  perfq::Worker& worker();
+  // With the GIL.
+  bool stopping() const { return pending_.has_value() || closing_.load(std::memory_order_acquire); }
+  PyObject* keep(const py::object& fn);
+  // The adapter lets only BaseExceptions that are not Exceptions through
+  // (KeyboardInterrupt, SystemExit): they stop run_worker, which re-raises.
+  perfq::Reply interrupted(py::error_already_set& e);
+
+  std::shared_ptr<SegmentHandle> seg_;
+  std::mutex mu_;
+  std::condition_variable idle_cv_;
+  bool closed_ = false;
+  bool running_ = false;
+  bool finish_in_run_ = false;  // close() ran on run_worker's thread: run() leaves the queue
+  std::thread::id run_thread_;
+  std::atomic<bool> closing_{false};
+  std::atomic<bool> slice_stop_{false};
+  std::optional<py::error_already_set> pending_;  // touched with the GIL
+  std::unique_ptr<perfq::Worker> worker_;
+  std::vector<py::object> kept_;  // the adapters the processors call
+};
+
+}  // namespace perfq::python
