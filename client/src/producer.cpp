@@ -5,6 +5,7 @@
 #include <thread>
 #include <variant>
 
+#include "future_state_pool.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/core/slot_pool.hpp"
@@ -17,17 +18,9 @@ namespace perfq {
 
 namespace detail {
 
-// Shared by a Future and the producer until both let go of it.
-struct FutureState {
-  std::atomic<uint32_t> refs{2};
-  std::atomic<uint32_t> ready{0};
-  Outcome outcome;
-
-  void unref() noexcept {
-    // acq_rel: the last owner sees every write of the other before deleting.
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-};
+void FutureStatePoolRetire::operator()(FutureStatePool* pool) const noexcept {
+  pool->retire();
+}
 
 }  // namespace detail
 
@@ -87,6 +80,9 @@ Producer::Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptio
   const uint32_t n = seg_->geometry().slot_count;
   states_ = std::make_unique<std::atomic<detail::FutureState*>[]>(n);
   for (uint32_t i = 0; i < n; ++i) states_[i].store(nullptr, std::memory_order_relaxed);
+  // One state per slot: every request in flight holds a slot (see
+  // future_state_pool.hpp for the rest).
+  futures_.reset(detail::FutureStatePool::create(n));
   // Spread producers over the pool so they rarely probe the same hint word.
   cursor_.store(id * 7919u, std::memory_order_relaxed);
   // createdAt is the monotonic clock shifted to wall time once, so a submit
@@ -159,12 +155,9 @@ Result<shm::Occupancy> Producer::admit(bool wait_for_room) {
   if (o.known && o.depth < max) return o;
   auto queue_full = [&] {
     if (!o.known) {
-      return Result<shm::Occupancy>(Errc::kQueueFull,
-                                    "the queue's depth could not be read; treated as full");
+      return Result<shm::Occupancy>(Errc::kQueueFull, std::string(refusal::kDepthUnknown));
     }
-    return Result<shm::Occupancy>(Errc::kQueueFull, "the queue holds " + std::to_string(o.depth) +
-                                                        " requests (max_queue_depth " +
-                                                        std::to_string(max) + ")");
+    return Result<shm::Occupancy>(Errc::kQueueFull, std::string(refusal::kQueueAtDepth));
   };
   if (!wait_for_room) return queue_full();
   const auto deadline = std::chrono::steady_clock::now() +
@@ -247,26 +240,62 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
 }
 
 Result<Submitted> Producer::enqueue(const RequestView& r, bool wait_for_room, uint64_t id) {
-  shm::Segment& seg = *seg_;
-  auto admitted = admit(wait_for_room);
-  if (!admitted) return admitted.error();
-  const shm::Occupancy& before = *admitted;
-
-  uint32_t cursor = cursor_.load(std::memory_order_relaxed);
-  const auto claim = seg.pool().try_claim(static_cast<uint16_t>(id_), cursor);
-  cursor_.store(cursor, std::memory_order_relaxed);
-  if (!claim) return Error{Errc::kQueueFull, "no free request slot"};
-  if (opt_.hook != nullptr) opt_.hook(SubmitPoint::kSlotClaimed, opt_.hook_arg);
-
-  const uint32_t slot = claim->index;
-  RequestRecord& rec = seg.record(slot);
+  shm::Occupancy before{};
+  const auto claim = claim_slot(wait_for_room, before);
+  if (!claim) return claim.error();
+  const uint32_t slot = claim.value().index;
   const Band band = band_for(r.mode, r.priority);
   const uint64_t enqueued = mono_now_ns();
-  const uint64_t created = enqueued + unix_offset_ns_;
+  write_record(slot, r, id, band, enqueued);
+
+  detail::FutureState* st = futures_->acquire(id);  // from the pool: no allocation
+  // release: pairs with the acquire exchange in drain_locked (another thread
+  // of this process may settle the request).
+  states_[slot].store(st, std::memory_order_release);
+  outstanding_.fetch_add(1, std::memory_order_relaxed);
+  if (!publish(claim.value(), band)) {
+    return Error{Errc::kQueueFull, std::string(refusal::kBandRingFull)};
+  }
+  shm::notify(seg_->header().doorbell);
+
+  Submitted s;
+  s.request_id = id;
+  s.mode = r.mode;
+  s.band = band;
+  s.priority = r.priority;
+  s.created_at_unix_ns = enqueued + unix_offset_ns_;
+  // Requests in this band and the ones above it when it was admitted (an
+  // estimate: aging can move an old lower-band request ahead of it).
+  for (uint8_t b = 0; b <= static_cast<uint8_t>(band); ++b) s.queue_position += before.ahead[b];
+  s.outcome = Future(this, st);
+  return s;
+}
+
+// Admission, then a slot of the pool claimed for this producer; `before`
+// is the queue's occupancy when it was admitted.
+Result<SlotPool::Claim> Producer::claim_slot(bool wait_for_room, shm::Occupancy& before) {
+  auto admitted = admit(wait_for_room);
+  if (!admitted) return admitted.error();
+  before = *admitted;
+
+  uint32_t cursor = cursor_.load(std::memory_order_relaxed);
+  const auto claim = seg_->pool().try_claim(static_cast<uint16_t>(id_), cursor);
+  cursor_.store(cursor, std::memory_order_relaxed);
+  if (!claim) return Error{Errc::kQueueFull, std::string(refusal::kNoFreeSlot)};
+  if (opt_.hook != nullptr) opt_.hook(SubmitPoint::kSlotClaimed, opt_.hook_arg);
+  return *claim;
+}
+
+// Fills the claimed slot's record and payload (nobody else reads them
+// before the slot is published, except status lookups and cancels).
+void Producer::write_record(uint32_t slot, const RequestView& r, uint64_t id, Band band,
+                            uint64_t enqueued_mono_ns) {
+  shm::Segment& seg = *seg_;
+  RequestRecord& rec = seg.record(slot);
   // The fields a status lookup or a cancel may read while this slot is
   // being reused are stored atomically (see store_shared_text); the rest plainly.
   store_relaxed(rec.request_id, id);
-  store_relaxed(rec.created_at_unix_ns, created);
+  store_relaxed(rec.created_at_unix_ns, enqueued_mono_ns + unix_offset_ns_);
   thread_local uint64_t thread_seq = 0;
   rec.producer_seq = thread_seq++;
   rec.payload_len = static_cast<uint32_t>(r.payload.size());
@@ -286,51 +315,43 @@ Result<Submitted> Producer::enqueue(const RequestView& r, bool wait_for_room, ui
   }
   if (!r.metadata.empty()) std::memcpy(rec.metadata, r.metadata.data(), r.metadata.size());
   if (!r.payload.empty()) std::memcpy(seg.payload(slot), r.payload.data(), r.payload.size());
-  rec.enqueued_mono_ns = enqueued;
+  rec.enqueued_mono_ns = enqueued_mono_ns;
+}
 
-  auto* st = new detail::FutureState();
-  st->outcome.request_id = id;
-  // release: pairs with the acquire exchange in drain_locked (another thread
-  // of this process may settle the request).
-  states_[slot].store(st, std::memory_order_release);
-  outstanding_.fetch_add(1, std::memory_order_relaxed);
-
-  uint64_t expected =
-      SlotCtl{claim->generation, SlotState::kClaimed, 0, static_cast<uint16_t>(id_)}.pack();
+// CLAIMED -> QUEUED, then into its band ring. False: not accepted, and
+// the slot and its state are taken back.
+bool Producer::publish(const SlotPool::Claim& claim, Band band) {
+  shm::Segment& seg = *seg_;
+  const uint16_t owner = static_cast<uint16_t>(id_);
+  uint64_t expected = SlotCtl{claim.generation, SlotState::kClaimed, 0, owner}.pack();
   const bool queued = seg.pool().transition(
-      slot, expected,
-      SlotCtl{claim->generation, SlotState::kQueued, 0, static_cast<uint16_t>(id_)});
+      claim.index, expected, SlotCtl{claim.generation, SlotState::kQueued, 0, owner});
   const auto pushed =
-      queued ? seg.band(band).try_push(slot,
+      queued ? seg.band(band).try_push(claim.index,
                                        [this](uint64_t) {
                                          if (opt_.hook != nullptr)
                                            opt_.hook(SubmitPoint::kRingClaimed, opt_.hook_arg);
                                        })
              : BandRing::PushResult::kContended;
-  if (pushed != BandRing::PushResult::kOk) {
-    // Not accepted: take the slot back. (With rings as large as the pool,
-    // only a broken segment gets here.)
-    states_[slot].store(nullptr, std::memory_order_relaxed);
-    delete st;  // both references are ours: no Future was made
-    outstanding_.fetch_sub(1, std::memory_order_relaxed);
-    const SlotState held = queued ? SlotState::kQueued : SlotState::kClaimed;
-    (void)seg.pool().release(
-        slot, SlotCtl{claim->generation, held, 0, static_cast<uint16_t>(id_)}.pack());
-    return Error{Errc::kQueueFull, "band ring full"};
-  }
-  shm::notify(seg.header().doorbell);
+  if (pushed == BandRing::PushResult::kOk) return true;
+  take_back(claim, queued);
+  return false;
+}
 
-  Submitted s;
-  s.request_id = id;
-  s.mode = r.mode;
-  s.band = band;
-  s.priority = r.priority;
-  s.created_at_unix_ns = created;
-  // Requests in this band and the ones above it when it was admitted (an
-  // estimate: aging can move an old lower-band request ahead of it).
-  for (uint8_t b = 0; b <= static_cast<uint8_t>(band); ++b) s.queue_position += before.ahead[b];
-  s.outcome = Future(this, st);
-  return s;
+// A slot that was not accepted: its state (no Future was made) and the
+// slot go back. (With rings as large as the pool, only a broken segment
+// gets here.)
+void Producer::take_back(const SlotPool::Claim& claim, bool queued) {
+  detail::FutureState* st = states_[claim.index].exchange(nullptr, std::memory_order_relaxed);
+  futures_->discard(st);  // both references are ours
+  outstanding_.fetch_sub(1, std::memory_order_relaxed);
+  const SlotState held = queued ? SlotState::kQueued : SlotState::kClaimed;
+  (void)seg_->pool().release(claim.index,
+                             SlotCtl{claim.generation, held, 0, static_cast<uint16_t>(id_)}.pack());
+}
+
+FutureStateStats Producer::future_states() const noexcept {
+  return {futures_->capacity(), futures_->available(), futures_->overflowed()};
 }
 
 Result<shm::RequestStatus> Producer::status(uint64_t request_id, const shm::Caller& who) {

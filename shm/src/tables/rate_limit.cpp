@@ -173,8 +173,8 @@ Result<RateTicket> RateLimiter::acquire(std::string_view user, uint64_t now_mono
         case Take::kAccepted:
           return ticket;
         case Take::kRefused:
-          return refused(retry_after_ms, "at most " + std::to_string(limit_) +
-                                             " submits per user per " + std::to_string(W) + " ms");
+          return refused(retry_after_ms,
+                         "over max_requests_per_user_per_minute; see retry_after_ms");
         case Take::kMoved:
           continue;  // the entry changed hands meanwhile: look again
       }

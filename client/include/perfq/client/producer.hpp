@@ -15,10 +15,12 @@
 #include <vector>
 
 #include "perfq/client/outcome.hpp"
+#include "perfq/client/refusals.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/core/idle_strategy.hpp"
 #include "perfq/core/request.hpp"
 #include "perfq/core/result.hpp"
+#include "perfq/core/slot_pool.hpp"
 #include "perfq/core/wait_word.hpp"
 #include "perfq/shm/admission.hpp"
 #include "perfq/shm/status.hpp"
@@ -33,7 +35,12 @@ class Producer;
 
 namespace detail {
 struct FutureState;
-}
+class FutureStatePool;
+// Lets go of the pool (it frees itself once its Futures are gone too).
+struct FutureStatePoolRetire {
+  void operator()(FutureStatePool* pool) const noexcept;
+};
+}  // namespace detail
 
 // The outcome of one submitted request, available once the agent settles it.
 class Future {
@@ -79,6 +86,13 @@ struct Submitted {
 // Test seams: where a crash test stops a producer. Production passes none.
 enum class SubmitPoint : uint8_t { kSlotClaimed, kRingClaimed };
 using SubmitHook = void (*)(SubmitPoint, void* arg);
+
+// The producer's outcome states (see Producer::future_states).
+struct FutureStateStats {
+  uint32_t capacity = 0;    // preallocated: one per slot of the segment
+  uint32_t available = 0;   // not held by a request or a Future now
+  uint64_t overflowed = 0;  // ever taken from the heap because none was available
+};
 
 struct ProducerOptions {
   IdleKind idle = IdleKind::kPark;
@@ -148,6 +162,12 @@ class Producer {
   [[nodiscard]] uint64_t outstanding() const noexcept {
     return outstanding_.load(std::memory_order_relaxed);
   }
+  // A submit takes an outcome state from a pool preallocated with one per
+  // slot and allocates nothing; the state goes back once the outcome is
+  // collected (drained from the completion ring, or the producer closed)
+  // and its Future is gone. Only a caller that keeps more settled Futures
+  // than there are slots makes a submit fall back to the heap (overflowed).
+  [[nodiscard]] FutureStateStats future_states() const noexcept;
 
  private:
   friend class Future;
@@ -156,6 +176,12 @@ class Producer {
   [[nodiscard]] Result<Submitted> submit_impl(const RequestView& r, bool wait_for_room);
   [[nodiscard]] Result<shm::Occupancy> admit(bool wait_for_room);
   [[nodiscard]] Result<Submitted> enqueue(const RequestView& r, bool wait_for_room, uint64_t id);
+  // enqueue's steps, in order.
+  [[nodiscard]] Result<SlotPool::Claim> claim_slot(bool wait_for_room, shm::Occupancy& before);
+  void write_record(uint32_t slot, const RequestView& r, uint64_t id, Band band,
+                    uint64_t enqueued_mono_ns);
+  [[nodiscard]] bool publish(const SlotPool::Claim& claim, Band band);
+  void take_back(const SlotPool::Claim& claim, bool queued);
   size_t drain_locked(std::vector<uint64_t>* settled_ids = nullptr);
   // Caller holds drain_mu_ (in `lock`): drains the ring for everyone,
   // parking while it is empty, until done() or the deadline; then lets the
@@ -174,6 +200,7 @@ class Producer {
   std::atomic<uint64_t> outstanding_{0};
   // One entry per slot: the state of the request this producer has in it.
   std::unique_ptr<std::atomic<detail::FutureState*>[]> states_;
+  std::unique_ptr<detail::FutureStatePool, detail::FutureStatePoolRetire> futures_;
   std::mutex drain_mu_;                // held by the thread draining the ring
   std::atomic<bool> draining_{false};  // drain_mu_ is held (readable without it)
   WaitWord turn_{};                    // waiters that do not drain park here

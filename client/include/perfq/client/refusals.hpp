@@ -1,0 +1,23 @@
+#pragma once
+// The texts of the producer's own refusals (Error::message). Static: a
+// refused submit formats nothing, and the texts name no number (the
+// configured limits are in the queue's config and its metrics). Callers
+// that must tell the refusals apart compare the code first, then the text.
+#include <string_view>
+
+namespace perfq::refusal {
+
+// QUEUE_FULL: max_queue_depth requests are accepted and not final
+// (try_submit at once; submit after waiting rope_drop_timeout_ms for room).
+inline constexpr std::string_view kQueueAtDepth =
+    "the queue holds max_queue_depth requests; retry later";
+// QUEUE_FULL: the queue's depth could not be read (a torn view).
+inline constexpr std::string_view kDepthUnknown =
+    "the queue's depth could not be read; treated as full";
+// QUEUE_FULL: every slot of the segment is held (requests in flight and
+// outcomes their producers have not collected yet).
+inline constexpr std::string_view kNoFreeSlot = "no free request slot";
+// QUEUE_FULL: the band ring refused the slot (only a broken segment).
+inline constexpr std::string_view kBandRingFull = "band ring full";
+
+}  // namespace perfq::refusal
