@@ -1,8 +1,9 @@
 #include "journal/format.hpp"
 
 #include <array>
-#include <cassert>
 #include <string_view>
+
+#include "perfq/core/assert.hpp"
 
 namespace perfq::agent {
 namespace {
@@ -27,12 +28,12 @@ class Writer {
   void u32(uint32_t v) { le(v, 4); }
   void u64(uint64_t v) { le(v, 8); }
   void str16(std::string_view s) {
-    assert(s.size() <= UINT16_MAX);
+    PERFQ_ASSERT(s.size() <= UINT16_MAX);
     u16(static_cast<uint16_t>(s.size()));
     raw(s.data(), s.size());
   }
   void bytes32(std::span<const std::byte> b) {
-    assert(b.size() <= UINT32_MAX);
+    PERFQ_ASSERT(b.size() <= UINT32_MAX);
     u32(static_cast<uint32_t>(b.size()));
     raw(b.data(), b.size());
   }
@@ -289,8 +290,8 @@ Result<CheckpointRecord> decode_checkpoint(std::span<const std::byte> body) {
 }
 
 std::vector<std::byte> encode_record(RecordType type, std::span<const std::byte> body) {
-  assert(body.size() <= kRecordBodyMax);
-  assert(valid_type(static_cast<uint8_t>(type)));
+  PERFQ_ASSERT(body.size() <= kRecordBodyMax);
+  PERFQ_ASSERT(valid_type(static_cast<uint8_t>(type)));
   Writer w;
   w.u32(kRecordMagic);
   w.u32(static_cast<uint32_t>(body.size()));

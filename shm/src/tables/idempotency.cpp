@@ -1,8 +1,8 @@
 #include "perfq/shm/tables/idempotency.hpp"
 
-#include <cassert>
 #include <limits>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/clock.hpp"
 
 namespace perfq::shm {
@@ -76,7 +76,7 @@ Result<IdempotencyTable> IdempotencyTable::attach(void* mem, uint64_t bytes) {
 std::variant<IdempotencyTable::Original, IdempotencyTable::Claim, Error>
 IdempotencyTable::lookup_or_claim(std::string_view user, std::string_view key, uint64_t now_mono_ns,
                                   uint32_t client_id, uint64_t wait_ns) {
-  assert(client_id < kKeyedMaxClients);
+  PERFQ_ASSERT(client_id < kKeyedMaxClients);
   if (!inputs_valid(user, key) || client_id >= kKeyedMaxClients) {
     return Error{Errc::kInvalidRequest, "idempotency lookup: user, key or client id out of range"};
   }
@@ -157,14 +157,14 @@ std::optional<IdempotencyTable::Original> IdempotencyTable::find(std::string_vie
 void IdempotencyTable::publish(const Claim& claim, const Original& value, std::string_view user,
                                std::string_view key, std::string_view type,
                                uint64_t expires_mono_ns) noexcept {
-  assert(claim.bucket < t_.buckets() && claim.way < kKeyedWays);
-  assert(user.size() <= kUserIdMaxBytes && key.size() <= kIdempotencyKeyMaxBytes);
+  PERFQ_ASSERT(claim.bucket < t_.buckets() && claim.way < kKeyedWays);
+  PERFQ_ASSERT(user.size() <= kUserIdMaxBytes && key.size() <= kIdempotencyKeyMaxBytes);
   if (claim.bucket >= t_.buckets() || claim.way >= kKeyedWays) return;
   if (user.size() > kUserIdMaxBytes) user = user.substr(0, kUserIdMaxBytes);
   if (key.size() > kIdempotencyKeyMaxBytes) key = key.substr(0, kIdempotencyKeyMaxBytes);
   if (type.size() > kTypeMaxBytes) type = type.substr(0, kTypeMaxBytes);
   const uint64_t hash = t_.hash(user, key);
-  assert(t_.bucket_of(hash) == claim.bucket && "publish() with another key than the claim's");
+  PERFQ_ASSERT(t_.bucket_of(hash) == claim.bucket && "publish() with another key than the claim's");
   (void)t_.publish(claim.bucket, claim.way, claim.client, fingerprint(hash), [&](std::byte* raw) {
     IdempotencyEntry& e = at(raw);
     // The key again, so the published entry matches its fingerprint even
@@ -186,7 +186,7 @@ void IdempotencyTable::publish(const Claim& claim, const Original& value, std::s
 }
 
 void IdempotencyTable::abandon(const Claim& claim) noexcept {
-  assert(claim.bucket < t_.buckets() && claim.way < kKeyedWays);
+  PERFQ_ASSERT(claim.bucket < t_.buckets() && claim.way < kKeyedWays);
   if (claim.bucket >= t_.buckets() || claim.way >= kKeyedWays) return;
   (void)t_.abandon(claim.bucket, claim.way, claim.client);
 }

@@ -2,10 +2,10 @@
 
 #include <sys/random.h>
 
-#include <cassert>
 #include <cstring>
 #include <string>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/clock.hpp"
 
 namespace perfq::shm {
@@ -61,8 +61,8 @@ uint64_t key_hash(uint64_t seed, std::string_view a, std::string_view b) noexcep
 
 void KeyedTable::format(void* mem, uint32_t entries, uint32_t entry_stride, TableKind kind,
                         uint64_t param0, uint64_t param1) noexcept {
-  assert(entries_valid(entries));
-  assert(entry_stride % kCacheLine == 0 && entry_stride >= sizeof(KeyedEntryHead));
+  PERFQ_ASSERT(entries_valid(entries));
+  PERFQ_ASSERT(entry_stride % kCacheLine == 0 && entry_stride >= sizeof(KeyedEntryHead));
   const uint64_t bytes = bytes_for(entries, entry_stride);
   std::memset(mem, 0, bytes);
   auto& h = *static_cast<KeyedTableHeader*>(mem);

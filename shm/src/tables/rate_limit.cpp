@@ -1,10 +1,10 @@
 #include "perfq/shm/tables/rate_limit.hpp"
 
-#include <cassert>
 #include <limits>
 #include <string>
 #include <utility>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/clock.hpp"
 
 namespace perfq::shm {
@@ -100,11 +100,11 @@ Error refused(uint64_t retry_after_ms, std::string message) {
 }  // namespace
 
 void RateLimiter::format(void* mem, uint32_t entries, uint32_t limit, uint64_t window_ms) noexcept {
-  assert(limit >= 1 && limit <= kMaxLimit);
-  assert(window_ms >= 1 && window_ms <= kMaxWindowMs);
+  PERFQ_ASSERT(limit >= 1 && limit <= kMaxLimit);
+  PERFQ_ASSERT(window_ms >= 1 && window_ms <= kMaxWindowMs);
   KeyedTable::format(mem, entries, entry_stride(limit), TableKind::kRateLimit, limit, window_ms);
   auto t = KeyedTable::attach(mem, bytes_for(entries, limit), TableKind::kRateLimit);
-  assert(t);
+  PERFQ_ASSERT(t);
   if (!t) return;
   // Cell i holds accept index i - limit, long ago.
   for (uint32_t b = 0; b < t->buckets(); ++b) {
@@ -136,7 +136,7 @@ Result<RateLimiter> RateLimiter::attach(void* mem, uint64_t bytes) {
 
 Result<RateTicket> RateLimiter::acquire(std::string_view user, uint64_t now_mono_ns,
                                         uint32_t client_id) {
-  assert(client_id < kKeyedMaxClients);
+  PERFQ_ASSERT(client_id < kKeyedMaxClients);
   if (user.size() > kUserIdMaxBytes || client_id >= kKeyedMaxClients) {
     return Error{Errc::kInvalidRequest, "rate limit: user or client id out of range"};
   }
@@ -339,7 +339,7 @@ RateLimiter::Take RateLimiter::commit(const TakeCtx& x, uint64_t slot_at, uint64
 }
 
 void RateLimiter::refund(const RateTicket& ticket) noexcept {
-  assert(ticket.entry < t_.entries() && ticket.slot < limit_);
+  PERFQ_ASSERT(ticket.entry < t_.entries() && ticket.slot < limit_);
   if (ticket.entry >= t_.entries() || ticket.slot >= limit_) return;
   uint64_t* c = cells(ticket.entry / kKeyedWays, ticket.entry % kKeyedWays);
   uint64_t expected = ticket.cell;

@@ -27,12 +27,13 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cassert>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+
+#include "perfq/core/assert.hpp"
 
 namespace perfq {
 
@@ -59,13 +60,13 @@ struct LogLinearBuckets {
   }
   // Smallest and largest value that index() maps to i.
   [[nodiscard]] static constexpr uint64_t lower(std::size_t i) noexcept {
-    assert(i < kBucketCount);
+    PERFQ_ASSERT(i < kBucketCount);
     const std::size_t shift = i < 2 * kSubBucketCount ? 0 : i / kSubBucketCount - 1;
     const uint64_t mantissa = i - shift * kSubBucketCount;
     return mantissa << shift;
   }
   [[nodiscard]] static constexpr uint64_t upper(std::size_t i) noexcept {
-    assert(i < kBucketCount);
+    PERFQ_ASSERT(i < kBucketCount);
     const std::size_t shift = i < 2 * kSubBucketCount ? 0 : i / kSubBucketCount - 1;
     return lower(i) + (uint64_t{1} << shift) - 1;
   }
@@ -143,7 +144,7 @@ class LogLinearHistogram {
   // below the exact order statistic and exceeds it by less than 1/32 of it.
   // q == 1 gives the exact max(), q == 0 the exact min(); 0 when empty.
   [[nodiscard]] uint64_t percentile(double q) const noexcept {
-    assert(q >= 0.0 && q <= 1.0);
+    PERFQ_ASSERT(q >= 0.0 && q <= 1.0);
     if (count_ == 0) return 0;
     if (!(q > 0.0)) return min();  // also catches NaN in release builds
     return Buckets::percentile(counts_, count_, max_, q);

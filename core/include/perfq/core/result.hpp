@@ -3,12 +3,12 @@
 //
 // Operational failures (QUEUE_FULL, INVALID_REQUEST, ...) travel as values;
 // exceptions never cross the hot path or a process boundary.
-#include <cassert>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <variant>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/errc.hpp"
 
 namespace perfq {
@@ -30,15 +30,15 @@ class [[nodiscard]] Result {
   explicit operator bool() const noexcept { return ok(); }
 
   T& value() & {
-    assert(ok());
+    PERFQ_ASSERT(ok());
     return std::get<0>(v_);
   }
   const T& value() const& {
-    assert(ok());
+    PERFQ_ASSERT(ok());
     return std::get<0>(v_);
   }
   T&& value() && {
-    assert(ok());
+    PERFQ_ASSERT(ok());
     return std::get<0>(std::move(v_));
   }
   T* operator->() { return &value(); }
@@ -46,7 +46,7 @@ class [[nodiscard]] Result {
   T& operator*() & { return value(); }
 
   [[nodiscard]] const Error& error() const& {
-    assert(!ok());
+    PERFQ_ASSERT(!ok());
     return std::get<1>(v_);
   }
   [[nodiscard]] Errc code() const noexcept { return ok() ? Errc::kOk : std::get<1>(v_).code; }
@@ -66,7 +66,7 @@ class [[nodiscard]] Result<void> {
   [[nodiscard]] bool ok() const noexcept { return ok_; }
   explicit operator bool() const noexcept { return ok_; }
   [[nodiscard]] const Error& error() const& {
-    assert(!ok_);
+    PERFQ_ASSERT(!ok_);
     return error_;
   }
   [[nodiscard]] Errc code() const noexcept { return ok_ ? Errc::kOk : error_.code; }
