@@ -101,10 +101,22 @@ py::tuple QueueCore::submit(const std::string& type, const py::bytes& payload_ob
 py::object QueueCore::result(const std::string& id_text, double timeout_s) {
   const uint64_t id = parse_id(id_text);
   Use use(*this);
+  SharedWait* shared = nullptr;  // references into an unordered_map stay valid
   {
     std::lock_guard lock(mu_);
     if (state_locked(id) == perfq::CompletionPump::State::kUnknown) raise_not_tracked();
+    shared = &shared_waits_[id];
+    ++shared->waiters;
   }
+  struct Leave {
+    QueueCore& q;
+    uint64_t id;
+    ~Leave() {
+      std::lock_guard lock(q.mu_);
+      auto it = q.shared_waits_.find(id);
+      if (it != q.shared_waits_.end() && --it->second.waiters == 0) q.shared_waits_.erase(it);
+    }
+  } leave{*this, id};
   // Beyond ~31 years the deadline would overflow the clock: no limit.
   const bool forever = timeout_s < 0 || timeout_s > 1e9;
   const auto deadline = std::chrono::steady_clock::now() +
@@ -122,9 +134,15 @@ py::object QueueCore::result(const std::string& id_text, double timeout_s) {
       const auto slice_end = std::chrono::steady_clock::now() + kSlice;
       const auto until = forever ? slice_end : std::min(slice_end, deadline);
       cv_.wait_until(lock, until, [&] {
-        return closed_ || state_locked(id) != perfq::CompletionPump::State::kPending;
+        return closed_ || shared->outcome ||
+               state_locked(id) != perfq::CompletionPump::State::kPending;
       });
-      if (pump_) got = pump_->collect(id);  // settled: collecting it forgets it
+      if (shared->outcome) {
+        got = shared->outcome;  // another call collected it while we waited
+      } else if (pump_) {
+        got = pump_->collect(id);  // settled: collecting it forgets it
+        if (got && shared->waiters > 1) shared->outcome = got;
+      }
       forgotten = !got && state_locked(id) == perfq::CompletionPump::State::kUnknown;
       closed = closed_;
       timed_out = !forever && std::chrono::steady_clock::now() >= deadline;

@@ -142,6 +142,14 @@ class QueueCore {
   std::unique_ptr<perfq::CompletionPump> pump_;
   // Owned references, per pending request (guarded by mu_; released with the GIL).
   std::unordered_map<uint64_t, std::vector<PyObject*>> watchers_;
+  // result() calls waiting on one id at once (guarded by mu_): the first to
+  // collect the outcome leaves a copy here for the others, so every call
+  // that was waiting when it settled gets it. Erased with the last of them.
+  struct SharedWait {
+    int waiters = 0;
+    std::optional<perfq::Outcome> outcome;
+  };
+  std::unordered_map<uint64_t, SharedWait> shared_waits_;
 };
 
 }  // namespace perfq::python

@@ -46,6 +46,36 @@ class ForgetFreesSlots(AgentTestCase):
         self.assertEqual(q._core.tracked(), 0)
 
 
+class ConcurrentResults(AgentTestCase):
+    """Calls waiting on one request when it settles all get its outcome
+    (the first to collect it leaves a copy for the others)."""
+
+    def test_every_call_waiting_when_it_settles_gets_the_outcome(self):
+        q = self.queue()
+        s = q.submit("t.nobody", {})  # no worker: it settles when cancelled
+        got, errors = [], []
+
+        def wait():
+            try:
+                got.append(q.result(s, timeout=WAIT_S))
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                errors.append(e)
+
+        threads = [threading.Thread(target=wait) for _ in range(3)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: q._core.waiting() == 3, "three calls to wait")
+        q.cancel(s)
+        for t in threads:
+            t.join(WAIT_S)
+        self.assertEqual(errors, [])
+        self.assertEqual([o.status for o in got], ["cancelled"] * 3)
+        # Collected: a later call finds nothing, and nothing is kept for it.
+        with self.assertRaises(perfq.NotFoundError):
+            q.result(s, timeout=0)
+        self.assertEqual(q._core.tracked(), 0)
+
+
 class MaxUncollected(AgentTestCase):
     def settle(self, q, s):
         """Waits until the outcome of `s` is in, without collecting it."""
