@@ -9,7 +9,7 @@
 //     connection); so is one that does not read its answer in that time;
 //   - streamed answers (server-sent events): max_streams at once (503), each
 //     also a connection.
-// The server knows nothing of routes: HttpApi (http_api.hpp) answers.
+// The server knows nothing of routes: HttpApi (routes.hpp) answers.
 //
 // A streamed answer holds no handler thread: the handler returns at once
 // with a `stream` source, and the connection's strand on the io thread
