@@ -79,8 +79,8 @@ Result<std::unique_ptr<HttpServer>> open_http(const Config& cfg, HttpApi& api, s
 }
 
 // First line: the segment is there (scripts wait for it); then HTTP.
-void log_started(const Config& cfg, const Conductor& agent, shm::Segment& seg, const HttpServer* http,
-                 bool tokens) {
+void log_started(const Config& cfg, const Conductor& agent, shm::Segment& seg,
+                 const HttpServer* http, bool tokens) {
   const auto& geo = seg.geometry();
   std::fprintf(stderr,
                "perfq-agent: queue %s %s segment /%s, %llu bytes (%u slots x %u B, %u clients), "

@@ -20,11 +20,11 @@
 #include <string>
 #include <vector>
 
+#include "control/admin_client.hpp"
 #include "daemon_test.hpp"
 #include "harness.hpp"
-#include "control/admin_client.hpp"
-#include "journal/journal.hpp"
 #include "journal/format.hpp"
+#include "journal/journal.hpp"
 #include "journal/writer.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"

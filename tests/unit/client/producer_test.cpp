@@ -37,16 +37,28 @@ void* counted_alloc(std::size_t n) {
 }
 }  // namespace
 
-void* operator new(std::size_t n) { return counted_alloc(n); }
-void* operator new[](std::size_t n) { return counted_alloc(n); }
+void* operator new(std::size_t n) {
+  return counted_alloc(n);
+}
+void* operator new[](std::size_t n) {
+  return counted_alloc(n);
+}
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   if (t_counting) ++t_allocations;
   return std::malloc(n == 0 ? 1 : n);
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace perfq {
 namespace {
@@ -222,7 +234,7 @@ TEST(Producer, AForgottenRequestsStateComesBackWhenItsOutcomeIsCollected) {
   {
     auto s = q.producer->submit(request());
     ASSERT_TRUE(s.ok());
-  }  // forgotten
+  }                                                              // forgotten
   EXPECT_EQ(q.producer->future_states().available, kSlots - 1);  // the producer holds it
   EXPECT_EQ(q.producer->outstanding(), 1u);
   ASSERT_EQ(q.settle_all(Status::kFailed, "first"), 1u);

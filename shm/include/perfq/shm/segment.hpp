@@ -19,8 +19,8 @@
 #include "perfq/core/result.hpp"
 #include "perfq/core/slot_pool.hpp"
 #include "perfq/core/spsc_ring.hpp"
-#include "perfq/shm/tables/idempotency.hpp"
 #include "perfq/shm/layout.hpp"
+#include "perfq/shm/tables/idempotency.hpp"
 #include "perfq/shm/tables/rate_limit.hpp"
 
 namespace perfq::shm {

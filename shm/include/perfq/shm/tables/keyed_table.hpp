@@ -327,9 +327,7 @@ class KeyedTable {
   bool wait_change(uint32_t b, uint64_t word, int way, uint64_t version,
                    uint64_t deadline_ns) const noexcept;
 
-  void notify_waiters() const noexcept {
-    notify(header().wait);
-  }
+  void notify_waiters() const noexcept { notify(header().wait); }
 
  private:
   KeyedTable(std::byte* base, uint32_t buckets, uint32_t stride, uint64_t seed) noexcept
