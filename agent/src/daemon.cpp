@@ -90,6 +90,12 @@ void log_started(const Config& cfg, const Conductor& agent, shm::Segment& seg,
                static_cast<unsigned long long>(geo.total_bytes), geo.slot_count, geo.slot.stride,
                geo.max_clients, cfg.data_dir.c_str(), seg.header().socket_path,
                perfq::idle_name(cfg.idle).data());
+  if (!seg.header_rebuilt().empty()) {
+    std::fprintf(stderr,
+                 "perfq-agent: the segment's header failed validation (%s); it was rebuilt from "
+                 "%s/segment.geometry and the queue kept what it held\n",
+                 seg.header_rebuilt().c_str(), cfg.data_dir.c_str());
+  }
   if (http != nullptr) {
     std::fprintf(stderr, "perfq-agent: http on %s%s\n", http->address().c_str(),
                  tokens ? "" : " (no --tokens: every route but the probes answers 401)");

@@ -95,7 +95,7 @@ class BandRingQueue {
 
   class Producer {
    public:
-    explicit Producer(BandRingQueue& q) noexcept : ring_(&q.header_, q.cells_) {}
+    explicit Producer(BandRingQueue& q) noexcept : ring_(&q.header_, q.cells_, kRingCapacity) {}
     // kFull and kContended both mean "try again"; neither is an error here.
     [[nodiscard]] bool try_push(uint32_t v) noexcept {
       return ring_.try_push(v) == BandRing::PushResult::kOk;
@@ -107,7 +107,7 @@ class BandRingQueue {
 
   class Consumer {
    public:
-    explicit Consumer(BandRingQueue& q) noexcept : ring_(&q.header_, q.cells_) {}
+    explicit Consumer(BandRingQueue& q) noexcept : ring_(&q.header_, q.cells_, kRingCapacity) {}
     [[nodiscard]] Pop try_pop(uint32_t& out) noexcept {
       const BandRing::Pop p = ring_.try_pop();
       switch (p.kind) {
@@ -119,6 +119,7 @@ class BandRingQueue {
           return Pop::kNone;
         case BandRing::PopKind::kSkipped:  // nobody revokes claims in these benchmarks
         case BandRing::PopKind::kCorrupt:
+        case BandRing::PopKind::kDesync:
           return Pop::kBroken;
       }
       return Pop::kBroken;

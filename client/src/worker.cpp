@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
@@ -116,8 +117,46 @@ Result<void> Worker::add_type(std::string_view type, Processor fn, BatchProcesso
   return {};
 }
 
+namespace {
+
+// The request's bytes, copied once out of the slot into `copy` (a buffer
+// this worker reuses; it grows to its largest request and then stops
+// allocating), and the job's views into the copy. The slot is not the
+// processor's to read: after a timeout the agent takes it back, and it may
+// hold another request while the processor still runs (issue 13, defect 6).
+void copy_request(const RequestRecord& rec, const std::byte* payload, uint32_t payload_max,
+                  uint8_t attempt, std::vector<std::byte>& copy, Job& job) {
+  const size_t type_len = std::min<size_t>(load_relaxed(rec.type_len), kTypeMaxBytes);
+  const size_t user_len = std::min<size_t>(load_relaxed(rec.user_len), kUserIdMaxBytes);
+  const size_t meta_len = std::min<size_t>(load_relaxed(rec.metadata_len), kMetadataMaxBytes);
+  const size_t payload_len = std::min<size_t>(load_relaxed(rec.payload_len), payload_max);
+  copy.resize(type_len + user_len + meta_len + payload_len);
+  std::byte* out = copy.data();
+  auto take = [&out](const void* from, size_t n) {
+    std::memcpy(out, from, n);
+    const std::byte* at = out;
+    out += n;
+    return at;
+  };
+  const auto* type = reinterpret_cast<const char*>(take(rec.type, type_len));
+  const auto* user = reinterpret_cast<const char*>(take(rec.user_id, user_len));
+  const auto* meta = reinterpret_cast<const char*>(take(rec.metadata, meta_len));
+  const std::byte* body = take(payload, payload_len);
+  job.request_id = load_relaxed(rec.request_id);
+  job.type = std::string_view(type, type_len);
+  job.user_id = std::string_view(user, user_len);
+  const uint8_t mode = load_relaxed(rec.mode);
+  job.mode = static_cast<Mode>(mode < kModeCount ? mode : 0);
+  job.priority = load_relaxed(rec.priority);
+  job.attempt = attempt;
+  job.payload = {body, payload_len};
+  job.metadata = std::string_view(meta, meta_len);
+}
+
+}  // namespace
+
 // Takes one dispatched attempt: false if the agent revoked it meanwhile.
-bool Worker::start(uint64_t ref, Started& out, Job& job) {
+bool Worker::start(uint64_t ref, Started& out, std::vector<std::byte>& copy, Job& job) {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   const uint32_t slot = slot_ref_index(ref);
@@ -133,17 +172,8 @@ bool Worker::start(uint64_t ref, Started& out, Job& job) {
   if (!pool.transition(slot, ctl, next)) return false;
   out = Started{slot, next.pack(), ref};
 
-  const RequestRecord& rec = seg.record(slot);
-  const uint32_t cap = seg.geometry().slot_payload_bytes;
-  job.request_id = rec.request_id;
-  job.type = std::string_view(rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes));
-  job.user_id = std::string_view(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
-  job.mode = static_cast<Mode>(rec.mode < kModeCount ? rec.mode : 0);
-  job.priority = rec.priority;
-  job.attempt = c.attempt;
-  job.payload = {seg.payload(slot), std::min<size_t>(rec.payload_len, cap)};
-  job.metadata =
-      std::string_view(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));
+  copy_request(seg.record(slot), seg.payload(slot), seg.geometry().slot_payload_bytes, c.attempt,
+               copy, job);
   return true;
 }
 
@@ -205,10 +235,11 @@ Reply call_guarded(Fn&& fn) {
 int Worker::run_dispatch(std::span<const uint64_t> refs) {
   started_.clear();
   jobs_.clear();
+  if (copies_.size() < refs.size()) copies_.resize(refs.size());
   for (const uint64_t ref : refs) {
     Started st{};
     Job job;
-    if (!start(ref, st, job)) continue;
+    if (!start(ref, st, copies_[jobs_.size()], job)) continue;
     started_.push_back(st);
     jobs_.push_back(job);
   }

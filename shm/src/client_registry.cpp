@@ -19,9 +19,9 @@ Result<uint32_t> register_client(Segment& seg, uint32_t roles) {
     uint32_t expected = static_cast<uint32_t>(ClientState::kFree);
     // acquire: pairs with the agent's release when it freed the record, so
     // the agent's last reads of the old rings happen before we reset them.
-    if (!aref(c.state).compare_exchange_strong(
-            expected, static_cast<uint32_t>(ClientState::kRegistering), std::memory_order_acquire,
-            std::memory_order_relaxed)) {
+    if (!aref(c.state).compare_exchange_strong(expected, registering_word(pid),
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
       continue;
     }
     aref(c.start_ticks).store(ticks, std::memory_order_relaxed);
@@ -81,7 +81,7 @@ bool client_gone(Segment& seg, uint32_t id) noexcept {
 namespace perfq::shm {
 
 bool activate_client(Segment& seg, uint32_t id) noexcept {
-  uint32_t expected = static_cast<uint32_t>(ClientState::kRegistering);
+  uint32_t expected = registering_word(static_cast<uint32_t>(::getpid()));
   // release: pairs with the agent's acquire of state; the rings are formatted.
   return aref(seg.client(id).state)
       .compare_exchange_strong(expected, static_cast<uint32_t>(ClientState::kActive),
@@ -97,8 +97,8 @@ void free_client(Segment& seg, uint32_t id) noexcept {
   aref(c.state).store(static_cast<uint32_t>(ClientState::kFree), std::memory_order_release);
 }
 
-bool take_back_registering(Segment& seg, uint32_t id) noexcept {
-  uint32_t expected = static_cast<uint32_t>(ClientState::kRegistering);
+bool take_back_registering(Segment& seg, uint32_t id, uint32_t word) noexcept {
+  uint32_t expected = word;
   if (!aref(seg.client(id).state)
            .compare_exchange_strong(expected, static_cast<uint32_t>(ClientState::kClosing),
                                     std::memory_order_acquire, std::memory_order_relaxed)) {

@@ -89,16 +89,28 @@ MetricsTotals MetricsSnapshot::total() const noexcept {
 
 MetricsWriter::MetricsWriter(Segment& seg, uint64_t now_unix_ns) {
   std::byte* base = seg.metrics_region();
+  // Sizes come from the geometry, never from the region's header, which any
+  // member of the group can write: the header is rewritten from them.
+  types_ = seg.geometry().metrics_types;
+  row_bytes_ = metrics_row_bytes(types_);
   h_ = reinterpret_cast<MetricsHeader*>(base);
+  store_relaxed(h_->minutes, kMetricsMinutes);
+  store_relaxed(h_->types, types_);
+  store_relaxed(h_->row_bytes, row_bytes_);
   names_ = reinterpret_cast<MetricsTypeName*>(base + sizeof(MetricsHeader));
-  rows_ = base + sizeof(MetricsHeader) + std::size_t{h_->types} * sizeof(MetricsTypeName);
-  lifetime_ = rows_ + std::size_t{kMetricsMinutes} * h_->row_bytes;
-  // A previous agent's columns keep their places.
-  const uint32_t known = std::min(load_acquire(h_->type_count), h_->types);
+  rows_ = base + sizeof(MetricsHeader) + std::size_t{types_} * sizeof(MetricsTypeName);
+  lifetime_ = rows_ + std::size_t{kMetricsMinutes} * row_bytes_;
+  // A previous agent's columns keep their places, those that name a type.
+  const uint32_t known = std::min(load_acquire(h_->type_count), types_);
   for (uint32_t i = 0; i < known; ++i) {
     const uint32_t len = std::min<uint32_t>(load_relaxed(names_[i].len), kTypeMaxBytes);
-    columns_.emplace(std::string(names_[i].text, len), static_cast<uint8_t>(i));
+    char text[kTypeMaxBytes];
+    load_shared_text(names_[i].text, len, text);
+    const std::string name(text, len);
+    if (valid_type(name)) columns_.emplace(name, static_cast<uint8_t>(i));
   }
+  assigned_ = known;
+  store_relaxed(h_->type_count, assigned_);
   store_relaxed(h_->agent_started_unix_ns, now_unix_ns);
   // The since-start row's word counts agent starts, as a status entry's seq
   // counts writes (core/seqlock.hpp, counter form): odd while a start clears
@@ -109,7 +121,7 @@ MetricsWriter::MetricsWriter(Segment& seg, uint64_t now_unix_ns) {
   auto& word = reinterpret_cast<MetricsRowHeader*>(lifetime_)->minute;
   // acq_rel: as in roll(), the clear cannot move before the odd word.
   const uint64_t clearing = seqlock::begin_write(word, std::memory_order_acq_rel);
-  clear_cells(lifetime_, h_->row_bytes);
+  clear_cells(lifetime_, row_bytes_);
   // release (in end_write): pairs with read_metrics' acquire load of the word.
   seqlock::end_write(word, clearing);
   roll(now_unix_ns);
@@ -119,7 +131,7 @@ void MetricsWriter::roll(uint64_t now_unix_ns) noexcept {
   const uint64_t minute = now_unix_ns / kNsPerMinute + 1;
   if (minute == current_minute_ || h_ == nullptr) return;
   current_minute_ = minute;
-  std::byte* row = rows_ + std::size_t{minute % kMetricsMinutes} * h_->row_bytes;
+  std::byte* row = rows_ + std::size_t{minute % kMetricsMinutes} * row_bytes_;
   auto& stamp = reinterpret_cast<MetricsRowHeader*>(row)->minute;
   current_ = row;
   if (load_relaxed(stamp) == minute) return;  // an agent restarted within the minute
@@ -129,7 +141,7 @@ void MetricsWriter::roll(uint64_t now_unix_ns) noexcept {
   // into). Readers that saw the old minute see it change and drop what they
   // copied. acq_rel: the clear cannot move before the zero stamp.
   seqlock::begin_write_marked(stamp, kRowClearing, std::memory_order_acq_rel);
-  clear_cells(row, h_->row_bytes);
+  clear_cells(row, row_bytes_);
   // release (in end_write_marked): pairs with read_metrics' acquire load.
   seqlock::end_write_marked(stamp, kRowClearing, minute);
 }
@@ -137,14 +149,16 @@ void MetricsWriter::roll(uint64_t now_unix_ns) noexcept {
 uint8_t MetricsWriter::column(std::string_view type) {
   if (h_ == nullptr) return 0;
   if (auto it = columns_.find(std::string(type)); it != columns_.end()) return it->second;
-  const uint32_t n = load_relaxed(h_->type_count);
-  if (n >= h_->types) return static_cast<uint8_t>(h_->types);  // "other"
+  // The count is the writer's own: the header's copy is for readers.
+  const uint32_t n = assigned_;
+  if (n >= types_) return static_cast<uint8_t>(types_);  // "other"
   MetricsTypeName& name = names_[n];
   const auto len = static_cast<uint32_t>(std::min<std::size_t>(type.size(), kTypeMaxBytes));
   store_shared_text(name.text, type.data(), len);
   store_relaxed(name.len, len);
   // release: a reader that sees the count sees the name.
-  aref(h_->type_count).store(n + 1, std::memory_order_release);
+  assigned_ = n + 1;
+  aref(h_->type_count).store(assigned_, std::memory_order_release);
   columns_.emplace(std::string(type), static_cast<uint8_t>(n));
   return static_cast<uint8_t>(n);
 }
@@ -157,7 +171,7 @@ template <class F>
 void MetricsWriter::each(uint8_t band, uint8_t column, F&& f) noexcept {
   if (h_ == nullptr || current_ == nullptr) return;
   const uint32_t b = std::min<uint32_t>(band, kBandCount - 1);
-  const uint32_t t = kBandCount + std::min<uint32_t>(column, h_->types);
+  const uint32_t t = kBandCount + std::min<uint32_t>(column, types_);
   for (std::byte* row : {current_, lifetime_}) {
     f(*cell(row, b));
     f(*cell(row, t));
@@ -248,7 +262,13 @@ MetricsSnapshot read_metrics(const Segment& seg, uint64_t now_unix_ns, uint32_t 
     const uint32_t len = std::min<uint32_t>(load_relaxed(names[i].len), kTypeMaxBytes);
     char text[kTypeMaxBytes];
     load_shared_text(names[i].text, len, text);
-    snap.types.emplace_back(std::string(text, len), cols[i]);
+    std::string name(text, len);
+    // A name a scribbler wrote is no type: its counts go to "other".
+    if (valid_type(name)) {
+      snap.types.emplace_back(std::move(name), cols[i]);
+    } else {
+      cols[types].add(cols[i]);
+    }
   }
   // Any count, not only submitted: a request of an untracked type taken in
   // an earlier minute (or by the previous agent) and cancelled, failed or

@@ -11,10 +11,12 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/shm/admission.hpp"
+#include "perfq/shm/geometry_copy.hpp"
 #include "perfq/shm/liveness.hpp"
 #include "perfq/shm/metrics.hpp"
 #include "perfq/shm/status.hpp"
@@ -167,7 +169,7 @@ void Segment::bind_views() {
   for (uint8_t b = 0; b < kRingCount; ++b) {
     auto* cells = reinterpret_cast<uint64_t*>(base_ + geo_.off_band_cells +
                                               b * BandRing::cells_bytes(geo_.band_ring_capacity));
-    bands_[b] = BandRing(&bh[b], cells);
+    bands_[b] = BandRing(&bh[b], cells, geo_.band_ring_capacity);
   }
 }
 
@@ -310,11 +312,6 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
                                        " and the mapping has " + std::to_string(size)};
   }
   bind_views();
-  for (uint8_t b = 0; b < kRingCount; ++b) {
-    if (bands_[b].capacity() != geo_.band_ring_capacity) {
-      return {Errc::kSegmentInvalid, "band ring capacity"};
-    }
-  }
   return bind_tables();
 }
 
@@ -417,24 +414,79 @@ Result<void> Segment::create_fresh(std::string_view queue, const CreateOptions& 
   geo_ = geo;
   bind_views();
   format(opt);
-  bind_views();  // the ring views copy their capacity, known only after format
+  bind_views();  // the consumer's head of each ring, known only after format
   return bind_tables();
 }
 
 // Holding the agent lock: validates the segment a previous agent left, then
 // repairs what that agent may have left half-written.
-Result<void> Segment::reattach(std::string_view queue, const std::string& name) {
+Result<void> Segment::reattach(std::string_view queue, const std::string& name,
+                               const std::string& copy_path) {
   try {
     if (auto r = map_and_validate(queue); !r) {
-      return Error{r.error().code, "existing segment /" + name + " fails validation: " +
-                                       r.error().message + " (remove it with `perfqctl --queue " +
-                                       std::string(queue) + " destroy` if no process uses it)"};
+      // A member of the group may have scribbled on the header: rebuilt
+      // from the agent's own copy, the queue and what it holds are kept.
+      auto rebuilt = copy_path.empty() ? Result<void>(r.error())
+                                       : rebuild_header(std::string(queue), copy_path);
+      if (!rebuilt) {
+        return Error{r.error().code,
+                     "existing segment /" + name + " fails validation: " + r.error().message +
+                         (copy_path.empty() ? "" : " (and " + rebuilt.error().message + ")") +
+                         " (remove it with `perfqctl --queue " + std::string(queue) +
+                         " destroy` if no process uses it; that loses what it holds)"};
+      }
+      rebuilt_ = r.error().message;
     }
   } catch (const bip::interprocess_exception& e) {
     return Error{Errc::kSegmentInvalid, std::string("cannot map segment: ") + e.what()};
   }
   repair_after_takeover();
   return {};
+}
+
+// Holding the agent lock, with a header that fails validation: rewrites
+// every identity and geometry word (and the keyed tables' headers, with
+// their seeds) from the copy, then validates afresh.
+Result<void> Segment::rebuild_header(const std::string& queue, const std::string& copy_path) {
+  auto copy = load_geometry_copy(copy_path);
+  if (!copy) return copy.error();
+  const Geometry geo = compute_geometry(copy->shape);
+  if (mapping_->region.get_size() < geo.total_bytes) {
+    return Error{Errc::kSegmentInvalid,
+                 "the geometry copy " + copy_path + " describes a larger segment than this one"};
+  }
+  geo_ = geo;
+  base_ = static_cast<std::byte*>(mapping_->region.get_address());
+  if (geo.idempotency_entries != 0) {
+    (void)KeyedTable::adopt(base_ + geo.off_idempotency, geo.idempotency_entries,
+                            sizeof(IdempotencyEntry), copy->idempotency_seed)
+        .restore_header(TableKind::kIdempotency, 0, 0);
+  }
+  if (geo.rate_entries != 0) {
+    (void)KeyedTable::adopt(base_ + geo.off_rate, geo.rate_entries,
+                            RateLimiter::entry_stride(geo.rate_limit), copy->rate_seed)
+        .restore_header(TableKind::kRateLimit, geo.rate_limit, kRateWindowMs);
+  }
+  bind_views();
+  (void)restore_header();  // magic last, with release
+  return map_and_validate(queue);
+}
+
+// The agent's copy of what it attached to, for a later rebuild. A copy it
+// cannot write only loses that help; the queue runs without it.
+void Segment::save_copy(const std::string& path) noexcept {
+  if (path.empty()) return;
+  GeometryCopy c;
+  c.shape = Shape{geo_.slot_count,     geo_.slot_payload_bytes,  geo_.max_clients,
+                  geo_.status_entries, geo_.idempotency_entries, geo_.rate_entries,
+                  geo_.rate_limit,     geo_.metrics_types};
+  c.total_bytes = geo_.total_bytes;
+  if (idem_) c.idempotency_seed = idem_->table().seed();
+  if (rate_) c.rate_seed = rate_->table().seed();
+  try {
+    (void)save_geometry_copy(path, c);
+  } catch (...) {
+  }
 }
 
 // Every sequence lock the agent is the only writer of, and a dead agent may
@@ -461,12 +513,85 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
   // have attached to it, so it is formatted afresh rather than refused.
   if (created || never_published(fd_of(s->mapping_->object))) {
     if (auto r = s->create_fresh(queue, opt); !r) return r.error();
+    s->save_copy(opt.geometry_copy);
     how = Opened::kCreated;
     return s;
   }
-  if (auto r = s->reattach(queue, name); !r) return r.error();
+  if (auto r = s->reattach(queue, name, opt.geometry_copy); !r) return r.error();
+  s->save_copy(opt.geometry_copy);
   how = Opened::kReattached;
   return s;
+}
+
+namespace {
+
+// Stores `want` in a shared word that differs from it; counts it in `n`.
+template <class T>
+void restore_word(T& field, T want, int& n) noexcept {
+  if (load_relaxed(field) == want) return;
+  store_relaxed(field, want);
+  ++n;
+}
+
+}  // namespace
+
+int Segment::restore_header() noexcept {
+  SegmentHeader& h = *header_;
+  int n = 0;
+  restore_word(h.layout_version, kLayoutVersion, n);
+  restore_word(h.header_bytes, static_cast<uint32_t>(sizeof(SegmentHeader)), n);
+  restore_word(h.layout_hash, layout_hash(), n);
+  restore_word(h.total_bytes, geo_.total_bytes, n);
+  restore_word(h.slot_count, geo_.slot_count, n);
+  restore_word(h.slot_payload_bytes, geo_.slot_payload_bytes, n);
+  restore_word(h.slot_stride, geo_.slot.stride, n);
+  restore_word(h.band_ring_capacity, geo_.band_ring_capacity, n);
+  restore_word(h.client_ring_capacity, geo_.client_ring_capacity, n);
+  restore_word(h.max_clients, geo_.max_clients, n);
+  for (auto [field, want] : {std::pair{&h.off_clients, geo_.off_clients},
+                             {&h.off_client_rings, geo_.off_client_rings},
+                             {&h.off_band_headers, geo_.off_band_headers},
+                             {&h.off_band_cells, geo_.off_band_cells},
+                             {&h.off_slot_ctl, geo_.off_slot_ctl},
+                             {&h.off_slot_hints, geo_.off_slot_hints},
+                             {&h.off_slots, geo_.off_slots},
+                             {&h.off_events, geo_.off_events},
+                             {&h.off_status, geo_.off_status},
+                             {&h.off_idempotency, geo_.off_idempotency},
+                             {&h.off_rate, geo_.off_rate},
+                             {&h.off_metrics, geo_.off_metrics}}) {
+    restore_word(*field, want, n);
+  }
+  restore_word(h.status_entries, geo_.status_entries, n);
+  restore_word(h.idempotency_entries, geo_.idempotency_entries, n);
+  restore_word(h.rate_entries, geo_.rate_entries, n);
+  restore_word(h.rate_limit, geo_.rate_limit, n);
+  restore_word(h.metrics_types, geo_.metrics_types, n);
+  auto* bh = reinterpret_cast<BandRingHeader*>(base_ + geo_.off_band_headers);
+  for (uint8_t b = 0; b < kRingCount; ++b) {
+    restore_word(bh[b].capacity, geo_.band_ring_capacity, n);
+    restore_word(bh[b].mask, geo_.band_ring_capacity - 1, n);
+  }
+  restore_word(reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events)->capacity,
+               kEventCapacity, n);
+  auto& mh = *reinterpret_cast<MetricsHeader*>(base_ + geo_.off_metrics);
+  restore_word(mh.minutes, kMetricsMinutes, n);
+  restore_word(mh.types, geo_.metrics_types, n);
+  restore_word(mh.row_bytes, metrics_row_bytes(geo_.metrics_types), n);
+  if (idem_) n += idem_->restore_header();
+  if (rate_) n += rate_->restore_header();
+  // Last, with release: a client that sees the magic sees the words above.
+  if (load_acquire(h.magic) != kMagic) {
+    aref(h.magic).store(kMagic, std::memory_order_release);
+    ++n;
+  }
+  return n;
+}
+
+uint32_t Segment::owner_uid() const noexcept {
+  struct stat st {};
+  if (::fstat(fd_of(mapping_->object), &st) != 0) return UINT32_MAX;  // matches no server
+  return static_cast<uint32_t>(st.st_uid);
 }
 
 bool Segment::agent_alive() noexcept {

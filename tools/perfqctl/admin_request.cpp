@@ -43,7 +43,9 @@ int admin_request(shm::Segment& seg, const nlohmann::json& request, bool json,
     return fail(json, Errc::kAgentUnavailable,
                 "the agent of queue " + seg.queue() + " is not running");
   }
-  auto answer = agent::admin_call(path, request);
+  // The path is the segment's, which any member can rewrite: only the
+  // segment owner's (the agent's) socket gets an operator's command.
+  auto answer = agent::admin_call(path, request, 30'000, seg.owner_uid());
   if (!answer) return fail(json, answer.error());
   if (agent::is_error_body(*answer)) return print_refusal(json, *answer);
   out = std::move(*answer);

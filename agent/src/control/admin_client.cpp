@@ -19,10 +19,24 @@ namespace {
 constexpr std::size_t kMaxAnswerBytes = std::size_t{64} << 20;
 constexpr uint64_t kWriteTimeoutMs = 5000;
 
+// Whether the process at the other end of `fd` runs as `uid` or root.
+Result<void> check_server(int fd, const std::string& socket_path, uint32_t uid) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return {Errc::kAgentUnavailable, std::string("SO_PEERCRED: ") + std::strerror(errno)};
+  }
+  if (cred.uid == uid || cred.uid == 0) return {};
+  return {Errc::kAgentUnavailable, "the socket at " + socket_path + " is served by uid " +
+                                       std::to_string(cred.uid) + ", not by the agent's (uid " +
+                                       std::to_string(uid) +
+                                       ", the segment's owner): nothing was sent to it"};
+}
+
 }  // namespace
 
 Result<nlohmann::json> admin_call(const std::string& socket_path, const nlohmann::json& request,
-                                  uint64_t timeout_ms) {
+                                  uint64_t timeout_ms, std::optional<uint32_t> server_uid) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path) {
@@ -36,6 +50,12 @@ Result<nlohmann::json> admin_call(const std::string& socket_path, const nlohmann
     ::close(fd);
     return {Errc::kAgentUnavailable,
             "cannot reach the agent at " + socket_path + ": " + std::strerror(err)};
+  }
+  if (server_uid) {
+    if (auto ok = check_server(fd, socket_path, *server_uid); !ok) {
+      ::close(fd);
+      return ok.error();
+    }
   }
   // A refused peer may be answered (and closed on) before its request is
   // written: read the answer whether or not the write went through.

@@ -1,5 +1,8 @@
 #include "dataplane/client_watch.hpp"
 
+#include <signal.h>
+
+#include <cerrno>
 #include <unordered_set>
 
 #include "dataplane/records.hpp"
@@ -10,67 +13,94 @@
 
 namespace perfq::agent {
 
-namespace {
-
-// How long a client record may stay kRegistering before the agent takes it
-// back (registering is a handful of stores).
-constexpr uint64_t kRegistrationBoundNs = 1'000'000'000;
-
-}  // namespace
-
 ClientWatch::ClientWatch(shm::Segment& seg, const Config& cfg, Scheduler& scheduler,
                          Inflight& inflight, Dispatcher& dispatcher, Settlement& settlement,
-                         Counters& counters, WakeList& wake) noexcept
+                         const Ledger& ledger, Registrations& regs, Counters& counters,
+                         WakeList& wake) noexcept
     : seg_(seg),
       scheduler_(scheduler),
       inflight_(inflight),
       dispatcher_(dispatcher),
       settlement_(settlement),
+      ledger_(ledger),
+      regs_(regs),
       counters_(counters),
       wake_(wake),
       worker_idle_timeout_ns_(cfg.worker_idle_timeout_ms * 1'000'000) {}
 
-void ClientWatch::pass(uint64_t now_ns) {
+void ClientWatch::pass() {
   const uint32_t n = seg_.geometry().max_clients;
-  for (uint32_t id = 0; id < n; ++id) {
-    shm::ClientRecord& c = seg_.client(id);
-    const auto st = static_cast<shm::ClientState>(load_acquire(c.state));
-    if (st != shm::ClientState::kRegistering) registering_since_[id] = 0;
-    if (st == shm::ClientState::kFree) continue;
-    if (st == shm::ClientState::kRegistering) {
-      watch_registering(id, now_ns);
-      continue;
-    }
-    const uint32_t roles = load_relaxed(c.roles);
-    const bool worker = (roles & shm::kRoleWorker) != 0;
-    if (!shm::client_gone(seg_, id)) {
-      if (worker) watch_worker(id, st);
-      continue;
-    }
-    // Closed or dead: take back everything it held, then free the record.
-    if (worker) reclaim_worker(id, true);
-    if ((roles & shm::kRoleProducer) != 0) reclaim_producer(id);
-    wake_.forget_producer(id);
-    // Our last reads of this record's rings happen before a new client
-    // resets them (free_client stores kFree with release).
-    shm::free_client(seg_, id);
-  }
+  for (uint32_t id = 0; id < n; ++id) watch(id);
   seg_.pool().repair_hints();
   dispatcher_.refresh_routes_if_dirty();
 }
 
-// Registration takes microseconds. A registrant that died, or stalled past
-// the bound, loses the record (its activate CAS then fails and it registers
-// again), so no record is held by a dead process.
-void ClientWatch::watch_registering(uint32_t id, uint64_t now_ns) {
-  shm::ClientRecord& c = seg_.client(id);
-  if (registering_since_[id] == 0) registering_since_[id] = now_ns;
-  // acquire: pairs with register_client's release store of pid.
-  const uint32_t pid = load_acquire(c.pid);
-  const bool dead = pid != 0 && !shm::process_alive(pid, load_relaxed(c.start_ticks));
-  if (dead || now_ns - registering_since_[id] > kRegistrationBoundNs) {
-    if (shm::take_back_registering(seg_, id)) registering_since_[id] = 0;
+void ClientWatch::watch(uint32_t id) {
+  const shm::ClientState st = checked_state(id);
+  if (st == shm::ClientState::kFree) return;
+  if (st == shm::ClientState::kRegistering) {
+    watch_registering(id);
+    return;
   }
+  const Registration& reg = regs_.at(id);
+  const uint32_t roles = reg.active ? reg.roles : load_relaxed(seg_.client(id).roles);
+  const bool worker = (roles & shm::kRoleWorker) != 0;
+  if (st != shm::ClientState::kClosing && !shm::client_gone(seg_, id)) {
+    if (worker) watch_worker(id, st);
+    return;
+  }
+  // Closed or dead: take back everything it held, then free the record.
+  if (worker) reclaim_worker(id, true);
+  if ((roles & shm::kRoleProducer) != 0) reclaim_producer(id);
+  wake_.forget_producer(id);
+  regs_.forget(id);
+  // Our last reads of this record's rings happen before a new client
+  // resets them (free_client stores kFree with release).
+  shm::free_client(seg_, id);
+}
+
+// The record's state, checked against the agent's copy of its registration
+// (registrations.hpp). A record that no longer says what its client
+// registered was scribbled on: rewritten from the copy while that process
+// lives, reported kClosing (reclaimed) once it is dead. A state no client
+// writes, on a record nobody registered, is freed.
+shm::ClientState ClientWatch::checked_state(uint32_t id) {
+  const uint32_t word = load_acquire(seg_.client(id).state);
+  const shm::ClientState st = shm::state_of(word);
+  const Registration& reg = regs_.adopt(id);
+  if (!reg.active) {
+    if (shm::known_state_word(word)) return st;
+    ++counters_.rejected;
+    shm::free_client(seg_, id);
+    return shm::ClientState::kFree;
+  }
+  const bool registered_state = st == shm::ClientState::kActive ||
+                                st == shm::ClientState::kEvicted ||
+                                st == shm::ClientState::kClosing;
+  if (registered_state && regs_.matches(id)) return st;
+  ++counters_.rejected;
+  if (!shm::process_alive(reg.pid, reg.start_ticks)) return shm::ClientState::kClosing;
+  const auto restored = reg.evicted ? shm::ClientState::kEvicted : shm::ClientState::kActive;
+  regs_.restore(id, restored);
+  return restored;
+}
+
+// Registration takes microseconds. A registration is taken back only once
+// the process its state word names is dead: one that stalls (stopped, or
+// descheduled) keeps the record, so it can never activate or write into a
+// record another process registered since. Its start time, once written,
+// guards against a reused pid.
+void ClientWatch::watch_registering(uint32_t id) {
+  shm::ClientRecord& c = seg_.client(id);
+  const uint32_t word = load_acquire(c.state);
+  const uint32_t pid = shm::registrant_of(word);
+  // acquire: pairs with register_client's release store of pid; a non-zero
+  // pid field means the start time beside it is the registrant's.
+  const bool ticks_known = load_acquire(c.pid) == pid && pid != 0;
+  const bool alive = ticks_known
+                         ? shm::process_alive(pid, load_relaxed(c.start_ticks))
+                         : pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+  if (!alive) (void)shm::take_back_registering(seg_, id, word);
 }
 
 void ClientWatch::watch_worker(uint32_t id, shm::ClientState st) {
@@ -154,10 +184,8 @@ bool ClientWatch::unassign(uint32_t slot, uint64_t ctl, SlotCtl c) {
   RequestRecord& rec = seg_.record(slot);
   rec.attempts = back.attempt;
   (void)inflight_.release(slot);
-  const uint8_t band = rec.band;  // read once, checked, then used
-  if (band < kBandCount) {
-    scheduler_.return_front(Pending{slot, c.generation, rec.eligible_mono_ns, band});
-  }
+  scheduler_.return_front(
+      Pending{slot, c.generation, load_relaxed(rec.eligible_mono_ns), ledger_.facts(slot).band});
   return true;
 }
 
@@ -185,6 +213,7 @@ void ClientWatch::evict_worker(uint32_t id) {
     return;
   }
   ++counters_.evicted;
+  regs_.mark_evicted(id);
   dispatcher_.mark_evicted(id);
   reclaim_worker(id, false);
 }

@@ -2,8 +2,8 @@
 // ClientWatch: the liveness pass over the client records (every
 // liveness_interval_ms).
 //
-//   kRegistering  a registrant that died, or stalled past a second, loses
-//                 the record (registration takeback)
+//   kRegistering  a registrant that died loses the record (registration
+//                 takeback); one that stalls keeps it
 //   active        a worker's new incarnation or new types reach the
 //                 dispatcher; a worker silent past worker_idle_timeout_ms is
 //                 evicted: its unstarted attempts go back to their bands,
@@ -17,6 +17,8 @@
 #include "dataplane/counters.hpp"
 #include "dataplane/dispatcher.hpp"
 #include "dataplane/inflight.hpp"
+#include "dataplane/ledger.hpp"
+#include "dataplane/registrations.hpp"
 #include "dataplane/scheduler.hpp"
 #include "dataplane/settlement.hpp"
 #include "dataplane/wake_list.hpp"
@@ -30,16 +32,16 @@ namespace perfq::agent {
 class ClientWatch {
  public:
   ClientWatch(shm::Segment& seg, const Config& cfg, Scheduler& scheduler, Inflight& inflight,
-              Dispatcher& dispatcher, Settlement& settlement, Counters& counters,
-              WakeList& wake) noexcept;
+              Dispatcher& dispatcher, Settlement& settlement, const Ledger& ledger,
+              Registrations& regs, Counters& counters, WakeList& wake) noexcept;
 
-  void resize(uint32_t clients) { registering_since_.assign(clients, 0); }
-
-  // One pass over every client record; `now_ns` is the cycle's clock.
-  void pass(uint64_t now_ns);
+  // One pass over every client record.
+  void pass();
 
  private:
-  void watch_registering(uint32_t id, uint64_t now_ns);
+  void watch(uint32_t id);
+  [[nodiscard]] shm::ClientState checked_state(uint32_t id);
+  void watch_registering(uint32_t id);
   void watch_worker(uint32_t id, shm::ClientState st);
   void reclaim_producer(uint32_t id);
   // `gone`: the process is dead or closed. Otherwise (eviction) attempts
@@ -55,10 +57,11 @@ class ClientWatch {
   Inflight& inflight_;
   Dispatcher& dispatcher_;
   Settlement& settlement_;
+  const Ledger& ledger_;
+  Registrations& regs_;
   Counters& counters_;
   WakeList& wake_;
   const uint64_t worker_idle_timeout_ns_;
-  std::vector<uint64_t> registering_since_;  // by client id: first seen kRegistering
 };
 
 }  // namespace perfq::agent

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "dataplane/io_loop.hpp"
@@ -34,15 +35,17 @@ Conductor::Conductor(const Config& cfg, const Clock& clock, std::shared_ptr<shm:
       io_(std::make_unique<IoLoop>()),
       own_sink_(std::move(own_sink)),
       ledger_(*seg_, metrics_),
+      regs_(*seg_),
       emitter_(*seg_, clock),
       scheduler_(cfg_),
       dispatcher_(*seg_, cfg_, cycle_, scheduler_, inflight_, metrics_, ledger_, emitter_,
                   counters_, wake_),
-      settlement_(*seg_, cfg_, cycle_, scheduler_, inflight_, metrics_, ledger_, emitter_,
+      settlement_(*seg_, cfg_, cycle_, scheduler_, inflight_, metrics_, ledger_, regs_, emitter_,
                   counters_, wake_, sink),
-      watch_(*seg_, cfg_, scheduler_, inflight_, dispatcher_, settlement_, counters_, wake_),
+      watch_(*seg_, cfg_, scheduler_, inflight_, dispatcher_, settlement_, ledger_, regs_,
+             counters_, wake_),
       intake_(*seg_, cfg_, cycle_, scheduler_, settlement_, metrics_, ledger_, emitter_, counters_),
-      time_rules_(*seg_, cycle_, scheduler_, dispatcher_, settlement_) {}
+      time_rules_(*seg_, cycle_, scheduler_, dispatcher_, settlement_, ledger_) {}
 
 Conductor::~Conductor() {
   shutdown();
@@ -60,6 +63,11 @@ Result<std::unique_ptr<Conductor>> Conductor::open(const Config& cfg, const Cloc
   o.rate_limit = static_cast<uint32_t>(cfg.max_requests_per_user_per_minute);
   o.metrics_types = static_cast<uint32_t>(cfg.metrics_types);
   o.group = cfg.group;
+  // The agent's own copy of the segment's shape, beside its journal.
+  std::error_code ec;
+  if (std::filesystem::is_directory(cfg.data_dir, ec)) {
+    o.geometry_copy = cfg.data_dir + "/segment.geometry";
+  }
   shm::Segment::Opened how{};
   auto seg = shm::Segment::open_for_agent(cfg.queue, o, how);
   if (!seg) return seg.error();
@@ -84,10 +92,10 @@ void Conductor::start() {
   const uint32_t clients = seg.geometry().max_clients;
   const uint32_t slots = seg.geometry().slot_count;
   dispatcher_.resize(clients);
-  watch_.resize(clients);
   wake_.resize(clients);
   inflight_.resize(clients, slots);
   ledger_.resize(slots);
+  regs_.resize(clients);
   metrics_ = shm::MetricsWriter(seg, cycle_.unix_now_ns());
   publish_start();
   if (reattached_) {
@@ -108,8 +116,10 @@ void Conductor::publish_start() {
   shm::SegmentHeader& h = seg_->header();
   aref(h.agent_state)
       .store(static_cast<uint32_t>(shm::AgentState::kStarting), std::memory_order_relaxed);
-  aref(h.agent_pid).store(static_cast<uint32_t>(::getpid()), std::memory_order_relaxed);
-  aref(h.agent_start_ticks).store(shm::self_start_ticks(), std::memory_order_relaxed);
+  pid_ = static_cast<uint32_t>(::getpid());
+  start_ticks_ = shm::self_start_ticks();
+  aref(h.agent_pid).store(pid_, std::memory_order_relaxed);
+  aref(h.agent_start_ticks).store(start_ticks_, std::memory_order_relaxed);
   aref(h.agent_started_unix_ns).store(cycle_.unix_now_ns(), std::memory_order_relaxed);
   aref(h.agent_generation).fetch_add(1, std::memory_order_relaxed);
   aref(h.processing_timeout_ms).store(cfg_.processing_timeout_ms, std::memory_order_relaxed);
@@ -164,10 +174,45 @@ void Conductor::roll_metrics(uint64_t now_ns) {
 }
 
 void Conductor::liveness_tick(uint64_t now_ns) {
-  watch_.pass(now_ns);
+  counters_.rejected += static_cast<uint64_t>(restore_header());
+  watch_.pass();
+  (void)intake_.sweep_slots(cfg_.liveness_interval_ms);
   emitter_.refresh(mono_now_ns());
   publish_counters();
   next_liveness_ns_ = now_ns + cfg_.liveness_interval_ms * 1'000'000;
+}
+
+// Any member can write the header. What identifies the agent and the
+// segment's geometry is rewritten from the agent's own copies wherever it
+// differs (compared first: a sound header costs reads only), so a scribble
+// there neither reports the agent down nor locks new clients out for longer
+// than a liveness interval. Returns the words rewritten.
+int Conductor::restore_header() {
+  shm::SegmentHeader& h = seg_->header();
+  int n = seg_->restore_header();
+  auto fix = [&n](auto& field, auto want) {
+    if (load_relaxed(field) == want) return;
+    store_relaxed(field, want);
+    ++n;
+  };
+  fix(h.agent_pid, pid_);
+  fix(h.agent_start_ticks, start_ticks_);
+  fix(h.agent_state, static_cast<uint32_t>(shm::AgentState::kRunning));
+  fix(h.processing_timeout_ms, cfg_.processing_timeout_ms);
+  fix(h.worker_idle_timeout_ms, cfg_.worker_idle_timeout_ms);
+  fix(h.max_queue_depth, cfg_.max_queue_depth);
+  fix(h.rope_drop_timeout_ms, cfg_.rope_drop_timeout_ms);
+  fix(h.idempotency_ttl_ms, cfg_.idempotency_ttl_ms);
+  char sock[sizeof h.socket_path] = {};
+  const std::string path = cfg_.data_dir + "/agent.sock";
+  std::memcpy(sock, path.data(), std::min(path.size(), sizeof sock - 1));
+  // Written by the agent alone (publish_start, here); a scribble by another
+  // process is not ordered with anything, and no thread of ours writes it.
+  if (std::memcmp(h.socket_path, sock, sizeof sock) != 0) {
+    std::memcpy(h.socket_path, sock, sizeof sock);
+    ++n;
+  }
+  return n;
 }
 
 void Conductor::publish_counters() {
@@ -201,8 +246,11 @@ void Conductor::publish_counters() {
 // a park, so that work published meanwhile is not slept through.
 bool Conductor::work_visible() {
   shm::Segment& seg = *seg_;
-  for (uint8_t b = 0; b < kBandCount; ++b) {
-    if (seg.band(static_cast<Band>(b)).size_approx() > 0) return true;
+  // The agent's own view of each ring (its private head; a tail out of its
+  // window counts as work, which the next drain repairs), the cancel ring
+  // included.
+  for (uint8_t r = 0; r < shm::kRingCount; ++r) {
+    if (seg.ring(r).backlog() > 0) return true;
   }
   for (const uint32_t w : dispatcher_.active_workers()) {
     if (seg.result_ring(w).size_approx() > 0) return true;

@@ -31,6 +31,7 @@
 #include "dataplane/inflight.hpp"
 #include "dataplane/intake.hpp"
 #include "dataplane/ledger.hpp"
+#include "dataplane/registrations.hpp"
 #include "dataplane/scheduler.hpp"
 #include "dataplane/settlement.hpp"
 #include "dataplane/time_rules.hpp"
@@ -85,6 +86,7 @@ class Conductor {
   void publish_start();
   void roll_metrics(uint64_t now_ns);
   void liveness_tick(uint64_t now_ns);
+  int restore_header();
   void publish_counters();
   [[nodiscard]] bool work_visible();
 
@@ -98,7 +100,10 @@ class Conductor {
   // Shared among the collaborators (declared before them: they hold references).
   shm::MetricsWriter metrics_;
   Counters counters_;
+  uint32_t pid_ = 0;  // this agent's, as published in the header
+  uint64_t start_ticks_ = 0;
   Ledger ledger_;
+  Registrations regs_;
   Inflight inflight_;
   Emitter emitter_;
   WakeList wake_;

@@ -15,7 +15,7 @@ namespace perfq::agent {
 struct Counters {
   uint64_t submitted = 0, dispatched = 0, completed = 0, failed = 0, retried = 0;
   uint64_t rejected = 0, skipped = 0, reclaimed = 0, redispatched = 0, stale_cells = 0,
-           timed_out = 0, evicted = 0, cancelled = 0, batches = 0;
+           timed_out = 0, evicted = 0, cancelled = 0, batches = 0, swept = 0, resynced = 0;
 
   // Data-plane thread only. relaxed: readers (health, metrics) take a
   // snapshot that needs no order with anything else.
@@ -44,6 +44,8 @@ struct Counters {
       {&Counters::evicted, &shm::AgentCounters::workers_evicted},
       {&Counters::cancelled, &shm::AgentCounters::cancelled},
       {&Counters::batches, &shm::AgentCounters::batches},
+      {&Counters::swept, &shm::AgentCounters::slots_swept},
+      {&Counters::resynced, &shm::AgentCounters::rings_resynced},
   };
 };
 

@@ -68,8 +68,8 @@ Dispatcher::Step Dispatcher::dispatch_front(int band) {
   const RequestRecord& rec = seg_.record(p.slot);
   // A batch request's first attempt waits for its batch; a failed item is
   // retried on its own (SPEC §5), like a request of any other mode.
-  if (rec.mode == static_cast<uint8_t>(Mode::kBatch) && rec.failures == 0 &&
-      !r.batch_workers.empty()) {
+  if (ledger_.facts(p.slot).mode == static_cast<uint8_t>(Mode::kBatch) &&
+      load_relaxed(rec.failures) == 0 && !r.batch_workers.empty()) {
     scheduler_.pop_front(band);
     gather(type, p);
     return Step::kMoved;

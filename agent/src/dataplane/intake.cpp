@@ -1,5 +1,7 @@
 #include "dataplane/intake.hpp"
 
+#include <algorithm>
+
 #include "dataplane/records.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/band_ring.hpp"
@@ -13,22 +15,19 @@ namespace {
 constexpr int kDrainBatch = 1024;
 
 // Whether a published request follows the submit rules. Every field is read
-// once from the shared record and only the copy is checked and used: the
-// request's band comes back in `band`.
-bool valid_request(const RequestRecord& rec, uint16_t owner, uint32_t payload_max,
-                   uint8_t& band) noexcept {
-  const uint8_t type_len = rec.type_len;
-  const uint8_t user_len = rec.user_len;
-  const uint8_t mode = rec.mode;
-  const uint8_t priority = rec.priority;
-  band = rec.band;
-  return type_len >= 1 && type_len <= kTypeMaxBytes && valid_type({rec.type, type_len}) &&
-         user_len >= 1 && user_len <= kUserIdMaxBytes && valid_user_id({rec.user_id, user_len}) &&
-         rec.payload_len <= payload_max && mode < kModeCount && priority >= kPriorityMin &&
-         priority <= kPriorityMax &&
-         band == static_cast<uint8_t>(band_for(static_cast<Mode>(mode), priority)) &&
-         rec.metadata_len <= kMetadataMaxBytes && rec.idem_len <= kIdempotencyKeyMaxBytes &&
-         rec.producer == owner;
+// once from the shared record and only the copy is checked and used: what
+// the agent decides with comes back in `facts`.
+bool valid_request(const RequestRecord& rec, uint16_t owner, const shm::Geometry& geo,
+                   Facts& facts) noexcept {
+  const uint8_t type_len = load_relaxed(rec.type_len);
+  const uint8_t user_len = load_relaxed(rec.user_len);
+  const bool facts_ok = read_facts(rec, geo.max_clients, facts);
+  return facts_ok && facts.producer == owner && type_len >= 1 && type_len <= kTypeMaxBytes &&
+         valid_type({rec.type, type_len}) && user_len >= 1 && user_len <= kUserIdMaxBytes &&
+         valid_user_id({rec.user_id, user_len}) &&
+         load_relaxed(rec.payload_len) <= geo.slot_payload_bytes &&
+         load_relaxed(rec.metadata_len) <= kMetadataMaxBytes &&
+         load_relaxed(rec.idem_len) <= kIdempotencyKeyMaxBytes;
 }
 
 }  // namespace
@@ -52,6 +51,56 @@ int Intake::drain_bands(bool check_claims) {
     n += drain_ring(b, check_claims, [this](uint32_t slot) { (void)accept(slot); });
   }
   return n;
+}
+
+void Intake::resync(uint8_t r) {
+  seg_.ring(r).resync();
+  ++counters_.resynced;
+  stall_since_ns_[r] = 0;
+  sweep_all_ = true;
+}
+
+int Intake::sweep_slots(uint64_t liveness_interval_ms) {
+  for (uint8_t r = 0; r < shm::kRingCount; ++r) {
+    if (!seg_.ring(r).repair_ahead()) resync(r);
+  }
+  const uint32_t count = seg_.pool().count();
+  const bool all = sweep_all_;
+  sweep_all_ = false;
+  // The whole pool about once a second: count / (1000 / interval) per tick.
+  const uint64_t per_tick =
+      std::max<uint64_t>(256, uint64_t{count} * std::max<uint64_t>(liveness_interval_ms, 1) / 1000);
+  const uint32_t n = all ? count : static_cast<uint32_t>(std::min<uint64_t>(per_tick, count));
+  int taken = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t slot = sweep_next_;
+    sweep_next_ = sweep_next_ + 1 < count ? sweep_next_ + 1 : 0;
+    if (sweep_one(slot, all)) ++taken;
+  }
+  return taken;
+}
+
+bool Intake::sweep_one(uint32_t slot, bool at_once) {
+  const uint64_t ctl = seg_.pool().load(slot);
+  const SlotState st = SlotCtl::unpack(ctl).state;
+  if (st != SlotState::kQueued && st != SlotState::kCancelling) {
+    if (!suspects_.empty()) suspects_.erase(slot);
+    return false;
+  }
+  auto [it, fresh] = suspects_.try_emplace(slot, ctl);
+  if (!at_once && (fresh || it->second != ctl)) {
+    it->second = ctl;  // first seen like this: a ring may still bring it
+    return false;
+  }
+  suspects_.erase(it);
+  ++counters_.swept;
+  if (st == SlotState::kQueued) return accept(slot);
+  if (!ledger_.counted(slot)) {
+    take_cancelled(slot, ctl);
+  } else {
+    settlement_.finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
+  }
+  return true;
 }
 
 // Requests cancelled while pending: finish them (the entries that still
@@ -93,8 +142,11 @@ int Intake::drain_ring(uint8_t r, bool check_claims, Take&& take) {
         continue;
       case BandRing::PopKind::kCorrupt:
         ++counters_.rejected;
-        ring.discard_corrupt(p.position);
+        ring.discard_corrupt(p);
         continue;
+      case BandRing::PopKind::kDesync:
+        resync(r);
+        return n;
       case BandRing::PopKind::kStalled:
         if (stall_since_ns_[r] == 0 || stall_position_[r] != p.position) {
           stall_since_ns_[r] = cycle_.now_ns;
@@ -137,33 +189,33 @@ bool Intake::accept(uint32_t slot) {
     return false;
   }
   ctl = pending.pack();
-  uint8_t band = 0;
-  const bool valid =
-      valid_request(seg_.record(slot), c.owner, seg_.geometry().slot_payload_bytes, band);
+  Facts facts;
+  const bool valid = valid_request(seg_.record(slot), c.owner, seg_.geometry(), facts);
   ++counters_.submitted;
   rec_defaults(slot);
   if (!valid) {
     reject(slot, ctl, c);
     return false;
   }
-  take(slot, c.generation, band);
+  take(slot, c.generation, facts);
   return true;
 }
 
 // Eligible from the moment the agent holds it (docs/DECISIONS.md): the
 // agent's own clock, never a time a producer wrote.
-void Intake::take(uint32_t slot, uint32_t generation, uint8_t band) {
+void Intake::take(uint32_t slot, uint32_t generation, const Facts& facts) {
   RequestRecord& rec = seg_.record(slot);
   const uint64_t eligible = cycle_.now_ns;
   rec.eligible_mono_ns = eligible;
   rec.retry_at_mono_ns = 0;
-  metrics_.count(band, ledger_.take(slot), shm::Outcome::kSubmitted);
-  scheduler_.enqueue(Pending{slot, generation, eligible, band});
+  metrics_.count(facts.band, ledger_.take(slot, facts), shm::Outcome::kSubmitted);
+  scheduler_.enqueue(Pending{slot, generation, eligible, facts.band});
   emitter_.emit(EventKind::kSubmitted, slot, Status::kPending);
 }
 
 // A request that fails the submit rules: DONE with INVALID_REQUEST, and its
-// outcome goes to its producer.
+// outcome goes to the producer that published it (the slot's owner, as it
+// is registered now).
 void Intake::reject(uint32_t slot, uint64_t ctl, SlotCtl c) {
   ++counters_.rejected;
   RequestRecord& rec = seg_.record(slot);
@@ -171,16 +223,21 @@ void Intake::reject(uint32_t slot, uint64_t ctl, SlotCtl c) {
   store_relaxed(rec.error, static_cast<uint8_t>(Errc::kInvalidRequest));
   rec.result_len = 0;
   const SlotCtl done = with_state(c, SlotState::kDone, c.owner);
-  if (seg_.pool().transition(slot, ctl, done)) settlement_.deliver(slot, done.pack());
+  const auto incarnation = static_cast<uint16_t>(load_relaxed(seg_.client(c.owner).incarnation));
+  if (seg_.pool().transition(slot, ctl, done)) {
+    settlement_.deliver(slot, done.pack(), incarnation);
+  }
 }
 
 // A request cancelled before the agent took it from its band ring: counted
 // as submitted and finished at once (its cell, met later, is stale).
 void Intake::take_cancelled(uint32_t slot, uint64_t ctl) {
   ++counters_.submitted;
-  const uint8_t column = ledger_.take(slot);
+  Facts facts;
+  (void)read_facts(seg_.record(slot), seg_.geometry().max_clients, facts);  // made safe if not
+  const uint8_t column = ledger_.take(slot, facts);
   rec_defaults(slot);
-  metrics_.count(seg_.record(slot).band, column, shm::Outcome::kSubmitted);
+  metrics_.count(facts.band, column, shm::Outcome::kSubmitted);
   settlement_.finish(slot, ctl, Status::kCancelled, Errc::kCancelled);
 }
 

@@ -10,6 +10,7 @@
 // ring_claim_timeout_ms is revoked, so nobody waits on a process that may
 // be dead.
 #include <cstdint>
+#include <unordered_map>
 
 #include "dataplane/counters.hpp"
 #include "dataplane/cycle_clock.hpp"
@@ -34,16 +35,27 @@ class Intake {
   // only). Each returns the cells taken.
   int drain_bands(bool check_claims);
   int drain_cancels(bool check_claims);
+  // On the liveness timer: looks over the next share of the slot pool (the
+  // whole pool about once a second, and at once after a ring was rebuilt)
+  // for requests no ring will bring: a QUEUED slot whose cell a scribbler
+  // destroyed, a CANCELLING one whose canceller died before its push. Such
+  // a slot is taken when it is seen unchanged on two passes.
+  int sweep_slots(uint64_t liveness_interval_ms);
 
  private:
   template <class Take>
   int drain_ring(uint8_t ring, bool check_claims, Take&& take);
   // Takes a published slot; false for a slot rejected or not waiting.
   bool accept(uint32_t slot);
-  void take(uint32_t slot, uint32_t generation, uint8_t band);
+  void take(uint32_t slot, uint32_t generation, const Facts& facts);
   void reject(uint32_t slot, uint64_t ctl, SlotCtl c);
   void take_cancelled(uint32_t slot, uint64_t ctl);
   void rec_defaults(uint32_t slot);
+  // A ring's cells cannot be trusted any more: rebuilt empty, and its
+  // requests are taken from the slot states instead.
+  void resync(uint8_t ring);
+  // One slot of a sweep: true when it was taken or finished.
+  bool sweep_one(uint32_t slot, bool at_once);
 
   shm::Segment& seg_;
   const CycleClock& cycle_;
@@ -56,6 +68,9 @@ class Intake {
   const uint64_t claim_timeout_ns_;
   uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled
   uint64_t stall_position_[shm::kRingCount] = {};
+  uint32_t sweep_next_ = 0;                          // next slot a sweep looks at
+  bool sweep_all_ = false;                           // a ring was rebuilt: look at every slot now
+  std::unordered_map<uint32_t, uint64_t> suspects_;  // slot -> control word seen last pass
 };
 
 }  // namespace perfq::agent

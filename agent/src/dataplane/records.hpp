@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "perfq/core/atomic.hpp"
 #include "perfq/core/request.hpp"
 #include "perfq/core/slot_pool.hpp"
 #include "perfq/shm/segment.hpp"
@@ -30,6 +31,36 @@ namespace perfq::agent {
     default:
       return AttemptResult::kError;
   }
+}
+
+// Validated when taken: band < kBandCount, mode < kModeCount, priority in
+// range; producer/incarnation name who may collect the outcome.
+struct Facts {
+  uint16_t producer = kOwnerAgent;  // kOwnerAgent: nobody collects
+  uint16_t incarnation = 0;         // the producer record's, low bits
+  uint8_t band = static_cast<uint8_t>(Band::kLow);
+  uint8_t mode = static_cast<uint8_t>(Mode::kFifo);
+  uint8_t priority = kPriorityDefault;
+};
+
+// The facts of a record a request was taken from, each field read once;
+// false when any is out of range (the caller rejects the request, or, for
+// one it cannot reject, uses `out` as made safe: band LOW, mode FIFO).
+[[nodiscard]] inline bool read_facts(const RequestRecord& rec, uint32_t max_clients,
+                                     Facts& out) noexcept {
+  const uint8_t band = load_relaxed(rec.band);
+  const uint8_t mode = load_relaxed(rec.mode);
+  const uint8_t priority = load_relaxed(rec.priority);
+  const uint16_t producer = load_relaxed(rec.producer);
+  out.incarnation = load_relaxed(rec.producer_incarnation);
+  const bool ok = band < kBandCount && mode < kModeCount && priority >= kPriorityMin &&
+                  priority <= kPriorityMax && producer < max_clients &&
+                  band == static_cast<uint8_t>(band_for(static_cast<Mode>(mode), priority));
+  out.band = band < kBandCount ? band : static_cast<uint8_t>(Band::kLow);
+  out.mode = mode < kModeCount ? mode : static_cast<uint8_t>(Mode::kFifo);
+  out.priority = priority >= kPriorityMin && priority <= kPriorityMax ? priority : kPriorityDefault;
+  out.producer = producer < max_clients ? producer : kOwnerAgent;
+  return ok;
 }
 
 // The request type in `slot`, at most kTypeMaxBytes whatever its length says.

@@ -44,7 +44,13 @@ void Recovery::run() {
 void Recovery::recover(uint32_t slot) {
   const uint64_t ctl = seg_.pool().load(slot);
   const SlotCtl c = SlotCtl::unpack(ctl);
-  if (live(c.state)) (void)ledger_.take(slot);
+  if (live(c.state)) {
+    // The facts a previous agent validated are not kept: validated again,
+    // made safe where they fail (the request is accepted; it finishes).
+    Facts facts;
+    (void)read_facts(seg_.record(slot), seg_.geometry().max_clients, facts);
+    (void)ledger_.take(slot, facts);
+  }
   switch (c.state) {
     case SlotState::kPending:
       queue_pending(slot, c);
@@ -73,13 +79,14 @@ void Recovery::recover(uint32_t slot) {
 
 void Recovery::queue_pending(uint32_t slot, SlotCtl c) {
   const RequestRecord& rec = seg_.record(slot);
-  const uint64_t retry_at = rec.retry_at_mono_ns;  // each field read once
-  const uint8_t band = rec.band;
+  const uint64_t retry_at = load_relaxed(rec.retry_at_mono_ns);  // each field read once
+  const uint8_t band = ledger_.facts(slot).band;
   if (retry_at != 0) {
     scheduler_.schedule_retry(Timer{retry_at, slot, c.generation, c.attempt});
-  } else if (band < kBandCount) {
+  } else {
     pending_[band].push_back(
-        {rec.request_id, Pending{slot, c.generation, rec.eligible_mono_ns, band}});
+        {load_relaxed(rec.request_id),
+         Pending{slot, c.generation, load_relaxed(rec.eligible_mono_ns), band}});
   }
 }
 
@@ -121,11 +128,13 @@ void Recovery::reseal(uint32_t slot, uint64_t ctl) {
   settlement_.seal(slot, ctl, status, error, /*recovered=*/true);
 }
 
+// A DONE slot a previous agent concluded: its facts were not kept, so the
+// producer's incarnation is the record's (read once).
 void Recovery::redeliver(uint32_t slot, uint64_t ctl, SlotCtl c) {
   const uint64_t ref = slot_ref(slot, c.generation);
   if (c.owner < seg_.geometry().max_clients &&
       !seg_.completion_ring(c.owner).contains_unread(ref)) {
-    settlement_.deliver(slot, ctl);
+    settlement_.deliver(slot, ctl, load_relaxed(seg_.record(slot).producer_incarnation));
   }
 }
 

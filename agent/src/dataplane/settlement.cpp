@@ -13,14 +13,15 @@ namespace perfq::agent {
 
 Settlement::Settlement(shm::Segment& seg, const Config& cfg, const CycleClock& cycle,
                        Scheduler& scheduler, Inflight& inflight, shm::MetricsWriter& metrics,
-                       Ledger& ledger, Emitter& emitter, Counters& counters, WakeList& wake,
-                       DeadLetterSink& sink)
+                       Ledger& ledger, Registrations& regs, Emitter& emitter, Counters& counters,
+                       WakeList& wake, DeadLetterSink& sink)
     : seg_(seg),
       cycle_(cycle),
       scheduler_(scheduler),
       inflight_(inflight),
       metrics_(metrics),
       ledger_(ledger),
+      regs_(regs),
       emitter_(emitter),
       counters_(counters),
       wake_(wake),
@@ -59,14 +60,16 @@ void Settlement::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc er
   const SlotCtl c = SlotCtl::unpack(ctl);
   (void)inflight_.release(slot);  // none when a previous agent dispatched it, or it was written off
   const RequestRecord& rec = seg_.record(slot);
-  metrics_.processed(rec.band, ledger_.column(slot), cycle_.since(rec.dispatched_mono_ns));
+  const uint8_t band = ledger_.facts(slot).band;
+  metrics_.processed(band, ledger_.column(slot),
+                     cycle_.since(load_relaxed(rec.dispatched_mono_ns)));
   if (kind != AttemptResult::kOk) record_failure(slot, error);
   const bool retry = kind == AttemptResult::kError && c.attempt < max_retry_attempts_;
   if (retry) {
     const SlotCtl next = with_state(c, SlotState::kPending, kOwnerAgent);
     if (seg_.pool().transition(slot, ctl, next)) {
       ++counters_.retried;
-      metrics_.count(rec.band, ledger_.column(slot), shm::Outcome::kRetried);
+      metrics_.count(band, ledger_.column(slot), shm::Outcome::kRetried);
       schedule_retry(slot, c);
       emitter_.emit(EventKind::kRetrying, slot, Status::kPending, error);
     }
@@ -150,29 +153,32 @@ int Settlement::conclude_sealed() {
   return n;
 }
 
+// PROTOCOL §10: the status table has the outcome before the slot turns
+// DONE, so before its producer can collect it and the slot be reused
+// (status.hpp). The request's facts are the ones validated when it was
+// taken, never the record's fields now.
 void Settlement::conclude(uint32_t slot, uint64_t ctl, Status status, Errc error) {
-  RequestRecord& rec = seg_.record(slot);
-  const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, rec.producer);
+  const Facts facts = ledger_.facts(slot);
+  record_status(seg_.record(slot), facts, status, error);
+  const SlotCtl done = with_state(SlotCtl::unpack(ctl), SlotState::kDone, facts.producer);
   if (!seg_.pool().transition(slot, ctl, done)) return;
   ledger_.conclude(slot);
-  // The status table has it before the outcome is delivered, so before the
-  // slot can be released (status.hpp).
-  record_status(rec, status, error);
-  count_final(slot, rec.band, status, error);
-  deliver(slot, done.pack());
+  count_final(slot, facts.band, status, error);
+  deliver(slot, done.pack(), facts.incarnation);
 }
 
-void Settlement::record_status(const RequestRecord& rec, Status status, Errc error) {
+void Settlement::record_status(const RequestRecord& rec, const Facts& facts, Status status,
+                               Errc error) {
   shm::StatusEntry e{};
-  e.request_id = rec.request_id;
-  e.created_unix_ns = rec.created_at_unix_ns;
+  e.request_id = load_relaxed(rec.request_id);
+  e.created_unix_ns = load_relaxed(rec.created_at_unix_ns);
   e.finished_unix_ns = cycle_.unix_now_ns();
   e.status = static_cast<uint8_t>(status);
   e.error = static_cast<uint8_t>(error);
-  e.attempts = rec.attempts;
-  e.mode = rec.mode;
-  e.priority = rec.priority;
-  e.band = rec.band;
+  e.attempts = load_relaxed(rec.attempts);
+  e.mode = facts.mode;
+  e.priority = facts.priority;
+  e.band = facts.band;
   copy_names(rec, e);
   shm::record_final(seg_, e);
 }
@@ -208,30 +214,31 @@ void Settlement::count_final(uint32_t slot, uint8_t band, Status status, Errc er
   }
 }
 
-void Settlement::deliver(uint32_t slot, uint64_t done_ctl) {
+// PROTOCOL §5: an outcome goes to the client that submitted the request,
+// while that same registration is active and a producer (roles and
+// incarnation as the agent copied them when it first saw the client
+// active). Otherwise nobody will collect it, and the slot is released.
+void Settlement::deliver(uint32_t slot, uint64_t done_ctl, uint16_t incarnation) {
   const SlotCtl c = SlotCtl::unpack(done_ctl);
   const uint32_t p = c.owner;
-  const bool live = p < seg_.geometry().max_clients &&
-                    static_cast<shm::ClientState>(load_acquire(seg_.client(p).state)) ==
-                        shm::ClientState::kActive;
-  if (!live) {
-    // Its producer is gone: nobody will collect the outcome.
+  // The agent's copy of the registration, not the record (registrations.hpp).
+  if (!regs_.delivers_to(p, incarnation)) {
     (void)seg_.pool().release(slot, done_ctl);
     return;
   }
   const uint64_t ref = slot_ref(slot, c.generation);
-  if (!seg_.completion_ring(p).try_push(ref)) undelivered_.push_back({slot, done_ctl});
+  if (!seg_.completion_ring(p).try_push(ref)) undelivered_.push_back({slot, done_ctl, incarnation});
   wake_.producer(p);
 }
 
 void Settlement::redeliver() {
   if (undelivered_.empty()) return;
-  std::vector<std::pair<uint32_t, uint64_t>> again;
+  std::vector<Undelivered> again;
   again.swap(undelivered_);
-  for (const auto& [slot, done_ctl] : again) {
+  for (const Undelivered& u : again) {
     // Only while the slot still holds that outcome (a producer may have
     // collected it through a duplicate entry, and the slot moved on).
-    if (seg_.pool().load(slot) == done_ctl) deliver(slot, done_ctl);
+    if (seg_.pool().load(u.slot) == u.done_ctl) deliver(u.slot, u.done_ctl, u.incarnation);
   }
 }
 
@@ -246,10 +253,9 @@ uint64_t Settlement::dead_letter(uint32_t slot, Status status, Errc reason, bool
   d.request_id = rec.request_id;
   d.user_id.assign(rec.user_id, std::min<size_t>(rec.user_len, kUserIdMaxBytes));
   d.type.assign(rec.type, std::min<size_t>(rec.type_len, kTypeMaxBytes));
-  const uint8_t mode = rec.mode;
-  d.mode = static_cast<Mode>(mode < kModeCount ? mode : 0);
-  const uint8_t priority = rec.priority;
-  d.priority = priority >= kPriorityMin && priority <= kPriorityMax ? priority : kPriorityDefault;
+  const Facts& facts = ledger_.facts(slot);
+  d.mode = static_cast<Mode>(facts.mode);
+  d.priority = facts.priority;
   const uint32_t len = std::min(rec.payload_len, seg_.geometry().slot_payload_bytes);
   d.payload.assign(seg_.payload(slot), seg_.payload(slot) + len);
   d.metadata.assign(rec.metadata, std::min<size_t>(rec.metadata_len, kMetadataMaxBytes));

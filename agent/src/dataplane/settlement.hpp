@@ -25,6 +25,7 @@
 #include "dataplane/emitter.hpp"
 #include "dataplane/inflight.hpp"
 #include "dataplane/ledger.hpp"
+#include "dataplane/registrations.hpp"
 #include "dataplane/scheduler.hpp"
 #include "dataplane/wake_list.hpp"
 #include "perfq/agent/config.hpp"
@@ -38,8 +39,8 @@ namespace perfq::agent {
 class Settlement {
  public:
   Settlement(shm::Segment& seg, const Config& cfg, const CycleClock& cycle, Scheduler& scheduler,
-             Inflight& inflight, shm::MetricsWriter& metrics, Ledger& ledger, Emitter& emitter,
-             Counters& counters, WakeList& wake, DeadLetterSink& sink);
+             Inflight& inflight, shm::MetricsWriter& metrics, Ledger& ledger, Registrations& regs,
+             Emitter& emitter, Counters& counters, WakeList& wake, DeadLetterSink& sink);
 
   // The duty cycle's step: the result rings of `workers`, each up to its
   // capacity. Returns the attempts settled.
@@ -59,7 +60,8 @@ class Settlement {
   // durable. Returns how many.
   int conclude_sealed();
   // Pushes a DONE outcome to its producer's completion ring.
-  void deliver(uint32_t slot, uint64_t done_ctl);
+  // `incarnation`: of the producer registration the outcome is for.
+  void deliver(uint32_t slot, uint64_t done_ctl, uint16_t incarnation);
   // Outcomes whose completion ring was full, again.
   void redeliver();
 
@@ -81,7 +83,7 @@ class Settlement {
 
   void schedule_retry(uint32_t slot, const SlotCtl& c);
   void conclude(uint32_t slot, uint64_t ctl, Status status, Errc error);
-  void record_status(const RequestRecord& rec, Status status, Errc error);
+  void record_status(const RequestRecord& rec, const Facts& facts, Status status, Errc error);
   void count_final(uint32_t slot, uint8_t band, Status status, Errc error);
   void record_failure(uint32_t slot, Errc code);
   [[nodiscard]] uint64_t dead_letter(uint32_t slot, Status status, Errc reason, bool recovered);
@@ -92,14 +94,20 @@ class Settlement {
   Inflight& inflight_;
   shm::MetricsWriter& metrics_;
   Ledger& ledger_;
+  Registrations& regs_;
   Emitter& emitter_;
   Counters& counters_;
   WakeList& wake_;
   DeadLetterSink& sink_;
   const uint64_t max_retry_attempts_;
 
-  std::deque<Sealing> sealing_;                             // in ticket order
-  std::vector<std::pair<uint32_t, uint64_t>> undelivered_;  // {slot, DONE ctl}: ring was full
+  std::deque<Sealing> sealing_;  // in ticket order
+  struct Undelivered {
+    uint32_t slot;
+    uint64_t done_ctl;
+    uint16_t incarnation;
+  };
+  std::vector<Undelivered> undelivered_;  // the producer's completion ring was full
 };
 
 }  // namespace perfq::agent

@@ -12,8 +12,8 @@ int TimeRules::release_retries() {
     const SlotCtl c = SlotCtl::unpack(seg_.pool().load(t.slot));
     if (c.state != SlotState::kPending || c.generation != t.generation) continue;
     RequestRecord& rec = seg_.record(t.slot);
-    const uint8_t band = rec.band;  // read once, checked, then used
-    if (rec.retry_at_mono_ns == 0 || band >= kBandCount) continue;
+    const uint8_t band = ledger_.facts(t.slot).band;
+    if (load_relaxed(rec.retry_at_mono_ns) == 0) continue;
     rec.retry_at_mono_ns = 0;
     rec.eligible_mono_ns = cycle_.now_ns;
     scheduler_.enqueue(Pending{t.slot, t.generation, cycle_.now_ns, band});

@@ -14,6 +14,7 @@
 
 #include "dataplane/cycle_clock.hpp"
 #include "dataplane/dispatcher.hpp"
+#include "dataplane/ledger.hpp"
 #include "dataplane/pending.hpp"
 #include "dataplane/scheduler.hpp"
 #include "dataplane/settlement.hpp"
@@ -24,12 +25,13 @@ namespace perfq::agent {
 class TimeRules {
  public:
   TimeRules(shm::Segment& seg, const CycleClock& cycle, Scheduler& scheduler,
-            Dispatcher& dispatcher, Settlement& settlement) noexcept
+            Dispatcher& dispatcher, Settlement& settlement, const Ledger& ledger) noexcept
       : seg_(seg),
         cycle_(cycle),
         scheduler_(scheduler),
         dispatcher_(dispatcher),
-        settlement_(settlement) {}
+        settlement_(settlement),
+        ledger_(ledger) {}
 
   // Each returns how many requests it moved on.
   int release_retries();
@@ -46,6 +48,7 @@ class TimeRules {
   Scheduler& scheduler_;
   Dispatcher& dispatcher_;
   Settlement& settlement_;
+  const Ledger& ledger_;
 };
 
 }  // namespace perfq::agent

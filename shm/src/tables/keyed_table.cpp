@@ -78,6 +78,30 @@ void KeyedTable::format(void* mem, uint32_t entries, uint32_t entry_stride, Tabl
   aref(h.magic).store(kKeyedTableMagic, std::memory_order_release);
 }
 
+int KeyedTable::restore_header(TableKind kind, uint64_t param0, uint64_t param1) noexcept {
+  KeyedTableHeader& h = header();
+  int n = 0;
+  auto fix = [&n](auto& field, auto want) {
+    if (load_relaxed(field) == want) return;
+    store_relaxed(field, want);
+    ++n;
+  };
+  fix(h.layout_version, kKeyedTableVersion);
+  fix(h.kind, static_cast<uint32_t>(kind));
+  fix(h.entries, buckets_ * kWays);
+  fix(h.entry_stride, stride_);
+  fix(h.region_bytes, bytes_for(buckets_ * kWays, stride_));
+  fix(h.param0, param0);
+  fix(h.param1, param1);
+  fix(h.seed, seed_);
+  if (load_acquire(h.magic) != kKeyedTableMagic) {
+    // release: pairs with attach()'s acquire load; the words above first.
+    aref(h.magic).store(kKeyedTableMagic, std::memory_order_release);
+    ++n;
+  }
+  return n;
+}
+
 Result<KeyedTable> KeyedTable::attach(void* mem, uint64_t bytes, TableKind kind) {
   if (mem == nullptr || reinterpret_cast<uintptr_t>(mem) % kCacheLine != 0) {
     return Error{Errc::kSegmentInvalid, "keyed table: region is not 128-byte aligned"};

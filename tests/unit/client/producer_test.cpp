@@ -131,7 +131,7 @@ struct Queue {
   size_t settle_all(Status status = Status::kCompleted, std::string_view result = "ok") {
     size_t n = 0;
     for (uint8_t b = 0; b < kBandCount; ++b) {
-      BandRing ring = seg->band(static_cast<Band>(b));
+      BandRing& ring = seg->band(static_cast<Band>(b));
       for (uint32_t i = 0; i <= ring.capacity(); ++i) {  // bounded: one lap
         const BandRing::Pop pop = ring.try_pop(BandRing::Claims::kIgnore);
         if (pop.kind != BandRing::PopKind::kValue) break;
@@ -368,7 +368,7 @@ TEST(Producer, NoFreeSlotIsQueueFullWithAStaticMessage) {
 // the ring while the slots came back) gives back the slot and the state.
 TEST(Producer, ABandRingThatRefusesTheSlotGivesBackSlotAndState) {
   Queue q;
-  BandRing ring = q.seg->band(band_for(Mode::kFifo, kPriorityDefault));
+  BandRing& ring = q.seg->band(band_for(Mode::kFifo, kPriorityDefault));
   std::vector<uint64_t> ids;
   for (uint32_t i = 0; i < ring.capacity(); ++i) {
     auto s = q.producer->try_submit(request());

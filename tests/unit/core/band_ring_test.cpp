@@ -44,7 +44,7 @@ class TestRing {
   explicit TestRing(uint32_t capacity)
       : header_(std::make_unique<BandRingHeader>()), cells_(capacity) {
     BandRing::format(*header_, cells_.data(), capacity);
-    ring_ = BandRing(header_.get(), cells_.data());
+    ring_ = BandRing(header_.get(), cells_.data(), capacity);
   }
 
   // Re-lays out an empty ring whose next position is `start` (for tests of
@@ -58,11 +58,17 @@ class TestRing {
       cells_[p & (cap - 1)] =
           (static_cast<uint64_t>(static_cast<uint32_t>(p)) << 32) | BandRing::kEmpty;
     }
+    // The consumer takes its head from the header when the view is made.
+    ring_ = BandRing(header_.get(), cells_.data(), static_cast<uint32_t>(cap));
   }
 
   BandRing& operator*() { return ring_; }
   BandRing* operator->() { return &ring_; }
   BandRingHeader& header() { return *header_; }
+  // A consumer that attaches afresh (an agent restart): head from the header.
+  void reattach() {
+    ring_ = BandRing(header_.get(), cells_.data(), static_cast<uint32_t>(cells_.size()));
+  }
   uint64_t& cell_at(uint64_t position) { return cells_[position & (cells_.size() - 1)]; }
 
  private:
@@ -403,7 +409,7 @@ TEST(BandRing, GarbageInAClaimedCellIsCorruptAndDiscardMovesOn) {
     // A broken process scribbles on the cell this producer claimed.
     r.cell_at(pos) = raw_cell(pos + 7, 4242);
     corrupt = ring.try_pop();
-    if (corrupt.kind == Kind::kCorrupt) ring.discard_corrupt(corrupt.position);
+    if (corrupt.kind == Kind::kCorrupt) ring.discard_corrupt(corrupt);
   });
 
   EXPECT_EQ(corrupt.kind, Kind::kCorrupt);
@@ -428,7 +434,7 @@ TEST(BandRing, CellWithRightSequenceButWrongMarkerIsCorrupt) {
   const auto c = ring.try_pop();
   ASSERT_EQ(c.kind, Kind::kCorrupt);
   EXPECT_EQ(c.position, 0u);
-  ring.discard_corrupt(c.position);
+  ring.discard_corrupt(c);
   const auto p = ring.try_pop();
   ASSERT_EQ(p.kind, Kind::kValue);
   EXPECT_EQ(p.value, 2u);
@@ -442,7 +448,7 @@ TEST(BandRing, PublishedLookingGarbageAtHeadIsDiscardedAndLaterValuesSurvive) {
   r.cell_at(0) = raw_cell(1234, 1);  // a sequence from no lap of this ring
   const auto c = ring.try_pop();
   ASSERT_EQ(c.kind, Kind::kCorrupt);
-  ring.discard_corrupt(c.position);
+  ring.discard_corrupt(c);
   for (uint32_t v = 2; v <= 3; ++v) {
     const auto p = ring.try_pop();
     ASSERT_EQ(p.kind, Kind::kValue);
@@ -471,14 +477,14 @@ TEST(BandRing, GarbageInAnUnclaimedCellAtHeadLeavesTheRingUsableAfterDiscard) {
   const auto c = ring.try_pop();
   ASSERT_EQ(c.kind, Kind::kCorrupt);
   ASSERT_EQ(c.position, 1u);
-  ring.discard_corrupt(c.position);
+  ring.discard_corrupt(c);
 
   EXPECT_LE(r.header().head, r.header().tail) << "head must never pass tail";
   EXPECT_EQ(ring.try_push(2), Push::kOk);
   BandRing::Pop p{};
   for (int i = 0; i < 8; ++i) {  // bounded: at most one lap of cells to get past
     p = ring.try_pop();
-    if (p.kind == Kind::kCorrupt) ring.discard_corrupt(p.position);
+    if (p.kind == Kind::kCorrupt) ring.discard_corrupt(p);
     if (p.kind != Kind::kCorrupt && p.kind != Kind::kSkipped) break;
   }
   ASSERT_EQ(p.kind, Kind::kValue);
@@ -590,6 +596,7 @@ TEST(BandRing, ManyProducersOneConsumerDeliverEveryValueOnceInProducerOrder) {
         break;
       case Kind::kSkipped:
       case Kind::kCorrupt:
+      case Kind::kDesync:
         ADD_FAILURE() << "unexpected pop kind " << static_cast<int>(p.kind) << " at " << p.position;
         unexpected = true;
         break;
@@ -616,6 +623,83 @@ TEST(BandRingDeathTest, PushingTheRingsOwnMarkerStopsTheProcess) {
 #else
   GTEST_SKIP() << "assertions are compiled out of this build";
 #endif
+}
+
+// Issue 13, defect 4: one 8-byte write of a cell that looks published for
+// the position at head when nobody claimed it ({tail + 1, v}) made the
+// consumer take it, move head past tail, and wedge the band for ever.
+TEST(BandRing, ForgedPublishedCellAtTailIsCorruptAndHeadNeverPassesTail) {
+  TestRing r(4);
+  BandRing& ring = *r;
+  ASSERT_EQ(ring.try_push(1), Push::kOk);
+  ASSERT_EQ(ring.try_pop().kind, Kind::kValue);
+  for (const auto claims : {BandRing::Claims::kIgnore, BandRing::Claims::kReport}) {
+    r.cell_at(1) = raw_cell(2, 7);  // {tail + 1, 7}: no producer claimed position 1
+    const auto c = ring.peek(claims);
+    ASSERT_EQ(c.kind, Kind::kCorrupt) << "a cell at or past tail is never taken";
+    ring.discard_corrupt(c);
+    EXPECT_EQ(r.header().head, 1u);
+    EXPECT_LE(r.header().head, r.header().tail);
+  }
+  for (uint32_t v = 10; v < 18; ++v) {  // two laps: the band works as before
+    ASSERT_EQ(ring.try_push(v), Push::kOk);
+    const auto p = ring.try_pop();
+    ASSERT_EQ(p.kind, Kind::kValue);
+    EXPECT_EQ(p.value, v);
+  }
+}
+
+TEST(BandRing, TailOutOfItsWindowIsReportedAndResyncGivesAnEmptyWorkingRing) {
+  for (const uint64_t bad_tail : {uint64_t{1} << 40, uint64_t{0}, uint64_t{3} + 4 + 1}) {
+    TestRing r(4);
+    BandRing& ring = *r;
+    for (uint32_t v = 1; v <= 3; ++v) ASSERT_EQ(ring.try_push(v), Push::kOk);
+    ASSERT_EQ(ring.try_pop().value, 1u);  // head 1, tail 3
+    r.header().tail = bad_tail;           // below head, or more than a lap ahead
+    BandRing::Pop p = ring.try_pop();
+    // The published cells below the old tail may still be taken first.
+    for (int i = 0; i < 4 && p.kind == Kind::kValue; ++i) p = ring.try_pop();
+    ASSERT_EQ(p.kind, Kind::kDesync) << "tail " << bad_tail;
+    ring.resync();
+    EXPECT_EQ(r.header().tail, r.header().head);
+    EXPECT_EQ(ring.try_pop().kind, Kind::kEmpty);
+    for (uint32_t v = 20; v < 28; ++v) {
+      ASSERT_EQ(ring.try_push(v), Push::kOk);
+      ASSERT_EQ(ring.try_pop().value, v);
+    }
+  }
+}
+
+TEST(BandRing, GarbageHeadFoundByANewConsumerIsResynchronised) {
+  TestRing r(8);
+  BandRing& ring = *r;
+  ASSERT_EQ(ring.try_push(1), Push::kOk);
+  r.header().head = 0xDEAD'BEEF'0000ull;  // a restarted agent reads this
+  r.reattach();
+  const auto p = ring.try_pop();
+  ASSERT_EQ(p.kind, Kind::kDesync);
+  ring.resync();
+  ASSERT_EQ(ring.try_push(2), Push::kOk);
+  const auto q = ring.try_pop();
+  ASSERT_EQ(q.kind, Kind::kValue);
+  EXPECT_EQ(q.value, 2u);
+}
+
+TEST(BandRing, GarbageInCellsProducersClaimNextIsRepairedAhead) {
+  TestRing r(8);
+  BandRing& ring = *r;
+  ASSERT_EQ(ring.try_push(1), Push::kOk);
+  ASSERT_EQ(ring.try_pop().kind, Kind::kValue);
+  r.cell_at(1) = raw_cell(0, BandRing::kEmpty);  // an older sequence: "full"
+  r.cell_at(2) = raw_cell(77, 5);                // garbage further on
+  ASSERT_NE(ring.try_push(2), Push::kOk) << "the scribbled cell refuses producers";
+
+  ASSERT_TRUE(ring.repair_ahead());
+  for (uint32_t v = 30; v < 46; ++v) {
+    ASSERT_EQ(ring.try_push(v), Push::kOk);
+    ASSERT_EQ(ring.try_pop().value, v);
+  }
+  ASSERT_TRUE(ring.repair_ahead());  // a sound ring: nothing to do
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ class ClientRegistry : public ::testing::Test {
     Segment::remove(queue_);
   }
 
-  ClientState state(uint32_t id) { return static_cast<ClientState>(seg_->client(id).state); }
+  ClientState state(uint32_t id) { return state_of(seg_->client(id).state); }
 
   std::string queue_;
   std::unique_ptr<Segment> seg_;
@@ -202,7 +202,7 @@ TEST_F(ClientRegistry, ARegistrationTakenBackCannotActivateAndJoinRegistersAgain
   EXPECT_NE(seg_->client(*r).pid, 0u);
   // The agent takes the stalled registration back: the record is free with
   // its pid cleared, and the late activate fails instead of reviving it.
-  ASSERT_TRUE(take_back_registering(*seg_, *r));
+  ASSERT_TRUE(take_back_registering(*seg_, *r, seg_->client(*r).state));
   EXPECT_EQ(state(*r), ClientState::kFree);
   EXPECT_EQ(seg_->client(*r).pid, 0u);
   EXPECT_FALSE(activate_client(*seg_, *r));
@@ -211,8 +211,36 @@ TEST_F(ClientRegistry, ARegistrationTakenBackCannotActivateAndJoinRegistersAgain
   auto j = join(*seg_, kRoleProducer);
   ASSERT_TRUE(j);
   EXPECT_EQ(state(*j), ClientState::kActive);
-  EXPECT_FALSE(take_back_registering(*seg_, *j));
+  EXPECT_FALSE(take_back_registering(*seg_, *j, registering_word(seg_->client(*j).pid)));
   EXPECT_EQ(state(*j), ClientState::kActive);
+}
+
+// Issue 13, defect 7: a registrant stalled past the agent's bound had its
+// record taken back; another process registered it; the first one's
+// activation CAS (Registering -> Active) then activated the other's
+// registration. The state word names its registrant now: a stale
+// activation fails.
+TEST_F(ClientRegistry, AStaleRegistrantCannotActivateAnotherProcesssRegistration) {
+  auto r = register_client(*seg_, kRoleProducer);
+  ASSERT_TRUE(r);
+  ClientRecord& c = seg_->client(*r);
+  // The registration is taken back, and another process (pid 1, as far as
+  // the record can tell) registers the same record.
+  ASSERT_TRUE(take_back_registering(*seg_, *r, c.state));
+  uint32_t expected = static_cast<uint32_t>(ClientState::kFree);
+  ASSERT_TRUE(aref(c.state).compare_exchange_strong(expected, registering_word(1)));
+  EXPECT_FALSE(activate_client(*seg_, *r)) << "activated another process's registration";
+  EXPECT_EQ(load_relaxed(c.state), registering_word(1));
+}
+
+TEST(ClientStateWord, RegisteringWordsNameTheirRegistrantAndReadAsRegistering) {
+  for (const uint32_t pid : {1u, 4194304u}) {
+    EXPECT_EQ(state_of(registering_word(pid)), ClientState::kRegistering);
+    EXPECT_EQ(registrant_of(registering_word(pid)), pid);
+    EXPECT_TRUE(known_state_word(registering_word(pid)));
+  }
+  EXPECT_TRUE(known_state_word(static_cast<uint32_t>(ClientState::kEvicted)));
+  EXPECT_FALSE(known_state_word(77));
 }
 
 TEST_F(ClientRegistry, ARecordStillRegisteringIsNotJudgedGone) {

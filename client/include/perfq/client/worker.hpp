@@ -113,7 +113,7 @@ class Worker {
     uint64_t ref;
   };
   [[nodiscard]] Result<void> add_type(std::string_view type, Processor fn, BatchProcessor batch_fn);
-  bool start(uint64_t ref, Started& out, Job& job);
+  bool start(uint64_t ref, Started& out, std::vector<std::byte>& copy, Job& job);
   void report(const Started& s, const Reply& reply);
   // Runs the attempts of one dispatch (a single ref, or a batch's refs).
   int run_dispatch(std::span<const uint64_t> refs);
@@ -128,6 +128,7 @@ class Worker {
   };
   std::vector<Started> started_;  // scratch for run_dispatch
   std::vector<Job> jobs_;
+  std::vector<std::vector<std::byte>> copies_;  // per job of a dispatch: its bytes
   std::vector<uint64_t> refs_;
   std::vector<Registered> processors_;  // at most kMaxTypesPerWorker
   uint64_t processed_ = 0;

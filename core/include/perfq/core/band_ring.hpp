@@ -58,11 +58,20 @@ class BandRing {
   static void format(BandRingHeader& h, uint64_t* cells, uint32_t capacity) noexcept;
 
   BandRing() = default;
-  BandRing(BandRingHeader* header, uint64_t* cells) noexcept : h_(header), cells_(cells) {
-    // The capacity is copied once and validated by the segment attach; the
-    // ring never reads it from shared memory again.
-    capacity_ = load_relaxed(h_->capacity);
-    mask_ = capacity_ - 1;
+  // A consumer's view keeps its own head: a copy would fork it. Views move
+  // (into the segment's array) and are otherwise used by reference.
+  BandRing(const BandRing&) = delete;
+  BandRing& operator=(const BandRing&) = delete;
+  BandRing(BandRing&&) noexcept = default;
+  BandRing& operator=(BandRing&&) noexcept = default;
+  // `capacity` comes from the geometry the process computed, never from the
+  // header: a ring never reads its size from shared memory. The consumer's
+  // head is taken from the header once, here, and kept privately after.
+  BandRing(BandRingHeader* header, uint64_t* cells, uint32_t capacity) noexcept
+      : h_(header), cells_(cells), capacity_(capacity), mask_(capacity - 1) {
+    PERFQ_ASSERT(capacity > 0 && (capacity & (capacity - 1)) == 0);
+    head_ = load_relaxed(h_->head);
+    tail_seen_ = head_;
   }
 
   enum class PushResult : uint8_t { kOk, kFull, kContended };
@@ -81,11 +90,13 @@ class BandRing {
     kStalled,  // a producer claimed `position` but has not published it
     kSkipped,  // a revoked cell was consumed
     kCorrupt,  // the cell at head holds a sequence no valid producer writes
+    kDesync,   // `tail` is outside [head, head + capacity]: call resync()
   };
   struct Pop {
     PopKind kind;
     uint32_t value;
     uint64_t position;
+    uint64_t cell;  // the cell as read (kCorrupt: what discard_corrupt replaces)
   };
 
   // Whether an empty head also looks at `tail` to report a claimed but
@@ -98,8 +109,11 @@ class BandRing {
 
   // Consumer only: the cell at head, left in place. A consumer that must
   // record what it took before the cell disappears (the agent, so a crash
-  // between the two loses nothing) peeks, records, then consumes.
-  [[nodiscard]] Pop peek(Claims claims = Claims::kReport) const noexcept;
+  // between the two loses nothing) peeks, records, then consumes. A cell
+  // that looks published is taken only at a position below `tail` (read
+  // again when the consumer reaches the tail it last saw), so a forged
+  // cell can never move head past tail.
+  [[nodiscard]] Pop peek(Claims claims = Claims::kReport) noexcept;
   // Consumer only: release the published or skipped cell at `position`
   // (the current head) to the next lap.
   void consume(uint64_t position) noexcept;
@@ -108,15 +122,37 @@ class BandRing {
   // head). Returns false if the producer published in the meantime.
   [[nodiscard]] bool skip(uint64_t position) noexcept;
 
-  // Consumer only: overwrite a corrupt cell at head so the ring moves on
-  // (or, when nobody claimed it, so it can be claimed again).
-  void discard_corrupt(uint64_t position) noexcept;
+  // Consumer only: overwrite the corrupt cell `p` (from peek) at head so
+  // the ring moves on (or, when nobody claimed it, so it can be claimed
+  // again).
+  void discard_corrupt(const Pop& p) noexcept;
+
+  // Consumer only: rebuild a ring whose `tail` is out of its window (kDesync)
+  // as an empty ring at the consumer's head. Cells published and not yet
+  // consumed are dropped: their slots are still QUEUED, and the consumer
+  // takes them from the slot states (the agent's queued sweep). Bounded by
+  // the capacity.
+  void resync() noexcept;
+
+  // Consumer only: the cells producers will claim next must be empty for
+  // their position; one a scribbler changed would answer every producer
+  // "full". Checks the cell at tail and, when it is wrong, repairs every
+  // cell from tail to the end of the lap. False when `tail` itself is out
+  // of its window (call resync()). One cell read when the ring is sound.
+  [[nodiscard]] bool repair_ahead() noexcept;
 
   // Consumer only: call `fn(value)` for every published, unconsumed cell.
   // Bounded by the capacity. Used to tell whether an orphaned slot was
   // accepted into the ring before its producer died.
   template <class Fn>
   void for_each_published(Fn&& fn) const noexcept;
+
+  // Consumer only: cells claimed and not yet consumed (0 when `tail` is out
+  // of its window: the next peek reports kDesync).
+  [[nodiscard]] uint64_t backlog() const noexcept {
+    const uint64_t t = aref(h_->tail).load(std::memory_order_acquire);
+    return t > head_ && t - head_ <= capacity_ ? t - head_ : (t == head_ ? 0 : 1);
+  }
 
   [[nodiscard]] uint64_t size_approx() const noexcept {
     const uint64_t t = aref(h_->tail).load(std::memory_order_relaxed);
@@ -143,10 +179,23 @@ class BandRing {
     return static_cast<uint32_t>(c);
   }
 
+  // Loads `tail` into tail_seen_; false when it is outside the window
+  // [head, head + capacity] no sequence of claims can leave it in.
+  [[nodiscard]] bool refresh_tail() noexcept {
+    const uint64_t t = aref(h_->tail).load(std::memory_order_acquire);
+    if (t < head_ || t - head_ > capacity_) return false;
+    tail_seen_ = t;
+    return true;
+  }
+
   BandRingHeader* h_ = nullptr;
   uint64_t* cells_ = nullptr;
   uint32_t capacity_ = 0;
   uint32_t mask_ = 0;
+  // The consumer's own: head as it last moved it (the header's copy is for
+  // readers), and the last tail it read.
+  uint64_t head_ = 0;
+  uint64_t tail_seen_ = 0;
 };
 
 inline void BandRing::format(BandRingHeader& h, uint64_t* cells, uint32_t capacity) noexcept {
@@ -194,31 +243,38 @@ BandRing::PushResult BandRing::try_push(uint32_t value, OnClaimed&& on_claimed) 
   return PushResult::kContended;
 }
 
-inline BandRing::Pop BandRing::peek(Claims claims) const noexcept {
-  const uint64_t pos = aref(h_->head).load(std::memory_order_relaxed);  // consumer's own
+inline BandRing::Pop BandRing::peek(Claims claims) noexcept {
+  const uint64_t pos = head_;
   // acquire: pairs with the producer's release CAS that published the cell.
   const uint64_t c = aref(cells_[pos & mask_]).load(std::memory_order_acquire);
   const uint32_t seq = seq_of(c);
   if (seq == static_cast<uint32_t>(pos + 1)) {
+    // A producer claims (tail) before it publishes (release CAS above), so
+    // a real cell at pos is always below the tail read after it.
+    if (pos >= tail_seen_ && !refresh_tail()) return {PopKind::kDesync, 0, pos, c};
+    if (pos >= tail_seen_) return {PopKind::kCorrupt, 0, pos, c};  // forged: nobody claimed pos
     const uint32_t v = value_of(c);
-    if (v == kSkipped) return {PopKind::kSkipped, 0, pos};
-    return {PopKind::kValue, v, pos};
+    if (v == kSkipped) return {PopKind::kSkipped, 0, pos, c};
+    return {PopKind::kValue, v, pos, c};
   }
   if (seq == static_cast<uint32_t>(pos) && value_of(c) == kEmpty) {
-    if (claims == Claims::kIgnore) return {PopKind::kEmpty, 0, pos};
-    const uint64_t t = aref(h_->tail).load(std::memory_order_acquire);
-    if (t == pos) return {PopKind::kEmpty, 0, pos};
-    if (t > pos && t - pos <= capacity_) return {PopKind::kStalled, 0, pos};
+    if (claims == Claims::kIgnore) return {PopKind::kEmpty, 0, pos, c};
+    if (!refresh_tail()) return {PopKind::kDesync, 0, pos, c};
+    if (tail_seen_ == pos) return {PopKind::kEmpty, 0, pos, c};
+    return {PopKind::kStalled, 0, pos, c};
   }
-  return {PopKind::kCorrupt, 0, pos};
+  if (!refresh_tail()) return {PopKind::kDesync, 0, pos, c};
+  return {PopKind::kCorrupt, 0, pos, c};
 }
 
 inline void BandRing::consume(uint64_t position) noexcept {
+  PERFQ_ASSERT(position == head_);
   // release: pairs with the producers' acquire load of the cell in try_push
   // (the next lap may be written only after we have read this one).
   aref(cells_[position & mask_])
       .store(cell(position + capacity_, kEmpty), std::memory_order_release);
-  aref(h_->head).store(position + 1, std::memory_order_release);
+  head_ = position + 1;
+  aref(h_->head).store(head_, std::memory_order_release);
 }
 
 inline BandRing::Pop BandRing::try_pop(Claims claims) noexcept {
@@ -240,24 +296,65 @@ inline bool BandRing::skip(uint64_t position) noexcept {
   return won;
 }
 
-inline void BandRing::discard_corrupt(uint64_t position) noexcept {
+inline void BandRing::discard_corrupt(const Pop& p) noexcept {
+  PERFQ_ASSERT(p.position == head_);
   aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
-  // acquire: pairs with the producers' claims of tail.
-  if (aref(h_->tail).load(std::memory_order_acquire) <= position) {
+  uint64_t seen = p.cell;
+  if (tail_seen_ <= p.position) {
     // Nobody claimed the position: restore the cell so it can be claimed,
-    // and leave head where it is (head must never pass tail).
-    aref(cells_[position & mask_]).store(cell(position, kEmpty), std::memory_order_release);
+    // and leave head where it is (head never passes tail). A CAS from what
+    // we read: a producer's claim and publish that came meanwhile stands.
+    (void)aref(cells_[p.position & mask_])
+        .compare_exchange_strong(seen, cell(p.position, kEmpty), std::memory_order_release,
+                                 std::memory_order_relaxed);
     return;
   }
-  // A producer claimed it; its publish CAS will fail and it claims anew.
-  aref(cells_[position & mask_])
-      .store(cell(position + capacity_, kEmpty), std::memory_order_release);
-  aref(h_->head).store(position + 1, std::memory_order_release);
+  // A producer claimed it; its publish CAS fails and it claims anew.
+  aref(cells_[p.position & mask_])
+      .store(cell(p.position + capacity_, kEmpty), std::memory_order_release);
+  head_ = p.position + 1;
+  aref(h_->head).store(head_, std::memory_order_release);
+}
+
+inline void BandRing::resync() noexcept {
+  // Cells first, tail last: until tail is back in its window every claim
+  // lands on a cell whose sequence refuses it, so no producer publishes
+  // into a cell being rewritten.
+  for (uint64_t p = head_; p < head_ + capacity_; ++p) {
+    aref(cells_[p & mask_]).store(cell(p, kEmpty), std::memory_order_release);
+  }
+  aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
+  aref(h_->head).store(head_, std::memory_order_release);
+  aref(h_->tail).store(head_, std::memory_order_release);
+  tail_seen_ = head_;
+}
+
+inline bool BandRing::repair_ahead() noexcept {
+  if (!refresh_tail()) return false;
+  const uint64_t t = tail_seen_;
+  auto wrong = [this](uint64_t p, uint64_t c) {
+    // Empty for p, or published by a producer that claimed p since.
+    return !(seq_of(c) == static_cast<uint32_t>(p) && value_of(c) == kEmpty) &&
+           seq_of(c) != static_cast<uint32_t>(p + 1);
+  };
+  if (t == head_ + capacity_ || !wrong(t, aref(cells_[t & mask_]).load(std::memory_order_acquire)))
+    return true;
+  for (uint64_t p = t; p < head_ + capacity_; ++p) {
+    uint64_t c = aref(cells_[p & mask_]).load(std::memory_order_acquire);
+    if (!wrong(p, c)) continue;
+    // A CAS: a claim published meanwhile stands.
+    if (aref(cells_[p & mask_])
+            .compare_exchange_strong(c, cell(p, kEmpty), std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      aref(h_->skipped).fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return true;
 }
 
 template <class Fn>
 void BandRing::for_each_published(Fn&& fn) const noexcept {
-  const uint64_t hd = aref(h_->head).load(std::memory_order_relaxed);
+  const uint64_t hd = head_;
   const uint64_t t = aref(h_->tail).load(std::memory_order_acquire);
   const uint64_t n = t > hd ? (t - hd > capacity_ ? capacity_ : t - hd) : 0;
   for (uint64_t p = hd; p < hd + n; ++p) {

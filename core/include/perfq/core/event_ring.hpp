@@ -22,6 +22,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "perfq/core/assert.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/cache_line.hpp"
 #include "perfq/core/request.hpp"
@@ -112,18 +113,25 @@ class EventRing {
   }
   static void format(EventRingHeader& h, Event* entries, uint32_t capacity) noexcept {
     h.tail = 0;
-    h.capacity = capacity;
+    h.capacity = capacity;  // for readers' information; nobody sizes the ring from it
     h.last_reader_poll_mono_ns = 0;
     std::memset(static_cast<void*>(entries), 0, entries_bytes(capacity));
   }
 
   EventRing() = default;
-  EventRing(EventRingHeader* h, Event* entries) noexcept
-      : h_(h), e_(entries), capacity_(load_relaxed(h->capacity)) {}
+  // `capacity` comes from the geometry the process computed, never from
+  // the header: a scribbled size cannot send anyone out of the ring.
+  EventRing(EventRingHeader* h, Event* entries, uint32_t capacity) noexcept
+      : h_(h), e_(entries), capacity_(capacity) {
+    PERFQ_ASSERT(capacity > 0 && (capacity & (capacity - 1)) == 0);
+    tail_ = load_relaxed(h_->tail);
+  }
 
-  // Writer only (the agent).
+  // Writer only (the agent). The position is the writer's own, taken from
+  // the header once (construction, or repair()); the header's copy is for
+  // readers.
   void publish(const Event& ev) noexcept {
-    const uint64_t pos = aref(h_->tail).load(std::memory_order_relaxed);
+    const uint64_t pos = tail_;
     auto* words = reinterpret_cast<uint64_t*>(&e_[pos & (capacity_ - 1)]);
     const auto* src = reinterpret_cast<const uint64_t*>(&ev);
     // acq_rel: the word stores below cannot move before the lock.
@@ -133,8 +141,9 @@ class EventRing {
     // release (in end_write_marked): pairs with the reader's acquire load
     // of the lock.
     seqlock::end_write_marked(words[0], kWriting, pos + 1);
+    tail_ = pos + 1;
     // release: pairs with tail()'s acquire load.
-    aref(h_->tail).store(pos + 1, std::memory_order_release);
+    aref(h_->tail).store(tail_, std::memory_order_release);
   }
 
   // Writer only, on taking over a ring a dead writer left: the entry at
@@ -146,6 +155,7 @@ class EventRing {
   bool repair() noexcept {
     // relaxed: the writer's own tail.
     const uint64_t pos = aref(h_->tail).load(std::memory_order_relaxed);
+    tail_ = pos;
     auto* words = reinterpret_cast<uint64_t*>(&e_[pos & (capacity_ - 1)]);
     // With one entry, tail would be the lock of the event before it, at
     // this same entry: leave it for the next publish to rewrite.
@@ -191,6 +201,7 @@ class EventRing {
   EventRingHeader* h_ = nullptr;
   Event* e_ = nullptr;
   uint32_t capacity_ = 0;
+  uint64_t tail_ = 0;  // the writer's
 };
 
 }  // namespace perfq

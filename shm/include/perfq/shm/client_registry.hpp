@@ -9,6 +9,12 @@
 // Only the agent returns a record to kFree, and only once the record's
 // process has closed or died and everything it owned has been reclaimed, so
 // a new client never inherits rings the agent still reads.
+//
+// While registering, the state word also names the registrant: kRegistering
+// in its low 8 bits, the registrant's pid above them. Activation is a CAS
+// from that exact word, and the agent takes a registration back only once
+// that process is dead, so a registrant that stalls never activates (or
+// writes into) a record another process registered since (issue 13).
 #include <cstdint>
 #include <string_view>
 
@@ -16,6 +22,24 @@
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::shm {
+
+[[nodiscard]] constexpr uint32_t registering_word(uint32_t pid) noexcept {
+  return static_cast<uint32_t>(ClientState::kRegistering) | (pid << 8);
+}
+// The state a state word holds (a registering word names its registrant).
+[[nodiscard]] constexpr ClientState state_of(uint32_t word) noexcept {
+  return (word & 0xFF) == static_cast<uint32_t>(ClientState::kRegistering)
+             ? ClientState::kRegistering
+             : static_cast<ClientState>(word);
+}
+// A state word some client or the agent writes (anything else is garbage).
+[[nodiscard]] constexpr bool known_state_word(uint32_t word) noexcept {
+  return (word & 0xFF) == static_cast<uint32_t>(ClientState::kRegistering) ||
+         word <= static_cast<uint32_t>(ClientState::kEvicted);
+}
+[[nodiscard]] constexpr uint32_t registrant_of(uint32_t word) noexcept {
+  return word >> 8;
+}
 
 // Producers and workers. Takes a free record for this process.
 [[nodiscard]] Result<uint32_t> register_client(Segment& seg, uint32_t roles);
@@ -34,17 +58,17 @@ void close_client(Segment& seg, uint32_t id) noexcept;
 }  // namespace perfq::shm
 
 namespace perfq::shm {
-// The owner publishes its record. False if the agent took the record back
-// first (the registration stalled for longer than the agent waits): the
-// caller registers again.
+// The owner publishes its record. False if its registration is gone (the
+// agent took the record back, judging this process dead): the caller
+// registers again.
 [[nodiscard]] bool activate_client(Segment& seg, uint32_t id) noexcept;
 
 // Agent: returns a record to kFree (its pid cleared first).
 void free_client(Segment& seg, uint32_t id) noexcept;
 
-// Agent: takes back a record stuck in kRegistering (its registrant died or
-// stalled). False if it became active meanwhile.
-bool take_back_registering(Segment& seg, uint32_t id) noexcept;
+// Agent: takes back the registration `word` (kRegistering, its registrant
+// dead). False if the record moved on meanwhile.
+bool take_back_registering(Segment& seg, uint32_t id, uint32_t word) noexcept;
 
 // Producers and workers: register and activate, retrying (a bounded number
 // of times) when the agent took a stalled registration back.

@@ -47,7 +47,7 @@
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 5;
+inline constexpr uint32_t kLayoutVersion = 6;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
@@ -133,9 +133,11 @@ struct AgentCounters {
   uint64_t workers_evicted;         // live workers that stopped heart-beating
   uint64_t cancelled;               // requests cancelled before dispatch
   uint64_t batches;                 // batch dispatches (each of 2 or more requests)
+  uint64_t slots_swept;             // requests taken from the slot states: no ring brought them
+  uint64_t rings_resynced;          // rings rebuilt because their tail was out of its window
 };
 static_assert(std::is_trivially_copyable_v<AgentCounters>);
-static_assert(sizeof(AgentCounters) == 20 * 8);
+static_assert(sizeof(AgentCounters) == 22 * 8);
 
 enum class JournalHealthState : uint32_t { kOff = 0, kHealthy = 1, kFailing = 2 };
 
@@ -248,7 +250,7 @@ static_assert(offsetof(SegmentHeader, heartbeat_mono_ns) == 3 * kCacheLine);
 static_assert(offsetof(SegmentHeader, next_request_id) == 4 * kCacheLine);
 static_assert(offsetof(SegmentHeader, doorbell) == 5 * kCacheLine);
 static_assert(offsetof(SegmentHeader, counters) == 6 * kCacheLine);
-static_assert(offsetof(SegmentHeader, journal) == 6 * kCacheLine + 160);
+static_assert(offsetof(SegmentHeader, journal) == 6 * kCacheLine + 176);
 static_assert(offsetof(SegmentHeader, max_queue_depth) == 1 * kCacheLine + 224);
 static_assert(offsetof(SegmentHeader, admission) == 8 * kCacheLine);
 static_assert(offsetof(SegmentHeader, room) == 9 * kCacheLine);

@@ -123,9 +123,7 @@ class MetricsWriter {
   void roll(uint64_t now_unix_ns) noexcept;
   // The column of a type: a tracked one, assigned on first sight, or "other".
   [[nodiscard]] uint8_t column(std::string_view type);
-  [[nodiscard]] uint8_t other_column() const noexcept {
-    return static_cast<uint8_t>(h_ == nullptr ? 0 : h_->types);
-  }
+  [[nodiscard]] uint8_t other_column() const noexcept { return static_cast<uint8_t>(types_); }
 
   void count(uint8_t band, uint8_t column, Outcome o) noexcept;
   void waited(uint8_t band, uint8_t column, uint64_t ns) noexcept;
@@ -142,6 +140,9 @@ class MetricsWriter {
   std::byte* current_ = nullptr;
   std::byte* lifetime_ = nullptr;
   uint64_t current_minute_ = 0;
+  uint32_t types_ = 0;      // from the geometry
+  uint64_t row_bytes_ = 0;  // from the geometry
+  uint32_t assigned_ = 0;   // type columns named so far
   std::unordered_map<std::string, uint8_t> columns_;
 };
 

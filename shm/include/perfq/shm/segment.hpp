@@ -36,6 +36,10 @@ struct CreateOptions {
   uint32_t metrics_types = Shape{}.metrics_types;
   uint32_t mode = 0660;
   std::string group;  // empty: the creator's group
+  // The agent's copy of the segment's shape (geometry_copy.hpp), kept
+  // outside the segment; empty: none. Written after the segment is created
+  // or attached; used to rebuild a header that fails validation.
+  std::string geometry_copy;
 };
 
 // The object name of a queue's segment: "perfq-<queue>" (/dev/shm/perfq-<queue>).
@@ -98,7 +102,8 @@ class Segment {
   }
   [[nodiscard]] EventRing events() noexcept {
     return EventRing(reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events),
-                     reinterpret_cast<Event*>(base_ + geo_.off_events + sizeof(EventRingHeader)));
+                     reinterpret_cast<Event*>(base_ + geo_.off_events + sizeof(EventRingHeader)),
+                     kEventCapacity);
   }
   // The status table (status.hpp): the entry request `id` maps to.
   [[nodiscard]] uint32_t status_capacity() const noexcept { return geo_.status_entries; }
@@ -117,6 +122,20 @@ class Segment {
   // Resets a client's three rings; only while the record is kRegistering.
   void format_client_rings(uint32_t id) noexcept;
 
+  // Agent only: rewrites every identity and geometry word of the header (and
+  // the sizes in the band, event and metrics headers) that differs from this
+  // process's own geometry, so that a member's scribble there cannot lock
+  // new clients out while the agent runs. Compares before it writes: a sound
+  // header costs reads only. Returns the words rewritten.
+  int restore_header() noexcept;
+
+  // Why the header was rebuilt from the geometry copy when this agent
+  // attached (the validation it failed); empty when it was not.
+  [[nodiscard]] const std::string& header_rebuilt() const noexcept { return rebuilt_; }
+
+  // The user that owns the segment's object (its creator, the agent).
+  [[nodiscard]] uint32_t owner_uid() const noexcept;
+
   // Whether the process that last owned the segment as agent is alive.
   [[nodiscard]] bool agent_alive() noexcept;
 
@@ -131,8 +150,11 @@ class Segment {
                                          bool& created);
   [[nodiscard]] Result<void> take_agent_lock(std::string_view queue);
   [[nodiscard]] Result<void> create_fresh(std::string_view queue, const CreateOptions& opt);
-  [[nodiscard]] Result<void> reattach(std::string_view queue, const std::string& name);
+  [[nodiscard]] Result<void> reattach(std::string_view queue, const std::string& name,
+                                      const std::string& copy_path);
   void repair_after_takeover() noexcept;
+  [[nodiscard]] Result<void> rebuild_header(const std::string& queue, const std::string& copy_path);
+  void save_copy(const std::string& path) noexcept;
   [[nodiscard]] std::byte* slot_base(uint32_t slot) noexcept {
     return base_ + geo_.off_slots + std::size_t{slot} * geo_.slot.stride;
   }
@@ -146,6 +168,7 @@ class Segment {
   std::unique_ptr<Mapping> mapping_;
   std::string queue_;
   std::byte* base_ = nullptr;
+  std::string rebuilt_;
   std::size_t size_ = 0;
   SegmentHeader* header_ = nullptr;
   Geometry geo_{};

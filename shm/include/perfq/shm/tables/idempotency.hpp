@@ -138,6 +138,8 @@ class IdempotencyTable {
   uint32_t release_writer(uint32_t client_id) noexcept;
 
   [[nodiscard]] const KeyedTable& table() const noexcept { return t_; }
+  // The agent: see KeyedTable::restore_header.
+  int restore_header() noexcept { return t_.restore_header(TableKind::kIdempotency, 0, 0); }
 
  private:
   explicit IdempotencyTable(KeyedTable t) noexcept : t_(t) {}

@@ -229,6 +229,20 @@ class KeyedTable {
   // says which check failed (kSegmentInvalid).
   [[nodiscard]] static Result<KeyedTable> attach(void* mem, uint64_t bytes, TableKind kind);
 
+  // The agent, rebuilding a scribbled header (Segment::rebuild_header): a
+  // view of a table whose geometry and seed it knows from its own copy,
+  // whatever the header says.
+  [[nodiscard]] static KeyedTable adopt(void* mem, uint32_t entries, uint32_t entry_stride,
+                                        uint64_t seed) noexcept {
+    return KeyedTable(static_cast<std::byte*>(mem), entries / kWays, entry_stride, seed);
+  }
+  [[nodiscard]] uint64_t seed() const noexcept { return seed_; }
+
+  // The agent, on each liveness pass: rewrites every header word that
+  // differs from this attached copy (a member may scribble on the header;
+  // new clients attach from it). Compares first; returns the words written.
+  int restore_header(TableKind kind, uint64_t param0, uint64_t param1) noexcept;
+
   [[nodiscard]] uint32_t buckets() const noexcept { return buckets_; }
   [[nodiscard]] uint32_t entries() const noexcept { return buckets_ * kWays; }
   [[nodiscard]] uint64_t param0() const noexcept { return load_relaxed(header().param0); }

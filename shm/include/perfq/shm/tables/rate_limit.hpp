@@ -126,6 +126,10 @@ class RateLimiter {
   [[nodiscard]] uint32_t limit() const noexcept { return limit_; }
   [[nodiscard]] uint64_t window_ms() const noexcept { return window_ms_; }
   [[nodiscard]] const KeyedTable& table() const noexcept { return t_; }
+  // The agent: see KeyedTable::restore_header.
+  int restore_header() noexcept {
+    return t_.restore_header(TableKind::kRateLimit, limit_, window_ms_);
+  }
 
   // How long a claim of this user's entry by another process is waited for.
   static constexpr uint64_t kClaimWaitNs = 10'000'000;
