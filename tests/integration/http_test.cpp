@@ -754,7 +754,10 @@ TEST_F(Http, MalformedRequestsAre400AndTheConnectionCloses) {
       "POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nab\r\n0\r\n\r\n"s,
       "POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nab"s,
       "POST /livez HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"s,
-      "GET /livez HTTP/1.1\r\nHost: x\r\n X: a\r\n\r\n"s,  // a folded first line
+      "GET /livez HTTP/1.1\r\nHost: x\r\n X: a\r\n\r\n"s,       // a folded first line
+      "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n"s,  // obs-fold
+      "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\r\n\tb\r\n\r\n"s,
+      "GET /livez HTTP/1.1\r\n Host: x\r\n\r\n"s,
       "GET /livez HTTP/1.1\r\nHost : x\r\n\r\n"s,
       "GET /livez HTTP/1.1\r\n: v\r\nHost: x\r\n\r\n"s,
       "GET /livez HTTP/1.1\r\n\r\n"s,                        // no Host

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -157,9 +158,56 @@ class Session : public std::enable_shared_from_this<Session> {
     // The whole request must arrive within the timeout: a slow client is cut.
     stream_.expires_after(server_.options.request_timeout);
     idle_ = true;
-    http::async_read(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    scanned_ = 0;
+    read_head();
+  }
+
+  // Beast unfolds obs-fold (a header line continued on the next, RFC 9112
+  // 5.2) before anyone sees it; it is refused here, on the raw bytes, before
+  // Beast parses them. Reads until the buffer holds the header block, then
+  // hands it to Beast; anything odd (a bare LF, too many bytes, a read
+  // error) is handed over too, and Beast names it.
+  void read_head() {
+    const Head h = scan_head();
+    if (h == Head::kFolded) {
+      idle_ = false;
+      bad_request("obs-fold (a header line continued on the next)");
+      return;
+    }
+    if (h == Head::kReady) {
+      http::async_read(
+          stream_, buffer_, *parser_,
+          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+      return;
+    }
+    stream_.async_read_some(buffer_.prepare(kHeadReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec) {
+                                self->scanned_ = kHeadDone;  // Beast reads the error again
+                              }
+                              if (!self->evicted_) self->read_head();
+                            });
+  }
+
+  enum class Head : uint8_t { kMore, kReady, kFolded };
+
+  // Where the buffered bytes stand, scanning each byte once (scanned_).
+  // Bounded by header_limit: past it Beast answers 431.
+  Head scan_head() {
+    if (scanned_ == kHeadDone) return Head::kReady;
+    const auto* p = static_cast<const char*>(buffer_.data().data());
+    const std::size_t n = buffer_.size();
+    for (; scanned_ < n; ++scanned_) {
+      if (scanned_ >= server_.options.header_limit) return Head::kReady;
+      if (p[scanned_] != '\n') continue;
+      if (scanned_ == 0 || p[scanned_ - 1] != '\r') return Head::kReady;  // bare LF
+      if (scanned_ + 1 == n) return Head::kMore;  // the next line's first byte decides
+      const char next = p[scanned_ + 1];
+      if (next == ' ' || next == '\t') return Head::kFolded;
+      if (next == '\r') return Head::kReady;  // the blank line: the header block is whole
+    }
+    return Head::kMore;
   }
 
   // A request that cannot be served as sent: 400, then the connection ends.
@@ -422,6 +470,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // Eviction state, io thread only: idle_ while waiting for a request or
   // lingering; evicted_ once closed by evict() (no longer counted).
   std::list<Session*>::iterator at_;  // in server_.sessions
+  // Header bytes already scanned for obs-fold (read_head); kHeadDone: none
+  // left to scan, Beast takes over.
+  std::size_t scanned_ = 0;
+  static constexpr std::size_t kHeadDone = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t kHeadReadBytes = 4096;
   bool idle_ = false;
   bool evicted_ = false;
   bool streaming_ = false;  // counted in server_.streams

@@ -11,8 +11,9 @@
 //     busy (a handler or a stream) the new one gets 503 at once and is
 //     closed. Out of descriptors, the listener rests briefly (no spinning);
 //   - a request Beast cannot parse, or one HTTP/1.1 forbids (a version but
-//     1.0/1.1, no or two Host headers, Transfer-Encoding not ending in
-//     chunked, a target that is not a path), is answered 400 and closed;
+//     1.0/1.1, no or two Host headers, obs-fold, Transfer-Encoding not
+//     ending in chunked, a target that is not a path), is answered 400 and
+//     closed;
 //   - a client that does not finish sending its request within
 //     request_timeout is disconnected (slow clients cannot pin a
 //     connection); so is one that does not read its answer in that time;
