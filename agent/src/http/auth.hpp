@@ -59,9 +59,9 @@ class TokenStore {
 
   // Loads a tokens file. A missing file, one that is not a regular file
   // (opened without blocking: a FIFO never hangs), or one writable by its
-  // group or others is an error (kInvalidRequest naming the path); a malformed line, or a hash listed twice, is an error naming
-  // its line number (never echoing the line: it may hold a secret pasted by
-  // mistake).
+  // group or others is an error (kInvalidRequest naming the path); a malformed line, or a hash
+  // listed twice, is an error naming its line number (never echoing the line: it may hold a secret
+  // pasted by mistake).
   [[nodiscard]] static Result<TokenStore> load(const std::string& path);
 
   // The principal of `token`, or nullopt. Hashes the token (SHA-256) and
