@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <map>
 
 #include "perfq/core/assert.hpp"
+#include "regular_file.hpp"
 
 namespace perfq::agent {
 
@@ -21,6 +23,9 @@ uint32_t Config::slot_count() const noexcept {
 namespace {
 
 using Setter = std::function<Result<void>(Config&, const std::string&)>;
+
+// A config file is a few kilobytes; anything near this is not one.
+constexpr std::size_t kConfigMaxBytes = std::size_t{1} << 20;
 
 Result<void> parse_u64(const std::string& text, uint64_t min, uint64_t max, uint64_t& out,
                        const std::string& name) {
@@ -80,7 +85,8 @@ Setter jitter() {
   return [](Config& c, const std::string& v) -> Result<void> {
     char* end = nullptr;
     const double d = std::strtod(v.c_str(), &end);
-    if (end == v.c_str() || *end != '\0' || d < 0 || d > 1) {
+    // !isfinite: strtod takes "nan", which no comparison refuses.
+    if (end == v.c_str() || *end != '\0' || !std::isfinite(d) || d < 0 || d > 1) {
       return {Errc::kInvalidRequest, "retry_jitter must be a number from 0 to 1"};
     }
     c.retry_jitter = d;
@@ -205,6 +211,30 @@ const Settings& settings() {
   return table;
 }
 
+// toml++ names the line, not the key: a value it cannot hold (an integer
+// past 2^63) is reported with the key its line assigns, when there is one.
+std::string parse_error_text(std::string_view text, const toml::parse_error& e) {
+  const auto line_no = static_cast<std::size_t>(e.source().begin.line);
+  std::string out = std::string(e.description()) + " (line " + std::to_string(line_no) + ")";
+  std::size_t at = 0;
+  for (std::size_t n = 1; n < line_no && at != std::string_view::npos; ++n) {
+    at = text.find('\n', at);
+    if (at != std::string_view::npos) ++at;
+  }
+  if (at == std::string_view::npos) return out;
+  std::string_view line = text.substr(at, text.find('\n', at) - at);
+  const std::size_t eq = line.find('=');
+  if (eq == std::string_view::npos) return out;
+  std::string_view key = line.substr(0, eq);
+  while (!key.empty() && (key.front() == ' ' || key.front() == '\t')) key.remove_prefix(1);
+  while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.remove_suffix(1);
+  // Only a bare key the settings table knows: the line is not echoed.
+  if (settings().count(std::string(key)) == 0) return out;
+  std::string named = "'";
+  named.append(key).append("': ").append(out);
+  return named;
+}
+
 std::string to_key(std::string flag) {
   std::replace(flag.begin(), flag.end(), '-', '_');
   return flag;
@@ -213,11 +243,15 @@ std::string to_key(std::string flag) {
 }  // namespace
 
 Result<void> load_toml(const std::string& path, Config& cfg) {
+  // Read first (a FIFO, a directory or /dev/zero is refused, not followed),
+  // then parsed from memory.
+  auto file = read_regular_file(path, kConfigMaxBytes, "config");
+  if (!file) return file.error();
   toml::table t;
   try {
-    t = toml::parse_file(path);
+    t = toml::parse(file->text, path);
   } catch (const toml::parse_error& e) {
-    return {Errc::kInvalidRequest, "config " + path + ": " + std::string(e.description())};
+    return {Errc::kInvalidRequest, "config " + path + ": " + parse_error_text(file->text, e)};
   }
   for (auto&& [k, node] : t) {
     const std::string key(k.str());

@@ -127,11 +127,25 @@ void log_journal(const Journal& journal) {
 // stops, and the journal's last round writes the stop line and anything
 // queued.
 int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHooks& hooks) {
+  // What can be checked without creating anything is checked first: a bad
+  // --http or --tokens must not leave a new segment behind.
+  if (cfg.http != "off") {
+    if (auto r = check_listen_address(cfg.http); !r) return failed(r.error());
+  }
+  auto tokens = load_tokens(cfg);
+  if (!tokens) return failed(tokens.error());
   auto journal = open_journal(cfg, hooks);
   if (!journal) return failed(journal.error());
   auto agent = Conductor::open(cfg, perfq::system_clock(), journal->get());
   if (!agent) return failed(agent.error());
   auto seg = (*agent)->segment();
+  // A later step that fails (the port taken, the socket path) removes the
+  // segment this agent made; one it re-attached to holds requests and stays.
+  const bool made_segment = !(*agent)->reattached();
+  auto failed_after_create = [&](const Error& e) {
+    if (made_segment) (void)shm::Segment::remove(cfg.queue);
+    return failed(e);
+  };
   (*journal)->attach_view(&seg->header().journal);
   (*journal)->audit(audit_line(
       "agent.start",
@@ -139,12 +153,10 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   (*journal)->audit(audit_line("config.loaded", config_json(cfg)));
   AdminOps ops(**journal, seg, HealthLimits::from(cfg));
   auto admin = open_admin(cfg, ops);
-  if (!admin) return failed(admin.error());
-  auto tokens = load_tokens(cfg);
-  if (!tokens) return failed(tokens.error());
+  if (!admin) return failed_after_create(admin.error());
   HttpApi api(ops, *tokens ? &**tokens : nullptr, seg, cfg.http_event_keep_alive_ms);
   auto http = open_http(cfg, api, *seg);
-  if (!http) return failed(http.error());
+  if (!http) return failed_after_create(http.error());
   log_started(cfg, **agent, *seg, http->get(), tokens->has_value());
   log_journal(**journal);
   if (hooks.ready) hooks.ready();
@@ -154,6 +166,9 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   api.stop();
   http->reset();
   admin->reset();
+  // The listeners are closed: what their floods left coalesced is written.
+  api.flush_audit();
+  ops.flush_audit();
   (*journal)->attach_view(nullptr);
   (*journal)->audit(audit_line("agent.stop", {{"pid", ::getpid()}, {"queue", cfg.queue}}));
   agent->reset();

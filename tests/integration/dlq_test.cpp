@@ -557,5 +557,59 @@ TEST_F(Dlq, RefusedAdminConnectionsAreAnsweredAndAudited) {
   EXPECT_LT(refused_lines, 201) << "one line per refused connection";
 }
 
+// Issue 13 point 19: the refusals still coalesced when the agent stops are
+// written then, so the log accounts for every one.
+TEST_F(Dlq, EveryRefusedAdminConnectionIsAccountedForAtShutdown) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  start_daemon();
+  const std::string sock(seg_->header().socket_path);
+  test::Child flood([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 3;
+    for (int i = 0; i < 100; ++i) {
+      auto r = agent::admin_call(sock, json{{"op", "dlq.list"}});
+      if (!r || r->value("statusCode", 0) != 403) return 4;
+    }
+    return 0;
+  });
+  ASSERT_EQ(flood.wait(60s), 0);
+  stop_daemon();
+  const std::string audit = slurp(cfg_.data_dir + "/audit.log");
+  uint64_t refusals = 0;
+  std::istringstream lines(audit);
+  for (std::string line; std::getline(lines, line);) {
+    const json a = json::parse(line, nullptr, false);
+    if (a.value("event", std::string()) != "admin.refused") continue;
+    // A line is one refusal and the ones coalesced before it; a line
+    // flushed at shutdown only the coalesced ones.
+    refusals += (a.value("flushed", false) ? 0 : 1) + a.value("suppressed", uint64_t{0});
+  }
+  EXPECT_EQ(refusals, 100u) << audit;
+}
+
+// Issue 13 point 19: an admin's op is never the audit event: an unknown op
+// is one fixed event, with the op (sanitized) as a field.
+TEST_F(Dlq, AnUnknownOpIsAuditedUnderAFixedEventName) {
+  start_daemon();
+  const std::string sock = cfg_.data_dir + "/agent.sock";
+  for (const char* op : {"agent.stop", "evil\n{\"event\":\"x\"}"}) {
+    auto r = agent::admin_call(sock, json{{"op", op}});
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ((*r)["statusCode"], 400);
+  }
+  stop_daemon();
+  const std::string audit = slurp(cfg_.data_dir + "/audit.log");
+  int stops = 0;
+  std::vector<std::string> unknown;
+  std::istringstream lines(audit);
+  for (std::string line; std::getline(lines, line);) {
+    const json a = json::parse(line, nullptr, false);
+    const std::string event = a.value("event", std::string());
+    if (event == "agent.stop") ++stops;
+    if (event == "admin.unknown_op") unknown.push_back(a.value("op", std::string()));
+  }
+  EXPECT_EQ(stops, 1) << "only the agent's own stop line\n" << audit;
+  EXPECT_EQ(unknown, (std::vector<std::string>{"agent.stop", "evil???event???x??"})) << audit;
+}
+
 }  // namespace
 }  // namespace perfq

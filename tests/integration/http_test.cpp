@@ -3,6 +3,8 @@
 // Retry-After, the owner check, limits (oversized bodies, slow clients)
 // that never disturb other clients, and server-sent events.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -14,10 +16,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "daemon_test.hpp"
 #include "harness.hpp"
 #include "http/auth.hpp"
+#include "perfq/core/atomic.hpp"
 
 namespace perfq {
 namespace {
@@ -441,7 +446,8 @@ TEST_F(Http, OversizedBodiesAndSlowClientsAreRefusedWithoutDisturbingOthers) {
   // An oversized body is 413, and so is a payload larger than a slot.
   const std::string huge = R"({"type":"t","payload":")" + std::string(2 << 20, 'x') + "\"}";
   EXPECT_EQ(submit(user_, huge).status, 413);
-  const Reply big = submit(user_, R"({"type":"t","payload":")" + std::string(1000, 'x') + "\"}");
+  const Reply big =
+      submit(user_, R"({"type":"t","payload":{"m":")" + std::string(1000, 'x') + "\"}}");
   EXPECT_EQ(big.status, 413);
   EXPECT_EQ(big.parsed()["error"], "PAYLOAD_TOO_LARGE");
   // A deeply nested payload is refused, not followed.
@@ -609,6 +615,226 @@ TEST_F(Http, TheAgentStopsCleanlyWithStreamsOpenAndEndsThem) {
   EXPECT_EQ(daemon_.wait(20s), 0);
   EXPECT_TRUE(a.ended_cleanly(20s)) << "the last chunk, not a cut connection";
   EXPECT_TRUE(b.ended_cleanly(20s));
+}
+
+// ---- hostile clients (issue 13 points 16, 17, 20, 21)
+
+// Descriptors the agent holds (its /proc/PID/fd entries).
+std::size_t open_fds(pid_t pid) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+// A raw connection; its reads are bounded by SO_RCVTIMEO.
+int raw_connect(const std::string& address) {
+  const tcp::endpoint ep = endpoint_of(address);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct timeval tv {
+    20, 0
+  };
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `request` as is, then reads until the server closes (or 20 s pass).
+std::string raw_exchange(const std::string& address, const std::string& request) {
+  const int fd = raw_connect(address);
+  if (fd < 0) return {};
+  (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
+TEST_F(Http, AFloodOfIdleAndHalfSentConnectionsNeitherHoldsDescriptorsNorLocksOutProbes) {
+  cfg_.http_max_connections = 8;
+  cfg_.http_request_timeout_ms = 3'600'000;  // nothing is cut by a timeout here
+  start();
+  const std::size_t before = open_fds(daemon_.pid());
+  std::vector<int> flood;
+  for (int i = 0; i < 40; ++i) {
+    const int fd = raw_connect(address_);
+    ASSERT_GE(fd, 0);
+    if (i % 2 == 1) {
+      const std::string half = "GET /livez HTTP/1.1\r\nHo";
+      ASSERT_EQ(::send(fd, half.data(), half.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(half.size()));
+    }
+    flood.push_back(fd);
+  }
+  // The probes answer through the flood.
+  EXPECT_EQ(get("/livez").status, 200);
+  EXPECT_EQ(get("/readyz").status, 200);
+  // The agent holds at most the cap (a little slack for its own files).
+  EXPECT_TRUE(test::eventually([&] { return open_fds(daemon_.pid()) <= before + 8 + 4; }, 20s))
+      << open_fds(daemon_.pid()) << " descriptors, " << before << " before the flood";
+  // The connections it let go were closed (end of file or reset), not left
+  // hanging: wait for that, bounded, taking each closed one out of the set.
+  std::vector<pollfd> open;
+  for (int fd : flood) open.push_back({fd, POLLIN, 0});
+  std::size_t closed = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (closed < 40 - 8 && std::chrono::steady_clock::now() < deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (::poll(open.data(), open.size(), static_cast<int>(left.count()) + 1) <= 0) break;
+    std::erase_if(open, [&](const pollfd& p) { return p.revents != 0 && ++closed > 0; });
+  }
+  for (int fd : flood) ::close(fd);
+  EXPECT_GE(closed, 40u - 8u);
+  EXPECT_EQ(get("/livez").status, 200);
+}
+
+TEST_F(Http, OverTheCapWithEveryConnectionBusyANewOneIsRefusedAtOnce) {
+  cfg_.http_max_connections = 2;
+  cfg_.http_request_timeout_ms = 3'600'000;
+  cfg_.http_event_keep_alive_ms = 3'600'000;
+  start();
+  // Two event streams: busy connections, not evictable.
+  SseClient a(address_, admin_);
+  SseClient b(address_, admin_);
+  ASSERT_EQ(a.status(), 200);
+  ASSERT_EQ(b.status(), 200);
+  const std::size_t busy = open_fds(daemon_.pid());
+  // Clients that keep their end open: the agent must not hold its own.
+  std::vector<int> refused;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = raw_connect(address_);
+    ASSERT_GE(fd, 0);
+    refused.push_back(fd);
+    std::string got;
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, n);
+    EXPECT_EQ(got.rfind("HTTP/1.1 503", 0), 0u) << got;
+  }
+  // None of them is held.
+  EXPECT_TRUE(test::eventually([&] { return open_fds(daemon_.pid()) <= busy; }, 20s))
+      << open_fds(daemon_.pid()) << " descriptors, " << busy << " with the streams alone";
+  for (int fd : refused) ::close(fd);
+}
+
+TEST_F(Http, MalformedRequestsAre400AndTheConnectionCloses) {
+  start();
+  using namespace std::string_literals;
+  const std::string ok = "GET /livez HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(raw_exchange(address_, ok).rfind("HTTP/1.1 200", 0), 0u);
+  const std::vector<std::string> bad = {
+      "GET /livez HTTP/2.0\r\nHost: x\r\n\r\n"s,
+      "GET /livez HTTP/1.2\r\nHost: x\r\n\r\n"s,
+      "GET /livez HTTP/1.x\r\nHost: x\r\n\r\n"s,
+      "GET /livez http/1.1\r\nHost: x\r\n\r\n"s,
+      "GET /livez HTTP/1.1\rHost: x\r\n\r\n"s,               // bare CR
+      "GET /livez HTTP/1.1\r\nHost: x\rX: y\r\n\r\n"s,       // bare CR in a header
+      "GET /li\0vez HTTP/1.1\r\nHost: x\r\n\r\n"s,           // NUL in the path
+      "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n"s,  // NUL in a value
+      "GET /livez HTTP/1.1\r\nHo\0st: x\r\n\r\n"s,           // NUL in a name
+      "POST /livez HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\nab"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\nab"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2;\x01\r\nab\r\n0\r\n\r\n"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nab\r\n0\r\n\r\n"s,
+      "POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nab"s,
+      "POST /livez HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"s,
+      "GET /livez HTTP/1.1\r\nHost: x\r\n X: a\r\n\r\n"s,       // a folded first line
+      "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n"s,  // obs-fold
+      "GET /livez HTTP/1.1\r\nHost: x\r\nX: a\r\n\tb\r\n\r\n"s,
+      "GET /livez HTTP/1.1\r\n Host: x\r\n\r\n"s,
+      "GET /livez HTTP/1.1\r\nHost : x\r\n\r\n"s,
+      "GET /livez HTTP/1.1\r\n: v\r\nHost: x\r\n\r\n"s,
+      "GET /livez HTTP/1.1\r\n\r\n"s,                        // no Host
+      "GET /livez HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"s,  // two
+      "G@T /livez HTTP/1.1\r\nHost: x\r\n\r\n"s,
+      "GET livez HTTP/1.1\r\nHost: x\r\n\r\n"s,
+      "GET /li vez HTTP/1.1\r\nHost: x\r\n\r\n"s,
+      "GET /livez HTTP/1.1\nHost: x\n\n"s,
+  };
+  for (const std::string& r : bad) {
+    SCOPED_TRACE(testing::PrintToString(r));
+    const std::string got = raw_exchange(address_, r);
+    EXPECT_EQ(got.rfind("HTTP/1.1 400", 0), 0u) << got;
+    EXPECT_NE(got.find("\"error\":\"INVALID_REQUEST\""), std::string::npos) << got;
+  }
+  EXPECT_EQ(get("/livez").status, 200);
+}
+
+TEST_F(Http, APayloadIsAJsonObjectAndAnIdempotencyKeyIsNeverEmpty) {
+  start();
+  for (const std::string& body : std::vector<std::string>{
+           R"({"type":"t","payload":"just a string"})", R"({"type":"t","payload":[1,2,3]})",
+           R"({"type":"t","payload":5})", R"({"type":"t","payload":true})",
+           R"({"type":"t","idempotencyKey":""})", R"({"type":"t","idempotencyKey":7})",
+           R"({"type":"t","idempotencyKey":")" + std::string(129, 'k') + "\"}"}) {
+    SCOPED_TRACE(body);
+    const Reply r = submit(user_, body);
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(r.parsed()["error"], "INVALID_REQUEST");
+    EXPECT_EQ(r.body.find("just a string"), std::string::npos) << "the value is not echoed";
+  }
+  EXPECT_EQ(submit(user_, R"({"type":"nobody-serves-this","payload":{"a":[1]}})").status, 201);
+  EXPECT_EQ(submit(user_, R"({"type":"nobody-serves-this","payload":null})").status, 201);
+  const std::string keyed = R"({"type":"nobody-serves-this","idempotencyKey":"k1"})";
+  const Reply first = submit(user_, keyed);
+  ASSERT_EQ(first.status, 201);
+  EXPECT_EQ(submit(user_, keyed).parsed()["requestId"], first.parsed()["requestId"]);
+}
+
+TEST_F(Http, ASubmitWaitingForRoomParksAsAWaiterAndTheRoomMadeWakesIt) {
+  cfg_.max_queue_depth = 1;
+  cfg_.rope_drop_timeout_ms = 600'000;  // the wait ends by the room, never the timeout
+  start();
+  const Reply first = submit(user_, R"({"type":"nobody-serves-this"})");
+  ASSERT_EQ(first.status, 201);
+  Reply waited;
+  std::thread t([&] { waited = submit(user_, R"({"type":"nobody-serves-this"})"); });
+  // The agent wakes only announced waiters (core/wait_word.hpp).
+  WaitWord& room = seg_->header().room;
+  EXPECT_TRUE(test::eventually([&] { return load_relaxed(room.waiters) >= 1; }, 20s))
+      << "the HTTP submit never raised room.waiters";
+  const std::string id = first.parsed()["requestId"];
+  EXPECT_EQ(call(address_, http::verb::delete_, "/performance-queue/cancel/" + id, user_).status,
+            204);
+  t.join();
+  EXPECT_EQ(waited.status, 201) << waited.body;
+}
+
+// Issue 13 point 18: an agent that cannot serve HTTP as asked exits without
+// leaving a new segment behind (a bad address is found before anything is
+// made; a port in use, after: the segment it made is removed).
+TEST_F(Http, AnAgentThatCannotServeHttpLeavesNoSegmentBehind) {
+  asio::io_context ioc;
+  tcp::acceptor taken(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const std::string in_use = "127.0.0.1:" + std::to_string(taken.local_endpoint().port());
+  for (const std::string& address : {std::string("localhost:80"), std::string("1.2.3.4"),
+                                     std::string("127.0.0.1:99999"), in_use}) {
+    SCOPED_TRACE(address);
+    agent::Config cfg = cfg_;
+    cfg.http = address;
+    test::Child agent([&] {
+      std::atomic<bool> stop{false};
+      return agent::run_daemon(cfg, stop);
+    });
+    EXPECT_EQ(agent.wait(20s), 1);
+    EXPECT_FALSE(shm::Segment::attach(q_.str()).ok()) << "the segment stayed";
+  }
 }
 
 }  // namespace

@@ -65,6 +65,21 @@ std::string user_name(uint32_t uid) {
   return "uid:" + std::to_string(uid);
 }
 
+// An op name as an audit field: at most 64 bytes of [A-Za-z0-9._-], the
+// rest replaced, so a client cannot write an event name, a control
+// character or a secret-sized string into the log.
+std::string sanitized_op(const std::string& op) {
+  constexpr std::size_t kMax = 64;
+  std::string out;
+  for (char c : op.substr(0, kMax)) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    out += ok ? c : '?';
+  }
+  if (op.size() > kMax) out += "...";
+  return out;
+}
+
 json peer_json(const Peer& peer) {
   return {{"uid", peer.uid}, {"gid", peer.gid}, {"pid", peer.pid}};
 }
@@ -113,13 +128,29 @@ void AdminOps::refused(const Peer& peer) {
   Refusals& r = refusals_[peer.uid];
   if (r.last_line_ns != 0 && now - r.last_line_ns < 1'000'000'000ull) {
     ++r.suppressed;
+    r.last = peer;
     return;
   }
   json fields = {{"reason", "not an admin (SO_PEERCRED)"}};
   if (r.suppressed > 0) fields["suppressed"] = r.suppressed;
-  r = Refusals{now, 0};
-  if (refusals_.size() > 4096) refusals_.clear();  // bounded; costs at most extra lines
+  r = Refusals{now, 0, peer};
+  if (refusals_.size() > 4096) flush_audit();  // bounded: the counts go out first
   audit("admin.refused", peer_json(peer), std::move(fields));
+}
+
+// Refusals still coalesced, one line per uid with their count: none is lost
+// when the flood ends with the agent. Called once the socket's thread has
+// stopped (refusals_ belongs to it).
+void AdminOps::flush_audit() {
+  for (const auto& [uid, r] : refusals_) {
+    if (r.suppressed == 0) continue;
+    // "flushed": this line is no refusal of its own, only the count.
+    audit("admin.refused", peer_json(r.last),
+          {{"reason", "not an admin (SO_PEERCRED)"},
+           {"suppressed", r.suppressed},
+           {"flushed", true}});
+  }
+  refusals_.clear();
 }
 
 json AdminOps::handle(const json& req, const Peer& peer) {
@@ -146,7 +177,14 @@ json AdminOps::handle_as(const json& req, const json& actor, const std::string& 
     } else {
       detail["result"] = "ok";
     }
-    audit(op, actor, std::move(detail));
+    // The event is the verb's own name from the table, never the client's
+    // text: an unknown op is one fixed event with the op as a field.
+    if (verb == all.end()) {
+      detail["op"] = sanitized_op(op);
+      audit("admin.unknown_op", actor, std::move(detail));
+    } else {
+      audit(std::string(verb->op), actor, std::move(detail));
+    }
   }
   return resp;
 }

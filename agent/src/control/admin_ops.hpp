@@ -15,8 +15,10 @@
 //
 // The reads change nothing and show no payload (a scraper would fill the
 // log); every other request, an unknown op included, goes to the audit log
-// with its outcome (event = the op), refused connections too (coalesced per
-// uid per second). Answers are wire_json's bodies or SPEC's error body.
+// with its outcome (event = the verb's name from the table; an unknown op is
+// event "admin.unknown_op" with the op, sanitized, as a field), refused
+// connections too (coalesced per uid per second; flush_audit() writes what
+// is still coalesced at shutdown). Answers are wire_json's bodies or SPEC's error body.
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -54,6 +56,9 @@ class AdminOps {
   nlohmann::json handle_as(const nlohmann::json& request, const nlohmann::json& actor,
                            const std::string& reviewer);
   void refused(const Peer& peer);
+  // Writes the refusals still coalesced (admin socket thread, or after it
+  // stopped): the agent calls it at shutdown.
+  void flush_audit();
   // The producer replays and admin cancels use (made on first use).
   [[nodiscard]] Result<Producer*> producer();
   void audit(const std::string& event, const nlohmann::json& actor, nlohmann::json fields);
@@ -85,7 +90,8 @@ class AdminOps {
 
   struct Refusals {
     uint64_t last_line_ns = 0;
-    uint64_t suppressed = 0;
+    uint64_t suppressed = 0;  // refused since that line, not yet written
+    Peer last;                // the latest of them
   };
   std::unordered_map<uint32_t, Refusals> refusals_;  // by uid (admin socket thread only)
   std::mutex mu_;                                    // producer_'s creation

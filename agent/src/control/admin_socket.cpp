@@ -107,17 +107,26 @@ bool AdminServer::admitted(const Peer& p) const noexcept {
 }
 
 void AdminServer::run() {
+  // After an accept that failed for want of descriptors or memory, the
+  // listener is left out of the poll for kRestMs: it stays readable, and
+  // polling it would spin.
+  constexpr int kRestMs = 100;
+  bool resting = false;
   for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    const int r = ::poll(fds, 2, -1);
+    pollfd fds[2] = {{stop_fd_, POLLIN, 0}, {listen_fd_, POLLIN, 0}};
+    const int r = ::poll(fds, resting ? 1 : 2, resting ? kRestMs : -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       return;
     }
-    if ((fds[1].revents & POLLIN) != 0) return;
-    if ((fds[0].revents & POLLIN) == 0) continue;
+    if ((fds[0].revents & POLLIN) != 0) return;
+    resting = false;
+    if ((fds[1].revents & POLLIN) == 0) continue;
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      resting = errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM;
+      continue;
+    }
     serve(fd);
     ::close(fd);
   }

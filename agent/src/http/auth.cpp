@@ -15,6 +15,7 @@
 
 #include "perfq/core/request.hpp"
 #include "perfq/shm/fd_guard.hpp"
+#include "regular_file.hpp"
 
 namespace perfq::agent {
 
@@ -112,33 +113,6 @@ Result<void> fill_random(unsigned char* p, std::size_t n) {
   return {};
 }
 
-Result<std::string> read_file(int fd, const std::string& path) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    return {Errc::kInternal, "tokens file " + path + ": fstat: " + errno_text(errno)};
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return {Errc::kInvalidRequest, "tokens file " + path + " is not a regular file"};
-  }
-  if (static_cast<uint64_t>(st.st_size) > kTokensFileMaxBytes) {
-    return {Errc::kInvalidRequest, "tokens file " + path + " is larger than " +
-                                       std::to_string(kTokensFileMaxBytes) + " bytes"};
-  }
-  std::string text(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t got = 0;
-  for (int eintr = 0; got < text.size();) {
-    const ssize_t r = ::read(fd, text.data() + got, text.size() - got);
-    if (r < 0) {
-      if (errno == EINTR && ++eintr < kMaxSyscallRetries) continue;
-      return {Errc::kInternal, "tokens file " + path + ": read: " + errno_text(errno)};
-    }
-    if (r == 0) break;  // shrank under us: parse what is there
-    got += static_cast<std::size_t>(r);
-  }
-  text.resize(got);
-  return text;
-}
-
 bool is_space(char c) noexcept {
   return c == ' ' || c == '\t' || c == '\r';  // '\r': a file edited on Windows
 }
@@ -182,8 +156,9 @@ Result<void> append_durably(const std::string& path, std::string_view line) {
   if (!S_ISREG(st.st_mode)) {
     return {Errc::kInvalidRequest, "tokens file " + path + " is not a regular file"};
   }
-  // The umask may have taken bits of the owner's: the agent must read it.
-  if (created && ::fchmod(fd.get(), 0600) != 0) {
+  // 0600 whatever the umask did, and on an existing file too: the agent
+  // refuses a tokens file that others may write (TokenStore::load).
+  if ((created || (st.st_mode & 07777) != 0600) && ::fchmod(fd.get(), 0600) != 0) {
     return {Errc::kInternal, "tokens file " + path + ": fchmod: " + errno_text(errno)};
   }
   // A hand-edited file may end without a newline; appending straight after
@@ -243,14 +218,15 @@ bool Principal::admin() const noexcept {
 }
 
 Result<TokenStore> TokenStore::load(const std::string& path) {
-  FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    const int err = errno;
-    if (err == ENOENT) return {Errc::kInvalidRequest, "tokens file " + path + " does not exist"};
-    return {Errc::kInvalidRequest, "tokens file " + path + ": " + errno_text(err)};
+  auto file = read_regular_file(path, kTokensFileMaxBytes, "tokens file");
+  if (!file) return file.error();
+  // Like ssh with authorized_keys: whoever may write the file may make
+  // themselves an admin, so it must be writable by its owner alone.
+  if ((file->st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return {Errc::kInvalidRequest,
+            "tokens file " + path + " is writable by its group or others; chmod 600 it"};
   }
-  auto text = read_file(fd.get(), path);
-  if (!text) return text.error();
+  const std::string* text = &file->text;
 
   TokenStore store;
   std::map<Digest, std::size_t> seen;  // digest -> line, to refuse an ambiguous file

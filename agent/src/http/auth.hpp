@@ -57,10 +57,11 @@ class TokenStore {
  public:
   TokenStore() = default;  // empty: authenticates nobody
 
-  // Loads a tokens file. A missing file is an error (kInvalidRequest naming
-  // the path); a malformed line, or a hash listed twice, is an error naming
-  // its line number (never echoing the line: it may hold a secret pasted by
-  // mistake).
+  // Loads a tokens file. A missing file, one that is not a regular file
+  // (opened without blocking: a FIFO never hangs), or one writable by its
+  // group or others is an error (kInvalidRequest naming the path); a malformed line, or a hash
+  // listed twice, is an error naming its line number (never echoing the line: it may hold a secret
+  // pasted by mistake).
   [[nodiscard]] static Result<TokenStore> load(const std::string& path);
 
   // The principal of `token`, or nullopt. Hashes the token (SHA-256) and
@@ -82,7 +83,8 @@ class TokenStore {
 // Makes a new token: 32 bytes from getrandom(), text "pq_" + base64url
 // without padding (46 characters); appends one line to `path` (created 0600
 // if missing, O_APPEND, then fsync), and returns the token text. The file
-// never holds the token itself. An existing file keeps its mode. Errors:
+// never holds the token itself. An existing file is set to 0600 too (load()
+// refuses one its group or others may write). Errors:
 // kInvalidRequest for a user id that breaks SPEC §3 or a file that cannot be
 // opened, kInternal for a failed write or sync (the line may then be
 // missing, or present without being durable).

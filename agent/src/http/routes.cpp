@@ -1,5 +1,6 @@
 #include "http/routes.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <nlohmann/json.hpp>
@@ -127,15 +128,25 @@ std::optional<HttpResponse> read_submit(const json& body, uint32_t max_payload, 
     }
     out.priority = static_cast<uint8_t>(p->get<int64_t>());
   }
-  if (auto p = body.find("payload"); p != body.end()) out.payload = p->dump();
+  // SPEC §3: over HTTP (as in Node and Python) a payload is a JSON object;
+  // absent or null is the empty object.
+  if (auto p = body.find("payload"); p != body.end() && !p->is_null()) {
+    if (!p->is_object())
+      return error_response(Errc::kInvalidRequest, "payload must be a JSON object");
+    out.payload = p->dump();
+  }
   if (out.payload.size() > max_payload) {
     return json_response(
         413, too_large_body("PAYLOAD_TOO_LARGE", "payload larger than slot_payload_bytes (" +
                                                      std::to_string(max_payload) + " bytes)"));
   }
   if (auto k = body.find("idempotencyKey"); k != body.end() && !k->is_null()) {
-    if (!k->is_string())
-      return error_response(Errc::kInvalidRequest, "idempotencyKey must be a string");
+    // The rule every entrance applies (core's valid_idempotency_key). A key
+    // that is present must be one: "" is refused, not taken for none.
+    if (!k->is_string() || !valid_idempotency_key(k->get_ref<const std::string&>())) {
+      return error_response(Errc::kInvalidRequest,
+                            "idempotencyKey must be 1..128 printable ASCII bytes");
+    }
     out.idempotency_key = k->get<std::string>();
   }
   if (auto m = body.find("metadata"); m != body.end() && !m->is_null()) {
@@ -143,6 +154,35 @@ std::optional<HttpResponse> read_submit(const json& body, uint32_t max_payload, 
     out.metadata = m->dump();
   }
   return std::nullopt;
+}
+
+bool waits_for_room(const Result<Submitted>& s) {
+  return !s && (s.error().code == Errc::kQueueFull || s.error().code == Errc::kConflict);
+}
+
+// SPEC §5 rope drop, as the C++ client waits (Producer::admit): parked on
+// the segment's `room` word with `waiters` raised (shm::park), so the
+// agent's notify as requests finish wakes it at once. Each park is bounded
+// by kRoomSliceNs so a stopping server is noticed; the whole wait by
+// rope_drop_timeout_ms.
+Result<Submitted> submit_waiting(Producer& p, shm::Segment& seg, const RequestView& v,
+                                 const std::atomic<bool>& stopping) {
+  constexpr uint64_t kRoomSliceNs = 20'000'000;
+  const uint64_t deadline =
+      mono_now_ns() + load_relaxed(seg.header().rope_drop_timeout_ms) * 1'000'000;
+  Result<Submitted> s = p.try_submit(v);
+  // Bounded by the deadline; each park by the slice.
+  while (waits_for_room(s)) {
+    const uint64_t now = mono_now_ns();
+    if (now >= deadline || stopping.load(std::memory_order_relaxed)) break;
+    // Re-tried after `waiters` is raised: room made before that is seen
+    // here, room made after it wakes the park.
+    (void)shm::park(seg.header().room, std::min(deadline - now, kRoomSliceNs), [&] {
+      s = p.try_submit(v);
+      return !waits_for_room(s);
+    });
+  }
+  return s;
 }
 
 // The request id of a status/:id or cancel/:id route.
@@ -326,8 +366,7 @@ HttpResponse HttpApi::submit(const Call& c) {
   }
   // The rope-drop wait in slices that notice a stopping server: its
   // shutdown never waits out a full rope_drop_timeout_ms.
-  Result<Submitted> s =
-      (*p)->submit(v, [this] { return stopping_.load(std::memory_order_relaxed); });
+  Result<Submitted> s = submit_waiting(**p, *seg_, v, stopping_);
   waiting_submits_.fetch_sub(1, std::memory_order_relaxed);
   if (!s) return error_response(s.error());
   return json_response(201, submitted_json(*s, b.type));
@@ -361,6 +400,18 @@ HttpResponse HttpApi::events(const Call& c) {
     (void)feed->next(out, cap);
   };
   return r;
+}
+
+// Auth failures still coalesced, one line per remote host with their count
+// (the server is closed: no handler runs any more).
+void HttpApi::flush_audit() {
+  std::lock_guard lock(mu_);
+  for (const auto& [host, f] : auth_failures_) {
+    if (f.suppressed == 0) continue;
+    ops_.audit("http.unauthorized", {{"remote", host}},
+               {{"suppressed", f.suppressed}, {"flushed", true}});
+  }
+  auth_failures_.clear();
 }
 
 void HttpApi::stop() noexcept {

@@ -58,6 +58,8 @@ class HttpApi {
   HttpResponse handle(const HttpRequest& req);
   // Submits waiting for room give up (QUEUE_FULL) from now on: the agent stops.
   void stop() noexcept;
+  // Writes the auth failures still coalesced; after the server is closed.
+  void flush_audit();
 
  private:
   // One request on its route: who asks (nobody on an open route) and the

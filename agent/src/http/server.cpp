@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
 #include <atomic>
 #include <boost/asio/bind_executor.hpp>
@@ -10,8 +12,11 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
+#include <limits>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -23,12 +28,22 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+namespace {
+class Session;
+}
+
 struct HttpServer::Impl {
   // Declared so that sessions, destroyed with the io_context, still find
   // `connections` and `options`.
   HttpOptions options;
   Handler handler;
+  // Sessions not evicted; at most max_connections once the accept that
+  // counted one more has evicted or refused.
   std::atomic<std::size_t> connections{0};
+  // Every session, oldest first, for eviction (guarded: a session's last
+  // reference may drop on a handler thread).
+  std::mutex sessions_mu;
+  std::list<Session*> sessions;
   std::atomic<std::size_t> streams{0};
   std::atomic<bool> stopping{false};
   // Answers computed but not yet written: shutdown waits for them (bounded).
@@ -46,6 +61,8 @@ struct HttpServer::Impl {
       : options(std::move(o)), handler(std::move(h)), pool(std::max(1u, options.handler_threads)) {}
   ~Impl() { ioc.stop(); }
   void accept();
+  void on_accept_error(const beast::error_code& ec);
+  bool evict_oldest_idle();
 };
 
 namespace {
@@ -61,6 +78,41 @@ std::string error_json(int status, const std::string& error, const std::string& 
          error + "\"}";
 }
 
+// A malformed request's answer: Beast's parser names what is wrong.
+bool answerable(const beast::error_code& ec) {
+  // end_of_stream: the client left before sending anything; timeouts and
+  // socket errors leave nobody to answer.
+  return ec.category() == http::make_error_code(http::error::bad_version).category() &&
+         ec != http::error::end_of_stream;
+}
+
+// What Beast's parser lets through but HTTP/1.1 (RFC 9112) forbids; null
+// when the request is well-formed.
+const char* malformed(const http::request<http::string_body>& req) {
+  if (req.version() != 10 && req.version() != 11) return "HTTP version must be 1.0 or 1.1";
+  const auto hosts = req.count(http::field::host);
+  if (hosts > 1 || (req.version() == 11 && hosts == 0)) {
+    return "an HTTP/1.1 request has exactly one Host header";
+  }
+  if (hosts == 1) {
+    // No whitespace in a host (a folded first header line lands here).
+    for (char c : req[http::field::host]) {
+      if (c == ' ' || c == '\t') return "bad Host header";
+    }
+  }
+  if (req.count(http::field::transfer_encoding) != 0) {
+    // RFC 9112 6.1: HTTP/1.0 framing with Transfer-Encoding is faulty, and a
+    // request whose last coding is not chunked has no length.
+    if (req.version() == 10) return "Transfer-Encoding in an HTTP/1.0 request";
+    if (!req.chunked()) return "Transfer-Encoding must end with chunked";
+  }
+  const std::string_view target(req.target().data(), req.target().size());
+  if (target.empty() || (target.front() != '/' && target != "*")) {
+    return "the request target must be a path";
+  }
+  return nullptr;
+}
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, HttpServer::Impl& server)
@@ -69,20 +121,33 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ec;
     const auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    std::lock_guard lock(server_.sessions_mu);
+    at_ = server_.sessions.insert(server_.sessions.end(), this);
   }
   ~Session() {
+    {
+      std::lock_guard lock(server_.sessions_mu);
+      server_.sessions.erase(at_);
+    }
     if (streaming_) server_.streams.fetch_sub(1, std::memory_order_relaxed);
-    server_.connections.fetch_sub(1, std::memory_order_relaxed);
+    if (!evicted_) server_.connections.fetch_sub(1, std::memory_order_relaxed);
   }
 
-  void start(bool over_limit) {
-    if (over_limit) {
-      HttpResponse r{503, error_json(503, "SERVICE_UNAVAILABLE", "too many connections")};
-      r.headers.emplace_back("Retry-After", "1");
-      write(std::move(r), /*keep_alive=*/false, /*version=*/11);
-      return;
-    }
-    read();
+  void start() { read(); }
+
+  // Io thread only (the accept handler, under sessions_mu). A connection
+  // waiting for its request (idle between requests, or half-sent) or
+  // lingering after its answer is closed now: its descriptor is free at
+  // once, and its pending read ends (operation_aborted) without an answer.
+  bool evict() {
+    if (!idle_ || evicted_) return false;
+    evicted_ = true;
+    idle_ = false;
+    server_.connections.fetch_sub(1, std::memory_order_relaxed);
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+    return true;
   }
 
  private:
@@ -92,12 +157,67 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_.options.body_limit);
     // The whole request must arrive within the timeout: a slow client is cut.
     stream_.expires_after(server_.options.request_timeout);
-    http::async_read(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    idle_ = true;
+    scanned_ = 0;
+    read_head();
+  }
+
+  // Beast unfolds obs-fold (a header line continued on the next, RFC 9112
+  // 5.2) before anyone sees it; it is refused here, on the raw bytes, before
+  // Beast parses them. Reads until the buffer holds the header block, then
+  // hands it to Beast; anything odd (a bare LF, too many bytes, a read
+  // error) is handed over too, and Beast names it.
+  void read_head() {
+    const Head h = scan_head();
+    if (h == Head::kFolded) {
+      idle_ = false;
+      bad_request("obs-fold (a header line continued on the next)");
+      return;
+    }
+    if (h == Head::kReady) {
+      http::async_read(
+          stream_, buffer_, *parser_,
+          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+      return;
+    }
+    stream_.async_read_some(buffer_.prepare(kHeadReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec) {
+                                self->scanned_ = kHeadDone;  // Beast reads the error again
+                              }
+                              if (!self->evicted_) self->read_head();
+                            });
+  }
+
+  enum class Head : uint8_t { kMore, kReady, kFolded };
+
+  // Where the buffered bytes stand, scanning each byte once (scanned_).
+  // Bounded by header_limit: past it Beast answers 431.
+  Head scan_head() {
+    if (scanned_ == kHeadDone) return Head::kReady;
+    const auto* p = static_cast<const char*>(buffer_.data().data());
+    const std::size_t n = buffer_.size();
+    for (; scanned_ < n; ++scanned_) {
+      if (scanned_ >= server_.options.header_limit) return Head::kReady;
+      if (p[scanned_] != '\n') continue;
+      if (scanned_ == 0 || p[scanned_ - 1] != '\r') return Head::kReady;  // bare LF
+      if (scanned_ + 1 == n) return Head::kMore;  // the next line's first byte decides
+      const char next = p[scanned_ + 1];
+      if (next == ' ' || next == '\t') return Head::kFolded;
+      if (next == '\r') return Head::kReady;  // the blank line: the header block is whole
+    }
+    return Head::kMore;
+  }
+
+  // A request that cannot be served as sent: 400, then the connection ends.
+  void bad_request(const std::string& why) {
+    write({400, error_json(400, "INVALID_REQUEST", "malformed HTTP request: " + why)}, false, 11);
   }
 
   void on_read(beast::error_code ec) {
+    idle_ = false;
+    if (evicted_) return;
     if (ec == http::error::body_limit) {
       write({413, error_json(413, "PAYLOAD_TOO_LARGE", "request body too large")}, false, 11);
       return;
@@ -106,8 +226,17 @@ class Session : public std::enable_shared_from_this<Session> {
       write({431, error_json(431, "HEADERS_TOO_LARGE", "request headers too large")}, false, 11);
       return;
     }
-    if (ec) return;  // closed, reset or timed out: the stream goes with us
+    if (ec) {
+      // Closed, reset or timed out: the stream goes with us. A request
+      // Beast could not parse is answered wherever an answer can be framed.
+      if (answerable(ec)) bad_request(ec.message());
+      return;
+    }
     http::request<http::string_body> req = parser_->release();
+    if (const char* why = malformed(req)) {
+      bad_request(why);
+      return;
+    }
     HttpRequest r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
@@ -189,6 +318,7 @@ class Session : public std::enable_shared_from_this<Session> {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.expires_after(server_.options.request_timeout);
+    idle_ = true;  // nothing more to do for this client: evictable
     drain();
   }
 
@@ -337,6 +467,16 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::response<http::empty_body>> head_;
   std::optional<http::response_serializer<http::empty_body>> head_sr_;
   std::string out_;
+  // Eviction state, io thread only: idle_ while waiting for a request or
+  // lingering; evicted_ once closed by evict() (no longer counted).
+  std::list<Session*>::iterator at_;  // in server_.sessions
+  // Header bytes already scanned for obs-fold (read_head); kHeadDone: none
+  // left to scan, Beast takes over.
+  std::size_t scanned_ = 0;
+  static constexpr std::size_t kHeadDone = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t kHeadReadBytes = 4096;
+  bool idle_ = false;
+  bool evicted_ = false;
   bool streaming_ = false;  // counted in server_.streams
   bool stream_counted_ = false;
   bool chunked_ = false;
@@ -345,25 +485,62 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
+// Over the cap, a new connection first takes the place of the oldest one
+// that is only waiting (idle between requests, half-sent, or lingering after
+// its answer): a flood of idle sockets cannot lock the probes out, and the
+// descriptors in use stay bounded by max_connections. When every connection
+// is busy (a handler or a stream), the new one is refused at once: a fixed
+// 503, written without waiting, and closed.
 void HttpServer::Impl::accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
     if (ec) {
-      // Out of descriptors, say: try again shortly instead of spinning.
-      accept_retry.expires_after(std::chrono::milliseconds(100));
-      accept_retry.async_wait([this](beast::error_code wec) {
-        if (!wec) accept();
-      });
+      on_accept_error(ec);
       return;
     }
-    const bool over = connections.load(std::memory_order_relaxed) >= options.max_connections;
-    std::make_shared<Session>(std::move(socket), *this)->start(over);
+    if (connections.load(std::memory_order_relaxed) >= options.max_connections &&
+        !evict_oldest_idle()) {
+      static const std::string kBusy = [] {
+        const std::string body = error_json(503, "SERVICE_UNAVAILABLE", "too many connections");
+        return "HTTP/1.1 503 Service Unavailable\r\nServer: perfq\r\nContent-Type: "
+               "application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body;
+      }();
+      (void)::send(socket.native_handle(), kBusy.data(), kBusy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Session>(std::move(socket), *this)->start();
+    }
     accept();
   });
 }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::open(HttpOptions options, Handler handler) {
-  const std::string listen = options.listen;
+// Out of descriptors (EMFILE, ENFILE) or kernel memory: free one by evicting
+// the oldest waiting connection, and stop polling the listener for a short
+// bound instead of spinning on a queue of connections that cannot be taken.
+void HttpServer::Impl::on_accept_error(const beast::error_code& ec) {
+  if (ec == asio::error::no_descriptors || ec.value() == ENFILE) (void)evict_oldest_idle();
+  accept_retry.expires_after(std::chrono::milliseconds(100));
+  accept_retry.async_wait([this](beast::error_code wec) {
+    if (!wec) accept();
+  });
+}
+
+// Io thread only. Bounded by the sessions (at most max_connections and the
+// few evicted ones whose handlers have not yet run).
+bool HttpServer::Impl::evict_oldest_idle() {
+  std::lock_guard lock(sessions_mu);
+  for (Session* s : sessions) {
+    if (s->evict()) return true;
+  }
+  return false;
+}
+
+namespace {
+
+// "HOST:PORT" with an IP address (v6 in brackets) and a port 0..65535.
+Result<tcp::endpoint> parse_listen(const std::string& listen) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) {
     return {Errc::kInvalidRequest, "http address must be HOST:PORT: " + listen};
@@ -382,9 +559,24 @@ Result<std::unique_ptr<HttpServer>> HttpServer::open(HttpOptions options, Handle
   beast::error_code ec;
   const auto addr = asio::ip::make_address(host, ec);
   if (ec) return {Errc::kInvalidRequest, "http host must be an IP address: " + listen};
+  return tcp::endpoint(addr, static_cast<unsigned short>(port));
+}
 
+}  // namespace
+
+Result<void> check_listen_address(const std::string& listen) {
+  auto ep = parse_listen(listen);
+  if (!ep) return ep.error();
+  return {};
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::open(HttpOptions options, Handler handler) {
+  const std::string listen = options.listen;
+  auto parsed = parse_listen(listen);
+  if (!parsed) return parsed.error();
+  const tcp::endpoint ep = *parsed;
+  beast::error_code ec;
   auto impl = std::make_unique<Impl>(std::move(options), std::move(handler));
-  const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
   impl->acceptor.open(ep.protocol(), ec);
   if (!ec) impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl->acceptor.bind(ep, ec);

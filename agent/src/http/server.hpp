@@ -3,7 +3,17 @@
 // connections, with handlers run on a small pool (a submit may wait out the
 // rope-drop timeout, a review waits for its fdatasync; neither may hold up
 // other clients). Limits, each answered with its status code:
-//   - header bytes (431), body bytes (413), connections (503, then close);
+//   - header bytes (431), body bytes (413);
+//   - connections: at most max_connections hold a descriptor. Over the cap a
+//     new connection takes the place of the oldest one that is only waiting
+//     (for its request, or lingering after its answer), so a flood of idle
+//     or half-sent sockets cannot keep the probes out; when every one is
+//     busy (a handler or a stream) the new one gets 503 at once and is
+//     closed. Out of descriptors, the listener rests briefly (no spinning);
+//   - a request Beast cannot parse, or one HTTP/1.1 forbids (a version but
+//     1.0/1.1, no or two Host headers, obs-fold, Transfer-Encoding not
+//     ending in chunked, a target that is not a path), is answered 400 and
+//     closed;
 //   - a client that does not finish sending its request within
 //     request_timeout is disconnected (slow clients cannot pin a
 //     connection); so is one that does not read its answer in that time;
@@ -69,6 +79,11 @@ struct HttpOptions {
   // (the probes: an orchestrator must not see a busy agent as dead).
   std::vector<std::string> inline_paths = {"/livez", "/readyz"};
 };
+
+// Checks a listen address as HttpServer::open would take it (HOST:PORT, an
+// IP address and 0..65535), without binding: the agent checks before it
+// creates anything.
+[[nodiscard]] Result<void> check_listen_address(const std::string& listen);
 
 class HttpServer {
  public:

@@ -2,12 +2,17 @@
 #include "perfq/agent/config.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "harness.hpp"
 
 namespace perfq::agent {
 namespace {
@@ -70,6 +75,10 @@ TEST(Config, OutOfRangeAndMalformedValuesAreRefused) {
                                                         {"--max-queue-depth", "12abc"},
                                                         {"--max-retry-attempts", "0"},
                                                         {"--retry-jitter", "1.5"},
+                                                        {"--retry-jitter", "nan"},
+                                                        {"--retry-jitter", "-nan"},
+                                                        {"--retry-jitter", "inf"},
+                                                        {"--retry-jitter", "infinity"},
                                                         {"--idle", "sleepy"},
                                                         {"--slot-payload-bytes", "8"}}) {
     Config c;
@@ -125,6 +134,44 @@ TEST(Config, SlotCountFollowsQueueDepthUnlessGiven) {
   EXPECT_EQ(c.slot_count(), 20000u);
   c.slots = 300;
   EXPECT_EQ(c.slot_count(), 300u);
+}
+
+// Issue 13 point 18: a FIFO hung the agent, a directory or /dev/zero was
+// taken for an empty config. Each parse runs in a child, so one that blocks
+// fails the test, bounded.
+TEST(Config, AConfigThatIsNoRegularFileIsRefusedWithoutBlocking) {
+  const std::string dir = "/tmp/perfq-config-test-dir-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string fifo = dir + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const std::string& path : {fifo, dir, std::string("/dev/zero")}) {
+    SCOPED_TRACE(path);
+    test::Child child([&] {
+      Config c;
+      auto r = parse_args({"--queue", "q", "--config", path}, c);
+      if (r.ok()) return 1;
+      return r.error().message.find("is not a regular file") != std::string::npos ? 0 : 2;
+    });
+    EXPECT_EQ(child.wait(std::chrono::seconds(20)), 0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// Issue 13 point 18: TOML cannot hold 2^64; the refusal names the key.
+TEST(Config, AnIntegerTomlCannotHoldIsRefusedNamingItsKey) {
+  for (const char* text :
+       {"max_queue_depth = 5\nslots = 18446744073709551616\n", "slots = 9223372036854775808\n",
+        "  slots=18446744073709551616 # big\n"}) {
+    SCOPED_TRACE(text);
+    TomlFile f(text);
+    Config c;
+    auto r = parse_args({"--queue", "q", "--config", f.path()}, c);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("'slots'"), std::string::npos) << r.error().message;
+  }
+  TomlFile nan("retry_jitter = nan\n");
+  Config c;
+  EXPECT_FALSE(parse_args({"--queue", "q", "--config", nan.path()}, c).ok());
 }
 
 }  // namespace

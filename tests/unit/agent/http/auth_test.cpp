@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "harness.hpp"
 #include "temp_dir.hpp"
 
 namespace perfq::agent {
@@ -35,9 +38,13 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// Mode 0600 whatever the umask: load() refuses a file others may write.
 void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+  }
+  ::chmod(path.c_str(), 0600);
 }
 
 // SHA-256("abc") (FIPS 180-2, appendix B.1): pins the hash the store uses
@@ -324,6 +331,62 @@ TEST(Auth, CreateInAMissingDirectoryIsAnError) {
   auto t = create_token(dir.file("no-such-dir/tokens"), "alice", Role::kUser);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.error().code, Errc::kInvalidRequest);
+}
+
+// Issue 13 point 18: a FIFO must not hang the agent's start (it waited for
+// a writer), nor may a directory or a device pass for a tokens file. Each
+// load runs in a child, so a load that blocks fails the test, bounded.
+TEST(Auth, AFifoDirectoryOrDeviceIsRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string subdir = dir.file("sub");
+  fs::create_directory(subdir);
+  for (const std::string& path : {fifo, subdir, std::string("/dev/zero")}) {
+    SCOPED_TRACE(path);
+    test::Child child([&] {
+      auto s = TokenStore::load(path);
+      if (s.ok()) return 1;
+      const std::string& m = s.error().message;
+      return m.find(path) != std::string::npos &&
+                     m.find("is not a regular file") != std::string::npos
+                 ? 0
+                 : 2;
+    });
+    EXPECT_EQ(child.wait(std::chrono::seconds(20)), 0);
+  }
+}
+
+// Issue 13 point 18: whoever may write the tokens file may make themselves
+// an admin; like ssh, the agent refuses such a file.
+TEST(Auth, AGroupOrWorldWritableFileIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("tokens");
+  write_file(path, std::string(kAbcHash) + " alice user\n");
+  for (const mode_t mode : {0620, 0602, 0666}) {
+    SCOPED_TRACE(mode);
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+    auto s = TokenStore::load(path);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.error().message.find("writable by its group or others"), std::string::npos)
+        << s.error().message;
+  }
+  ASSERT_EQ(::chmod(path.c_str(), 0640), 0);  // readable is no risk: it holds hashes only
+  EXPECT_TRUE(TokenStore::load(path).ok());
+}
+
+// Issue 13 point 18: token create leaves the file 0600 even when it found it
+// wider.
+TEST(Auth, CreateSetsMode0600OnAnExistingFile) {
+  TempDir dir;
+  const std::string path = dir.file("tokens");
+  write_file(path, "# tokens\n");
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  (void)must_create(path, "alice", Role::kUser);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(must_load(path).size(), 1u);
 }
 
 }  // namespace
