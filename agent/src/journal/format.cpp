@@ -216,6 +216,42 @@ bool framed_record_at(std::span<const std::byte> file, std::size_t off, ScannedR
   return true;
 }
 
+// A frame that runs on past its record (junk without a zero byte after it,
+// or the next frame's delimiter lost): the record at its start, if its own
+// encoding is exactly the frame's first bytes. The rest is left to the scan
+// (a corrupt range). Only ever at a delimiter, so no payload can pose as one.
+bool framed_prefix_at(std::span<const std::byte> file, std::size_t off, ScannedRecord& out) {
+  if (off >= file.size() || file[off] != kRecordDelimiter) return false;
+  std::vector<std::byte> head;
+  // The header sits in the first block or two (its reserved bytes are zero).
+  const std::size_t avail = std::min<std::size_t>(file.size() - off - 1, 2 * 255);
+  (void)cobs_decode(file.subspan(off + 1, avail), 2 * 255, head);
+  if (head.size() < kRecordHeaderBytes || load_u32(head.data()) != kRecordMagic) return false;
+  const uint32_t length = load_u32(head.data() + 4);
+  if (length > kRecordBodyMax) return false;
+  const std::size_t want = kRecordHeaderBytes + length;  // decoded bytes of the record
+  const std::size_t span = std::min(file.size() - off - 1, want + want / 254 + 2);
+  std::vector<std::byte> inner;
+  (void)cobs_decode(file.subspan(off + 1, span), want + 255, inner);
+  if (inner.size() < want) return false;
+  inner.resize(want);
+  uint32_t checked = 0;
+  const uint8_t type = check_inner(inner.data(), inner.size(), kRecordVersion, checked);
+  if (type == 0) return false;
+  const std::vector<std::byte> encoded = cobs_encode(inner);
+  if (encoded.size() > file.size() - off - 1 ||
+      !std::equal(encoded.begin(), encoded.end(),
+                  file.begin() + static_cast<std::ptrdiff_t>(off + 1)))
+    return false;
+  inner.erase(inner.begin(), inner.begin() + kRecordHeaderBytes);
+  out = ScannedRecord{off, 1 + encoded.size(), static_cast<RecordType>(type), std::move(inner)};
+  return true;
+}
+
+bool framed_or_prefix_at(std::span<const std::byte> file, std::size_t off, ScannedRecord& out) {
+  return framed_record_at(file, off, out) || framed_prefix_at(file, off, out);
+}
+
 // The next offset after `off` where a record may start: any byte in format
 // 1, only a delimiter in format 2 (never a byte inside a frame).
 std::size_t next_candidate(std::span<const std::byte> file, std::size_t off, bool legacy) {
@@ -413,7 +449,7 @@ ScanResult scan(std::span<const std::byte> file) {
   ScanResult result;
   const bool legacy = legacy_format(file);
   result.format = legacy ? kLegacyRecordVersion : kRecordVersion;
-  const auto record_at = legacy ? legacy_record_at : framed_record_at;
+  const auto record_at = legacy ? legacy_record_at : framed_or_prefix_at;
   std::size_t off = 0;
   // Each iteration accepts at least one record (off grows by >= 1) or ends
   // the walk. In format 2 every frame is decoded at most once: linear.

@@ -81,7 +81,10 @@
 //     invalid record's offset) and the walk resumes there;
 //   - not found: it is a torn tail; valid_end is the invalid record's offset,
 //     the length to truncate the file to.
-// Every frame is decoded at most once: the scan is linear.
+// A frame that runs on past its record (junk with no zero byte, or the next
+// delimiter lost) still yields the record at its start when that record's
+// own encoding is exactly the frame's first bytes; the rest is the corrupt
+// range. Linear: each frame is decoded at most twice.
 //
 // Format 1 (before issue 15), read but never written: the same records
 // without frame or delimiter, back to back, version 1; a file is format 1

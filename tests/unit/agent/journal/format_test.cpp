@@ -455,9 +455,7 @@ TEST(JournalScan, AFlippedByteInTheMiddleRecordIsReportedAndSkipped) {
   append(file, dead_letter_record(2));
   const std::size_t third = file.size();
   append(file, dead_letter_record(3));
-  // Its delimiter (at == middle) is the one byte whose loss merges two
-  // frames: the first record goes with it (see the next test).
-  for (std::size_t at = middle + 1; at < third; ++at) {
+  for (std::size_t at = middle; at < third; ++at) {
     std::vector<std::byte> bad = file;
     bad[at] ^= std::byte{0x5A};
     const ScanResult s = scan(bad);
@@ -575,20 +573,22 @@ TEST(JournalFormat, MutatedBodiesNeverCrashTheDecoders) {
 namespace perfq::agent {
 namespace {
 
-TEST(JournalScan, ALostDelimiterMergesTwoFramesAndLosesOnlyThem) {
+TEST(JournalScan, ALostDelimiterLosesOnlyTheRecordItStarted) {
   std::vector<std::byte> file;
   append(file, dead_letter_record(1));
   const std::size_t middle = file.size();
   append(file, dead_letter_record(2));
   const std::size_t third = file.size();
   append(file, dead_letter_record(3));
-  file[middle] = std::byte{0x5A};
+  file[middle] = std::byte{0x5A};  // the first frame now runs on to the third
   const ScanResult s = scan(file);
-  ASSERT_EQ(s.records.size(), 1u);
-  EXPECT_EQ(s.records[0].offset, third);
+  ASSERT_EQ(s.records.size(), 2u);
+  EXPECT_EQ(s.records[0].offset, 0u);
+  EXPECT_EQ(s.records[0].size, middle);
+  EXPECT_EQ(s.records[1].offset, third);
   ASSERT_EQ(s.corrupt.size(), 1u);
-  EXPECT_EQ(s.corrupt[0].offset, 0u);
-  EXPECT_EQ(s.corrupt[0].length, third);
+  EXPECT_EQ(s.corrupt[0].offset, middle);
+  EXPECT_EQ(s.corrupt[0].length, third - middle);
 }
 
 // Issue 15: a payload holding a whole encoded record, after a corrupt
