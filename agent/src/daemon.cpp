@@ -12,6 +12,7 @@
 #include "control/admin_ops.hpp"
 #include "control/admin_socket.hpp"
 #include "control/audit.hpp"
+#include "data_dir_lock.hpp"
 #include "dataplane/conductor.hpp"
 #include "http/auth.hpp"
 #include "http/routes.hpp"
@@ -121,7 +122,9 @@ void log_journal(const Journal& journal) {
 
 }  // namespace
 
-// The order of the steps is the contract: the journal first (a re-attaching
+// The order of the steps is the contract: the data dir's lock before
+// anything in the data dir is opened (a second agent touches nothing), the
+// journal next (a re-attaching
 // agent hands it the letters a predecessor left SEALING), then the agent,
 // the admin socket, HTTP; on stop the listeners close first, the agent
 // stops, and the journal's last round writes the stop line and anything
@@ -134,6 +137,8 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   }
   auto tokens = load_tokens(cfg);
   if (!tokens) return failed(tokens.error());
+  auto dir_lock = DataDirLock::take(cfg.data_dir);  // held until return
+  if (!dir_lock) return failed(dir_lock.error());
   auto journal = open_journal(cfg, hooks);
   if (!journal) return failed(journal.error());
   auto agent = Conductor::open(cfg, perfq::system_clock(), journal->get());

@@ -613,3 +613,53 @@ TEST_F(Dlq, AnUnknownOpIsAuditedUnderAFixedEventName) {
 
 }  // namespace
 }  // namespace perfq
+
+namespace perfq {
+namespace {
+
+// Issue 14: a second agent of another queue on the same data dir used to
+// open the journal (cutting a group commit in flight) and take over
+// agent.sock before learning it was second. Now it stops at the data dir's
+// lock, says who holds it, and touches nothing.
+TEST_F(Dlq, ASecondAgentOnTheSameDataDirRefusesAndTouchesNothing) {
+  start_daemon();
+  start_failing_worker("doomed");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 3; ++i) {
+    auto s = (*p)->submit(test::make_request("doomed", "ann", "{}"));
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(s->outcome.wait_for(20s));
+  }
+  const auto before = fs::last_write_time(cfg_.data_dir + "/dlq");
+  const std::string journal_before = slurp(cfg_.data_dir + "/dlq/0000000000000001.log");
+
+  test::QueueName other;
+  agent::Config cfg2 = test::test_config(other.str());
+  cfg2.data_dir = cfg_.data_dir;
+  const std::string err_path = cfg_.data_dir + "/../second-agent-" + other.str() + ".err";
+  test::Child second([&] {
+    std::FILE* f = std::freopen(err_path.c_str(), "w", stderr);
+    if (f == nullptr) return 3;
+    std::atomic<bool> stop{true};
+    return agent::run_daemon(cfg2, stop, {});
+  });
+  EXPECT_EQ(second.wait(20s), 1);
+  const std::string err = slurp(err_path);
+  fs::remove(err_path);
+  EXPECT_NE(err.find("in use by another agent (pid " + std::to_string(daemon_.pid())),
+            std::string::npos)
+      << err;
+  EXPECT_FALSE(shm::Segment::attach(other.str()).ok());  // no segment made for it
+
+  EXPECT_EQ(slurp(cfg_.data_dir + "/dlq/0000000000000001.log"), journal_before);
+  EXPECT_EQ(fs::last_write_time(cfg_.data_dir + "/dlq"), before);
+  EXPECT_EQ(read_journal(cfg_.data_dir).entries.size(), 3u);
+  EXPECT_EQ(journal_view().entries, 3u);
+  const json v = parsed(ctl({"dlq", "verify"}));  // the first agent still answers
+  EXPECT_EQ(v["ok"], true) << v.dump();
+  EXPECT_EQ(v["entries"], 3);
+}
+
+}  // namespace
+}  // namespace perfq

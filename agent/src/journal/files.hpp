@@ -33,6 +33,8 @@ struct JournalReport {
   uint64_t orphans = 0;           // reviews/replays of entries not in the index
   uint64_t truncated_bytes = 0;   // torn tail cut off the active segment at open
   uint64_t removed_segments = 0;  // by the retention sweep at open
+  uint64_t missing_segments = 0;  // gaps in the numbering, and names that are no regular file
+  uint64_t legacy_segments = 0;   // format-1 files (read, never appended to)
   std::vector<JournalProblem> problems;
 };
 
@@ -41,6 +43,17 @@ struct JournalReport {
 [[nodiscard]] bool parse_segment_name(const std::string& name, uint64_t& seq);
 // The sequence numbers of the segment files in `dir` (<data_dir>/dlq), ascending.
 [[nodiscard]] Result<std::vector<uint64_t>> list_segments(const std::string& dir);
+
+// Reports what list_segments cannot see: a name in `dir` that looks like a
+// segment but is no regular file (a directory, a FIFO: its entries cannot be
+// read), and each gap in the numbering between the oldest and the newest
+// segment (retention deletes only the oldest, so a gap is a lost file).
+void check_numbering(const std::string& dir, JournalReport& report);
+
+// The record whose frame starts at `offset` of the file at `path` (read up
+// to its end, at most kFrameBytesMax bytes), or nothing (kNotFound: no such
+// file; kInternal: unreadable or no valid record there).
+[[nodiscard]] Result<ScannedRecord> read_record(const std::string& path, uint64_t offset);
 
 // Up to `limit` bytes of the file at `path`.
 [[nodiscard]] Result<std::vector<std::byte>> read_file(const std::string& path, uint64_t limit);
@@ -51,6 +64,7 @@ inline void walk(const std::string& name, std::span<const std::byte> data, Journ
                  OnEntry&& on_entry, OnReview&& on_review, OnReplay&& on_replay,
                  uint64_t* high_water = nullptr) {
   const ScanResult scanned = scan(data);
+  if (scanned.format != kRecordVersion) ++report.legacy_segments;
   for (const CorruptRange& c : scanned.corrupt) {
     report.problems.push_back({name, c.offset, c.length, "corrupt record skipped"});
   }
@@ -64,8 +78,7 @@ inline void walk(const std::string& name, std::span<const std::byte> data, Journ
       case RecordType::kDeadLetter: {
         auto e = decode_dead_letter(r.body);
         if (!e) {
-          report.problems.push_back({name, r.offset, kRecordHeaderBytes + r.body.size(),
-                                     "dead-letter body does not decode"});
+          report.problems.push_back({name, r.offset, r.size, "dead-letter body does not decode"});
           break;
         }
         ++report.entries;
@@ -75,8 +88,7 @@ inline void walk(const std::string& name, std::span<const std::byte> data, Journ
       case RecordType::kReview: {
         auto v = decode_review(r.body);
         if (!v) {
-          report.problems.push_back(
-              {name, r.offset, kRecordHeaderBytes + r.body.size(), "review body does not decode"});
+          report.problems.push_back({name, r.offset, r.size, "review body does not decode"});
           break;
         }
         ++report.reviews;
@@ -86,8 +98,7 @@ inline void walk(const std::string& name, std::span<const std::byte> data, Journ
       case RecordType::kReplay: {
         auto v = decode_replay(r.body);
         if (!v) {
-          report.problems.push_back(
-              {name, r.offset, kRecordHeaderBytes + r.body.size(), "replay body does not decode"});
+          report.problems.push_back({name, r.offset, r.size, "replay body does not decode"});
           break;
         }
         ++report.replays;
@@ -97,8 +108,7 @@ inline void walk(const std::string& name, std::span<const std::byte> data, Journ
       case RecordType::kCheckpoint: {
         auto v = decode_checkpoint(r.body);
         if (!v) {
-          report.problems.push_back({name, r.offset, kRecordHeaderBytes + r.body.size(),
-                                     "checkpoint body does not decode"});
+          report.problems.push_back({name, r.offset, r.size, "checkpoint body does not decode"});
           break;
         }
         if (high_water != nullptr) *high_water = std::max(*high_water, v->next_dlq_id);

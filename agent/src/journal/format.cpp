@@ -123,23 +123,160 @@ Error bad_field(const char* what) {
   return Error{Errc::kInvalidRequest, std::string("journal: ") + what};
 }
 
-// The record at `off`, if one checks out completely (see the header's
-// "Recovery"). Reads only inside `file`.
-bool record_at(std::span<const std::byte> file, std::size_t off, ScannedRecord& out) {
-  if (off > file.size() || file.size() - off < kRecordHeaderBytes) return false;
-  const std::byte* h = file.data() + off;
-  if (load_u32(h) != kRecordMagic) return false;
-  const uint32_t length = load_u32(h + 4);
-  if (length > kRecordBodyMax) return false;
-  if (file.size() - off - kRecordHeaderBytes < length) return false;
+// The type of the inner record (header + body) at `h`, of `avail` bytes,
+// if its header checks out (see the header's "Recovery"); 0 if not.
+// `length` is the body's. Reads only inside [h, h + avail).
+uint8_t check_inner(const std::byte* h, std::size_t avail, uint8_t version, uint32_t& length) {
+  if (avail < kRecordHeaderBytes || load_u32(h) != kRecordMagic) return 0;
+  length = load_u32(h + 4);
+  if (length > kRecordBodyMax || avail - kRecordHeaderBytes < length) return 0;
   const auto type = std::to_integer<uint8_t>(h[12]);
-  if (!valid_type(type) || std::to_integer<uint8_t>(h[13]) != kRecordVersion) return false;
-  if (h[14] != std::byte{0} || h[15] != std::byte{0}) return false;
+  if (!valid_type(type) || std::to_integer<uint8_t>(h[13]) != version) return 0;
+  if (h[14] != std::byte{0} || h[15] != std::byte{0}) return 0;
   const std::size_t covered = kRecordHeaderBytes - kRecordCrcStart + length;
-  if (crc32c(h + kRecordCrcStart, covered) != load_u32(h + 8)) return false;
-  out = ScannedRecord{off, static_cast<RecordType>(type),
-                      file.subspan(off + kRecordHeaderBytes, length)};
+  if (crc32c(h + kRecordCrcStart, covered) != load_u32(h + 8)) return 0;
+  return type;
+}
+
+// Format 1: the unframed record at `off`, if one checks out completely.
+bool legacy_record_at(std::span<const std::byte> file, std::size_t off, ScannedRecord& out) {
+  if (off > file.size()) return false;
+  uint32_t length = 0;
+  const std::byte* h = file.data() + off;
+  const uint8_t type = check_inner(h, file.size() - off, kLegacyRecordVersion, length);
+  if (type == 0) return false;
+  const auto body = file.subspan(off + kRecordHeaderBytes, length);
+  out = ScannedRecord{
+      off, kRecordHeaderBytes + length, static_cast<RecordType>(type), {body.begin(), body.end()}};
   return true;
+}
+
+// COBS (Cheshire & Baker, 1999): `in` without any zero byte. Each block is
+// a code byte c (1..255) and c - 1 data bytes; a block whose code is below
+// 255 stands for its bytes and one zero, except the last.
+std::vector<std::byte> cobs_encode(std::span<const std::byte> in) {
+  std::vector<std::byte> out;
+  out.reserve(in.size() + in.size() / 254 + 2);
+  std::size_t code_at = out.size();
+  out.push_back(std::byte{1});
+  uint8_t code = 1;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const std::byte b = in[i];
+    if (b != std::byte{0}) {
+      out.push_back(b);
+      ++code;
+    }
+    // A full block ends without a zero; the last block is never empty but
+    // for an input ending in a zero.
+    if (b == std::byte{0} || (code == 0xFF && i + 1 < in.size())) {
+      out[code_at] = std::byte{code};
+      code_at = out.size();
+      out.push_back(std::byte{1});
+      code = 1;
+    }
+  }
+  out[code_at] = std::byte{code};
+  return out;
+}
+
+// The bytes `in` encodes, or false when `in` is no COBS encoding (a zero
+// byte, or a block running past the end). At most `max` bytes come out.
+bool cobs_decode(std::span<const std::byte> in, std::size_t max, std::vector<std::byte>& out) {
+  out.clear();
+  std::size_t i = 0;
+  // Each block consumes >= 1 byte of `in`.
+  while (i < in.size()) {
+    const auto code = std::to_integer<uint8_t>(in[i++]);
+    if (code == 0 || code - 1u > in.size() - i || out.size() + code > max + 1) return false;
+    for (uint8_t k = 1; k < code; ++k, ++i) {
+      if (in[i] == std::byte{0}) return false;
+      out.push_back(in[i]);
+    }
+    if (code != 0xFF && i < in.size()) out.push_back(std::byte{0});
+  }
+  return true;
+}
+
+// Format 2: the framed record whose delimiter is at `off`, if one checks
+// out completely. Its frame runs to the next delimiter or the end of file.
+bool framed_record_at(std::span<const std::byte> file, std::size_t off, ScannedRecord& out) {
+  if (off >= file.size() || file[off] != kRecordDelimiter) return false;
+  std::size_t end = off + 1;
+  while (end < file.size() && file[end] != kRecordDelimiter) ++end;
+  std::vector<std::byte> inner;
+  if (!cobs_decode(file.subspan(off + 1, end - off - 1), kRecordHeaderBytes + kRecordBodyMax,
+                   inner)) {
+    return false;
+  }
+  uint32_t length = 0;
+  const uint8_t type = check_inner(inner.data(), inner.size(), kRecordVersion, length);
+  if (type == 0 || inner.size() != kRecordHeaderBytes + length) return false;
+  inner.erase(inner.begin(), inner.begin() + kRecordHeaderBytes);
+  out = ScannedRecord{off, end - off, static_cast<RecordType>(type), std::move(inner)};
+  return true;
+}
+
+// A frame that runs on past its record (junk without a zero byte after it,
+// or the next frame's delimiter lost): the record at its start, if its own
+// encoding is exactly the frame's first bytes. The rest is left to the scan
+// (a corrupt range). Only ever at a delimiter, so no payload can pose as one.
+bool framed_prefix_at(std::span<const std::byte> file, std::size_t off, ScannedRecord& out) {
+  if (off >= file.size() || file[off] != kRecordDelimiter) return false;
+  std::vector<std::byte> head;
+  // The header sits in the first block or two (its reserved bytes are zero).
+  const std::size_t avail = std::min<std::size_t>(file.size() - off - 1, 2 * 255);
+  (void)cobs_decode(file.subspan(off + 1, avail), 2 * 255, head);
+  if (head.size() < kRecordHeaderBytes || load_u32(head.data()) != kRecordMagic) return false;
+  const uint32_t length = load_u32(head.data() + 4);
+  if (length > kRecordBodyMax) return false;
+  const std::size_t want = kRecordHeaderBytes + length;  // decoded bytes of the record
+  const std::size_t span = std::min(file.size() - off - 1, want + want / 254 + 2);
+  std::vector<std::byte> inner;
+  (void)cobs_decode(file.subspan(off + 1, span), want + 255, inner);
+  if (inner.size() < want) return false;
+  inner.resize(want);
+  uint32_t checked = 0;
+  const uint8_t type = check_inner(inner.data(), inner.size(), kRecordVersion, checked);
+  if (type == 0) return false;
+  const std::vector<std::byte> encoded = cobs_encode(inner);
+  if (encoded.size() > file.size() - off - 1 ||
+      !std::equal(encoded.begin(), encoded.end(),
+                  file.begin() + static_cast<std::ptrdiff_t>(off + 1)))
+    return false;
+  inner.erase(inner.begin(), inner.begin() + kRecordHeaderBytes);
+  out = ScannedRecord{off, 1 + encoded.size(), static_cast<RecordType>(type), std::move(inner)};
+  return true;
+}
+
+bool framed_or_prefix_at(std::span<const std::byte> file, std::size_t off, ScannedRecord& out) {
+  return framed_record_at(file, off, out) || framed_prefix_at(file, off, out);
+}
+
+// The next offset after `off` where a record may start: any byte in format
+// 1, only a delimiter in format 2 (never a byte inside a frame).
+std::size_t next_candidate(std::span<const std::byte> file, std::size_t off, bool legacy) {
+  std::size_t next = off + 1;
+  if (legacy) return next;
+  while (next < file.size() && file[next] != kRecordDelimiter) ++next;
+  return next;
+}
+
+std::vector<std::byte> inner_record(RecordType type, uint8_t version,
+                                    std::span<const std::byte> body) {
+  PERFQ_ASSERT(body.size() <= kRecordBodyMax);
+  PERFQ_ASSERT(valid_type(static_cast<uint8_t>(type)));
+  Writer w;
+  w.u32(kRecordMagic);
+  w.u32(static_cast<uint32_t>(body.size()));
+  w.u32(0);  // crc, filled below
+  w.u8(static_cast<uint8_t>(type));
+  w.u8(version);
+  w.u16(0);
+  std::vector<std::byte> out = std::move(w).take();
+  out.insert(out.end(), body.begin(), body.end());
+  const uint32_t crc = crc32c(out.data() + kRecordCrcStart, out.size() - kRecordCrcStart);
+  for (int i = 0; i < 4; ++i) out[8 + i] = std::byte{static_cast<uint8_t>(crc >> (8 * i))};
+  return out;
 }
 
 }  // namespace
@@ -289,43 +426,48 @@ Result<CheckpointRecord> decode_checkpoint(std::span<const std::byte> body) {
   return c;
 }
 
-std::vector<std::byte> encode_record(RecordType type, std::span<const std::byte> body) {
-  PERFQ_ASSERT(body.size() <= kRecordBodyMax);
-  PERFQ_ASSERT(valid_type(static_cast<uint8_t>(type)));
-  Writer w;
-  w.u32(kRecordMagic);
-  w.u32(static_cast<uint32_t>(body.size()));
-  w.u32(0);  // crc, filled below
-  w.u8(static_cast<uint8_t>(type));
-  w.u8(kRecordVersion);
-  w.u16(0);
-  std::vector<std::byte> out = std::move(w).take();
-  out.insert(out.end(), body.begin(), body.end());
-  const uint32_t crc = crc32c(out.data() + kRecordCrcStart, out.size() - kRecordCrcStart);
-  for (int i = 0; i < 4; ++i) out[8 + i] = std::byte{static_cast<uint8_t>(crc >> (8 * i))};
+std::vector<std::byte> frame_record(std::span<const std::byte> inner) {
+  std::vector<std::byte> out{kRecordDelimiter};
+  const std::vector<std::byte> encoded = cobs_encode(inner);
+  out.insert(out.end(), encoded.begin(), encoded.end());
   return out;
+}
+
+std::vector<std::byte> encode_record(RecordType type, std::span<const std::byte> body) {
+  return frame_record(inner_record(type, kRecordVersion, body));
+}
+
+std::vector<std::byte> encode_legacy_record(RecordType type, std::span<const std::byte> body) {
+  return inner_record(type, kLegacyRecordVersion, body);
+}
+
+bool legacy_format(std::span<const std::byte> file) noexcept {
+  return file.size() >= 4 && load_u32(file.data()) == kRecordMagic;
 }
 
 ScanResult scan(std::span<const std::byte> file) {
   ScanResult result;
+  const bool legacy = legacy_format(file);
+  result.format = legacy ? kLegacyRecordVersion : kRecordVersion;
+  const auto record_at = legacy ? legacy_record_at : framed_or_prefix_at;
   std::size_t off = 0;
-  // Each iteration accepts at least one record (off grows by >= 16) or ends
-  // the walk, so there are at most file.size() / 16 iterations.
+  // Each iteration accepts at least one record (off grows by >= 1) or ends
+  // the walk. In format 2 every frame is decoded at most once: linear.
   while (off < file.size()) {
     ScannedRecord rec;
     if (record_at(file, off, rec)) {
-      result.records.push_back(rec);
-      off += kRecordHeaderBytes + rec.body.size();
+      off += rec.size;
+      result.records.push_back(std::move(rec));
       continue;
     }
-    std::size_t next = off + 1;
-    for (; next < file.size(); ++next) {
+    std::size_t next = next_candidate(file, off, legacy);
+    for (; next < file.size(); next = next_candidate(file, next, legacy)) {
       if (record_at(file, next, rec)) break;
     }
     if (next >= file.size()) break;  // nothing valid follows: torn tail at off
     result.corrupt.push_back(CorruptRange{off, next - off});
-    result.records.push_back(rec);
-    off = next + kRecordHeaderBytes + rec.body.size();
+    off = next + rec.size;
+    result.records.push_back(std::move(rec));
   }
   result.valid_end = off;
   result.torn_tail = off < file.size();

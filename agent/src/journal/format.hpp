@@ -2,11 +2,22 @@
 // The DLQ journal's on-disk record format (SPEC §5 "DLQ journal") and the
 // recovery scan over a segment file. Pure functions over bytes: no I/O here.
 //
-// All integers are little-endian. A segment file is a sequence of records:
+// All integers are little-endian. A segment file is a sequence of framed
+// records (format 2): each is one zero byte, the delimiter, then the record
+// (header and body) encoded with COBS, which leaves no zero byte in it:
 //
-//   +---------------- record ----------------+---------------- record ---- ...
-//   | header (16 bytes) | body (length bytes) | header | body | ...
-//   +----------------------------------------+------------------------- ...
+//   +--------------- frame ----------------+--------------- frame ---- ...
+//   | 0x00 | COBS(header (16 B) | body)     | 0x00 | COBS(header | body) ...
+//   +--------------------------------------+-------------------------- ...
+//
+// COBS (Consistent Overhead Byte Stuffing): the record is cut at each zero
+// byte (and after 254 non-zero bytes) into blocks; each block is written as
+// a code byte c = 1 + its length (1..255), then its bytes; a code below 255
+// stands for its bytes and one zero, except the last block's. Overhead: one
+// byte, plus one per 254 bytes. So a zero byte in the file is always a
+// delimiter, and whatever a payload holds (a whole encoded record included)
+// can never be taken for the start of a record: the scan only ever starts
+// at a delimiter (docs/DECISIONS.md "Journal framing").
 //
 // Record header, byte by byte:
 //
@@ -18,7 +29,7 @@
 //                         over bytes [12, 16 + length): type, version,
 //                         reserved and the body
 //   12      1   type      1 dead-letter entry, 2 review, 3 replay, 4 checkpoint
-//   13      1   version   1 (kRecordVersion)
+//   13      1   version   2 (kRecordVersion; 1 in a format-1 file)
 //   14      2   reserved  0
 //   16      -   body      length bytes, laid out by `type` (below)
 //
@@ -61,17 +72,26 @@
 //   before retention deletes segments, so that dlq ids are never given twice
 //    0   8  u64  next_dlq_id
 //
-// Recovery (scan): records are walked from offset 0. A record is valid when
-// its whole header and body lie inside the file, magic/version/reserved/type
-// are as above, length <= kRecordBodyMax and the CRC matches. At an invalid
-// record the scanner searches forward, byte by byte, for the next offset that
-// holds a valid record:
+// Recovery (scan): frames are walked from offset 0. A record is valid when
+// its frame decodes (COBS), and the header and body it holds are exactly as
+// above: magic, version, reserved and type as listed, length <= kRecordBodyMax
+// and equal to the decoded body's, and the CRC matches. At an invalid record
+// the scanner tries each later delimiter in turn for a valid record:
 //   - found: the bytes in between are reported as one corrupt range (the
 //     invalid record's offset) and the walk resumes there;
 //   - not found: it is a torn tail; valid_end is the invalid record's offset,
 //     the length to truncate the file to.
-// Caveat: a payload that itself contains a complete, CRC-valid encoded record
-// can be mistaken for that record during a resync (never on the normal walk).
+// A frame that runs on past its record (junk with no zero byte, or the next
+// delimiter lost) still yields the record at its start when that record's
+// own encoding is exactly the frame's first bytes; the rest is the corrupt
+// range. Linear: each frame is decoded at most twice.
+//
+// Format 1 (before issue 15), read but never written: the same records
+// without frame or delimiter, back to back, version 1; a file is format 1
+// when it starts with the magic (a format-2 file starts with 0x00). Its
+// resync tries every byte offset, so a payload holding a whole encoded
+// record can be taken for it there; the agent appends to no format-1 file
+// (Journal::open starts a new segment) and verify reports each one.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -90,7 +110,9 @@ namespace perfq::agent {
 [[nodiscard]] uint32_t crc32c(const void* data, std::size_t size, uint32_t seed = 0) noexcept;
 
 inline constexpr uint32_t kRecordMagic = 0x524A5150;  // "PQJR" in file order
-inline constexpr uint8_t kRecordVersion = 1;
+inline constexpr uint8_t kRecordVersion = 2;          // COBS-framed records (issue 15)
+inline constexpr uint8_t kLegacyRecordVersion = 1;    // format 1: unframed; read, never written
+inline constexpr std::byte kRecordDelimiter{0};       // starts every frame
 inline constexpr std::size_t kRecordHeaderBytes = 16;
 inline constexpr std::size_t kRecordCrcStart = 12;  // the CRC covers [12, 16 + length)
 
@@ -106,6 +128,9 @@ static_assert(kRecordBodyMax >= 40 + 3 * 2 + kUserIdMaxBytes + kTypeMaxBytes + k
                                     kJournalHistoryMax * (8 + 1 + 2 + kJournalMessageMax),
               "the largest dead-letter body must fit in a record");
 static_assert(kRecordBodyMax <= UINT32_MAX);
+// The most bytes one frame takes on disk: delimiter, COBS overhead, record.
+inline constexpr std::size_t kFrameBytesMax =
+    1 + (kRecordHeaderBytes + kRecordBodyMax) + (kRecordHeaderBytes + kRecordBodyMax) / 254 + 1;
 
 enum class RecordType : uint8_t { kDeadLetter = 1, kReview = 2, kReplay = 3, kCheckpoint = 4 };
 
@@ -145,14 +170,24 @@ struct CheckpointRecord {
 [[nodiscard]] std::vector<std::byte> encode_checkpoint(const CheckpointRecord& c);
 [[nodiscard]] Result<CheckpointRecord> decode_checkpoint(std::span<const std::byte> body);
 
-// Header + body. Programmer error (asserted) if body.size() > kRecordBodyMax.
+// One framed record (format 2): delimiter, COBS(header + body). Programmer
+// error (asserted) if body.size() > kRecordBodyMax.
 [[nodiscard]] std::vector<std::byte> encode_record(RecordType type,
                                                    std::span<const std::byte> body);
+// The frame of an inner record (header + body) as given: tests craft bad
+// headers with it.
+[[nodiscard]] std::vector<std::byte> frame_record(std::span<const std::byte> inner);
+// A format-1 record (unframed, version 1), for the tests of the old format.
+[[nodiscard]] std::vector<std::byte> encode_legacy_record(RecordType type,
+                                                          std::span<const std::byte> body);
+// True when `file` is in format 1 (it starts with the record magic).
+[[nodiscard]] bool legacy_format(std::span<const std::byte> file) noexcept;
 
 struct ScannedRecord {
-  uint64_t offset = 0;  // of its header in the file
+  uint64_t offset = 0;  // of its frame (format 1: its header) in the file
+  uint64_t size = 0;    // bytes it takes in the file, frame included
   RecordType type = RecordType::kDeadLetter;
-  std::span<const std::byte> body;  // a view into the scanned buffer
+  std::vector<std::byte> body;  // decoded
 };
 
 struct CorruptRange {
@@ -165,11 +200,12 @@ struct ScanResult {
   std::vector<CorruptRange> corrupt;   // skipped in the middle, in file order
   uint64_t valid_end = 0;              // truncate the file to this length
   bool torn_tail = false;              // valid_end < file.size()
+  uint8_t format = kRecordVersion;     // kLegacyRecordVersion: a format-1 file
 };
 
 // Walks a whole segment file (see "Recovery" above). Never throws
-// (std::bad_alloc aside), never reads outside `file`. The worst case is
-// quadratic in the bytes after a corrupt record; a clean file is one pass.
+// (std::bad_alloc aside), never reads outside `file`. Linear in format 2;
+// in format 1 the worst case is quadratic in the bytes after a corrupt record.
 [[nodiscard]] ScanResult scan(std::span<const std::byte> file);
 
 }  // namespace perfq::agent

@@ -85,17 +85,22 @@ Result<std::unique_ptr<Journal>> Journal::open(JournalOptions options) {
 }
 
 // Rebuilds the index from every segment, oldest first, then opens the newest
-// for appending (which cuts its torn tail).
+// for appending (which cuts its torn tail). A format-1 newest segment is
+// read, never appended to: the next number starts a format-2 file.
 Result<void> Journal::recover() {
   auto seqs = list_segments(dir_);
   if (!seqs) return seqs.error();
   JournalReport& rep = recovery_;
+  check_numbering(dir_, rep);
+  bool newest_legacy = false;
   for (const uint64_t seq : *seqs) {
     auto data = read_file(segment_path(seq), UINT64_MAX);
     if (!data) return data.error();
     const std::size_t problems_before = rep.problems.size();
     index_.load_segment(seq, *data, rep, next_dlq_id_);
     if (seq != seqs->back()) continue;
+    newest_legacy = legacy_format(*data);
+    if (newest_legacy) continue;
     // The writer's own scan cuts the active segment's torn tail; it is
     // reported once, here.
     for (std::size_t p = problems_before; p < rep.problems.size(); ++p) {
@@ -103,11 +108,11 @@ Result<void> Journal::recover() {
     }
   }
   rep.segments = seqs->size();
-  const uint64_t active = seqs->empty() ? 1 : seqs->back();
+  const uint64_t active = seqs->empty() ? 1 : seqs->back() + (newest_legacy ? 1 : 0);
   retention_.adopt(*seqs);
   if (auto r = open_segment(active); !r) return r;
   rep.truncated_bytes = dlq_->recovery().truncated_bytes;
-  if (seqs->empty()) retention_.add(active);
+  if (seqs->empty() || newest_legacy) retention_.add(active);
   rep.removed_segments = sweep(now_unix_ns());
   return {};
 }
@@ -484,33 +489,16 @@ Result<DlqEntry> Journal::show(uint64_t dlq_id) const {
     s = *e;
   }
   // The record is durable and never rewritten: read it back from its file.
-  const std::string path = segment_path(s.segment);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) {
+  auto rec = read_record(segment_path(s.segment), s.offset);
+  if (!rec && rec.error().code == Errc::kNotFound) {
     return {Errc::kNotFound, "no DLQ entry " + std::to_string(dlq_id)};  // retention took it
   }
-  if (fd < 0) return {Errc::kInternal, "journal: " + path + ": " + std::strerror(errno)};
-  std::byte header[kRecordHeaderBytes];
-  Result<DlqEntry> out{Errc::kInternal, "journal: cannot read DLQ entry " + std::to_string(dlq_id)};
-  if (::pread(fd, header, sizeof header, static_cast<off_t>(s.offset)) ==
-      static_cast<ssize_t>(sizeof header)) {
-    uint32_t len = 0;
-    std::memcpy(&len, header + 4, 4);
-    if (len <= kRecordBodyMax) {
-      std::vector<std::byte> rec(kRecordHeaderBytes + len);
-      if (::pread(fd, rec.data(), rec.size(), static_cast<off_t>(s.offset)) ==
-          static_cast<ssize_t>(rec.size())) {
-        const ScanResult one = scan(rec);
-        if (one.records.size() == 1 && one.records[0].type == RecordType::kDeadLetter) {
-          if (auto e = decode_dead_letter(one.records[0].body); e && e->dlq_id == dlq_id) {
-            out = DlqEntry{std::move(s), std::move(e->letter)};
-          }
-        }
-      }
+  if (rec && rec->type == RecordType::kDeadLetter) {
+    if (auto e = decode_dead_letter(rec->body); e && e->dlq_id == dlq_id) {
+      return DlqEntry{std::move(s), std::move(e->letter)};
     }
   }
-  ::close(fd);
-  return out;
+  return {Errc::kInternal, "journal: cannot read DLQ entry " + std::to_string(dlq_id)};
 }
 
 Result<void> Journal::wait_durable(const std::shared_ptr<Op>& op, uint64_t timeout_ms) {

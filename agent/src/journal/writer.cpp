@@ -147,6 +147,11 @@ Result<std::unique_ptr<JournalWriter>> JournalWriter::open(const std::string& pa
       if (!file) return file.error();
       file_size = file->size();
       scanned = scan(file.value());
+      if (scanned.format != kRecordVersion) {
+        return {Errc::kInternal, "journal segment " + path + " is in format " +
+                                     std::to_string(scanned.format) + ": appends go to format " +
+                                     std::to_string(kRecordVersion) + " files only"};
+      }
       recovery.records = scanned.records.size();
     }
     recovery.corrupt = scanned.corrupt;
@@ -185,13 +190,11 @@ Result<uint64_t> JournalWriter::append(RecordType type, std::span<const std::byt
   if (body.size() > kRecordBodyMax) {
     return {Errc::kInvalidRequest, "journal record body larger than kRecordBodyMax"};
   }
-  const std::size_t size = kRecordHeaderBytes + body.size();
-  if (pending_bytes() + size > options_.max_pending_bytes) {
+  const std::vector<std::byte> rec = encode_record(type, body);
+  if (pending_bytes() + rec.size() > options_.max_pending_bytes) {
     return {Errc::kQueueFull,
             "journal queue full: " + std::to_string(pending_bytes()) + " bytes not yet durable"};
   }
-  const std::vector<std::byte> rec = encode_record(type, body);
-  PERFQ_ASSERT(rec.size() == size);
   buf_.insert(buf_.end(), rec.begin(), rec.end());
   ends_.push_back(buf_.size());
   return last_ticket();

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string_view>
@@ -85,21 +86,51 @@ TEST(Crc32c, ContinuesFromASeed) {
   EXPECT_EQ(crc32c("6789", 4, crc32c("12345", 5)), 0xE3069283u);
 }
 
+// The inner record of the header comment, byte by byte, with `version`.
+std::vector<std::byte> documented_inner(uint8_t version) {
+  std::vector<std::byte> rec = bytes_of("PQJR");
+  for (const uint8_t b : {3, 0, 0, 0, 0, 0, 0, 0, 2}) rec.push_back(std::byte{b});
+  rec.push_back(std::byte{version});
+  rec.push_back(std::byte{0});
+  rec.push_back(std::byte{0});
+  const std::vector<std::byte> body = bytes_of("xyz");
+  rec.insert(rec.end(), body.begin(), body.end());
+  const uint32_t crc = crc32c(rec.data() + 12, rec.size() - 12);
+  for (int i = 0; i < 4; ++i) rec[8 + i] = std::byte{static_cast<uint8_t>(crc >> (8 * i))};
+  return rec;
+}
+
 TEST(JournalFormat, HeaderIsLittleEndianAndDocumented) {
   const std::vector<std::byte> body = bytes_of("xyz");
+  EXPECT_EQ(encode_legacy_record(RecordType::kReview, body), documented_inner(1));
   const std::vector<std::byte> rec = encode_record(RecordType::kReview, body);
-  ASSERT_EQ(rec.size(), kRecordHeaderBytes + 3);
-  EXPECT_EQ(std::memcmp(rec.data(), "PQJR", 4), 0);
-  EXPECT_EQ(rec[4], std::byte{3});
-  EXPECT_EQ(rec[5], std::byte{0});
-  EXPECT_EQ(rec[12], std::byte{2});
-  EXPECT_EQ(rec[13], std::byte{kRecordVersion});
-  EXPECT_EQ(rec[14], std::byte{0});
-  EXPECT_EQ(rec[15], std::byte{0});
-  const uint32_t crc = crc32c(rec.data() + 12, rec.size() - 12);
-  uint32_t stored = 0;
-  for (int i = 0; i < 4; ++i) stored |= uint32_t{std::to_integer<uint8_t>(rec[8 + i])} << (8 * i);
-  EXPECT_EQ(stored, crc);
+  EXPECT_EQ(rec, frame_record(documented_inner(kRecordVersion)));
+  EXPECT_EQ(rec[0], std::byte{0});  // the delimiter, and the only zero byte
+  EXPECT_EQ(std::count(rec.begin(), rec.end(), std::byte{0}), 1);
+}
+
+TEST(JournalFormat, FramesAreCobsEncodedAsTheReferenceExamples) {
+  // Cheshire & Baker's examples (after the leading delimiter).
+  const auto framed = [](std::vector<uint8_t> in) {
+    std::vector<std::byte> b;
+    for (const uint8_t v : in) b.push_back(std::byte{v});
+    std::vector<std::byte> out = frame_record(b);
+    return std::vector<uint8_t>(reinterpret_cast<uint8_t*>(out.data()) + 1,
+                                reinterpret_cast<uint8_t*>(out.data()) + out.size());
+  };
+  EXPECT_EQ(framed({0x00}), (std::vector<uint8_t>{0x01, 0x01}));
+  EXPECT_EQ(framed({0x00, 0x00}), (std::vector<uint8_t>{0x01, 0x01, 0x01}));
+  EXPECT_EQ(framed({0x11, 0x22, 0x00, 0x33}), (std::vector<uint8_t>{0x03, 0x11, 0x22, 0x02, 0x33}));
+  EXPECT_EQ(framed({0x11, 0x00, 0x00, 0x00}), (std::vector<uint8_t>{0x02, 0x11, 0x01, 0x01, 0x01}));
+  std::vector<uint8_t> run(254);
+  for (std::size_t i = 0; i < run.size(); ++i) run[i] = static_cast<uint8_t>(i + 1);
+  std::vector<uint8_t> want{0xFF};
+  want.insert(want.end(), run.begin(), run.end());
+  EXPECT_EQ(framed(run), want);
+  run.push_back(0xFF);
+  want.push_back(0x02);
+  want.push_back(0xFF);
+  EXPECT_EQ(framed(run), want);
 }
 
 TEST(JournalFormat, DeadLetterRoundTripsEveryField) {
@@ -311,11 +342,12 @@ TEST(JournalFormat, DecodeRejectsOversizedLengthsAndOutOfRangeFields) {
 // A record with its header byte `at` set to `value` and the CRC recomputed,
 // so only the header rule can reject it.
 std::vector<std::byte> record_with_header_byte(std::size_t at, uint8_t value) {
-  std::vector<std::byte> rec = encode_record(RecordType::kReplay, encode_replay({1, 2, 3}));
+  std::vector<std::byte> rec = encode_legacy_record(RecordType::kReplay, encode_replay({1, 2, 3}));
+  rec[13] = std::byte{kRecordVersion};
   rec[at] = std::byte{value};
   const uint32_t crc = crc32c(rec.data() + kRecordCrcStart, rec.size() - kRecordCrcStart);
   for (int i = 0; i < 4; ++i) rec[8 + i] = std::byte{static_cast<uint8_t>(crc >> (8 * i))};
-  return rec;
+  return frame_record(rec);
 }
 
 TEST(JournalFormat, CheckpointRoundTripsAndRefusesOtherLengths) {
@@ -336,8 +368,13 @@ TEST(JournalFormat, CheckpointRoundTripsAndRefusesOtherLengths) {
 
 TEST(JournalScan, RejectsUnknownTypeVersionOrReservedEvenWithAGoodCrc) {
   ASSERT_EQ(scan(record_with_header_byte(12, 3)).records.size(), 1u);  // the control
-  for (const auto& [at, value] :
-       {std::pair<std::size_t, uint8_t>{12, 0}, {12, 5}, {13, 0}, {13, 2}, {14, 1}, {15, 1}}) {
+  for (const auto& [at, value] : {std::pair<std::size_t, uint8_t>{12, 0},
+                                  {12, 5},
+                                  {13, 0},
+                                  {13, 1},
+                                  {13, 3},
+                                  {14, 1},
+                                  {15, 1}}) {
     std::vector<std::byte> file = record_with_header_byte(at, value);
     const ScanResult s = scan(file);
     EXPECT_TRUE(s.records.empty()) << "byte " << at << " = " << int{value};
@@ -359,7 +396,7 @@ TEST(JournalScan, RejectsALengthAboveTheBodyMaximum) {
   rec.insert(rec.end(), body.begin(), body.end());
   const uint32_t crc = crc32c(rec.data() + kRecordCrcStart, rec.size() - kRecordCrcStart);
   for (int i = 0; i < 4; ++i) rec[8 + i] = std::byte{static_cast<uint8_t>(crc >> (8 * i))};
-  const ScanResult s = scan(rec);
+  const ScanResult s = scan(frame_record(rec));
   EXPECT_TRUE(s.records.empty());
   EXPECT_EQ(s.valid_end, 0u);
 }
@@ -528,6 +565,81 @@ TEST(JournalFormat, MutatedBodiesNeverCrashTheDecoders) {
     }
     (void)decode_review(r);
   }
+}
+
+}  // namespace
+}  // namespace perfq::agent
+
+namespace perfq::agent {
+namespace {
+
+TEST(JournalScan, ALostDelimiterLosesOnlyTheRecordItStarted) {
+  std::vector<std::byte> file;
+  append(file, dead_letter_record(1));
+  const std::size_t middle = file.size();
+  append(file, dead_letter_record(2));
+  const std::size_t third = file.size();
+  append(file, dead_letter_record(3));
+  file[middle] = std::byte{0x5A};  // the first frame now runs on to the third
+  const ScanResult s = scan(file);
+  ASSERT_EQ(s.records.size(), 2u);
+  EXPECT_EQ(s.records[0].offset, 0u);
+  EXPECT_EQ(s.records[0].size, middle);
+  EXPECT_EQ(s.records[1].offset, third);
+  ASSERT_EQ(s.corrupt.size(), 1u);
+  EXPECT_EQ(s.corrupt[0].offset, middle);
+  EXPECT_EQ(s.corrupt[0].length, third - middle);
+}
+
+// Issue 15: a payload holding a whole encoded record, after a corrupt
+// record, was taken for that record by the byte-wise resync.
+TEST(JournalScan, ARecordForgedInsideAPayloadIsNeverTakenAfterACorruptRecord) {
+  JournalEntry forged = full_entry(666);
+  forged.letter.payload.clear();
+  auto forged_body = encode_dead_letter(forged);
+  ASSERT_TRUE(forged_body.ok());
+  const std::vector<std::byte> forged_rec = encode_record(RecordType::kDeadLetter, *forged_body);
+  JournalEntry carrier = full_entry(2);
+  carrier.letter.payload = forged_rec;  // a client's binary payload
+  auto carrier_body = encode_dead_letter(carrier);
+  ASSERT_TRUE(carrier_body.ok());
+
+  std::vector<std::byte> file;
+  append(file, dead_letter_record(1));
+  const std::size_t second = file.size();
+  append(file, encode_record(RecordType::kDeadLetter, *carrier_body));
+  const std::size_t third = file.size();
+  append(file, dead_letter_record(3));
+  file[second + 5] ^= std::byte{0x01};  // the carrier's header is corrupt
+  ASSERT_NE(file[second + 5], std::byte{0});
+
+  const ScanResult s = scan(file);
+  for (const ScannedRecord& r : s.records) {
+    auto e = decode_dead_letter(r.body);
+    ASSERT_TRUE(e.ok());
+    EXPECT_NE(e->dlq_id, 666u) << "the forged record was taken at offset " << r.offset;
+  }
+  ASSERT_EQ(s.records.size(), 2u);
+  EXPECT_EQ(s.records[1].offset, third);
+  ASSERT_EQ(s.corrupt.size(), 1u);
+  EXPECT_EQ(s.corrupt[0].offset, second);
+  EXPECT_EQ(s.corrupt[0].length, third - second);
+}
+
+TEST(JournalScan, AFormatOneFileIsStillRead) {
+  std::vector<std::byte> file;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    auto body = encode_dead_letter(full_entry(id));
+    ASSERT_TRUE(body.ok());
+    append(file, encode_legacy_record(RecordType::kDeadLetter, *body));
+  }
+  const ScanResult s = scan(file);
+  EXPECT_EQ(s.format, kLegacyRecordVersion);
+  ASSERT_EQ(s.records.size(), 3u);
+  EXPECT_EQ(s.valid_end, file.size());
+  auto e = decode_dead_letter(s.records[2].body);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->dlq_id, 3u);
 }
 
 }  // namespace

@@ -1059,3 +1059,91 @@ TEST(Journal, ASecondReviewIsRefusedWhileTheFirstIsInFlight) {
 
 }  // namespace
 }  // namespace perfq::agent
+
+namespace perfq::agent {
+namespace {
+
+// ---------------------------------------------------------------------------
+// 12. lost segment files and the old format (issue 15)
+
+// Three segment files, 1..3, each holding entries.
+std::vector<DlqSummary> fill_three_segments(const TempDir& dir, JournalOptions o) {
+  o.segment_bytes = 4096;
+  auto j = open_ok(o);
+  if (!j) return {};
+  for (int i = 0; i < 60 && segment_files(dir).size() < 4; ++i) {
+    accept_durable(*j, make_letter(i, 900));
+  }
+  return j->list(100, true);
+}
+
+TEST(Journal, ADeletedMiddleSegmentMakesVerifyFailAndNamesTheGap) {
+  TempDir dir;
+  const JournalOptions o = options_for(dir);
+  const auto all = fill_three_segments(dir, o);
+  ASSERT_GE(segment_files(dir).size(), 3u);
+  ASSERT_TRUE(fs::remove(dir.segment(2)));
+
+  auto offline = verify_journal(dir.path());
+  ASSERT_TRUE(offline.ok()) << offline.error().message;
+  ASSERT_EQ(offline->problems.size(), 1u);
+  EXPECT_EQ(offline->problems[0].file, "0000000000000002.log");
+  EXPECT_NE(offline->problems[0].what.find("missing"), std::string::npos);
+  EXPECT_EQ(offline->missing_segments, 1u);
+
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->recovery().missing_segments, 1u);  // logged at start (daemon.cpp)
+  ASSERT_EQ(j->recovery().problems.size(), 1u);
+  auto online = j->verify();
+  ASSERT_TRUE(online.ok());
+  EXPECT_FALSE(online->problems.empty());
+  EXPECT_LT(j->list(100, true).size(), all.size());
+}
+
+TEST(Journal, ASegmentReplacedByADirectoryIsReported) {
+  TempDir dir;
+  const JournalOptions o = options_for(dir);
+  (void)fill_three_segments(dir, o);
+  ASSERT_GE(segment_files(dir).size(), 3u);
+  ASSERT_TRUE(fs::remove(dir.segment(2)));
+  fs::create_directory(dir.segment(2));
+  auto rep = verify_journal(dir.path());
+  ASSERT_TRUE(rep.ok());
+  ASSERT_EQ(rep->problems.size(), 1u);
+  EXPECT_NE(rep->problems[0].what.find("not a regular file"), std::string::npos);
+  auto j = open_ok(o);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->recovery().missing_segments, 1u);
+}
+
+TEST(Journal, AFormatOneJournalIsReadAndTheNextSegmentIsWrittenInFormatTwo) {
+  TempDir dir;
+  fs::create_directories(dir.dlq());
+  Bytes file;
+  for (uint64_t id = 1; id <= 2; ++id) {
+    DeadLetter d = make_letter(static_cast<int>(id));
+    auto body = encode_dead_letter(JournalEntry{id, d});
+    ASSERT_TRUE(body.ok());
+    const Bytes rec = encode_legacy_record(RecordType::kDeadLetter, *body);
+    file.insert(file.end(), rec.begin(), rec.end());
+  }
+  write_all(dir.segment(1), file);
+
+  auto j = open_ok(options_for(dir));
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->recovery().entries, 2u);
+  EXPECT_EQ(j->recovery().legacy_segments, 1u);
+  ASSERT_TRUE(j->show(2).ok());
+  accept_durable(*j, make_letter(3));
+  EXPECT_EQ(segment_files(dir), (std::set<uint64_t>{1, 2}));
+  EXPECT_EQ(read_all(dir.segment(1)), file);  // never appended to
+  EXPECT_FALSE(legacy_format(read_all(dir.segment(2))));
+  auto rep = j->verify();
+  ASSERT_TRUE(rep.ok());
+  EXPECT_TRUE(rep->problems.empty());
+  EXPECT_EQ(rep->entries, 3u);
+}
+
+}  // namespace
+}  // namespace perfq::agent

@@ -360,7 +360,7 @@ TEST(JournalWriter, OpenReportsACorruptMiddleRecordAndKeepsAppending) {
     for (int i = 0; i < 4; ++i) append_ok(*w, i, &expected);
     ASSERT_TRUE(w->flush().ok());
   }
-  const uint64_t second = kRecordHeaderBytes + body_of(0).size();
+  const uint64_t second = encode_record(RecordType::kDeadLetter, body_of(0)).size();
   Bytes file = read_all(path);
   file[second + kRecordHeaderBytes + 2] ^= std::byte{0x40};
   write_all(path, file);
@@ -392,7 +392,8 @@ TEST(JournalWriter, AFileCutAtEveryByteOfItsLastRecordRecoversToTheOthers) {
     ASSERT_TRUE(w->flush().ok());
   }
   const Bytes full = read_all(path);
-  const std::size_t last = full.size() - (kRecordHeaderBytes + body_of(kN - 1).size());
+  const std::size_t last =
+      full.size() - encode_record(RecordType::kDeadLetter, body_of(kN - 1)).size();
   const Bytes next_rec = encode_record(RecordType::kDeadLetter, body_of(kN));
   for (std::size_t cut = last; cut < full.size(); ++cut) {
     SCOPED_TRACE(cut);
