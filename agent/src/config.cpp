@@ -235,6 +235,47 @@ std::string parse_error_text(std::string_view text, const toml::parse_error& e) 
   return named;
 }
 
+// The end of the string that opens at t[i] (a quote): the index of its
+// last quote, or t.size() when it never closes. Counts the lines it spans.
+std::size_t string_end(std::string_view t, std::size_t i, std::size_t& line) {
+  const char q = t[i];
+  const bool multi = t.substr(i, 3) == std::string(3, q);
+  const std::size_t close = multi ? 3 : 1;
+  for (std::size_t k = i + close; k < t.size(); ++k) {
+    if (t[k] == '\n') {
+      ++line;
+      if (!multi) return k;  // a one-line string cannot go on
+    } else if (q == '"' && t[k] == '\\') {
+      ++k;  // the escaped byte
+    } else if (t.substr(k, close) == std::string(close, q)) {
+      return k + close - 1;
+    }
+  }
+  return t.size();
+}
+
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable() for some non-ASCII
+// code points where it expects whitespace (upstream #190, #295): the line
+// of the first byte >= 0x80 outside a string or a comment, or 0. Such a
+// file is refused before it reaches the parser; non-ASCII text in strings
+// and comments is fine.
+std::size_t non_ascii_outside_text(std::string_view t) {
+  std::size_t line = 1;
+  for (std::size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    if (c == '\n') {
+      ++line;
+    } else if (c == '#') {
+      while (i + 1 < t.size() && t[i + 1] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      i = string_end(t, i, line);
+    } else if (static_cast<unsigned char>(c) >= 0x80) {
+      return line;
+    }
+  }
+  return 0;
+}
+
 std::string to_key(std::string flag) {
   std::replace(flag.begin(), flag.end(), '-', '_');
   return flag;
@@ -247,6 +288,10 @@ Result<void> load_toml(const std::string& path, Config& cfg) {
   // then parsed from memory.
   auto file = read_regular_file(path, kConfigMaxBytes, "config");
   if (!file) return file.error();
+  if (const std::size_t line = non_ascii_outside_text(file->text); line != 0) {
+    return {Errc::kInvalidRequest, "config " + path + ": a non-ASCII character outside a string " +
+                                       "or a comment (line " + std::to_string(line) + ")"};
+  }
   toml::table t;
   try {
     t = toml::parse(file->text, path);

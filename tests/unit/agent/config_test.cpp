@@ -174,5 +174,30 @@ TEST(Config, AnIntegerTomlCannotHoldIsRefusedNamingItsKey) {
   EXPECT_FALSE(parse_args({"--queue", "q", "--config", nan.path()}, c).ok());
 }
 
+// Found by the config fuzzer (tests/fuzz/regressions/config): toml++ 3.3
+// reaches __builtin_unreachable() on some non-ASCII code points where it
+// expects whitespace. Such a file is refused, naming its line; non-ASCII in
+// strings and comments still loads.
+TEST(Config, NonAsciiOutsideAStringOrCommentIsRefusedBeforeTheParserSeesIt) {
+  for (const char* text : {"slots = 4\xD0\x97\n", "max_queue_depth = 5\nslots = 4\xD0\x97-\n",
+                           "\xC2\xA0slots = 4\n"}) {
+    SCOPED_TRACE(text);
+    TomlFile f(text);
+    Config c;
+    auto r = parse_args({"--queue", "q", "--config", f.path()}, c);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().message.find("non-ASCII"), std::string::npos) << r.error().message;
+  }
+  TomlFile fine(
+      "# d\xC3\xA9p\xC3\xB4t: \"#\" and ' in a comment\n"
+      "group = \"gr\xC3\xBCppe\"\ndata_dir = '/tmp/\xC3\xA9t\xC3\xA9'\n"
+      "tokens = \"\"\"/tmp/x\"\"\"\nslots = 128 # \xE2\x86\x90 here\n");
+  Config c;
+  auto r = parse_args({"--queue", "q", "--config", fine.path()}, c);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(c.group, "gr\xC3\xBCppe");
+  EXPECT_EQ(c.slots, 128u);
+}
+
 }  // namespace
 }  // namespace perfq::agent
