@@ -136,7 +136,10 @@ Result<Submitted> Producer::submit(const RequestView& r, const std::function<boo
     if (s || (s.error().code != Errc::kQueueFull && s.error().code != Errc::kConflict)) return s;
     const uint64_t now = mono_now_ns();
     if (now >= deadline || give_up()) return s;
-    shm::futex_wait(&room.seq, seen, std::min<uint64_t>(deadline - now, 20'000'000));
+    // As a counted waiter (shm::park raises `waiters`), so the agent's
+    // notify wakes it when room appears instead of at the end of the slice.
+    (void)shm::park(room, std::min<uint64_t>(deadline - now, 20'000'000),
+                    [&] { return load_relaxed(room.seq) != seen; });
   }
 }
 

@@ -15,9 +15,11 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "perfq/core/atomic.hpp"
+#include "perfq/shm/futex.hpp"
 #include "perfq/shm/segment.hpp"
 
 // ---------------------------------------------------------------- allocations
@@ -337,6 +339,33 @@ TEST(Producer, TrySubmitAtMaxQueueDepthIsQueueFullWithAStaticMessage) {
   auto waited = q.producer->submit(request());
   ASSERT_FALSE(waited.ok());
   EXPECT_EQ(waited.error().message, refusal::kQueueAtDepth);
+}
+
+// A submit that waits for room (the give_up overload) parks as a counted
+// waiter, so the agent's notify of `room` wakes it (issue 13, 21): before,
+// it waited on the word without raising `waiters` and woke only at the end
+// of each 20 ms slice.
+TEST(Producer, ASubmitWaitingForRoomIsACountedWaiter) {
+  Queue q;
+  store_relaxed(q.seg->header().max_queue_depth, uint64_t{1});
+  store_relaxed(q.seg->header().rope_drop_timeout_ms, uint64_t{60'000});
+  auto first = q.producer->try_submit(request());
+  ASSERT_TRUE(first.ok());
+  std::atomic<bool> stop{false};
+  Result<Submitted> waited = Error{Errc::kInternal, "not run"};
+  std::thread t([&] { waited = q.producer->submit(request(), [&] { return stop.load(); }); });
+  WaitWord& room = q.seg->header().room;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (load_relaxed(room.waiters) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_GE(load_relaxed(room.waiters), 1u) << "the waiting submit is not a counted waiter";
+  stop = true;
+  shm::notify(room);
+  t.join();
+  ASSERT_FALSE(waited.ok());
+  EXPECT_EQ(waited.error().code, Errc::kQueueFull);
+  EXPECT_EQ(load_relaxed(room.waiters), 0u);
 }
 
 TEST(Producer, AnUnreadableDepthIsQueueFullWithAStaticMessage) {
