@@ -1,9 +1,12 @@
 // perfqctl submit/status/cancel (SPEC §6): every outcome reaches the
 // command line, errors as {statusCode, message, error} with a non-zero exit.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -282,6 +285,49 @@ TEST_F(Perfqctl, EventsThatDoNotComeWithinTheTimeoutAreAnError) {
 
 // `token create` needs no queue and no agent: the token it prints is the one
 // whose hash it appended, and a refused create leaves the file alone.
+// Issue 13, defect 13: perfqctl followed socket_path from the segment, which
+// any member of its group can rewrite, and sent an operator's command to
+// whatever listened there. A process of another user listens; perfqctl
+// must refuse to talk to it, and send it nothing.
+TEST_F(Perfqctl, AnAdminSocketServedByAnotherUserIsNotSentTheCommand) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to listen as another user";
+  // No liveness pass rewrites the scribbled path during the test.
+  start([](agent::Config& c) { c.liveness_interval_ms = 600'000; });
+  const std::string path = "/tmp/perfq-fake-agent-" + std::to_string(::getpid()) + ".sock";
+  ::unlink(path.c_str());
+  test::Signal listening;
+  test::Signal got;
+  test::Child fake([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 2;
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 4) != 0) {
+      return 3;
+    }
+    listening.notify();
+    const int c = ::accept(fd, nullptr, nullptr);
+    char byte = 0;
+    // A byte of the command reaching us is what must not happen.
+    if (c >= 0 && ::read(c, &byte, 1) == 1) got.notify();
+    return 0;
+  });
+  listening.close_write();
+  ASSERT_EQ(listening.wait(10s), 1);
+  shm::SegmentHeader& h = agent_->segment()->header();
+  std::memset(h.socket_path, 0, sizeof h.socket_path);
+  std::memcpy(h.socket_path, path.data(), path.size());
+
+  const ToolRun r = ctl({"dlq", "list"});
+  EXPECT_NE(r.exit, 0) << r.out;
+  EXPECT_NE(r.out.find("uid 65534"), std::string::npos) << r.out;
+  fake.kill();
+  got.close_write();
+  EXPECT_EQ(got.wait(1s), -1) << "the command was sent to another user's socket";
+  ::unlink(path.c_str());
+}
+
 TEST(PerfqctlToken, CreatePrintsATokenThatTheStoreAuthenticates) {
   std::string tmpl = "/tmp/perfq-ctl-token-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);

@@ -14,10 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "daemon_test.hpp"
 #include "harness.hpp"
 #include "perfq/client/events.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/core/seqlock.hpp"
 #include "perfq/perfq.hpp"
 #include "perfq/shm/metrics.hpp"
 #include "perfq/shm/segment.hpp"
@@ -93,6 +95,42 @@ bool submit_until_accepted(Producer& p) {
 std::byte* base(shm::Segment& seg) {
   return reinterpret_cast<std::byte*>(&seg.header());
 }
+
+// The NORMAL band's ring as a member sees it: its header and cells.
+struct RawBand {
+  BandRingHeader* header;
+  uint64_t* cells;
+  uint32_t capacity;
+  uint64_t& cell(uint64_t position) const { return cells[position & (capacity - 1)]; }
+};
+RawBand normal_band(shm::Segment& seg) {
+  const shm::Geometry& g = seg.geometry();
+  const uint8_t b = static_cast<uint8_t>(Band::kNormal);
+  auto* headers = reinterpret_cast<BandRingHeader*>(base(seg) + g.off_band_headers);
+  auto* cells = reinterpret_cast<uint64_t*>(base(seg) + g.off_band_cells +
+                                            b * BandRing::cells_bytes(g.band_ring_capacity));
+  return {&headers[b], cells, g.band_ring_capacity};
+}
+
+std::unique_ptr<Producer> connect(std::shared_ptr<shm::Segment> seg) {
+  auto p = Producer::connect(std::move(seg));
+  if (!p) {
+    ADD_FAILURE() << p.error().message;
+    std::abort();
+  }
+  return std::move(p.value());
+}
+
+// A started agent thread, a producer and an echo worker, three requests
+// already through.
+struct Running {
+  test::QueueName q;
+  test::AgentThread agent{test::test_config(q.str())};
+  std::shared_ptr<shm::Segment> seg = agent.segment();
+  std::unique_ptr<Producer> producer = connect(seg);
+  EchoWorker worker{seg, "echo"};
+  Running() { expect_round_trips(*producer, 3); }
+};
 
 // The slot that holds request `id` (a test reads the segment as a member).
 uint32_t slot_of(shm::Segment& seg, uint64_t id) {
@@ -190,55 +228,32 @@ TEST(Trust, AScribbledEventRingCapacityNeitherCrashesTheAgentNorAReader) {
 // Defect 4: one 8-byte write of a fake published cell {tail + 1, v} at a
 // band's head wedged the band for ever ("band ring full").
 TEST(Trust, AForgedCellAtABandsHeadDoesNotWedgeTheBand) {
-  test::QueueName q;
-  test::AgentThread agent(test::test_config(q.str()));
-  auto seg = agent.segment();
-  auto producer = Producer::connect(seg);
-  ASSERT_TRUE(producer.ok());
-  EchoWorker worker(seg, "echo");
-  expect_round_trips(**producer, 3);
-
-  auto* headers = reinterpret_cast<BandRingHeader*>(base(*seg) + seg->geometry().off_band_headers);
-  const uint8_t normal = static_cast<uint8_t>(Band::kNormal);
-  auto* cells = reinterpret_cast<uint64_t*>(
-      base(*seg) + seg->geometry().off_band_cells +
-      normal * BandRing::cells_bytes(seg->geometry().band_ring_capacity));
-  const uint64_t tail = load_acquire(headers[normal].tail);
+  Running r;
+  const RawBand band = normal_band(*r.seg);
+  const uint64_t tail = load_acquire(band.header->tail);
   const uint64_t forged = (static_cast<uint64_t>(static_cast<uint32_t>(tail + 1)) << 32) | 0u;
-  aref(cells[tail & (seg->geometry().band_ring_capacity - 1)])
-      .store(forged, std::memory_order_release);
-  shm::notify(seg->header().doorbell);
+  aref(band.cell(tail)).store(forged, std::memory_order_release);
+  shm::notify(r.seg->header().doorbell);
 
-  ASSERT_TRUE(submit_until_accepted(**producer));
-  expect_round_trips(**producer, 200);
-  EXPECT_LE(load_acquire(headers[normal].head), load_acquire(headers[normal].tail));
+  ASSERT_TRUE(submit_until_accepted(*r.producer));
+  expect_round_trips(*r.producer, 200);
+  EXPECT_LE(load_acquire(band.header->head), load_acquire(band.header->tail));
 }
 
 // Defect 4, the band's own words: garbage in tail, or in the cells producers
 // claim next, answered every submit "band ring full".
 TEST(Trust, GarbageInABandsTailOrItsNextCellsIsRepairedWithinTheBound) {
-  test::QueueName q;
-  test::AgentThread agent(test::test_config(q.str()));
-  auto seg = agent.segment();
-  auto producer = Producer::connect(seg);
-  ASSERT_TRUE(producer.ok());
-  EchoWorker worker(seg, "echo");
-  expect_round_trips(**producer, 3);
-  auto* headers = reinterpret_cast<BandRingHeader*>(base(*seg) + seg->geometry().off_band_headers);
-  const uint8_t normal = static_cast<uint8_t>(Band::kNormal);
-  const uint32_t cap = seg->geometry().band_ring_capacity;
-  auto* cells = reinterpret_cast<uint64_t*>(base(*seg) + seg->geometry().off_band_cells +
-                                            normal * BandRing::cells_bytes(cap));
+  Running r;
+  const RawBand band = normal_band(*r.seg);
+  aref(band.header->tail).store(uint64_t{1} << 50, std::memory_order_release);
+  ASSERT_TRUE(submit_until_accepted(*r.producer)) << "garbage tail";
+  expect_round_trips(*r.producer, 20);
 
-  aref(headers[normal].tail).store(uint64_t{1} << 50, std::memory_order_release);
-  ASSERT_TRUE(submit_until_accepted(**producer)) << "garbage tail";
-  expect_round_trips(**producer, 20);
-
-  const uint64_t t = load_acquire(headers[normal].tail);
-  for (uint64_t p = t; p < t + 4; ++p) aref(cells[p & (cap - 1)]).store(0x1234'5678'9ABC'DEF0ull);
-  ASSERT_TRUE(submit_until_accepted(**producer)) << "garbage cells ahead of tail";
-  expect_round_trips(**producer, 20);
-  EXPECT_GE(test::counters(*seg).rings_resynced, 1u);
+  const uint64_t t = load_acquire(band.header->tail);
+  for (uint64_t p = t; p < t + 4; ++p) aref(band.cell(p)).store(0x1234'5678'9ABC'DEF0ull);
+  ASSERT_TRUE(submit_until_accepted(*r.producer)) << "garbage cells ahead of tail";
+  expect_round_trips(*r.producer, 20);
+  EXPECT_GE(test::counters(*r.seg).rings_resynced, 1u);
 }
 
 // Defect 8: an outcome went to whatever client held the producer's record
@@ -291,7 +306,9 @@ TEST(Trust, ARequestWhoseCancellerDiedBeforeItsPushIsStillFinished) {
         return SlotCtl::unpack(ctl).state == SlotState::kPending;
       },
       kBound));
-  // What Producer::cancel does, up to the moment it would push the slot.
+  // What Producer::cancel does up to the moment it would push the slot; a
+  // canceller killed there leaves exactly this (done in this process: a
+  // forked child of a process running threads is unsafe under TSan).
   SlotCtl next = SlotCtl::unpack(ctl);
   next.state = SlotState::kCancelling;
   next.owner = kOwnerAgent;
@@ -300,6 +317,42 @@ TEST(Trust, ARequestWhoseCancellerDiedBeforeItsPushIsStillFinished) {
   ASSERT_TRUE(s->outcome.wait_for(kBound)) << "the request stayed CANCELLING";
   EXPECT_EQ(s->outcome.get().status, Status::kCancelled);
   EXPECT_GE(test::counters(*seg).slots_swept, 1u);
+}
+
+// Defect 5, the crash window: an agent killed between the two stores of
+// publish_admission left the admission sequence odd for the life of the
+// segment (86 of 100 try_submit answered QUEUE_FULL "depth could not be
+// read"). A process dies there; the next agent repairs it on takeover.
+TEST(Trust, AnAgentKilledMidPublishOfTheAdmissionViewLeavesNothingBehind) {
+  test::QueueName q;
+  const agent::Config cfg = test::test_config(q.str());
+  { test::AgentThread first(cfg); }
+  test::Child dying([&] {
+    auto seg = shm::Segment::attach(q.str());
+    if (!seg) return 1;
+    (void)seqlock::begin_write((*seg)->header().admission.seq, std::memory_order_acq_rel);
+    ::_exit(0);  // between begin_write and end_write
+  });
+  ASSERT_EQ(dying.wait(kBound), 0);
+  {
+    auto seg = shm::Segment::attach(q.str());
+    ASSERT_TRUE(seg.ok());
+    ASSERT_EQ(load_relaxed((*seg)->header().admission.seq) % 2, 1u) << "the window was not hit";
+  }
+  test::AgentThread next(cfg);
+  auto producer = Producer::connect(next.segment());
+  ASSERT_TRUE(producer.ok());
+  int refused = 0;
+  std::vector<Submitted> accepted;
+  for (int i = 0; i < 100; ++i) {
+    auto s = (*producer)->try_submit(request("nobody-serves-this", "x"));
+    if (s.ok()) {
+      accepted.push_back(std::move(*s));
+    } else {
+      ++refused;
+    }
+  }
+  EXPECT_EQ(refused, 0);
 }
 
 // Defect 11: garbage in the client registry wedged existing producers and
@@ -411,6 +464,31 @@ TEST(Trust, AnAgentRestartsOnAScribbledHeaderFromItsGeometryCopyAndKeepsTheQueue
   stop = true;
   run.join();
   std::filesystem::remove_all(cfg.data_dir);
+}
+
+// Defect 11, the header: garbage in the agent's fields made `perfqctl
+// health` report the running agent down and dlqSize 2147483648.
+class TrustDaemon : public test::DaemonTest {};
+
+TEST_F(TrustDaemon, TheAgentsFieldsAndTheJournalViewAreRewrittenAfterAScribble) {
+  start_daemon();
+  shm::SegmentHeader& h = seg_->header();
+  const uint32_t pid = load_relaxed(h.agent_pid);
+  const uint64_t ticks = load_relaxed(h.agent_start_ticks);
+  const uint64_t dlq = load_relaxed(h.journal.unreviewed);
+  store_relaxed(h.agent_pid, uint32_t{1});
+  store_relaxed(h.agent_start_ticks, uint64_t{42});
+  store_relaxed(h.agent_state, uint32_t{2});
+  store_relaxed(h.journal.unreviewed, uint64_t{2147483648});
+  std::memset(h.socket_path, 'x', 16);
+  EXPECT_TRUE(test::eventually(
+      [&] {
+        return load_relaxed(h.agent_pid) == pid && load_relaxed(h.agent_start_ticks) == ticks &&
+               load_relaxed(h.agent_state) == static_cast<uint32_t>(shm::AgentState::kRunning) &&
+               load_relaxed(h.journal.unreviewed) == dlq && seg_->agent_alive() &&
+               std::string(h.socket_path) == cfg_.data_dir + "/agent.sock";
+      },
+      kBound));
 }
 
 // Defect 6: a processor's Job pointed into the slot. After its final

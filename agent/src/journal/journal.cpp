@@ -204,11 +204,11 @@ void Journal::run() {
     const bool audit_due = audit_work && audit_->due(now, stop_);
     if (!dlq_work && !audit_due) {
       if (stop_) return;
-      if (audit_work) {
-        work_cv_.wait_until(lock, audit_->retry_at());
-      } else {
-        work_cv_.wait(lock);
-      }
+      // The view in the segment is republished at least once a second: any
+      // member of the segment's group can write over it (PROTOCOL §17).
+      const auto republish = now + std::chrono::seconds(1);
+      work_cv_.wait_until(lock, audit_work ? std::min(audit_->retry_at(), republish) : republish);
+      publish_view();
       continue;
     }
     if (dlq_work && backoff_.wait_ms > 0 && !stop_) {
