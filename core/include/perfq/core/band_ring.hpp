@@ -332,7 +332,7 @@ inline void BandRing::resync() noexcept {
 inline bool BandRing::repair_ahead() noexcept {
   if (!refresh_tail()) return false;
   const uint64_t t = tail_seen_;
-  auto wrong = [this](uint64_t p, uint64_t c) {
+  auto wrong = [](uint64_t p, uint64_t c) {
     // Empty for p, or published by a producer that claimed p since.
     return !(seq_of(c) == static_cast<uint32_t>(p) && value_of(c) == kEmpty) &&
            seq_of(c) != static_cast<uint32_t>(p + 1);
