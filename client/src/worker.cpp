@@ -284,17 +284,22 @@ int Worker::do_work(const std::atomic<bool>* stop) {
   // stay ASSIGNED and go back to the agent, uncounted, when the worker
   // leaves (DECISIONS "A dead worker's attempt counts, if it started").
   auto stopping = [stop] { return stop != nullptr && stop->load(std::memory_order_acquire); };
-  while (ran < kRunBatch && !stopping() && ring.try_pop(ref)) {
+  // Bounded by one lap of entries taken, started or not: the ring's words
+  // are shared memory, and a scribbled tail must not keep a worker here.
+  uint32_t taken = 0;
+  while (ran < kRunBatch && taken < ring.capacity() && !stopping() && ring.try_pop(ref)) {
+    ++taken;
     if (slot_ref_index(ref) != kBatchHeaderIndex) {
       ran += run_dispatch(std::span<const uint64_t>(&ref, 1));
       continue;
     }
     // A batch: its refs were pushed together with the header. Bounded by
-    // the ring's capacity.
-    const uint32_t count = std::min(slot_ref_generation(ref), ring.capacity());
+    // what is left of the lap.
+    const uint32_t count = std::min(slot_ref_generation(ref), ring.capacity() - taken);
     refs_.clear();
     uint64_t item = 0;
     for (uint32_t k = 0; k < count && ring.try_pop(item); ++k) refs_.push_back(item);
+    taken += static_cast<uint32_t>(refs_.size());
     ran += run_dispatch(refs_);
   }
   processed_ += static_cast<uint64_t>(ran);

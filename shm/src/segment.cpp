@@ -41,6 +41,18 @@ uint32_t next_pow2(uint32_t v) noexcept {
   return p;
 }
 
+// The header as one copy: each 8-byte word loaded once (relaxed).
+SegmentHeader snapshot(const SegmentHeader& shared) noexcept {
+  static_assert(sizeof(SegmentHeader) % sizeof(uint64_t) == 0);
+  SegmentHeader copy;
+  const auto* src = reinterpret_cast<const uint64_t*>(&shared);
+  auto* dst = reinterpret_cast<uint64_t*>(&copy);
+  for (std::size_t i = 0; i < sizeof(SegmentHeader) / sizeof(uint64_t); ++i) {
+    dst[i] = load_relaxed(src[i]);
+  }
+  return copy;
+}
+
 int fd_of(const bip::shared_memory_object& o) noexcept {
   return static_cast<int>(o.get_mapping_handle().handle);
 }
@@ -269,9 +281,13 @@ Result<void> Segment::map_and_validate(std::string_view queue) {
     return {Errc::kSegmentInvalid, "segment is smaller than its header (" + std::to_string(size) +
                                        " bytes): it was never initialised"};
   }
-  auto* h = static_cast<SegmentHeader*>(mapping_->region.get_address());
+  auto* shared = static_cast<SegmentHeader*>(mapping_->region.get_address());
   // acquire: pairs with the creator's release store of magic.
-  if (load_acquire(h->magic) != kMagic) return {Errc::kSegmentInvalid, "bad magic"};
+  if (load_acquire(shared->magic) != kMagic) return {Errc::kSegmentInvalid, "bad magic"};
+  // Copied once, word by word (the agent may be rewriting a word a member
+  // scribbled on); everything below checks and uses the copy only.
+  const SegmentHeader copy = snapshot(*shared);
+  const SegmentHeader* h = &copy;
   if (h->layout_version != kLayoutVersion) {
     return {Errc::kSegmentInvalid, "layout version " + std::to_string(h->layout_version) +
                                        ", this build speaks " + std::to_string(kLayoutVersion)};

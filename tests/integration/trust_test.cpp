@@ -491,6 +491,21 @@ TEST_F(TrustDaemon, TheAgentsFieldsAndTheJournalViewAreRewrittenAfterAScribble) 
       kBound));
 }
 
+// Found by the duty-cycle fuzzer: a worker's loop over its dispatch ring was
+// bounded by the attempts it started, not the entries it took, so a
+// scribbled tail kept it popping garbage for ever.
+TEST(Trust, AWorkerReturnsFromItsDutyCycleWhateverItsDispatchRingSays) {
+  test::QueueName q;
+  test::AgentThread agent(test::test_config(q.str()));
+  auto w = Worker::connect(agent.segment());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->register_processor("echo", [](const Job&) { return Reply::ok(); }).ok());
+  SpscRingHeader& ring = agent.segment()->client((*w)->client_id()).dispatch;
+  aref(ring.tail).store(load_acquire(ring.tail) + (uint64_t{1} << 40), std::memory_order_release);
+  EXPECT_EQ((*w)->do_work(), 0);  // returns (nothing it took was a dispatch)
+  EXPECT_EQ((*w)->do_work(), 0);
+}
+
 // Defect 6: a processor's Job pointed into the slot. After its final
 // attempt timed out, the slot was freed and reused while the processor
 // still ran: it read alice's payload at its start and bob's after.

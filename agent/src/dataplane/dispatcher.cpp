@@ -184,8 +184,12 @@ uint32_t Dispatcher::pick_worker(const std::vector<uint32_t>& ws, uint32_t& curs
   return kNoWorker;
 }
 
+// False when the slot moved on, or when the agent's own table has it out
+// already: a control word that reads PENDING for a slot in flight was
+// written by someone else (the agent's table decides, never the segment).
 bool Dispatcher::assign(const Pending& p, uint64_t ctl, uint32_t worker) {
   PERFQ_ASSERT(worker < views_.size());
+  if (inflight_.out(p.slot)) return false;
   RequestRecord& rec = seg_.record(p.slot);
   const SlotCtl c = SlotCtl::unpack(ctl);
   const auto attempt = static_cast<uint8_t>(c.attempt + 1);

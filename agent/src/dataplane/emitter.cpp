@@ -1,6 +1,7 @@
 #include "dataplane/emitter.hpp"
 
 #include "dataplane/records.hpp"
+#include "perfq/core/atomic.hpp"
 
 namespace perfq::agent {
 
@@ -12,10 +13,11 @@ void Emitter::publish(EventKind kind, uint32_t slot, Status status, Errc error) 
   ev.error = static_cast<uint8_t>(error);
   if (slot != UINT32_MAX) {
     const RequestRecord& rec = seg_.record(slot);
-    ev.request_id = rec.request_id;
-    ev.priority = rec.priority;
-    ev.attempt = rec.attempts;
-    ev.mode = rec.mode;
+    // Each field loaded once: any member may be writing the record.
+    ev.request_id = load_relaxed(rec.request_id);
+    ev.priority = load_relaxed(rec.priority);
+    ev.attempt = load_relaxed(rec.attempts);
+    ev.mode = load_relaxed(rec.mode);
     copy_names(rec, ev);
   }
   events_.publish(ev);

@@ -36,6 +36,12 @@ class Inflight {
     by_slot_.assign(slots, Out{});
   }
 
+  // Whether `slot` is dispatched and not yet settled or taken back.
+  [[nodiscard]] bool out(uint32_t slot) const noexcept {
+    PERFQ_ASSERT(slot < by_slot_.size());
+    return by_slot_[slot].worker != kNone;
+  }
+
   // `slot` went to `worker` on its own.
   void open(uint32_t slot, uint32_t worker) noexcept {
     PERFQ_ASSERT(slot < by_slot_.size() && worker < by_worker_.size());
