@@ -14,6 +14,8 @@
 
 #include "harness.hpp"
 #include "http/auth.hpp"
+#include "perfq/core/atomic.hpp"
+#include "perfq/shm/liveness.hpp"
 
 namespace perfq {
 namespace {
@@ -289,10 +291,21 @@ TEST_F(Perfqctl, EventsThatDoNotComeWithinTheTimeoutAreAnError) {
 // any member of its group can rewrite, and sent an operator's command to
 // whatever listened there. A process of another user listens; perfqctl
 // must refuse to talk to it, and send it nothing.
-TEST_F(Perfqctl, AnAdminSocketServedByAnotherUserIsNotSentTheCommand) {
+TEST(PerfqctlTrust, AnAdminSocketServedByAnotherUserIsNotSentTheCommand) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to listen as another user";
-  // No liveness pass rewrites the scribbled path during the test.
-  start([](agent::Config& c) { c.liveness_interval_ms = 600'000; });
+  // A segment whose header says its agent is this process (no agent thread
+  // runs: nothing rewrites the scribbled path while perfqctl reads it).
+  test::QueueName q;
+  shm::CreateOptions small;
+  small.slot_count = 64;
+  small.slot_payload_bytes = 256;
+  small.max_clients = 4;
+  shm::Segment::Opened how{};
+  auto seg = shm::Segment::open_for_agent(q.str(), small, how);
+  ASSERT_TRUE(seg.ok()) << seg.error().message;
+  shm::SegmentHeader& h = (*seg)->header();
+  store_relaxed(h.agent_pid, static_cast<uint32_t>(::getpid()));
+  store_relaxed(h.agent_start_ticks, shm::self_start_ticks());
   const std::string path = "/tmp/perfq-fake-agent-" + std::to_string(::getpid()) + ".sock";
   ::unlink(path.c_str());
   test::Signal listening;
@@ -315,11 +328,10 @@ TEST_F(Perfqctl, AnAdminSocketServedByAnotherUserIsNotSentTheCommand) {
   });
   listening.close_write();
   ASSERT_EQ(listening.wait(10s), 1);
-  shm::SegmentHeader& h = agent_->segment()->header();
   std::memset(h.socket_path, 0, sizeof h.socket_path);
   std::memcpy(h.socket_path, path.data(), path.size());
 
-  const ToolRun r = ctl({"dlq", "list"});
+  const ToolRun r = perfqctl(q.str(), {"dlq", "list"});
   EXPECT_NE(r.exit, 0) << r.out;
   EXPECT_NE(r.out.find("uid 65534"), std::string::npos) << r.out;
   fake.kill();
