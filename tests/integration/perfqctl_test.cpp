@@ -1,10 +1,13 @@
 // perfqctl submit/status/cancel (SPEC §6): every outcome reaches the
 // command line, errors as {statusCode, message, error} with a non-zero exit.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -312,6 +315,9 @@ TEST(PerfqctlTrust, AnAdminSocketServedByAnotherUserIsNotSentTheCommand) {
   test::Signal got;
   test::Child fake([&] {
     if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 2;
+    // Dies with the test (set after setuid, which clears it), and waits for
+    // a connection at most 30 s: it never outlives the test.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -320,6 +326,8 @@ TEST(PerfqctlTrust, AnAdminSocketServedByAnotherUserIsNotSentTheCommand) {
       return 3;
     }
     listening.notify();
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 30'000) != 1) return 4;
     const int c = ::accept(fd, nullptr, nullptr);
     char byte = 0;
     // A byte of the command reaching us is what must not happen.
