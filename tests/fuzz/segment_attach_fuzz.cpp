@@ -74,7 +74,8 @@ void read_like_a_client(shm::Segment& seg) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 1) return 0;
+  if (size < 2)
+    return 0;  // a target byte and at least one byte to lay (memcpy of 0 from null is UB)
   World& w = World::get();
   const shm::Geometry& g = w.agent->geometry();
   auto* base = reinterpret_cast<std::byte*>(&w.agent->header());
