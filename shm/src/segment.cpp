@@ -15,6 +15,7 @@
 
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/core/restore_word.hpp"
 #include "perfq/shm/admission.hpp"
 #include "perfq/shm/geometry_copy.hpp"
 #include "perfq/shm/liveness.hpp"
@@ -539,31 +540,19 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
   return s;
 }
 
-namespace {
-
-// Stores `want` in a shared word that differs from it; counts it in `n`.
-template <class T>
-void restore_word(T& field, T want, int& n) noexcept {
-  if (load_relaxed(field) == want) return;
-  store_relaxed(field, want);
-  ++n;
-}
-
-}  // namespace
-
 int Segment::restore_header() noexcept {
   SegmentHeader& h = *header_;
   int n = 0;
-  restore_word(h.layout_version, kLayoutVersion, n);
-  restore_word(h.header_bytes, static_cast<uint32_t>(sizeof(SegmentHeader)), n);
-  restore_word(h.layout_hash, layout_hash(), n);
-  restore_word(h.total_bytes, geo_.total_bytes, n);
-  restore_word(h.slot_count, geo_.slot_count, n);
-  restore_word(h.slot_payload_bytes, geo_.slot_payload_bytes, n);
-  restore_word(h.slot_stride, geo_.slot.stride, n);
-  restore_word(h.band_ring_capacity, geo_.band_ring_capacity, n);
-  restore_word(h.client_ring_capacity, geo_.client_ring_capacity, n);
-  restore_word(h.max_clients, geo_.max_clients, n);
+  n += restore_word(h.layout_version, kLayoutVersion);
+  n += restore_word(h.header_bytes, static_cast<uint32_t>(sizeof(SegmentHeader)));
+  n += restore_word(h.layout_hash, layout_hash());
+  n += restore_word(h.total_bytes, geo_.total_bytes);
+  n += restore_word(h.slot_count, geo_.slot_count);
+  n += restore_word(h.slot_payload_bytes, geo_.slot_payload_bytes);
+  n += restore_word(h.slot_stride, geo_.slot.stride);
+  n += restore_word(h.band_ring_capacity, geo_.band_ring_capacity);
+  n += restore_word(h.client_ring_capacity, geo_.client_ring_capacity);
+  n += restore_word(h.max_clients, geo_.max_clients);
   for (auto [field, want] : {std::pair{&h.off_clients, geo_.off_clients},
                              {&h.off_client_rings, geo_.off_client_rings},
                              {&h.off_band_headers, geo_.off_band_headers},
@@ -576,24 +565,24 @@ int Segment::restore_header() noexcept {
                              {&h.off_idempotency, geo_.off_idempotency},
                              {&h.off_rate, geo_.off_rate},
                              {&h.off_metrics, geo_.off_metrics}}) {
-    restore_word(*field, want, n);
+    n += restore_word(*field, want);
   }
-  restore_word(h.status_entries, geo_.status_entries, n);
-  restore_word(h.idempotency_entries, geo_.idempotency_entries, n);
-  restore_word(h.rate_entries, geo_.rate_entries, n);
-  restore_word(h.rate_limit, geo_.rate_limit, n);
-  restore_word(h.metrics_types, geo_.metrics_types, n);
+  n += restore_word(h.status_entries, geo_.status_entries);
+  n += restore_word(h.idempotency_entries, geo_.idempotency_entries);
+  n += restore_word(h.rate_entries, geo_.rate_entries);
+  n += restore_word(h.rate_limit, geo_.rate_limit);
+  n += restore_word(h.metrics_types, geo_.metrics_types);
   auto* bh = reinterpret_cast<BandRingHeader*>(base_ + geo_.off_band_headers);
   for (uint8_t b = 0; b < kRingCount; ++b) {
-    restore_word(bh[b].capacity, geo_.band_ring_capacity, n);
-    restore_word(bh[b].mask, geo_.band_ring_capacity - 1, n);
+    n += restore_word(bh[b].capacity, geo_.band_ring_capacity);
+    n += restore_word(bh[b].mask, geo_.band_ring_capacity - 1);
   }
-  restore_word(reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events)->capacity,
-               kEventCapacity, n);
+  n += restore_word(reinterpret_cast<EventRingHeader*>(base_ + geo_.off_events)->capacity,
+                    kEventCapacity);
   auto& mh = *reinterpret_cast<MetricsHeader*>(base_ + geo_.off_metrics);
-  restore_word(mh.minutes, kMetricsMinutes, n);
-  restore_word(mh.types, geo_.metrics_types, n);
-  restore_word(mh.row_bytes, metrics_row_bytes(geo_.metrics_types), n);
+  n += restore_word(mh.minutes, kMetricsMinutes);
+  n += restore_word(mh.types, geo_.metrics_types);
+  n += restore_word(mh.row_bytes, metrics_row_bytes(geo_.metrics_types));
   if (idem_) n += idem_->restore_header();
   if (rate_) n += rate_->restore_header();
   // Last, with release: a client that sees the magic sees the words above.

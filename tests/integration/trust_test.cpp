@@ -29,14 +29,6 @@ namespace {
 
 constexpr auto kBound = std::chrono::seconds(20);
 
-RequestView request(std::string_view type, std::string_view payload) {
-  RequestView r;
-  r.type = type;
-  r.user_id = "user-1";
-  r.payload = std::as_bytes(std::span(payload.data(), payload.size()));
-  return r;
-}
-
 // An echo worker on its own thread.
 class EchoWorker {
  public:
@@ -70,7 +62,7 @@ void expect_round_trips(Producer& p, int n, const std::string& type = "echo") {
   for (int i = 0; i < n; ++i) {
     std::string payload = "m";
     payload += std::to_string(i);  // (not "m" + ...: GCC 12 -Wrestrict false positive)
-    auto s = p.submit(request(type, payload));
+    auto s = p.submit(test::make_request(type, "user-1", payload));
     ASSERT_TRUE(s.ok()) << "submit " << i << ": " << s.error().message;
     ASSERT_TRUE(s->outcome.wait_for(kBound)) << "request " << i << " never finished";
     const Outcome& o = s->outcome.get();
@@ -84,7 +76,7 @@ void expect_round_trips(Producer& p, int n, const std::string& type = "echo") {
 // outcome waited for.
 bool submit_until_accepted(Producer& p) {
   for (int i = 0; i < 1'000'000; ++i) {
-    auto s = p.submit(request("echo", "after"));
+    auto s = p.submit(test::make_request("echo", "user-1", "after"));
     if (s.ok()) return s->outcome.wait_for(kBound);
     std::this_thread::yield();
   }
@@ -152,7 +144,7 @@ TEST(Trust, ARecordRewrittenAfterTheAgentTookItDoesNotRedirectItsOutcome) {
   auto seg = agent.segment();
   auto producer = Producer::connect(seg);
   ASSERT_TRUE(producer.ok());
-  auto s = (*producer)->submit(request("echo", "alice"));
+  auto s = (*producer)->submit(test::make_request("echo", "user-1", "alice"));
   ASSERT_TRUE(s.ok());
   const uint32_t slot = slot_of(*seg, s->request_id);
   ASSERT_NE(slot, UINT32_MAX);
@@ -266,7 +258,7 @@ TEST(Trust, AnOutcomeForAProducerThatLeftIsNotDeliveredToTheNextClientOfItsRecor
   {
     auto gone = Producer::connect(seg);
     ASSERT_TRUE(gone.ok());
-    auto s = (*gone)->submit(request("echo", "orphan"));
+    auto s = (*gone)->submit(test::make_request("echo", "user-1", "orphan"));
     ASSERT_TRUE(s.ok());
     id = s->request_id;
   }  // the producer closes; its request stays accepted, waiting for a worker
@@ -295,7 +287,7 @@ TEST(Trust, ARequestWhoseCancellerDiedBeforeItsPushIsStillFinished) {
   auto seg = agent.segment();
   auto producer = Producer::connect(seg);
   ASSERT_TRUE(producer.ok());
-  auto s = (*producer)->submit(request("nobody-serves-this", "x"));
+  auto s = (*producer)->submit(test::make_request("nobody-serves-this", "user-1", "x"));
   ASSERT_TRUE(s.ok());
   const uint32_t slot = slot_of(*seg, s->request_id);
   ASSERT_NE(slot, UINT32_MAX);
@@ -345,7 +337,7 @@ TEST(Trust, AnAgentKilledMidPublishOfTheAdmissionViewLeavesNothingBehind) {
   int refused = 0;
   std::vector<Submitted> accepted;
   for (int i = 0; i < 100; ++i) {
-    auto s = (*producer)->try_submit(request("nobody-serves-this", "x"));
+    auto s = (*producer)->try_submit(test::make_request("nobody-serves-this", "user-1", "x"));
     if (s.ok()) {
       accepted.push_back(std::move(*s));
     } else {
@@ -363,7 +355,7 @@ TEST(Trust, AScribbledClientRecordIsRewrittenAndItsOutcomesStillArrive) {
   auto seg = agent.segment();
   auto producer = Producer::connect(seg);
   ASSERT_TRUE(producer.ok());
-  auto s = (*producer)->submit(request("echo", "before the scribble"));
+  auto s = (*producer)->submit(test::make_request("echo", "user-1", "before the scribble"));
   ASSERT_TRUE(s.ok());
   const uint32_t id = (*producer)->client_id();
   // The agent has seen the producer: its request was taken.
@@ -424,7 +416,7 @@ TEST(Trust, AnAgentRestartsOnAScribbledHeaderFromItsGeometryCopyAndKeepsTheQueue
     ASSERT_TRUE(a.ok()) << a.error().message;
     auto producer = Producer::connect((*a)->segment());
     ASSERT_TRUE(producer.ok());
-    auto s = (*producer)->submit(request("echo", "kept across the scribble"));
+    auto s = (*producer)->submit(test::make_request("echo", "user-1", "kept across the scribble"));
     ASSERT_TRUE(s.ok());
     id = s->request_id;
     // One duty cycle takes it; the agent then stops.
@@ -543,14 +535,14 @@ TEST(Trust, AProcessorNeverSeesAnotherRequestsBytes) {
 
   auto producer = Producer::connect(seg);
   ASSERT_TRUE(producer.ok());
-  RequestView alice = request("slow", "alice's payload");
+  RequestView alice = test::make_request("slow", "user-1", "alice's payload");
   alice.user_id = "alice";
   auto a = (*producer)->submit(alice);
   ASSERT_TRUE(a.ok());
   ASSERT_EQ(started.wait(kBound), 1);
   ASSERT_TRUE(a->outcome.wait_for(kBound));  // the attempt timed out; the slot is free
   EXPECT_NE(a->outcome.get().status, Status::kCompleted);
-  RequestView bob = request("nobody-serves-this", "bob's payload, longer");
+  RequestView bob = test::make_request("nobody-serves-this", "user-1", "bob's payload, longer");
   bob.user_id = "bob";
   auto b = (*producer)->submit(bob);
   ASSERT_TRUE(b.ok()) << b.error().message;

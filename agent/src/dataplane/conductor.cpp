@@ -11,6 +11,7 @@
 #include "dataplane/recovery.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/idle_strategy.hpp"
+#include "perfq/core/restore_word.hpp"
 #include "perfq/shm/admission.hpp"
 #include "perfq/shm/futex.hpp"
 #include "perfq/shm/liveness.hpp"
@@ -127,9 +128,11 @@ void Conductor::publish_start() {
   aref(h.max_queue_depth).store(cfg_.max_queue_depth, std::memory_order_relaxed);
   aref(h.rope_drop_timeout_ms).store(cfg_.rope_drop_timeout_ms, std::memory_order_relaxed);
   aref(h.idempotency_ttl_ms).store(cfg_.idempotency_ttl_ms, std::memory_order_relaxed);
+  // Kept: the liveness pass compares the header's copy with it.
   const std::string sock = cfg_.data_dir + "/agent.sock";
-  std::memset(h.socket_path, 0, sizeof h.socket_path);
-  std::memcpy(h.socket_path, sock.data(), std::min(sock.size(), sizeof h.socket_path - 1));
+  socket_path_.fill(0);
+  std::memcpy(socket_path_.data(), sock.data(), std::min(sock.size(), socket_path_.size() - 1));
+  std::memcpy(h.socket_path, socket_path_.data(), socket_path_.size());
   // Only the agent parks on the doorbell; a predecessor that died parked
   // left its mark here.
   aref(h.doorbell.waiters).store(0, std::memory_order_relaxed);
@@ -190,26 +193,18 @@ void Conductor::liveness_tick(uint64_t now_ns) {
 int Conductor::restore_header() {
   shm::SegmentHeader& h = seg_->header();
   int n = seg_->restore_header();
-  auto fix = [&n](auto& field, auto want) {
-    if (load_relaxed(field) == want) return;
-    store_relaxed(field, want);
-    ++n;
-  };
-  fix(h.agent_pid, pid_);
-  fix(h.agent_start_ticks, start_ticks_);
-  fix(h.agent_state, static_cast<uint32_t>(shm::AgentState::kRunning));
-  fix(h.processing_timeout_ms, cfg_.processing_timeout_ms);
-  fix(h.worker_idle_timeout_ms, cfg_.worker_idle_timeout_ms);
-  fix(h.max_queue_depth, cfg_.max_queue_depth);
-  fix(h.rope_drop_timeout_ms, cfg_.rope_drop_timeout_ms);
-  fix(h.idempotency_ttl_ms, cfg_.idempotency_ttl_ms);
-  char sock[sizeof h.socket_path] = {};
-  const std::string path = cfg_.data_dir + "/agent.sock";
-  std::memcpy(sock, path.data(), std::min(path.size(), sizeof sock - 1));
+  n += restore_word(h.agent_pid, pid_);
+  n += restore_word(h.agent_start_ticks, start_ticks_);
+  n += restore_word(h.agent_state, static_cast<uint32_t>(shm::AgentState::kRunning));
+  n += restore_word(h.processing_timeout_ms, cfg_.processing_timeout_ms);
+  n += restore_word(h.worker_idle_timeout_ms, cfg_.worker_idle_timeout_ms);
+  n += restore_word(h.max_queue_depth, cfg_.max_queue_depth);
+  n += restore_word(h.rope_drop_timeout_ms, cfg_.rope_drop_timeout_ms);
+  n += restore_word(h.idempotency_ttl_ms, cfg_.idempotency_ttl_ms);
   // Written by the agent alone (publish_start, here); a scribble by another
   // process is not ordered with anything, and no thread of ours writes it.
-  if (std::memcmp(h.socket_path, sock, sizeof sock) != 0) {
-    std::memcpy(h.socket_path, sock, sizeof sock);
+  if (std::memcmp(h.socket_path, socket_path_.data(), socket_path_.size()) != 0) {
+    std::memcpy(h.socket_path, socket_path_.data(), socket_path_.size());
     ++n;
   }
   return n;

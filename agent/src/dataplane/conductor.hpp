@@ -19,6 +19,7 @@
 // WakeList. All of it is private to the data-plane thread; everything
 // another process must see lives in the segment, so a restarted agent
 // carries on from it (Recovery).
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -102,6 +103,7 @@ class Conductor {
   Counters counters_;
   uint32_t pid_ = 0;  // this agent's, as published in the header
   uint64_t start_ticks_ = 0;
+  std::array<char, sizeof(shm::SegmentHeader::socket_path)> socket_path_{};  // as published
   Ledger ledger_;
   Registrations regs_;
   Inflight inflight_;

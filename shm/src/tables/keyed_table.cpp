@@ -7,6 +7,7 @@
 
 #include "perfq/core/assert.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/core/restore_word.hpp"
 
 namespace perfq::shm {
 
@@ -81,19 +82,14 @@ void KeyedTable::format(void* mem, uint32_t entries, uint32_t entry_stride, Tabl
 int KeyedTable::restore_header(TableKind kind, uint64_t param0, uint64_t param1) noexcept {
   KeyedTableHeader& h = header();
   int n = 0;
-  auto fix = [&n](auto& field, auto want) {
-    if (load_relaxed(field) == want) return;
-    store_relaxed(field, want);
-    ++n;
-  };
-  fix(h.layout_version, kKeyedTableVersion);
-  fix(h.kind, static_cast<uint32_t>(kind));
-  fix(h.entries, buckets_ * kWays);
-  fix(h.entry_stride, stride_);
-  fix(h.region_bytes, bytes_for(buckets_ * kWays, stride_));
-  fix(h.param0, param0);
-  fix(h.param1, param1);
-  fix(h.seed, seed_);
+  n += restore_word(h.layout_version, kKeyedTableVersion);
+  n += restore_word(h.kind, static_cast<uint32_t>(kind));
+  n += restore_word(h.entries, buckets_ * kWays);
+  n += restore_word(h.entry_stride, stride_);
+  n += restore_word(h.region_bytes, bytes_for(buckets_ * kWays, stride_));
+  n += restore_word(h.param0, param0);
+  n += restore_word(h.param1, param1);
+  n += restore_word(h.seed, seed_);
   if (load_acquire(h.magic) != kKeyedTableMagic) {
     // release: pairs with attach()'s acquire load; the words above first.
     aref(h.magic).store(kKeyedTableMagic, std::memory_order_release);
