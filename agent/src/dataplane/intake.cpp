@@ -34,13 +34,14 @@ bool valid_request(const RequestRecord& rec, uint16_t owner, const shm::Geometry
 
 Intake::Intake(shm::Segment& seg, const Config& cfg, const CycleClock& cycle, Scheduler& scheduler,
                Settlement& settlement, shm::MetricsWriter& metrics, Ledger& ledger,
-               Emitter& emitter, Counters& counters) noexcept
+               Registrations& regs, Emitter& emitter, Counters& counters) noexcept
     : seg_(seg),
       cycle_(cycle),
       scheduler_(scheduler),
       settlement_(settlement),
       metrics_(metrics),
       ledger_(ledger),
+      regs_(regs),
       emitter_(emitter),
       counters_(counters),
       claim_timeout_ns_(cfg.ring_claim_timeout_ms * 1'000'000) {}
@@ -197,6 +198,10 @@ bool Intake::accept(uint32_t slot) {
     reject(slot, ctl, c);
     return false;
   }
+  // The producer's registration is copied now, while its record is known
+  // good, so that a record scribbled before the outcome is settled is
+  // rewritten from the copy rather than freed with the outcome lost.
+  (void)regs_.adopt(c.owner);
   take(slot, c.generation, facts);
   return true;
 }

@@ -16,6 +16,7 @@
 #include "dataplane/cycle_clock.hpp"
 #include "dataplane/emitter.hpp"
 #include "dataplane/ledger.hpp"
+#include "dataplane/registrations.hpp"
 #include "dataplane/scheduler.hpp"
 #include "dataplane/settlement.hpp"
 #include "perfq/agent/config.hpp"
@@ -28,8 +29,8 @@ namespace perfq::agent {
 class Intake {
  public:
   Intake(shm::Segment& seg, const Config& cfg, const CycleClock& cycle, Scheduler& scheduler,
-         Settlement& settlement, shm::MetricsWriter& metrics, Ledger& ledger, Emitter& emitter,
-         Counters& counters) noexcept;
+         Settlement& settlement, shm::MetricsWriter& metrics, Ledger& ledger, Registrations& regs,
+         Emitter& emitter, Counters& counters) noexcept;
 
   // `check_claims`: look for claims left unpublished (on the liveness timer
   // only). Each returns the cells taken.
@@ -63,6 +64,7 @@ class Intake {
   Settlement& settlement_;
   shm::MetricsWriter& metrics_;
   Ledger& ledger_;
+  Registrations& regs_;
   Emitter& emitter_;
   Counters& counters_;
   const uint64_t claim_timeout_ns_;
