@@ -443,12 +443,14 @@ size_t Producer::drain_locked(std::vector<uint64_t>* settled_ids) {
       o.attempts = rec.attempts;
       const uint32_t len = rec.result_len <= seg.geometry().slot_payload_bytes ? rec.result_len : 0;
       o.result.assign(seg.result(slot), seg.result(slot) + len);
-      o.wait_ns = rec.dispatched_mono_ns > rec.enqueued_mono_ns
-                      ? rec.dispatched_mono_ns - rec.enqueued_mono_ns
-                      : 0;
-      o.processing_ns = rec.finished_mono_ns > rec.dispatched_mono_ns
-                            ? rec.finished_mono_ns - rec.dispatched_mono_ns
-                            : 0;
+      // The last attempt's start, if its worker wrote one within the
+      // attempt; its dispatch otherwise. Waiting ends there.
+      const uint64_t dispatched = rec.dispatched_mono_ns;
+      const uint64_t finished = rec.finished_mono_ns;
+      const uint64_t written = load_relaxed(rec.started_mono_ns);
+      const uint64_t started = written >= dispatched && written <= finished ? written : dispatched;
+      o.wait_ns = started > rec.enqueued_mono_ns ? started - rec.enqueued_mono_ns : 0;
+      o.processing_ns = finished > started ? finished - started : 0;
     }
     if (seg.pool().release(slot, ctl)) {
       // Claim next near the slots just freed: their lines are still cached.

@@ -22,7 +22,10 @@ constexpr int kRunBatch = 256;
 }  // namespace
 
 Worker::Worker(std::shared_ptr<shm::Segment> seg, uint32_t id, WorkerOptions opt)
-    : seg_(std::move(seg)), id_(id), opt_(opt) {
+    : seg_(std::move(seg)),
+      id_(id),
+      opt_(opt),
+      clock_(opt.clock != nullptr ? *opt.clock : system_clock()) {
   beat_ = std::thread([this] { beat_loop(); });
 }
 
@@ -83,6 +86,7 @@ bool Worker::rejoin_if_evicted() {
   }
   aref(seg.client(*id).heartbeat_mono_ns).store(mono_now_ns(), std::memory_order_relaxed);
   id_.store(*id, std::memory_order_relaxed);
+  kept_.clear();  // the agent took back what the old record held
   shm::close_client(seg, old);
   ++rejoins_;
   shm::notify(seg.header().doorbell);
@@ -95,6 +99,24 @@ Result<void> Worker::register_processor(std::string_view type, Processor fn) {
 
 Result<void> Worker::register_batch_processor(std::string_view type, BatchProcessor fn) {
   return add_type(type, nullptr, std::move(fn));
+}
+
+// The processors of a declared type run in the binding, which takes its
+// dispatches with take(); do_work() (not meant for such a worker) fails them.
+Result<void> Worker::declare_type(std::string_view type, bool batch) {
+  if (batch) {
+    return add_type(type, nullptr, [](std::span<const Job> jobs) {
+      return std::vector<Reply>(jobs.size(), Reply::error("this type is run by take()"));
+    });
+  }
+  return add_type(
+      type, [](const Job&) { return Reply::error("this type is run by take()"); }, nullptr);
+}
+
+void Worker::set_max_inflight(uint32_t n) noexcept {
+  const uint32_t cap = seg_->geometry().client_ring_capacity;
+  opt_.max_inflight = std::clamp<uint32_t>(n, 1, cap);
+  aref(seg_->client(client_id()).max_inflight).store(opt_.max_inflight, std::memory_order_relaxed);
 }
 
 Result<void> Worker::add_type(std::string_view type, Processor fn, BatchProcessor batch_fn) {
@@ -156,28 +178,34 @@ void copy_request(const RequestRecord& rec, const std::byte* payload, uint32_t p
 }  // namespace
 
 // Takes one dispatched attempt: false if the agent revoked it meanwhile.
-bool Worker::start(uint64_t ref, Started& out, std::vector<std::byte>& copy, Job& job) {
+bool Worker::start(uint64_t ref, Held& out, std::vector<std::byte>& copy, Job& job) {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   const uint32_t slot = slot_ref_index(ref);
   if (slot >= seg.geometry().slot_count) return false;  // never follow garbage
+  const uint32_t id = client_id();
   uint64_t ctl = pool.load(slot);
   const SlotCtl c = SlotCtl::unpack(ctl);
-  if (c.state != SlotState::kAssigned || c.owner != client_id() ||
+  if (c.state != SlotState::kAssigned || c.owner != id ||
       c.generation != slot_ref_generation(ref)) {
     return false;  // revoked or stale
   }
+  // The processing timeout counts from here (SPEC §4). Written before the
+  // start so the agent, which reads it once it sees PROCESSING, finds it;
+  // if the start loses to the agent, the agent tells the stale time apart
+  // by its being older than the next dispatch.
+  store_relaxed(seg.record(slot).started_mono_ns, clock_.now_mono_ns());
   SlotCtl next = c;
   next.state = SlotState::kProcessing;
   if (!pool.transition(slot, ctl, next)) return false;
-  out = Started{slot, next.pack(), ref};
+  out = Held{slot, id, next.pack(), ref};
 
   copy_request(seg.record(slot), seg.payload(slot), seg.geometry().slot_payload_bytes, c.attempt,
                copy, job);
   return true;
 }
 
-void Worker::report(const Started& s, const Reply& reply) {
+void Worker::report(const Held& s, const Reply& reply) {
   shm::Segment& seg = *seg_;
   SlotPool& pool = seg.pool();
   // Take the right to write the result. Losing means the agent revoked the
@@ -213,8 +241,15 @@ void Worker::report(const Started& s, const Reply& reply) {
   next.state = SlotState::kReported;
   // release (in transition): the agent reads the result after acquiring it.
   if (!pool.transition(s.slot, ctl, next)) return;
-  // The result ring is as large as the pool, so it cannot be full.
-  (void)seg.result_ring(client_id()).try_push(s.ref);
+  // The result ring is as large as the pool, so it cannot be full. It goes
+  // to the record the attempt was dispatched to (this worker may have
+  // rejoined since; the agent took those attempts back, so the transitions
+  // above lost and nothing gets here for them).
+  if (s.client < seg.geometry().max_clients) (void)seg.result_ring(s.client).try_push(s.ref);
+}
+
+void Worker::announce() noexcept {
+  shm::notify(seg_->header().doorbell);
 }
 
 namespace {
@@ -232,44 +267,139 @@ Reply call_guarded(Fn&& fn) {
 
 }  // namespace
 
-int Worker::run_dispatch(std::span<const uint64_t> refs) {
-  started_.clear();
-  jobs_.clear();
-  if (copies_.size() < refs.size()) copies_.resize(refs.size());
-  for (const uint64_t ref : refs) {
-    Started st{};
-    Job job;
-    if (!start(ref, st, copies_[jobs_.size()], job)) continue;
-    started_.push_back(st);
-    jobs_.push_back(job);
-  }
-  if (started_.empty()) return 0;
+void Worker::run_here(std::span<const Job> jobs, std::span<const Held> held) {
+  if (held.empty()) return;
   // One dispatch carries one type (the agent batches per type).
-  const std::string_view type = jobs_.front().type;
+  const std::string_view type = jobs.front().type;
   auto it = std::find_if(processors_.begin(), processors_.end(),
                          [&](const Registered& p) { return p.type == type; });
   if (it == processors_.end()) {
     const Reply none = Reply::error("no processor registered for this type in this worker");
-    for (const Started& st : started_) report(st, none);
+    for (const Held& h : held) report(h, none);
   } else if (it->batch_fn != nullptr) {
     std::vector<Reply> replies;
     try {
-      replies = it->batch_fn(std::span<const Job>(jobs_));
+      replies = it->batch_fn(jobs);
     } catch (const std::exception& e) {
-      replies.assign(jobs_.size(), Reply::error(std::string("processor threw: ") + e.what()));
+      replies.assign(jobs.size(), Reply::error(std::string("processor threw: ") + e.what()));
     } catch (...) {
-      replies.assign(jobs_.size(), Reply::error("processor threw"));
+      replies.assign(jobs.size(), Reply::error("processor threw"));
     }
-    for (size_t k = 0; k < started_.size(); ++k) {
-      report(started_[k],
+    for (size_t k = 0; k < held.size(); ++k) {
+      report(held[k],
              k < replies.size() ? replies[k] : Reply::error("the batch processor gave no outcome"));
     }
   } else {
-    for (size_t k = 0; k < started_.size(); ++k) {
-      report(started_[k], call_guarded([&] { return it->fn(jobs_[k]); }));
+    for (size_t k = 0; k < held.size(); ++k) {
+      report(held[k], call_guarded([&] { return it->fn(jobs[k]); }));
     }
   }
-  return static_cast<int>(started_.size());
+}
+
+std::string_view Worker::peek_type(uint64_t ref, std::string& scratch) const {
+  shm::Segment& seg = *seg_;
+  const uint32_t slot = slot_ref_index(ref);
+  if (slot >= seg.geometry().slot_count) return {};
+  const SlotCtl c = SlotCtl::unpack(seg.pool().load(slot));
+  if (c.state != SlotState::kAssigned || c.owner != client_id() ||
+      c.generation != slot_ref_generation(ref)) {
+    return {};
+  }
+  const RequestRecord& rec = seg.record(slot);
+  const size_t len = std::min<size_t>(load_relaxed(rec.type_len), kTypeMaxBytes);
+  scratch.assign(rec.type, len);
+  return scratch;
+}
+
+bool Worker::start_dispatch(std::span<const uint64_t> refs, bool batch, const Admit& admit,
+                            const Sink& sink, int& started) {
+  std::string_view type;
+  for (const uint64_t ref : refs) {
+    type = peek_type(ref, type_scratch_);
+    if (!type.empty()) break;
+  }
+  if (type.empty()) return true;  // every ref is stale: nothing to run, nothing to keep
+  if (!admit(type, batch)) return false;
+  started_.clear();
+  jobs_.clear();
+  if (copies_.size() < refs.size()) copies_.resize(refs.size());
+  for (const uint64_t ref : refs) {
+    Held h{};
+    Job job;
+    if (!start(ref, h, copies_[jobs_.size()], job)) continue;
+    started_.push_back(h);
+    jobs_.push_back(job);
+  }
+  // Called even with nothing started (the agent took the dispatch back
+  // meanwhile), so the caller gives back the room it granted.
+  sink(std::span<const Job>(jobs_), std::span<const Held>(started_), batch);
+  started += static_cast<int>(started_.size());
+  return true;
+}
+
+int Worker::take(int max_dispatches, const Admit& admit, const Sink& sink) {
+  int started = 0;
+  int dispatches = 0;
+  // Kept dispatches first, in the order they came.
+  kept_next_.clear();
+  for (auto& d : kept_) {
+    const bool batch = slot_ref_index(d.front()) == kBatchHeaderIndex;
+    const std::span<const uint64_t> refs =
+        batch ? std::span<const uint64_t>(d).subspan(1) : std::span<const uint64_t>(d);
+    if (dispatches < max_dispatches && start_dispatch(refs, batch, admit, sink, started)) {
+      ++dispatches;
+      continue;
+    }
+    kept_next_.push_back(std::move(d));
+  }
+  kept_.swap(kept_next_);
+  SpscRing ring = seg_->dispatch_ring(client_id());
+  const uint32_t cap = ring.capacity();
+  uint64_t ref = 0;
+  // Bounded by one lap of entries taken, started or not: the ring's words
+  // are shared memory, and a scribbled tail must not keep a worker here.
+  // What is kept is bounded by the ring's capacity.
+  uint32_t taken = 0;
+  while (dispatches < max_dispatches && taken < cap && kept_.size() < cap && ring.try_pop(ref)) {
+    ++taken;
+    refs_.clear();
+    refs_.push_back(ref);
+    const bool batch = slot_ref_index(ref) == kBatchHeaderIndex;
+    if (batch) {
+      // A batch: its refs were pushed together with the header. Bounded by
+      // what is left of the lap.
+      const uint32_t count = std::min(slot_ref_generation(ref), cap - taken);
+      uint64_t item = 0;
+      for (uint32_t k = 0; k < count && ring.try_pop(item); ++k) refs_.push_back(item);
+      taken += static_cast<uint32_t>(refs_.size() - 1);
+    }
+    const std::span<const uint64_t> refs =
+        batch ? std::span<const uint64_t>(refs_).subspan(1) : std::span<const uint64_t>(refs_);
+    if (start_dispatch(refs, batch, admit, sink, started)) {
+      ++dispatches;
+    } else {
+      kept_.push_back(refs_);
+    }
+  }
+  processed_.fetch_add(static_cast<uint64_t>(started), std::memory_order_relaxed);
+  if (started == 0 && kept_.empty()) rejoin_if_evicted();
+  return started;
+}
+
+bool Worker::has_work() const noexcept {
+  return !kept_.empty() || seg_->dispatch_ring(client_id()).size_approx() > 0;
+}
+
+void Worker::park(uint64_t timeout_ns, const std::function<bool()>& wake) {
+  shm::Segment& seg = *seg_;
+  const uint32_t id = client_id();
+  SpscRing ring = seg.dispatch_ring(id);
+  shm::park(seg.client(id).dispatch_wake, timeout_ns,
+            [&] { return ring.size_approx() > 0 || wake(); });
+}
+
+void Worker::unpark() noexcept {
+  shm::notify(seg_->client(client_id()).dispatch_wake);
 }
 
 int Worker::do_work() {
@@ -277,33 +407,17 @@ int Worker::do_work() {
 }
 
 int Worker::do_work(const std::atomic<bool>* stop) {
-  SpscRing ring = seg_->dispatch_ring(client_id());
-  int ran = 0;
-  uint64_t ref = 0;
-  // Asked to stop: what is still in the ring is not taken. Those attempts
-  // stay ASSIGNED and go back to the agent, uncounted, when the worker
+  // Asked to stop: nothing more starts. What is still in the ring, or kept,
+  // stays ASSIGNED and goes back to the agent, uncounted, when the worker
   // leaves (DECISIONS "A dead worker's attempt counts, if it started").
-  auto stopping = [stop] { return stop != nullptr && stop->load(std::memory_order_acquire); };
-  // Bounded by one lap of entries taken, started or not: the ring's words
-  // are shared memory, and a scribbled tail must not keep a worker here.
-  uint32_t taken = 0;
-  while (ran < kRunBatch && taken < ring.capacity() && !stopping() && ring.try_pop(ref)) {
-    ++taken;
-    if (slot_ref_index(ref) != kBatchHeaderIndex) {
-      ran += run_dispatch(std::span<const uint64_t>(&ref, 1));
-      continue;
-    }
-    // A batch: its refs were pushed together with the header. Bounded by
-    // what is left of the lap.
-    const uint32_t count = std::min(slot_ref_generation(ref), ring.capacity() - taken);
-    refs_.clear();
-    uint64_t item = 0;
-    for (uint32_t k = 0; k < count && ring.try_pop(item); ++k) refs_.push_back(item);
-    taken += static_cast<uint32_t>(refs_.size());
-    ran += run_dispatch(refs_);
-  }
-  processed_ += static_cast<uint64_t>(ran);
-  if (ran > 0) shm::notify(seg_->header().doorbell);
+  auto admit = [stop](std::string_view, bool) {
+    return stop == nullptr || !stop->load(std::memory_order_acquire);
+  };
+  auto sink = [this](std::span<const Job> jobs, std::span<const Held> held, bool) {
+    run_here(jobs, held);
+  };
+  const int ran = take(kRunBatch, admit, sink);
+  if (ran > 0) announce();
   return ran;
 }
 
@@ -312,12 +426,12 @@ void Worker::run(const std::atomic<bool>& stop) {
   IdlePolicy idle(opt_.idle);
   while (!stop.load(std::memory_order_acquire)) {
     const int n = do_work(&stop);
-    if (n == 0) rejoin_if_evicted();
     idle.idle(static_cast<uint64_t>(n), [&] {
       const uint32_t id = id_.load(std::memory_order_relaxed);
       SpscRing ring = seg.dispatch_ring(id);
-      shm::park(seg.client(id).dispatch_wake, 50'000'000,
-                [&] { return ring.size_approx() > 0 || stop.load(std::memory_order_acquire); });
+      shm::park(seg.client(id).dispatch_wake, 50'000'000, [&] {
+        return ring.size_approx() > 0 || !kept_.empty() || stop.load(std::memory_order_acquire);
+      });
     });
   }
 }

@@ -46,7 +46,8 @@ class TimeRules : public ::testing::Test {
   }
 
   Worker& add_worker(const std::string& type, Processor fn, uint32_t max_inflight = 64) {
-    auto w = Worker::connect(agent_->segment(), WorkerOptions{IdleKind::kPark, max_inflight});
+    auto w = Worker::connect(agent_->segment(),
+                             WorkerOptions{IdleKind::kPark, max_inflight, &clock_});
     EXPECT_TRUE(w.ok());
     EXPECT_TRUE((*w)->register_processor(type, std::move(fn)).ok());
     workers_.push_back(std::move(*w));
@@ -55,7 +56,7 @@ class TimeRules : public ::testing::Test {
 
   // A worker with a batch processor; `sizes` gets the size of each call.
   Worker& add_batch_worker(const std::string& type, BatchProcessor fn) {
-    auto w = Worker::connect(agent_->segment(), WorkerOptions{IdleKind::kPark, 64});
+    auto w = Worker::connect(agent_->segment(), WorkerOptions{IdleKind::kPark, 64, &clock_});
     EXPECT_TRUE(w.ok());
     EXPECT_TRUE((*w)->register_batch_processor(type, std::move(fn)).ok());
     workers_.push_back(std::move(*w));
@@ -291,26 +292,119 @@ TEST_F(TimeRules, AttemptOverProcessingTimeoutFailsAndItsLateResultIsDropped) {
   EXPECT_EQ(calls, 2);
 }
 
-TEST_F(TimeRules, AttemptNeverStartedTimesOutToo) {
+// SPEC §4: processing_timeout_ms counts from the attempt's start. A worker
+// holding two dispatches runs the second after the first: its time starts
+// then, not when it was dispatched.
+TEST_F(TimeRules, ProcessingTimeCountsFromTheAttemptsStartNotItsDispatch) {
   start([](agent::Config& c) {
     c.processing_timeout_ms = 1000;
     c.max_retry_attempts = 1;
   });
+  int calls = 0;
+  add_worker("held", [&](const Job&) {
+    // Each attempt runs 800 ms and lets the agent look at the clock: the
+    // second's dispatch deadline (1000 ms) passes while it runs, its start
+    // deadline (1600 ms) does not.
+    ++calls;
+    clock_.advance_ms(800);
+    agent_->do_work();
+    return Reply::ok();
+  });
+  advance_ms(1);
+  Future a = submit("held");
+  Future b = submit("held");
+  pump();
+  ASSERT_TRUE(a.ready());
+  ASSERT_TRUE(b.ready());
+  EXPECT_EQ(a.get().status, Status::kCompleted);
+  EXPECT_EQ(b.get().status, Status::kCompleted) << errc_name(b.get().error);
+  EXPECT_EQ(b.get().attempts, 1);
+  EXPECT_EQ(calls, 2);
+  // Its processing time is from its start: the 800 ms it ran.
+  EXPECT_EQ(b.get().processing_ns, 800 * kMs);
+}
+
+// The same from the other side: an attempt that started late still has
+// only processing_timeout_ms from its start.
+TEST_F(TimeRules, AnAttemptThatStartedLateStillTimesOutFromItsStart) {
+  start([](agent::Config& c) {
+    c.processing_timeout_ms = 1000;
+    c.max_retry_attempts = 1;
+  });
+  int calls = 0;
+  add_worker("held", [&](const Job&) {
+    // The first runs 800 ms; the second 1100 ms from its start, past its
+    // deadline, with the agent looking at the clock at 1000 ms after its
+    // dispatch and again after its start deadline.
+    ++calls;
+    clock_.advance_ms(calls == 1 ? 800 : 300);
+    agent_->do_work();
+    if (calls == 2) {
+      clock_.advance_ms(800);
+      agent_->do_work();
+    }
+    return Reply::ok();
+  });
+  advance_ms(1);
+  Future a = submit("held");
+  Future b = submit("held");
+  pump();
+  ASSERT_TRUE(a.ready());
+  ASSERT_TRUE(b.ready());
+  EXPECT_EQ(a.get().status, Status::kCompleted);
+  EXPECT_EQ(b.get().status, Status::kFailed);
+  EXPECT_EQ(b.get().error, Errc::kProcessingTimeout);
+}
+
+// An attempt its worker never started is not an attempt: a processing
+// timeout after its dispatch it goes back to its band uncounted, and is
+// dispatched again.
+TEST_F(TimeRules, AnAttemptNeverStartedGoesBackUncounted) {
+  start([](agent::Config& c) {
+    c.processing_timeout_ms = 1000;
+    c.max_retry_attempts = 1;
+  });
+  add_worker("stuck", [](const Job&) { return Reply::ok("ran"); });
+  advance_ms(1);
+  Future f = submit("stuck");
+  // Dispatch without letting the worker run (a frozen worker), three
+  // processing timeouts long: each time it is taken back and dispatched again.
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 4; ++i) agent_->do_work(), producer_->poll();
+    clock_.advance_ms(1001);
+  }
+  for (int i = 0; i < 4; ++i) agent_->do_work(), producer_->poll();
+  EXPECT_FALSE(f.ready());
+  // The worker wakes up: the stale dispatches are skipped, the live one runs
+  // as the request's first attempt.
+  pump();
+  ASSERT_TRUE(f.ready());
+  EXPECT_EQ(f.get().status, Status::kCompleted);
+  EXPECT_EQ(f.get().attempts, 1);
+  EXPECT_EQ(f.get().result_text(), "ran");
+  EXPECT_TRUE(agent_->memory_dead_letters()->snapshot().empty());
+}
+
+// The wait before an attempt starts is a wait in the queue: a request that
+// no worker starts within queue_timeout_ms ends as `timeout`.
+TEST_F(TimeRules, ARequestNeverStartedEndsAtTheQueueTimeout) {
+  start([](agent::Config& c) {
+    c.processing_timeout_ms = 1000;
+    c.queue_timeout_ms = 2500;
+  });
   add_worker("stuck", [](const Job&) { return Reply::ok(); });
   advance_ms(1);
   Future f = submit("stuck");
-  // Dispatch without letting the worker run (a frozen worker).
-  for (int i = 0; i < 4; ++i) agent_->do_work();
-  clock_.advance_ms(1001);
+  for (int round = 0; round < 4 && !f.ready(); ++round) {
+    for (int i = 0; i < 4; ++i) agent_->do_work(), producer_->poll();
+    clock_.advance_ms(1001);
+  }
   for (int i = 0; i < 4; ++i) agent_->do_work(), producer_->poll();
   ASSERT_TRUE(f.ready());
-  EXPECT_EQ(f.get().status, Status::kFailed);
-  EXPECT_EQ(f.get().error, Errc::kProcessingTimeout);
-  const auto letters = agent_->memory_dead_letters()->snapshot();
-  ASSERT_EQ(letters.size(), 1u);
-  ASSERT_EQ(letters[0].history.size(), 1u);
-  EXPECT_EQ(letters[0].history[0].code, Errc::kProcessingTimeout);
-  // The worker wakes up: its stale dispatch is ignored.
+  EXPECT_EQ(f.get().status, Status::kTimeout);
+  EXPECT_EQ(f.get().error, Errc::kQueueTimeout);
+  EXPECT_EQ(f.get().attempts, 0);
+  // The worker wakes up: its stale dispatches are ignored.
   EXPECT_EQ(workers_[0]->do_work(), 0);
 }
 

@@ -159,7 +159,7 @@ void ClientWatch::take_back(uint32_t slot, uint32_t id, bool gone) {
       return;
     }
     if (c.state == SlotState::kAssigned) {
-      if (unassign(slot, ctl, c)) return;
+      if (dispatcher_.return_unstarted(slot, ctl, c)) return;
       continue;
     }
     if (c.state != SlotState::kProcessing && (c.state != SlotState::kReporting || !gone)) {
@@ -173,20 +173,6 @@ void ClientWatch::take_back(uint32_t slot, uint32_t id, bool gone) {
     settlement_.settle(slot, back.pack(), AttemptResult::kError, Errc::kWorkerDied);
     return;
   }
-}
-
-// An attempt never started is not an attempt: the slot goes back to the
-// front of its band. False when the worker moved the slot on first.
-bool ClientWatch::unassign(uint32_t slot, uint64_t ctl, SlotCtl c) {
-  SlotCtl back = with_state(c, SlotState::kPending, kOwnerAgent);
-  back.attempt = static_cast<uint8_t>(c.attempt > 0 ? c.attempt - 1 : 0);
-  if (!seg_.pool().transition(slot, ctl, back)) return false;
-  RequestRecord& rec = seg_.record(slot);
-  rec.attempts = back.attempt;
-  (void)inflight_.release(slot);
-  scheduler_.return_front(
-      Pending{slot, c.generation, load_relaxed(rec.eligible_mono_ns), ledger_.facts(slot).band});
-  return true;
 }
 
 // SPEC §4 worker_idle_timeout_ms: a worker whose heartbeat (its own thread,

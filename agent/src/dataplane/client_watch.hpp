@@ -48,7 +48,6 @@ class ClientWatch {
   // being reported are left to finish.
   void reclaim_worker(uint32_t id, bool gone);
   void take_back(uint32_t slot, uint32_t id, bool gone);
-  [[nodiscard]] bool unassign(uint32_t slot, uint64_t ctl, SlotCtl c);
   [[nodiscard]] bool worker_silent(uint32_t id) noexcept;
   void evict_worker(uint32_t id);
 

@@ -195,6 +195,9 @@ bool Dispatcher::assign(const Pending& p, uint64_t ctl, uint32_t worker) {
   const auto attempt = static_cast<uint8_t>(c.attempt + 1);
   rec.attempts = attempt;
   rec.dispatched_mono_ns = cycle_.now_ns;
+  // The worker writes its start here; a late write by a worker that held
+  // an earlier dispatch is told apart by being older than this dispatch.
+  store_relaxed(rec.started_mono_ns, uint64_t{0});
   if (attempt == 1) rec.first_attempt_unix_ns = cycle_.unix_now_ns();
   SlotCtl next = c;
   next.state = SlotState::kAssigned;
@@ -211,6 +214,18 @@ void Dispatcher::unassign(const Pending& p, uint32_t worker) {
   SlotCtl back = with_state(c, SlotState::kPending, kOwnerAgent);
   back.attempt = static_cast<uint8_t>(c.attempt - 1);
   if (pool.transition(p.slot, ctl, back)) seg_.record(p.slot).attempts = back.attempt;
+}
+
+bool Dispatcher::return_unstarted(uint32_t slot, uint64_t ctl, SlotCtl c) {
+  SlotCtl back = with_state(c, SlotState::kPending, kOwnerAgent);
+  back.attempt = static_cast<uint8_t>(c.attempt > 0 ? c.attempt - 1 : 0);
+  if (!seg_.pool().transition(slot, ctl, back)) return false;
+  RequestRecord& rec = seg_.record(slot);
+  rec.attempts = back.attempt;
+  (void)inflight_.release(slot);
+  scheduler_.return_front(
+      Pending{slot, c.generation, load_relaxed(rec.eligible_mono_ns), ledger_.facts(slot).band});
+  return true;
 }
 
 void Dispatcher::note_dispatched(const Pending& p, uint32_t worker, uint8_t attempt) {

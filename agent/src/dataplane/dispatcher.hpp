@@ -55,6 +55,10 @@ class Dispatcher {
   void mark_evicted(uint32_t id) noexcept;
   // Closed or dead: its view and its dispatches are gone.
   void forget_worker(uint32_t id) noexcept;
+  // An attempt its worker never started is not an attempt: the slot goes
+  // back to the front of its band with its attempt number as before the
+  // dispatch. False when the worker moved the slot on first.
+  [[nodiscard]] bool return_unstarted(uint32_t slot, uint64_t ctl, SlotCtl c);
   void invalidate_routes() noexcept { routes_dirty_ = true; }
   void refresh_routes_if_dirty() {
     if (routes_dirty_) refresh_routes();

@@ -21,6 +21,16 @@ namespace perfq::agent {
   return c;
 }
 
+// When the attempt in `rec` started, as its worker wrote it, if that lies
+// between its dispatch and `now_ns`; otherwise its dispatch (a worker that
+// never writes it, a value from before this dispatch, or garbage).
+[[nodiscard]] inline uint64_t attempt_started_ns(const RequestRecord& rec,
+                                                 uint64_t now_ns) noexcept {
+  const uint64_t dispatched = load_relaxed(rec.dispatched_mono_ns);
+  const uint64_t started = load_relaxed(rec.started_mono_ns);
+  return started >= dispatched && started <= now_ns ? started : dispatched;
+}
+
 // A result kind read from the segment; anything unknown counts as an error.
 [[nodiscard]] inline AttemptResult attempt_result(uint8_t raw) noexcept {
   switch (raw) {

@@ -8,7 +8,8 @@
 //   - the requests whose type has no worker yet, by type;
 //   - the timers: retry backoffs (a heap, by time) and processing deadlines
 //     (a FIFO: every dispatch adds processing_timeout_ms to the cycle's
-//     clock, so dispatch order is deadline order), and the queue timeout of
+//     clock, so dispatch order is deadline order; an attempt found started
+//     late when its turn comes moves to a heap, by its start), and the queue timeout of
 //     the queues' fronts.
 // Entries are not removed when their request moves on (settled, cancelled,
 // reclaimed): whoever pops one checks its slot and drops it if stale.
@@ -145,6 +146,15 @@ class Scheduler {
     deadlines_.pop_front();
     return true;
   }
+  // An attempt that started after its dispatch has until processing_timeout
+  // after its start: its deadline moves here (in any order), once.
+  void defer_deadline(const Timer& t) { deferred_.push(t); }
+  [[nodiscard]] bool pop_due_deferred(uint64_t now_ns, Timer& t) {
+    if (deferred_.empty() || deferred_.top().at_ns > now_ns) return false;
+    t = deferred_.top();
+    deferred_.pop();
+    return true;
+  }
   // Deadlines of settled attempts stay queued until they are due; once the
   // queue is much longer than what can be in flight, only those for which
   // `live(t)` holds are kept.
@@ -169,7 +179,11 @@ class Scheduler {
   std::deque<Pending> bands_[kBandCount];  // each in eligible order
   TypeQueues no_worker_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> retries_;
-  std::deque<Timer> deadlines_;              // in dispatch order
+  std::deque<Timer> deadlines_;  // in dispatch order
+  // Deadlines counted from a start later than the dispatch. At most one per
+  // attempt, each popped when due: bounded by the attempts in flight over
+  // one processing timeout.
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> deferred_;
   uint64_t rng_ = 0x9e37'79b9'7f4a'7c15ull;  // retry jitter (xorshift64)
 };
 

@@ -62,7 +62,7 @@ void Settlement::settle(uint32_t slot, uint64_t ctl, AttemptResult kind, Errc er
   const RequestRecord& rec = seg_.record(slot);
   const uint8_t band = ledger_.facts(slot).band;
   metrics_.processed(band, ledger_.column(slot),
-                     cycle_.since(load_relaxed(rec.dispatched_mono_ns)));
+                     cycle_.since(attempt_started_ns(rec, cycle_.now_ns)));
   if (kind != AttemptResult::kOk) record_failure(slot, error);
   const bool retry = kind == AttemptResult::kError && c.attempt < max_retry_attempts_;
   if (retry) {

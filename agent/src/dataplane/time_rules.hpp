@@ -2,8 +2,10 @@
 // TimeRules: SPEC §4's timers applied to the slots, once per duty cycle.
 //
 //   release_retries   ended backoffs: the request goes back to its band
-//   expire_attempts   processing_timeout_ms after dispatch: the attempt is
-//                     taken back and fails with PROCESSING_TIMEOUT
+//   expire_attempts   processing_timeout_ms after an attempt's start: it is
+//                     taken back and fails with PROCESSING_TIMEOUT; one
+//                     not started processing_timeout_ms after its dispatch
+//                     goes back to its band, uncounted
 //   expire_pending    queue_timeout_ms after a request became eligible
 //                     without being dispatched: it ends as `timeout`
 //
@@ -42,6 +44,8 @@ class TimeRules {
 
  private:
   bool expire(const Pending& p);
+  [[nodiscard]] bool live_attempt(const Timer& t, uint64_t& ctl, SlotCtl& c) const;
+  bool time_out(uint32_t slot, uint64_t ctl, SlotCtl c);
 
   shm::Segment& seg_;
   const CycleClock& cycle_;

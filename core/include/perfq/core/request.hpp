@@ -135,7 +135,7 @@ struct RequestRecord {
   uint8_t attempts;
   uint8_t reserved1[5];
   // --- written by the worker holding the attempt
-  uint64_t started_mono_ns;  // reserved for the worker's start time; not written yet
+  uint64_t started_mono_ns;  // when the worker started the attempt (SPEC §4 processing time)
   uint32_t result_len;
   uint8_t result_kind;   // AttemptResult
   uint8_t result_error;  // Errc a processor returned

@@ -47,7 +47,7 @@
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 6;
+inline constexpr uint32_t kLayoutVersion = 7;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
