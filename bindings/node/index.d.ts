@@ -118,7 +118,11 @@ export type BatchProcessor<P = any, R = unknown> =
   (items: BatchItem<P>[]) => Array<R | Error> | Promise<Array<R | Error>>;
 
 export interface ProcessorOptions {
-  /** Native workers (each its own run thread) serving this type; 1..64, default 1. */
+  /**
+   * Processor calls of this registration running at once (a batch call
+   * counts once), as BullMQ means it: 1..100000, default 1. It costs no
+   * thread and no segment client: one worker serves every registration.
+   */
   concurrency?: number;
 }
 
@@ -184,6 +188,11 @@ export interface CallAs {
   admin?: boolean;
 }
 
+export interface SubmitOptions extends CallAs {
+  /** Fire and forget: the outcome never reaches JavaScript; result() answers NOT_FOUND. */
+  forget?: boolean;
+}
+
 export declare class PerformanceQueue {
   constructor(options: PerformanceQueueOptions);
   readonly queue: string;
@@ -192,7 +201,7 @@ export declare class PerformanceQueue {
 
   /** Attaches as a producer now; otherwise the first submit/status/cancel does. */
   connect(): Promise<void>;
-  submit<P extends JsonObject = JsonObject>(request: SubmitRequest<P>, as?: CallAs):
+  submit<P extends JsonObject = JsonObject>(request: SubmitRequest<P>, as?: SubmitOptions):
     Promise<SubmitResponse>;
   /** The outcome of a request this PerformanceQueue submitted; NOT_FOUND for any other. */
   result<R = unknown>(requestId: string): Promise<Outcome<R>>;

@@ -140,7 +140,14 @@ class PerformanceQueue {
     this._h = native.open(queue,
       (outs) => this._onSettled(outs),
       (missed, events) => this._onEvents(missed, events),
-      (handler, batch, items, call) => this._onCall(handler, batch, items, call));
+      (calls) => this._onCalls(calls));
+    // Processor results waiting to be reported: parallel arrays, flushed
+    // once per turn of the event loop in one native call.
+    this._tickets = [];
+    this._kinds = [];
+    this._texts = [];
+    this._flushQueued = false;
+    this._flush = () => this._flushReplies();
   }
 
   // Attaches as a producer now (otherwise the first submit/status/cancel
@@ -176,6 +183,9 @@ class PerformanceQueue {
    * Submits a request. Never blocks the event loop: the submit is tried at
    * once, and only when the queue is full does it wait for room (at most
    * the agent's rope_drop_timeout_ms) on a thread of Node's pool.
+   * `as`: `{ userId?, admin?, forget? }`; with `forget: true` nobody will
+   * ask for the outcome (fire and forget): it is drained natively and never
+   * crosses into JavaScript, and `result()` answers NOT_FOUND for it.
    */
   async submit(request = {}, as = undefined) {
     const h = this._producer();
@@ -191,9 +201,10 @@ class PerformanceQueue {
       idempotencyKey: request.idempotencyKey,
       metadata: objectText(request.metadata, 'metadata'),
     };
-    const res = native.trySubmit(h, req);
+    const forget = as !== undefined && as !== null && as.forget === true;
+    const res = native.trySubmit(h, req, forget);
     if (res !== null) return res;
-    return native.submitWait(h, req);
+    return native.submitWait(h, req, forget);
   }
 
   // The outcome of a request this PerformanceQueue submitted.
@@ -345,42 +356,78 @@ class PerformanceQueue {
     }
     const concurrency = options.concurrency ?? 1;
     const id = this._handlers.length;
+    native.addProcessor(this._h, type, batch, concurrency, id);
     this._handlers.push({ fn, batch });
-    native.addWorkers(this._h, type, batch, concurrency, id);
   }
 
-  _onCall(handler, batch, items, call) {
-    if (this._closed) {
-      // Dispatched while close() lets the calls in progress finish: not
-      // started, the attempt fails and the agent retries it elsewhere.
-      native.settle(call, items.map(() => [1, 'worker closing: the attempt was not started']));
-      return;
-    }
-    const h = this._handlers[handler];
-    this._inflight++;
-    let run;
-    if (batch) {
-      const jobs = items.map(jobOf);
-      run = Promise.resolve()
-        .then(() => h.fn(jobs))
-        .then((results) => {
-          if (!Array.isArray(results) || results.length !== jobs.length) {
-            const r = [1, 'batch processor must return one result per item'];
-            return jobs.map(() => r);
-          }
-          return results.map((v) => (v instanceof Error ? errorReply(v) : replyOf(v)));
-        }, (err) => jobs.map(() => errorReply(err)));
-    } else {
-      const job = jobOf(items[0]);
-      run = Promise.resolve()
-        .then(() => h.fn(job.payload, job.ctx))
-        .then((v) => [replyOf(v)], (err) => [errorReply(err)]);
-    }
-    run.then((replies) => native.settle(call, replies))
-      .catch(() => native.settle(call, items.map(() => [1, 'processor reply failed'])))
-      .finally(() => {
+  // The dispatches the take thread started since the last call: each
+  // [handlerId, batch, items]. Every item is reported exactly once.
+  _onCalls(calls) {
+    for (const [handler, batch, items] of calls) {
+      const h = handler === undefined ? undefined : this._handlers[handler];
+      if (this._closed || h === undefined) {
+        // Dispatched while close() lets the calls in progress finish, or
+        // of a type nobody here serves: the attempt fails and is retried.
+        const why = this._closed ? 'worker closing: the attempt was not started'
+          : 'no processor registered for this type in this worker';
+        for (const item of items) this._reply(item.ticket, 1, why);
+        continue;
+      }
+      this._inflight++;
+      let run;
+      if (batch) {
+        const jobs = items.map(jobOf);
+        run = Promise.resolve()
+          .then(() => h.fn(jobs))
+          .then((results) => {
+            if (!Array.isArray(results) || results.length !== jobs.length) {
+              const r = [1, 'batch processor must return one result per item'];
+              return jobs.map(() => r);
+            }
+            return results.map((v) => (v instanceof Error ? errorReply(v) : replyOf(v)));
+          }, (err) => jobs.map(() => errorReply(err)));
+      } else {
+        // One call per attempt (a dispatch for a single processor holds one).
+        run = Promise.all(items.map((item) => {
+          const job = jobOf(item);
+          return Promise.resolve()
+            .then(() => h.fn(job.payload, job.ctx))
+            .then((v) => replyOf(v), (err) => errorReply(err));
+        }));
+      }
+      run.then((replies) => {
+        for (let i = 0; i < items.length; i++) {
+          const [kind, text] = replies[i];
+          this._reply(items[i].ticket, kind, text);
+        }
+      }).catch(() => {
+        for (const item of items) this._reply(item.ticket, 1, 'processor reply failed');
+      }).finally(() => {
         if (--this._inflight === 0 && this._idle !== null) this._idle();
       });
+    }
+  }
+
+  _reply(ticket, kind, text) {
+    this._tickets.push(ticket);
+    this._kinds.push(kind);
+    this._texts.push(text);
+    if (!this._flushQueued) {
+      this._flushQueued = true;
+      setImmediate(this._flush);
+    }
+  }
+
+  _flushReplies() {
+    this._flushQueued = false;
+    if (this._tickets.length === 0) return;
+    const tickets = this._tickets;
+    const kinds = this._kinds;
+    const texts = this._texts;
+    this._tickets = [];
+    this._kinds = [];
+    this._texts = [];
+    native.report(this._h, tickets, kinds, texts);
   }
 
   // ------------------------------------------------------------- close
@@ -413,6 +460,9 @@ class PerformanceQueue {
         ]);
         clearTimeout(timer);
       }
+      // What finished is reported before the worker leaves; what did not
+      // is taken back by the agent (WORKER_DIED, retried).
+      this._flushReplies();
       await native.close(this._h);
       this._outcomes.clear();
     })();

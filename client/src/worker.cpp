@@ -394,8 +394,11 @@ void Worker::park(uint64_t timeout_ns, const std::function<bool()>& wake) {
   shm::Segment& seg = *seg_;
   const uint32_t id = client_id();
   SpscRing ring = seg.dispatch_ring(id);
-  shm::park(seg.client(id).dispatch_wake, timeout_ns,
-            [&] { return ring.size_approx() > 0 || wake(); });
+  // A ring with entries wakes it only while take() could move them (what is
+  // kept is bounded by the ring's capacity).
+  shm::park(seg.client(id).dispatch_wake, timeout_ns, [&] {
+    return (ring.size_approx() > 0 && kept_.size() < ring.capacity()) || wake();
+  });
 }
 
 void Worker::unpark() noexcept {

@@ -1,13 +1,16 @@
 // perfq.node: the functions index.js builds PerformanceQueue from. Each
 // takes the queue's native handle (an external around a Core) first.
 //
-//   open(queue, onSettled, onEvents, onCall) -> handle
+//   open(queue, onSettled, onEvents, onCalls) -> handle
+//     onCalls([[handlerId, batch, items], ...]): the dispatches taken since
+//     the last call; each item {payload, ctx, ticket}
 //   connect(h)                      attach as a producer (throws coded errors)
-//   trySubmit(h, req) -> response | null   never waits; null: use submitWait
-//   submitWait(h, req) -> Promise<response> waits for room off the main thread
+//   trySubmit(h, req, forget) -> response | null   never waits; null: use submitWait
+//   submitWait(h, req, forget) -> Promise<response> waits for room off the main thread
 //   status(h, id, userId, admin) -> record;  cancel(h, id, userId, admin)
 //   tracked(h, id) -> bool;  awaiting(h, bool);  events(h, bool)
-//   addWorkers(h, type, batch, n, handlerId);  settle(call, replies)
+//   addProcessor(h, type, batch, concurrency, handlerId)
+//   report(h, tickets, kinds, texts)  settles processor results (main thread)
 //   close(h) -> Promise<void>
 #include <node_api.h>
 
@@ -156,10 +159,17 @@ napi_value submitted_object(napi_env env, const Submitted& s, const std::string&
 }
 
 // Keeps the future of a fresh request; answers the response object.
-napi_value accept(napi_env env, Core& core, Submitted& s, const std::string& type) {
+// `forget`: nobody will collect the outcome (fire and forget): the
+// completion thread drains it to free the slot, and it never crosses into
+// JavaScript.
+napi_value accept(napi_env env, Core& core, Submitted& s, const std::string& type, bool forget) {
   napi_value o = submitted_object(env, s, type);
-  if (!s.duplicate && s.outcome.valid()) core.track(s.request_id, std::move(s.outcome));
+  if (!s.duplicate && s.outcome.valid()) core.track(s.request_id, std::move(s.outcome), forget);
   return o;
+}
+
+bool forget_of(napi_env env, const Args& a, size_t i) {
+  return a.argc > i && type_of(env, a.argv[i]) == napi_boolean && bool_of(env, a.argv[i]);
 }
 
 // ---------------------------------------------------------------- callbacks
@@ -253,66 +263,49 @@ void on_events(napi_env env, napi_value js_cb, void* context, void*) {
   });
 }
 
-void finalize_call(napi_env, void* data, void*) {
-  delete static_cast<std::shared_ptr<Call>*>(data);
-}
-
-void fail_call(Call& c, const char* why) {
-  std::lock_guard lock(c.mu);
-  c.replies.assign(c.jobs.size(), Reply::error(why));
-  c.done = true;
-  c.cv.notify_all();
-}
-
-void on_call(napi_env env, napi_value js_cb, void*, void* data) {
-  std::unique_ptr<std::shared_ptr<Call>> owned(static_cast<std::shared_ptr<Call>*>(data));
-  if (env == nullptr || owned == nullptr) return;
-  const std::shared_ptr<Call> call = *owned;
-  {
-    std::lock_guard lock(call->mu);
-    if (call->abandoned) return;
-  }
-  napi_value r = guarded(env, [&]() -> napi_value {
-    napi_value items;
-    check(napi_create_array_with_length(env, call->jobs.size(), &items), "create array");
-    uint32_t i = 0;
-    for (const JobCopy& j : call->jobs) {
-      napi_value ctx = make_object(env);
-      set(env, ctx, "requestId", id_string(env, j.request_id));
-      set(env, ctx, "type", make_string(env, j.type));
-      set(env, ctx, "userId", make_string(env, j.user_id));
-      set(env, ctx, "mode", make_string(env, mode_name(j.mode)));
-      set(env, ctx, "priority", make_number(env, j.priority));
-      set(env, ctx, "attempt", make_number(env, j.attempt));
-      set(env, ctx, "metadata", j.metadata.empty() ? undefined(env) : make_string(env, j.metadata));
-      napi_value item = make_object(env);
-      set(env, item, "payload", make_string(env, j.payload));
-      set(env, item, "ctx", ctx);
-      check(napi_set_element(env, items, i++, item), "set element");
+void on_calls(napi_env env, napi_value js_cb, void* context, void*) {
+  if (env == nullptr) return;
+  guarded(env, [&]() -> napi_value {
+    auto* core = static_cast<Core*>(context);
+    std::vector<Dispatch> calls = core->take_calls();
+    if (calls.empty()) return nullptr;
+    napi_value list;
+    check(napi_create_array_with_length(env, calls.size(), &list), "create array");
+    uint32_t n = 0;
+    for (const Dispatch& d : calls) {
+      napi_value items;
+      check(napi_create_array_with_length(env, d.jobs.size(), &items), "create array");
+      uint32_t i = 0;
+      for (const JobCopy& j : d.jobs) {
+        napi_value ctx = make_object(env);
+        set(env, ctx, "requestId", id_string(env, j.request_id));
+        set(env, ctx, "type", make_string(env, j.type));
+        set(env, ctx, "userId", make_string(env, j.user_id));
+        set(env, ctx, "mode", make_string(env, mode_name(j.mode)));
+        set(env, ctx, "priority", make_number(env, j.priority));
+        set(env, ctx, "attempt", make_number(env, j.attempt));
+        set(env, ctx, "metadata",
+            j.metadata.empty() ? undefined(env) : make_string(env, j.metadata));
+        napi_value item = make_object(env);
+        set(env, item, "payload", make_string(env, j.payload));
+        set(env, item, "ctx", ctx);
+        set(env, item, "ticket", make_number(env, j.ticket));
+        check(napi_set_element(env, items, i++, item), "set element");
+      }
+      napi_value entry;
+      check(napi_create_array_with_length(env, 3, &entry), "create array");
+      check(napi_set_element(env, entry, 0,
+                             d.handler == kNoHandler ? undefined(env) : make_number(env, d.handler)),
+            "set element");
+      check(napi_set_element(env, entry, 1, make_bool(env, d.batch)), "set element");
+      check(napi_set_element(env, entry, 2, items), "set element");
+      check(napi_set_element(env, list, n++, entry), "set element");
     }
-    napi_value argv[4];
-    argv[0] = make_number(env, call->handler);
-    argv[1] = make_bool(env, call->batch);
-    argv[2] = items;
-    auto* held = new std::shared_ptr<Call>(call);
-    if (napi_create_external(env, held, finalize_call, nullptr, &argv[3]) != napi_ok) {
-      delete held;
-      throw NapiFailure{napi_generic_failure, "create external"};
-    }
-    napi_value recv = undefined(env);
     napi_value ignored;
-    check(napi_call_function(env, recv, js_cb, 4, argv, &ignored), "call processor dispatch");
-    return undefined(env);
+    check(napi_call_function(env, undefined(env), js_cb, 1, &list, &ignored),
+          "call processor dispatch");
+    return nullptr;
   });
-  if (r == nullptr) {
-    // The dispatch itself failed (not the processor: index.js catches that).
-    bool pending = false;
-    napi_value e;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
-      best_effort(napi_get_and_clear_last_exception(env, &e), "clear exception");
-    }
-    fail_call(*call, "processor dispatch failed");
-  }
 }
 
 // ---------------------------------------------------------------- lifetime
@@ -352,7 +345,7 @@ napi_value js_open(napi_env env, napi_callback_info info) {
     auto core = std::make_unique<Core>(std::move(queue));
     napi_threadsafe_function s = make_tsfn(env, a.argv[1], "perfq.settled", core.get(), on_settled);
     napi_threadsafe_function e = make_tsfn(env, a.argv[2], "perfq.events", core.get(), on_events);
-    napi_threadsafe_function c = make_tsfn(env, a.argv[3], "perfq.calls", core.get(), on_call);
+    napi_threadsafe_function c = make_tsfn(env, a.argv[3], "perfq.calls", core.get(), on_calls);
     core->adopt_tsfns(s, e, c);
     napi_value ext;
     check(napi_create_external(env, core.get(), finalize_core, nullptr, &ext), "create external");
@@ -392,7 +385,7 @@ napi_value js_try_submit(napi_env env, napi_callback_info info) {
       if (r.code() == Errc::kQueueFull || r.code() == Errc::kConflict) return null(env);
       throw coded(r.error());
     }
-    return accept(env, *core, *r, req.type);
+    return accept(env, *core, *r, req.type, forget_of(env, a, 2));
   });
 }
 
@@ -403,6 +396,7 @@ struct SubmitWork {
   Core* core = nullptr;
   std::shared_ptr<Producer> producer;
   OwnedRequest req;
+  bool forget = false;
   std::optional<Result<Submitted>> result;
 };
 
@@ -433,7 +427,7 @@ void submit_complete(napi_env env, napi_status status, void* data) {
     } else if (!*w->result) {
       out = make_error(env, coded(w->result->error()));
     } else {
-      out = accept(env, *w->core, w->result->value(), w->req.type);
+      out = accept(env, *w->core, w->result->value(), w->req.type, w->forget);
       ok = true;
     }
     if (ok) {
@@ -464,6 +458,7 @@ napi_value js_submit_wait(napi_env env, napi_callback_info info) {
     auto w = std::make_unique<SubmitWork>();
     w->core = core_of(env, a.argv[0]);
     w->req = request_of(env, a.argv[1]);
+    w->forget = forget_of(env, a, 2);
     w->producer = producer_of(w->core);
     napi_value promise;
     check(napi_create_promise(env, &w->deferred, &promise), "create promise");
@@ -557,7 +552,7 @@ napi_value js_events(napi_env env, napi_callback_info info) {
   });
 }
 
-napi_value js_add_workers(napi_env env, napi_callback_info info) {
+napi_value js_add_processor(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
     Args a = args_of(env, info, 5);
     Core* core = core_of(env, a.argv[0]);
@@ -568,50 +563,44 @@ napi_value js_add_workers(napi_env env, napi_callback_info info) {
       throw coded(Errc::kInvalidRequest, "type must be 1 to 64 characters of [A-Za-z0-9._:-]");
     }
     const CodedError bad_n = {"ERR_INVALID_ARG_VALUE",
-                              "concurrency must be an integer from 1 to 64", 0, 0};
+                              "concurrency must be an integer from 1 to 100000", 0, 0};
     const uint32_t n = u32_of(env, a.argv[3], bad_n);
-    if (n < 1 || n > 64) throw bad_n;
+    if (n < 1 || n > 100000) throw bad_n;
     const uint32_t handler = u32_of(env, a.argv[4], bad_n);
-    auto r = core->add_workers(type, bool_of(env, a.argv[2]), n, handler);
+    auto r = core->add_processor(type, bool_of(env, a.argv[2]), n, handler);
     if (!r) throw coded(r.error());
-    // Running workers keep the process alive (a worker is a server).
+    // A registered worker keeps the process alive (a worker is a server).
     check(core->ref_calls(env, true), "ref calls");
     return undefined(env);
   });
 }
 
-napi_value js_settle(napi_env env, napi_callback_info info) {
+// report(h, tickets, kinds, texts): parallel arrays, one entry per attempt.
+napi_value js_report(napi_env env, napi_callback_info info) {
   return guarded(env, [&] {
-    Args a = args_of(env, info, 2);
-    if (type_of(env, a.argv[0]) != napi_external) {
-      throw CodedError{"ERR_INVALID_ARG_TYPE", "not a processor call", 0, 0};
-    }
-    void* p = nullptr;
-    check(napi_get_value_external(env, a.argv[0], &p), "external value");
-    const std::shared_ptr<Call> call = *static_cast<std::shared_ptr<Call>*>(p);
+    Args a = args_of(env, info, 4);
+    Core* core = core_of(env, a.argv[0]);
+    const CodedError bad = {"ERR_INVALID_ARG_TYPE", "report(h, tickets, kinds, texts)", 0, 0};
     uint32_t len = 0;
-    check(napi_get_array_length(env, a.argv[1], &len), "array length");
-    std::vector<Reply> replies;
-    replies.reserve(len);
-    const CodedError bad = {"ERR_INVALID_ARG_TYPE", "a reply is [kind, text]", 0, 0};
+    uint32_t len2 = 0;
+    uint32_t len3 = 0;
+    if (napi_get_array_length(env, a.argv[1], &len) != napi_ok ||
+        napi_get_array_length(env, a.argv[2], &len2) != napi_ok ||
+        napi_get_array_length(env, a.argv[3], &len3) != napi_ok || len2 != len || len3 != len) {
+      throw bad;
+    }
+    std::vector<JsReply> replies(len);
     for (uint32_t i = 0; i < len; ++i) {
-      napi_value pair, kind_v, body_v;
-      check(napi_get_element(env, a.argv[1], i, &pair), "get element");
-      check(napi_get_element(env, pair, 0, &kind_v), "get element");
-      check(napi_get_element(env, pair, 1, &body_v), "get element");
-      const uint32_t kind = u32_of(env, kind_v, bad);
-      std::string body = to_string(env, body_v, bad);
-      replies.push_back(kind == 0   ? Reply::ok(std::move(body))
-                        : kind == 2 ? Reply::permanent_error(std::move(body))
-                                    : Reply::error(std::move(body)));
+      napi_value t, k, x;
+      check(napi_get_element(env, a.argv[1], i, &t), "get element");
+      check(napi_get_element(env, a.argv[2], i, &k), "get element");
+      check(napi_get_element(env, a.argv[3], i, &x), "get element");
+      replies[i].ticket = u32_of(env, t, bad);
+      replies[i].kind = u32_of(env, k, bad);
+      replies[i].text = to_string(env, x, bad);
     }
-    std::lock_guard lock(call->mu);
-    if (!call->done) {
-      call->replies = std::move(replies);
-      call->done = true;
-      call->cv.notify_all();
-    }
-    return make_bool(env, !call->abandoned);
+    core->report(replies);
+    return undefined(env);
   });
 }
 
@@ -680,8 +669,9 @@ napi_value init(napi_env env, napi_value exports) {
         {"tracked", nullptr, js_tracked, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"awaiting", nullptr, js_awaiting, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"events", nullptr, js_events, nullptr, nullptr, nullptr, napi_default, nullptr},
-        {"addWorkers", nullptr, js_add_workers, nullptr, nullptr, nullptr, napi_default, nullptr},
-        {"settle", nullptr, js_settle, nullptr, nullptr, nullptr, napi_default, nullptr},
+        {"addProcessor", nullptr, js_add_processor, nullptr, nullptr, nullptr, napi_default,
+         nullptr},
+        {"report", nullptr, js_report, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"beginClose", nullptr, js_begin_close, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"close", nullptr, js_close, nullptr, nullptr, nullptr, napi_default, nullptr},
     };

@@ -13,7 +13,10 @@ using namespace std::chrono_literals;
 // Bounds on every wait of a native thread: how late it notices close().
 constexpr auto kCompletionWait = 50ms;
 constexpr auto kEventPollInterval = 25ms;
-constexpr auto kCallWaitSlice = 50ms;
+// The take thread parks at most this long (it rechecks close()).
+constexpr uint64_t kTakePark = 50'000'000;
+// Dispatches the take thread takes before it hands them over.
+constexpr int kTakeMax = 256;
 constexpr size_t kEventPollMax = 1024;
 // Events held for a main thread that lags; beyond it they are dropped and
 // reported as missed (SPEC §5: a slow subscriber loses events).
@@ -51,9 +54,15 @@ std::shared_ptr<Producer> Core::producer() {
   return producer_;
 }
 
-void Core::track(uint64_t request_id, Future f) {
+void Core::track(uint64_t request_id, Future f, bool forget) {
   std::lock_guard lock(mu_);
   if (stop_ || !pump_) return;  // closed meanwhile: nobody can await it any more
+  if (forget) {
+    // Tracked so the completion thread keeps draining until it settles.
+    (void)pump_->track(request_id, std::move(f));
+    (void)pump_->forget(request_id);
+    return;
+  }
   // Settled before it was tracked: the pump keeps it but does not notify,
   // so hand it over from here.
   if (pump_->track(request_id, std::move(f))) signal(settled_tsfn_, settled_signalled_);
@@ -168,36 +177,6 @@ void Core::events_loop() {
   }
 }
 
-Reply Core::call_js(uint32_t handler, bool batch, std::vector<JobCopy> jobs,
-                    std::vector<Reply>* batch_out) {
-  auto call = std::make_shared<Call>();
-  call->handler = handler;
-  call->batch = batch;
-  call->jobs = std::move(jobs);
-  if (workers_stop_.load(std::memory_order_acquire)) {
-    return Reply::error("worker closed before the attempt started");
-  }
-  auto* data = new std::shared_ptr<Call>(call);
-  if (napi_call_threadsafe_function(calls_tsfn_, data, napi_tsfn_nonblocking) != napi_ok) {
-    delete data;
-    return Reply::error("worker closed before the attempt started");
-  }
-  std::unique_lock lock(call->mu);
-  while (!call->done) {
-    if (workers_stop_.load(std::memory_order_acquire)) {
-      call->abandoned = true;
-      return Reply::error("worker closed before the processor finished");
-    }
-    call->cv.wait_for(lock, kCallWaitSlice);
-  }
-  if (batch_out != nullptr) {
-    *batch_out = std::move(call->replies);
-    return {};
-  }
-  if (call->replies.empty()) return Reply::error("processor returned no reply");
-  return std::move(call->replies.front());
-}
-
 namespace {
 
 JobCopy copy_job(const Job& j) {
@@ -215,53 +194,161 @@ JobCopy copy_job(const Job& j) {
 
 }  // namespace
 
-Result<void> Core::add_workers(const std::string& type, bool batch, uint32_t n, uint32_t handler) {
-  std::lock_guard lock(workers_mu_);
-  if (closed()) return Error{Errc::kInternal, "closed"};
-  // All or nothing: every worker attaches and registers before any runs; on
-  // a failure the ones attached so far are destroyed (they deregister, and
-  // the agent takes back whatever it handed them).
-  std::vector<std::unique_ptr<Worker>> fresh;
-  for (uint32_t i = 0; i < n; ++i) {
-    // One dispatch at a time: the run thread serves one attempt at a time,
-    // and an attempt's processing time counts from its dispatch, so
-    // dispatches queued behind a slow processor would time out unstarted
-    // (concurrency comes from more workers, not deeper rings).
-    WorkerOptions opt;
-    opt.max_inflight = 1;
-    auto w = Worker::connect(queue_, opt);
+Result<void> Core::add_processor(const std::string& type, bool batch, uint32_t concurrency,
+                                 uint32_t handler) {
+  std::lock_guard wlock(worker_mu_);
+  if (closed() || closing()) return Error{Errc::kInternal, "closed"};
+  if (!worker_) {
+    auto w = Worker::connect(queue_);
     if (!w) return w.error();
-    Result<void> r;
-    if (batch) {
-      r = (*w)->register_batch_processor(type, [this, handler](std::span<const Job> jobs) {
-        std::vector<JobCopy> copies;
-        copies.reserve(jobs.size());
-        for (const Job& j : jobs) copies.push_back(copy_job(j));
-        std::vector<Reply> out;
-        Reply early = call_js(handler, true, std::move(copies), &out);
-        if (out.empty() && early.kind != AttemptResult::kOk) {
-          out.assign(jobs.size(), early);  // abandoned: every item fails its attempt
-        }
-        return out;
-      });
-    } else {
-      r = (*w)->register_processor(type, [this, handler](const Job& job) {
-        std::vector<JobCopy> copies;
-        copies.push_back(copy_job(job));
-        return call_js(handler, false, std::move(copies), nullptr);
-      });
+    worker_ = std::move(*w);
+  }
+  uint32_t total = 0;
+  {
+    std::lock_guard lock(calls_mu_);
+    for (const Handler& h : handlers_) {
+      if (h.type == type && h.batch != batch) {
+        return Error{Errc::kConflict,
+                     "the type is registered here with the other kind of processor"};
+      }
     }
-    if (!r) return r.error();
-    fresh.push_back(std::move(*w));
+    if (handlers_.size() <= handler) handlers_.resize(handler + 1);
+    // A later registration of the type takes its dispatches from now on.
+    for (Handler& h : handlers_) {
+      if (h.type == type) h.type.clear();
+    }
+    handlers_[handler] = Handler{type, batch, concurrency, 0};
+    for (const Handler& h : handlers_) total += h.type.empty() ? 0 : h.limit;
   }
-  for (auto& w : fresh) {
-    Running run;
-    run.worker = std::move(w);
-    Worker* raw = run.worker.get();
-    run.thread = std::thread([this, raw] { raw->run(closing_); });
-    workers_.push_back(std::move(run));
-  }
+  // Twice what runs at once may wait in the worker's ring (the next
+  // dispatch is there when a processor finishes); not more, so the rest
+  // goes to other workers. Read by the agent when the types change, next.
+  worker_->set_max_inflight(2 * total);
+  if (auto r = worker_->declare_type(type, batch); !r) return r.error();
+  if (!take_.joinable()) take_ = std::thread([this] { take_loop(); });
   return {};
+}
+
+bool Core::admit(std::string_view type, bool batch) {
+  std::lock_guard lock(calls_mu_);
+  admitted_handler_ = kNoHandler;
+  // A type served by a batch processor gets its single dispatches as
+  // batches of one (as Worker::do_work does).
+  (void)batch;
+  for (uint32_t k = 0; k < handlers_.size(); ++k) {
+    Handler& h = handlers_[k];
+    if (h.type != type) continue;
+    if (h.running >= h.limit) return false;
+    ++h.running;
+    admitted_handler_ = k;
+    return true;
+  }
+  return true;  // no registration for it: handed over, and JS fails it
+}
+
+void Core::accept(std::span<const Job> jobs, std::span<const Held> held, bool batch) {
+  std::lock_guard lock(calls_mu_);
+  const uint32_t handler = admitted_handler_;
+  if (held.empty()) {
+    // Taken back by the agent before it started: the room goes back.
+    if (handler != kNoHandler) --handlers_[handler].running;
+    return;
+  }
+  Dispatch d;
+  d.handler = handler;
+  d.batch = handler != kNoHandler ? handlers_[handler].batch : batch;
+  d.jobs.reserve(jobs.size());
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    uint32_t t = 0;
+    if (!free_tickets_.empty()) {
+      t = free_tickets_.back();
+      free_tickets_.pop_back();
+    } else {
+      t = static_cast<uint32_t>(tickets_.size());
+      tickets_.emplace_back();
+    }
+    tickets_[t] = Ticket{held[k], handler, k == 0, true};
+    JobCopy c = copy_job(jobs[k]);
+    c.ticket = t;
+    d.jobs.push_back(std::move(c));
+  }
+  calls_.push_back(std::move(d));
+}
+
+std::vector<Dispatch> Core::take_calls() {
+  std::vector<Dispatch> out;
+  {
+    std::lock_guard lock(mu_);
+    calls_signalled_ = false;
+  }
+  // The flag drops before the calls are taken: a batch accepted after
+  // this is signalled anew.
+  std::lock_guard lock(calls_mu_);
+  out.swap(calls_);
+  return out;
+}
+
+void Core::report(std::span<const JsReply> replies) {
+  std::lock_guard wlock(worker_mu_);
+  if (!worker_) return;  // closed: the agent took the attempts back
+  std::vector<std::pair<Held, const JsReply*>> settle;
+  settle.reserve(replies.size());
+  bool freed = false;
+  {
+    std::lock_guard lock(calls_mu_);
+    for (const JsReply& r : replies) {
+      if (r.ticket >= tickets_.size() || !tickets_[r.ticket].live) continue;
+      Ticket& t = tickets_[r.ticket];
+      t.live = false;
+      if (t.unit && t.handler != kNoHandler && handlers_[t.handler].running > 0) {
+        --handlers_[t.handler].running;
+        freed = true;
+      }
+      settle.emplace_back(t.held, &r);
+      free_tickets_.push_back(r.ticket);
+    }
+  }
+  for (const auto& [held, r] : settle) {
+    worker_->report(held, r->kind == 0   ? Reply::ok(r->text)
+                          : r->kind == 2 ? Reply::permanent_error(r->text)
+                                         : Reply::error(r->text));
+  }
+  if (!settle.empty()) worker_->announce();
+  if (freed) {
+    // Seen by the take thread's park (which re-checks after announcing
+    // itself), so a take that found no room never sleeps through this.
+    room_freed_.store(true, std::memory_order_release);
+    worker_->unpark();
+  }
+}
+
+void Core::take_loop() {
+  // worker_ is set before this thread starts and reset only after it is
+  // joined (shutdown), so it is read here without worker_mu_.
+  Worker& w = *worker_;
+  const auto admit_fn = [this](std::string_view type, bool batch) { return admit(type, batch); };
+  const auto sink = [this](std::span<const Job> jobs, std::span<const Held> held, bool batch) {
+    accept(jobs, held, batch);
+  };
+  while (!closing()) {
+    room_freed_.store(false, std::memory_order_relaxed);
+    const int n = w.take(kTakeMax, admit_fn, sink);
+    bool handed = false;
+    {
+      std::lock_guard lock(calls_mu_);
+      handed = !calls_.empty();
+    }
+    if (handed) {
+      std::lock_guard lock(mu_);
+      signal(calls_tsfn_, calls_signalled_);
+    }
+    if (n > 0) continue;
+    // Nothing started: the ring is empty, or every registration whose type
+    // waits is full. Wait for either to change, bounded.
+    w.park(kTakePark, [this] {
+      return closing() || room_freed_.load(std::memory_order_acquire);
+    });
+  }
 }
 
 void Core::shutdown() {
@@ -273,13 +360,17 @@ void Core::shutdown() {
   }
   events_cv_.notify_all();
   closing_.store(true, std::memory_order_release);
-  workers_stop_.store(true, std::memory_order_release);
   {
-    std::lock_guard lock(workers_mu_);
-    for (Running& r : workers_) {
-      if (r.thread.joinable()) r.thread.join();
-    }
-    workers_.clear();  // each Worker deregisters: the agent redispatches what it held
+    std::lock_guard wlock(worker_mu_);
+    if (worker_) worker_->unpark();
+    if (take_.joinable()) take_.join();
+    // The worker deregisters: the agent takes back what it held (unstarted
+    // attempts uncounted, started ones as WORKER_DIED, retried).
+    worker_.reset();
+  }
+  {
+    std::lock_guard lock(calls_mu_);
+    calls_.clear();
   }
   // stop_ is set: connect() no longer creates a pump, so pump_ is stable.
   // Closed without mu_, which its completion thread takes to signal.

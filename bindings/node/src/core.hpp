@@ -8,8 +8,18 @@
 //   completion thread --settled-->  main thread: takeSettled()
 //   (the pump's)
 //   event thread      --events--->  main thread: takeEvents()
-//   worker run threads --calls--->  main thread: JS processor ... settle()
-//                                    (the run thread waits, bounded, for it)
+//   take thread       --calls---->  main thread: JS processors ... report()
+//
+// The worker: one segment client per Core, whatever the concurrency. Its
+// take thread takes dispatches from the worker's ring as long as the
+// registration of their type has room (its `concurrency`: processors in
+// flight, as BullMQ means it), starts them, copies their bytes, and hands
+// them to the main thread in batches, one wake-up per batch. The main
+// thread runs the processors and reports their results in batches with a
+// synchronous call, report(). The result ring has a single writer: only
+// report() writes it, and report() is reached only from JS, on the main
+// thread (N-API calls run on the thread of their env; a worker_threads
+// Worker has its own env and its own Core). The take thread never reports.
 //
 // Threads: every method says who may call it. "main" is the JS thread.
 #include <node_api.h>
@@ -19,7 +29,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -32,7 +44,7 @@
 
 namespace perfq::node {
 
-// One attempt (or one batch) a run thread hands to a JS processor.
+// One attempt the take thread hands to a JS processor.
 struct JobCopy {
   uint64_t request_id = 0;
   std::string type;
@@ -42,17 +54,23 @@ struct JobCopy {
   uint8_t attempt = 0;
   std::string payload;
   std::string metadata;
+  uint32_t ticket = 0;  // what report() names it by
 };
 
-struct Call {
-  uint32_t handler = 0;
+// One dispatch (a single attempt, or a batch) for a JS processor.
+struct Dispatch {
+  uint32_t handler = 0;  // kNoHandler: no registration for its type
   bool batch = false;
   std::vector<JobCopy> jobs;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;       // replies are set (main thread, settle())
-  bool abandoned = false;  // the run thread stopped waiting (closing)
-  std::vector<Reply> replies;
+};
+
+inline constexpr uint32_t kNoHandler = UINT32_MAX;
+
+// One result from JS: kind 0 ok, 1 error, 2 permanent error.
+struct JsReply {
+  uint32_t ticket = 0;
+  uint32_t kind = 0;
+  std::string text;
 };
 
 struct TimedEvent {
@@ -87,8 +105,9 @@ class Core {
   // main: the producer, shared with waiting submits; null once closed.
   [[nodiscard]] std::shared_ptr<Producer> producer();
   // main: keeps the future of a request this queue submitted; its outcome
-  // arrives through takeSettled() (at once if it is ready already).
-  void track(uint64_t request_id, Future f);
+  // arrives through takeSettled() (at once if it is ready already). With
+  // `forget`, the completion thread only drains it: nothing reaches JS.
+  void track(uint64_t request_id, Future f, bool forget = false);
   // main: whether `request_id` is tracked and its outcome not yet handed
   // to the main thread.
   [[nodiscard]] bool tracked(uint64_t request_id);
@@ -101,10 +120,17 @@ class Core {
   [[nodiscard]] Result<void> events_enable(bool on);
   [[nodiscard]] std::vector<EventBatch> take_events();
 
-  // main: N workers (each its own run thread) serving `type` through the JS
-  // handler `handler`.
-  [[nodiscard]] Result<void> add_workers(const std::string& type, bool batch, uint32_t n,
-                                         uint32_t handler);
+  // main: registers the JS handler `handler` for `type`, running at most
+  // `concurrency` processors (batch calls, for a batch handler) at once.
+  // The first registration attaches the worker and starts the take thread.
+  [[nodiscard]] Result<void> add_processor(const std::string& type, bool batch,
+                                           uint32_t concurrency, uint32_t handler);
+  // main: the dispatches taken since the last call.
+  [[nodiscard]] std::vector<Dispatch> take_calls();
+  // main (the result ring's only writer): settles what the processors
+  // returned, one wake-up of the agent for the lot. Unknown or already
+  // reported tickets are ignored; after shutdown() nothing is written.
+  void report(std::span<const JsReply> replies);
 
   // Any thread, idempotent: stops and joins every thread, abandons the
   // calls in progress, closes the pump (dropping the futures) and drops the
@@ -128,8 +154,10 @@ class Core {
 
  private:
   void events_loop();
-  Reply call_js(uint32_t handler, bool batch, std::vector<JobCopy> jobs,
-                std::vector<Reply>* batch_out);
+  void take_loop();
+  // Take thread, under calls_mu_: whether `type` may start one more call.
+  bool admit(std::string_view type, bool batch);
+  void accept(std::span<const Job> jobs, std::span<const Held> held, bool batch);
   void signal(napi_threadsafe_function fn, bool& pending);
 
   std::string queue_;
@@ -155,14 +183,32 @@ class Core {
   bool events_signalled_ = false;
   std::thread events_;
 
-  struct Running {
-    std::unique_ptr<Worker> worker;
-    std::thread thread;
+  // ---- the worker
+  // Lock order: worker_mu_, then calls_mu_, then mu_.
+  std::mutex worker_mu_;  // guards worker_'s lifetime (shutdown vs report)
+  std::unique_ptr<Worker> worker_;
+  std::thread take_;
+  struct Handler {
+    std::string type;
+    bool batch = false;
+    uint32_t limit = 1;    // concurrency
+    uint32_t running = 0;  // calls handed to JS and not yet reported
   };
-  std::mutex workers_mu_;
-  std::vector<Running> workers_;
-  std::atomic<bool> closing_{false};       // Worker::run's stop: take no more dispatches
-  std::atomic<bool> workers_stop_{false};  // abandon the calls in progress
+  struct Ticket {
+    Held held{};
+    uint32_t handler = kNoHandler;
+    bool unit = false;  // the first attempt of its call: reporting it frees the call's room
+    bool live = false;
+  };
+  std::mutex calls_mu_;  // guards everything down to calls_signalled_
+  std::vector<Handler> handlers_;  // by JS handler id
+  std::vector<Ticket> tickets_;
+  std::vector<uint32_t> free_tickets_;
+  std::vector<Dispatch> calls_;  // taken, not yet handed to the main thread
+  bool calls_signalled_ = false;  // under mu_ (not calls_mu_), like the other signals
+  uint32_t admitted_handler_ = kNoHandler;  // admit() -> accept(), take thread
+  std::atomic<bool> room_freed_{false};     // report() gave room back since the last take
+  std::atomic<bool> closing_{false};  // the take thread takes no more dispatches
 
   std::mutex shutdown_mu_;
   std::atomic<bool> closed_{false};

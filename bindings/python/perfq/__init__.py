@@ -10,6 +10,7 @@ See bindings/python/README.md for the whole API and its decisions.
 
 import asyncio
 import atexit
+import inspect
 import json
 import logging
 import os as _os
@@ -204,6 +205,16 @@ def _error_text(e):
     return f"{e.__class__.__name__}: {text}" if text else e.__class__.__name__
 
 
+async def _settle_async(aw):
+    # What an async processor's coroutine ends with, as the adapter answers.
+    try:
+        return (0, _encode_result(await aw))
+    except PermanentError as e:
+        return (2, str(e) or "PermanentError")
+    except Exception as e:  # noqa: BLE001 - it fails the attempt
+        return (1, _error_text(e))
+
+
 def _request_id(request_id):
     if isinstance(request_id, (Submitted, Outcome, RequestStatus)):
         return request_id.request_id
@@ -322,11 +333,13 @@ class Queue:
     # ------------------------------------------------------------ producer
 
     def submit(self, type, payload=None, *, mode="fifo", priority=5, idempotency_key=None,
-               metadata=None, wait=True):
+               metadata=None, wait=True, forget=False):
         """Submits a request (SPEC §5). ``payload``: a dict or list (sent as
         JSON), bytes (as they are) or None (empty). When the queue is full it
         waits up to rope_drop_timeout_ms for room (without the GIL), then
-        raises QueueFullError; ``wait=False`` never waits. Returns Submitted."""
+        raises QueueFullError; ``wait=False`` never waits. ``forget=True``:
+        nobody will ask for the outcome (fire and forget; see forget()).
+        Returns Submitted."""
         if not isinstance(type, str):
             raise InvalidRequestError("type must be a str")
         if not isinstance(mode, str):
@@ -338,8 +351,11 @@ class Queue:
             raise InvalidRequestError("idempotency_key must be a str")
         data = _encode_payload(payload)
         meta = _encode_metadata(metadata)
-        return Submitted(*self._core.submit(type, data, mode, priority, idempotency_key, meta,
-                                            bool(wait)))
+        s = Submitted(*self._core.submit(type, data, mode, priority, idempotency_key, meta,
+                                         bool(wait)))
+        if forget and not s.duplicate:
+            self._core.forget(s.request_id)
+        return s
 
     def result(self, request_id, timeout=None):
         """Waits for the outcome of a request this Queue submitted and
@@ -430,7 +446,10 @@ class Queue:
 
         def adapter(payload, ctx):
             try:
-                return (0, _encode_result(fn(_decode(payload), _context(ctx))))
+                r = fn(_decode(payload), _context(ctx))
+                if inspect.isawaitable(r):
+                    return _settle_async(r)  # awaited with the rest of the batch
+                return (0, _encode_result(r))
             except PermanentError as e:
                 return (2, str(e) or "PermanentError")
             except Exception as e:  # noqa: BLE001 - it fails the attempt
@@ -456,31 +475,60 @@ class Queue:
             except Exception as e:  # noqa: BLE001
                 return (1, _error_text(e))
 
+        def answers(results, n):
+            out = [one(r) for r in list(results)[:n]]
+            out += [(1, "the batch processor gave no result for this item")] * (n - len(out))
+            return out
+
+        async def settle(aw, n):
+            try:
+                return answers(await aw, n)
+            except PermanentError as e:
+                return [(2, str(e) or "PermanentError")] * n
+            except Exception as e:  # noqa: BLE001
+                return [(1, _error_text(e))] * n
+
         def adapter(items):
             batch = [BatchItem(_decode(p), _context(c)) for p, c in items]
             try:
-                results = list(fn(batch))
+                results = fn(batch)
+                if inspect.isawaitable(results):
+                    return settle(results, len(batch))
+                return answers(results, len(batch))
             except PermanentError as e:
                 return [(2, str(e) or "PermanentError")] * len(batch)
             except Exception as e:  # noqa: BLE001
                 return [(1, _error_text(e))] * len(batch)
-            out = [one(r) for r in results[:len(batch)]]
-            out += [(1, "the batch processor gave no result for this item")] * (
-                len(batch) - len(out))
-            return out
 
         self._worker_core().register_batch_processor(type, adapter)
 
     def run_worker(self, stop=None):
         """Runs the worker loop on the calling thread, with the GIL released
-        except while a processor runs. Returns when ``stop`` (a
+        except while processors run: it takes what is dispatched in batches
+        (up to 16) and takes the GIL once per batch. Processors may be
+        ``async def``: the coroutines of a batch are awaited together, on an
+        event loop of this run_worker's own (so they run concurrently, up to
+        the batch; they must not need another loop's objects). Returns when ``stop`` (a
         threading.Event) is set or close() is called (also from a processor
         or a signal handler on this thread: run_worker then leaves the queue
         and returns normally); a signal handler's
         exception (KeyboardInterrupt) propagates. Stop and signals are checked
         every ~100 ms. Works from a background thread too (signals are then
         the main thread's business)."""
-        self._worker_core().run(stop)
+        loops = []  # the event loop of this run's async processors, made on first need
+
+        def gather(awaitables):
+            if not loops:
+                loops.append(asyncio.new_event_loop())
+
+            async def all_of():
+                return await asyncio.gather(*awaitables)
+            return loops[0].run_until_complete(all_of())
+        try:
+            self._worker_core().run(stop, gather)
+        finally:
+            for loop in loops:
+                loop.close()
 
     # -------------------------------------------------------------- events
 

@@ -98,7 +98,7 @@ PYBIND11_MODULE(_perfq, m) {
            py::arg("adapter"))
       .def("register_batch_processor", &WorkerCore::register_batch_processor, py::arg("type"),
            py::arg("adapter"))
-      .def("run", &WorkerCore::run, py::arg("stop"))
+      .def("run", &WorkerCore::run, py::arg("stop"), py::arg("gather"))
       .def("close", &WorkerCore::close);
 
   py::class_<EventsCore>(m, "EventsCore")

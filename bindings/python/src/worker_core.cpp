@@ -7,15 +7,11 @@ namespace perfq::python {
 
 namespace {
 
-py::tuple job_context(const perfq::Job& job) {
-  return py::make_tuple(format_id(job.request_id), std::string(job.type), std::string(job.user_id),
-                        std::string(perfq::mode_name(job.mode)), int{job.priority},
-                        int{job.attempt}, std::string(job.metadata), job.payload.size());
-}
-
-py::bytes job_payload(const perfq::Job& job) {
-  return py::bytes(reinterpret_cast<const char*>(job.payload.data()), job.payload.size());
-}
+// Dispatches a worker may hold, and takes (then runs under one GIL hold).
+constexpr uint32_t kMaxInflight = 16;
+constexpr int kTakeMax = 16;
+// The longest park of an idle run_worker (the slice timer also wakes it).
+constexpr uint64_t kParkNs = 20'000'000;
 
 // The Python adapter answers (kind, body): 0 ok, 1 error (retried),
 // 2 permanent error (straight to the DLQ).
@@ -63,55 +59,201 @@ class SliceTimer {
 }  // namespace
 
 void WorkerCore::register_processor(const std::string& type, const py::object& adapter) {
-  perfq::Worker& w = worker();
-  PyObject* fn = keep(adapter);
-  auto r = w.register_processor(type, [this, fn](const perfq::Job& job) {
-    py::gil_scoped_acquire gil;
-    if (stopping()) return perfq::Reply::error("the worker is stopping");
-    try {
-      py::object answer =
-          py::reinterpret_borrow<py::object>(fn)(job_payload(job), job_context(job));
-      return to_reply(answer);
-    } catch (py::error_already_set& e) {
-      return interrupted(e);
-    } catch (const std::exception&) {
-      return perfq::Reply::error("the processor's answer could not be read");
-    }
-  });
-  if (!r) raise_error(r.error());
+  add(type, false, adapter);
 }
 
 void WorkerCore::register_batch_processor(const std::string& type, const py::object& adapter) {
-  perfq::Worker& w = worker();
-  PyObject* fn = keep(adapter);
-  auto r = w.register_batch_processor(type, [this, fn](std::span<const perfq::Job> jobs) {
-    py::gil_scoped_acquire gil;
-    std::vector<perfq::Reply> replies;
-    if (stopping()) {
-      replies.assign(jobs.size(), perfq::Reply::error("the worker is stopping"));
-      return replies;
-    }
-    try {
-      py::list items;
-      for (const perfq::Job& job : jobs) {
-        items.append(py::make_tuple(job_payload(job), job_context(job)));
-      }
-      py::object answers = py::reinterpret_borrow<py::object>(fn)(items);
-      for (const py::handle a : answers) replies.push_back(to_reply(a));
-    } catch (py::error_already_set& e) {
-      replies.assign(jobs.size(), interrupted(e));
-    } catch (const std::exception&) {
-      replies.assign(jobs.size(),
-                     perfq::Reply::error("the batch processor's answer could not be read"));
-    }
-    return replies;
-  });
-  if (!r) raise_error(r.error());
+  add(type, true, adapter);
 }
 
-void WorkerCore::run(const py::object& stop) {
+void WorkerCore::add(const std::string& type, bool batch, const py::object& adapter) {
+  perfq::Worker& w = worker();
+  if (auto r = w.declare_type(type, batch); !r) raise_error(r.error());
+  PyObject* fn = keep(adapter);
+  for (Registered& reg : registered_) {
+    if (reg.type == type) {
+      reg.adapter = fn;  // declare_type refused a change of kind above
+      return;
+    }
+  }
+  registered_.push_back({type, batch, fn});
+}
+
+namespace {
+
+py::tuple context_of(const TakenJob& j) {
+  return py::make_tuple(format_id(j.request_id), j.type, j.user_id,
+                        std::string(perfq::mode_name(j.mode)), j.priority, j.attempt, j.metadata,
+                        j.payload.size());
+}
+
+}  // namespace
+
+// With the GIL: runs one dispatch's processor and appends one reply per
+// attempt to replies_.
+void WorkerCore::run_taken(const Taken& t, py::list& awaitables, std::vector<Awaited>& awaited) {
+  const size_t n = t.held.size();
+  // A type served by a batch processor gets its single dispatches as
+  // batches of one (as Worker::do_work does).
+  const std::string& type = t.jobs.front().type;
+  const Registered* reg = nullptr;
+  for (const Registered& r : registered_) {
+    if (r.type == type) reg = &r;
+  }
+  if (reg == nullptr) {
+    replies_.insert(replies_.end(), n,
+                    perfq::Reply::error("no processor registered for this type in this worker"));
+    return;
+  }
+  if (stopping()) {
+    // Interrupted earlier in this batch (KeyboardInterrupt): the attempts
+    // started but are not run.
+    replies_.insert(replies_.end(), n, perfq::Reply::error("the worker is stopping"));
+    return;
+  }
+  const auto fn = py::reinterpret_borrow<py::object>(reg->adapter);
+  const size_t base = replies_.size();
+  // A dispatch's replies, all of them `r` (what it appended so far dropped).
+  const auto fail_all = [&](const perfq::Reply& r) {
+    replies_.resize(base);
+    replies_.insert(replies_.end(), n, r);
+  };
+  try {
+    if (!reg->batch) {
+      // One call per attempt (a dispatch for a single processor holds one).
+      for (const TakenJob& j : t.jobs) {
+        py::object answer = fn(py::bytes(j.payload), context_of(j));
+        if (!py::isinstance<py::tuple>(answer)) {
+          // An async processor: awaited with the rest of the batch.
+          awaitables.append(answer);
+          awaited.push_back({replies_.size(), 1, false});
+          replies_.push_back(perfq::Reply::error("the processor was not awaited"));
+          continue;
+        }
+        replies_.push_back(to_reply(answer));
+      }
+      return;
+    }
+    py::list items;
+    for (const TakenJob& j : t.jobs) {
+      items.append(py::make_tuple(py::bytes(j.payload), context_of(j)));
+    }
+    py::object answers = fn(items);
+    if (!py::isinstance<py::list>(answers)) {
+      awaitables.append(answers);
+      awaited.push_back({base, n, true});
+      replies_.insert(replies_.end(), n, perfq::Reply::error("the processor was not awaited"));
+      return;
+    }
+    size_t got = 0;
+    for (const py::handle a : answers) {
+      if (got == n) break;
+      replies_.push_back(to_reply(a));
+      ++got;
+    }
+    replies_.insert(replies_.end(), n - got,
+                    perfq::Reply::error("the batch processor gave no result for this item"));
+  } catch (py::error_already_set& e) {
+    fail_all(interrupted(e));
+  } catch (const std::exception&) {
+    fail_all(perfq::Reply::error("the processor's answer could not be read"));
+  }
+}
+
+// With the GIL: awaits every awaitable of the batch at once and puts each
+// answer where its placeholder replies are.
+void WorkerCore::settle_awaited(const py::list& awaitables, const std::vector<Awaited>& awaited) {
+  const auto fill = [&](const Awaited& a, const perfq::Reply& r) {
+    for (size_t k = 0; k < a.count; ++k) replies_[a.at + k] = r;
+  };
+  try {
+    py::object answers = gather_(awaitables);
+    size_t i = 0;
+    for (const py::handle answer : answers) {
+      if (i == awaited.size()) break;
+      const Awaited& a = awaited[i++];
+      try {
+        if (!a.batch) {
+          replies_[a.at] = to_reply(answer);
+          continue;
+        }
+        size_t k = 0;
+        for (const py::handle r : answer) {
+          if (k == a.count) break;
+          replies_[a.at + k++] = to_reply(r);
+        }
+        for (; k < a.count; ++k) {
+          replies_[a.at + k] =
+              perfq::Reply::error("the batch processor gave no result for this item");
+        }
+      } catch (const std::exception&) {
+        fill(a, perfq::Reply::error("the processor's answer could not be read"));
+      }
+    }
+  } catch (py::error_already_set& e) {
+    // Only what is not an Exception gets here (the adapters catch the rest):
+    // every awaited attempt fails and run_worker stops.
+    const perfq::Reply r = interrupted(e);
+    for (const Awaited& a : awaited) fill(a, r);
+  } catch (const std::exception&) {
+    for (const Awaited& a : awaited) {
+      fill(a, perfq::Reply::error("the processor's answer could not be read"));
+    }
+  }
+}
+
+int WorkerCore::serve_batch() {
+  taken_.clear();
+  // Without the GIL: take and copy. A stop asked for leaves the rest
+  // unstarted (it goes back to the agent uncounted when the worker leaves).
+  const auto admit = [this](std::string_view, bool) {
+    return !slice_stop_.load(std::memory_order_acquire) &&
+           !closing_.load(std::memory_order_acquire);
+  };
+  const auto sink = [this](std::span<const perfq::Job> jobs, std::span<const perfq::Held> held,
+                           bool batch) {
+    if (held.empty()) return;
+    Taken& t = taken_.emplace_back();
+    t.batch = batch;
+    t.held.assign(held.begin(), held.end());
+    t.jobs.reserve(jobs.size());
+    for (const perfq::Job& j : jobs) {
+      TakenJob& d = t.jobs.emplace_back();
+      d.request_id = j.request_id;
+      d.type = std::string(j.type);
+      d.user_id = std::string(j.user_id);
+      d.metadata = std::string(j.metadata);
+      d.payload.assign(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
+      d.mode = j.mode;
+      d.priority = j.priority;
+      d.attempt = j.attempt;
+    }
+  };
+  const int n = worker_->take(kTakeMax, admit, sink);
+  if (taken_.empty()) return n;
+  replies_.clear();
+  {
+    // The GIL once for everything taken.
+    py::gil_scoped_acquire gil;
+    py::list awaitables;
+    std::vector<Awaited> awaited;
+    for (const Taken& t : taken_) run_taken(t, awaitables, awaited);
+    if (!awaited.empty()) settle_awaited(awaitables, awaited);
+  }
+  // This thread is the result ring's only writer (run_worker runs on one
+  // thread at a time, and nothing else reports).
+  size_t k = 0;
+  for (const Taken& t : taken_) {
+    for (const perfq::Held& h : t.held) worker_->report(h, replies_[k++]);
+  }
+  worker_->announce();
+  return n;
+}
+
+void WorkerCore::run(const py::object& stop, const py::object& gather) {
   begin_run();
   pending_.reset();
+  gather_ = gather;
   std::optional<py::error_already_set> raised;
   {
     py::gil_scoped_release nogil;
@@ -125,6 +267,7 @@ void WorkerCore::run(const py::object& stop) {
     run_thread_ = {};
   }
   idle_cv_.notify_all();
+  gather_ = py::object();
   finish_run(raised);
 }
 
@@ -142,7 +285,16 @@ void WorkerCore::begin_run() {
 void WorkerCore::serve_slices(const py::object& stop,
                               std::optional<py::error_already_set>& raised) {
   for (;;) {
-    worker_->run(slice_stop_);
+    // One slice: batches until the slice timer (or close()) says stop,
+    // parking while nothing is dispatched.
+    while (!slice_stop_.load(std::memory_order_acquire)) {
+      if (serve_batch() == 0) {
+        worker_->park(kParkNs, [this] {
+          return slice_stop_.load(std::memory_order_acquire) ||
+                 closing_.load(std::memory_order_acquire);
+        });
+      }
+    }
     if (closing_.load(std::memory_order_acquire)) break;
     if (!between_slices(stop, raised)) break;
     // A signal handler in between_slices may have called close().
@@ -221,11 +373,12 @@ perfq::Worker& WorkerCore::worker() {
     raise_code(perfq::Errc::kConflict, "register processors before run_worker, not during it");
   }
   if (!worker_) {
-    // One dispatch at a time: run_worker serves one attempt at a time, and
-    // an attempt's processing time counts from its dispatch, so attempts
-    // queued behind a slow processor would time out unstarted.
+    // run_worker runs one attempt at a time: a few dispatches wait in the
+    // ring so that each take (and each GIL hold) serves several, and the
+    // rest of the queue stays with other workers. Waiting costs no
+    // processing time: it counts from an attempt's start.
     perfq::WorkerOptions opt;
-    opt.max_inflight = 1;
+    opt.max_inflight = kMaxInflight;
     auto w = perfq::Worker::connect(seg_->seg, opt);
     if (!w) raise_error(w.error());
     worker_ = std::move(w.value());

@@ -19,6 +19,15 @@
 
 namespace perfq::python {
 
+// One attempt run_worker took, copied, waiting for the GIL.
+struct TakenJob {
+  uint64_t request_id = 0;
+  std::string type, user_id, metadata, payload;
+  perfq::Mode mode = perfq::Mode::kFifo;
+  int priority = 0;
+  int attempt = 0;
+};
+
 class WorkerCore {
  public:
   explicit WorkerCore(std::shared_ptr<SegmentHandle> seg) : seg_(std::move(seg)) {}
@@ -41,7 +50,9 @@ class WorkerCore {
   // SIGTERM handler that raises) and `stop.is_set()`. Returns when `stop`
   // is set or close() is called; raises what a signal handler or a
   // processor raised that was not an Exception (KeyboardInterrupt, ...).
-  void run(const py::object& stop);
+  // `gather(awaitables) -> list`: awaits what async processors returned
+  // (a batch's worth at once, on run_worker's own event loop).
+  void run(const py::object& stop, const py::object& gather);
 
   // Stops run_worker (wherever it runs) and leaves the queue: the agent
   // redispatches nothing, since no attempt is held between slices. On the
@@ -85,6 +96,39 @@ class WorkerCore {
   std::optional<py::error_already_set> pending_;  // touched with the GIL
   std::unique_ptr<perfq::Worker> worker_;
   std::vector<py::object> kept_;  // the adapters the processors call
+
+  // The processors, by type (registration replaces), read by run_worker's
+  // thread with the GIL held.
+  struct Registered {
+    std::string type;
+    bool batch = false;
+    PyObject* adapter = nullptr;  // owned by kept_
+  };
+  std::vector<Registered> registered_;
+  // One dispatch (a single attempt, or a batch).
+  struct Taken {
+    bool batch = false;
+    std::vector<perfq::Held> held;
+    std::vector<TakenJob> jobs;
+  };
+  std::vector<Taken> taken_;            // run_worker's thread only
+
+  std::vector<perfq::Reply> replies_;   // run_worker's thread only
+  // run_worker's thread: one take, then the GIL once for all it took, then
+  // the reports (this thread is the result ring's only writer). Returns the
+  // attempts run.
+  int serve_batch();
+  // Awaitables an async processor returned in this batch, and where their
+  // replies go (first reply, count, a batch processor's list).
+  struct Awaited {
+    size_t at = 0;
+    size_t count = 0;
+    bool batch = false;
+  };
+  void run_taken(const Taken& t, py::list& awaitables, std::vector<Awaited>& awaited);
+  void settle_awaited(const py::list& awaitables, const std::vector<Awaited>& awaited);
+  py::object gather_;  // run()'s, with the GIL
+  void add(const std::string& type, bool batch, const py::object& adapter);
 };
 
 }  // namespace perfq::python
