@@ -198,17 +198,7 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
     auto found = idem->lookup_or_claim(r.user_id, r.idempotency_key, now, id_, wait_ns);
     if (auto* e = std::get_if<Error>(&found)) return *e;
     if (auto* o = std::get_if<shm::IdempotencyTable::Original>(&found)) {
-      Submitted s;
-      s.request_id = o->request_id;
-      s.mode = static_cast<Mode>(o->mode < kModeCount ? o->mode : 0);
-      s.priority = o->priority;
-      s.band = static_cast<Band>(o->band < kBandCount ? o->band : 2);
-      s.created_at_unix_ns = o->created_unix_ns;
-      s.duplicate = true;
-      auto st = shm::lookup_status(seg, o->request_id, shm::Caller{r.user_id, false});
-      s.status_known = st.ok();  // the status table may have wrapped since
-      if (st) s.status = st->status;
-      return s;
+      return duplicate_of(*o, r.user_id);
     }
     claim = std::get<shm::IdempotencyTable::Claim>(found);
   }
@@ -229,17 +219,37 @@ Result<Submitted> Producer::submit_impl(const RequestView& r, bool wait_for_room
     if (claim) idem->abandon(*claim);
     return s;
   }
-  if (claim) {
-    shm::IdempotencyTable::Original o{};
-    o.request_id = id;
-    o.created_unix_ns = s->created_at_unix_ns;
-    o.mode = static_cast<uint8_t>(r.mode);
-    o.priority = r.priority;
-    o.band = static_cast<uint8_t>(s->band);
-    const uint64_t ttl_ns = load_relaxed(seg.header().idempotency_ttl_ms) * 1'000'000;
-    idem->publish(*claim, o, r.user_id, r.idempotency_key, r.type, now + ttl_ns);
-  }
+  if (claim) remember_key(*claim, r, id, s->created_at_unix_ns, s->band, now);
   return s;
+}
+
+Submitted Producer::duplicate_of(const shm::IdempotencyTable::Original& o,
+                                 std::string_view user_id) {
+  Submitted s;
+  s.request_id = o.request_id;
+  s.mode = static_cast<Mode>(o.mode < kModeCount ? o.mode : 0);
+  s.priority = o.priority;
+  s.band = static_cast<Band>(o.band < kBandCount ? o.band : 2);
+  s.created_at_unix_ns = o.created_unix_ns;
+  s.duplicate = true;
+  auto st = shm::lookup_status(*seg_, o.request_id, shm::Caller{user_id, false});
+  s.status_known = st.ok();  // the status table may have wrapped since
+  if (st) s.status = st->status;
+  return s;
+}
+
+void Producer::remember_key(const shm::IdempotencyTable::Claim& claim, const RequestView& r,
+                            uint64_t id, uint64_t created_unix_ns, Band band,
+                            uint64_t rules_now_ns) {
+  shm::IdempotencyTable::Original o{};
+  o.request_id = id;
+  o.created_unix_ns = created_unix_ns;
+  o.mode = static_cast<uint8_t>(r.mode);
+  o.priority = r.priority;
+  o.band = static_cast<uint8_t>(band);
+  const uint64_t ttl_ns = load_relaxed(seg_->header().idempotency_ttl_ms) * 1'000'000;
+  seg_->idempotency()->publish(claim, o, r.user_id, r.idempotency_key, r.type,
+                               rules_now_ns + ttl_ns);
 }
 
 Result<Submitted> Producer::enqueue(const RequestView& r, bool wait_for_room, uint64_t id) {
@@ -346,7 +356,7 @@ bool Producer::publish(const SlotPool::Claim& claim, Band band) {
 // gets here.)
 void Producer::take_back(const SlotPool::Claim& claim, bool queued) {
   detail::FutureState* st = states_[claim.index].exchange(nullptr, std::memory_order_relaxed);
-  futures_->discard(st);  // both references are ours
+  if (st != nullptr) futures_->discard(st);  // both references are ours (none: forgotten)
   outstanding_.fetch_sub(1, std::memory_order_relaxed);
   const SlotState held = queued ? SlotState::kQueued : SlotState::kClaimed;
   (void)seg_->pool().release(claim.index,
@@ -457,9 +467,11 @@ size_t Producer::drain_locked(std::vector<uint64_t>* settled_ids) {
       cursor_.store(slot / 64, std::memory_order_relaxed);
     }
     ++settled;
+    // A request submitted to be forgotten (submit_many) has no state: its
+    // outcome is dropped here, and its slot is free now.
+    outstanding_.fetch_sub(1, std::memory_order_relaxed);
     if (st != nullptr) {
       if (settled_ids != nullptr) settled_ids->push_back(st->outcome.request_id);
-      outstanding_.fetch_sub(1, std::memory_order_relaxed);
       // release: pairs with the acquire in Future::ready / wait.
       st->ready.store(1, std::memory_order_release);
       st->ready.notify_all();

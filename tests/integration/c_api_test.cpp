@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <set>
@@ -602,6 +603,103 @@ TEST(CApi, HundredThousandRequestsLeaveNoGrowth) {
   EXPECT_LT(after - before, 2048) << "RSS " << before << " KiB -> " << after << " KiB";
 }
 #endif
+
+// perfq_submit_many: one answer per request, the valid ones served (each
+// outcome once), the invalid ones answered with their codes.
+TEST(CApi, SubmitManyAnswersEachRequestAndServesTheValidOnes) {
+  test::QueueName q;
+  test::AgentThread agent(test::test_config(q.str()));
+  CWorker w(q.str());
+  ASSERT_EQ(perfq_worker_register(w.get(), "echo", echo, nullptr), PERFQ_OK);
+  w.start();
+  CProducer p(q.str());
+  perfq_request rs[6];
+  for (auto& r : rs) r = request("echo", "{\"n\":1}");
+  rs[1].mode = PERFQ_MODE_PRIORITY;
+  rs[1].priority = 20;
+  rs[2].type = "bad type!";
+  rs[3].mode = static_cast<perfq_mode>(9);
+  rs[4].mode = PERFQ_MODE_BATCH;
+  rs[4].priority = 3;
+  rs[5].payload = nullptr;  // with a length: a NULL argument, for this one only
+  perfq_submit_result res[6];
+  size_t accepted = 99;
+  ASSERT_EQ(perfq_submit_many(p.p, rs, 6, 0, res, &accepted), PERFQ_OK);
+  EXPECT_EQ(accepted, 3u);
+  EXPECT_EQ(res[0].error, PERFQ_OK);
+  EXPECT_EQ(res[1].error, PERFQ_OK);
+  EXPECT_EQ(res[1].submitted.band, PERFQ_BAND_CRITICAL);
+  EXPECT_EQ(res[2].error, PERFQ_INVALID_REQUEST);
+  EXPECT_EQ(res[2].submitted.request_id, 0u);
+  EXPECT_EQ(res[3].error, PERFQ_INVALID_MODE);
+  EXPECT_EQ(res[4].error, PERFQ_OK);
+  EXPECT_EQ(res[4].submitted.band, PERFQ_BAND_LOW);
+  EXPECT_EQ(res[5].error, PERFQ_INVALID_REQUEST);
+  for (int i : {0, 1, 4}) {
+    perfq_outcome o;
+    ASSERT_EQ(perfq_wait(p.p, res[i].submitted.request_id, 10'000, &o), PERFQ_OK) << i;
+    EXPECT_EQ(o.status, PERFQ_STATUS_COMPLETED);
+    EXPECT_EQ(result_text(o), "echo:{\"n\":1}");
+    perfq_outcome_free(&o);
+    EXPECT_EQ(perfq_wait(p.p, res[i].submitted.request_id, 0, &o), PERFQ_NOT_FOUND);  // once
+  }
+  // Arguments: nothing is submitted.
+  EXPECT_EQ(perfq_submit_many(nullptr, rs, 6, 0, res, &accepted), PERFQ_INVALID_REQUEST);
+  EXPECT_EQ(perfq_submit_many(p.p, rs, 6, 0, nullptr, &accepted), PERFQ_INVALID_REQUEST);
+  EXPECT_EQ(perfq_submit_many(p.p, rs, 6, 0x80, res, &accepted), PERFQ_INVALID_REQUEST);
+  EXPECT_EQ(accepted, 0u);
+  EXPECT_EQ(perfq_submit_many(p.p, nullptr, 0, 0, nullptr, nullptr), PERFQ_OK);
+}
+
+// Past the room, with PERFQ_SUBMIT_TRY: the ones that fit, the rest
+// QUEUE_FULL; the rate limit refuses one user's excess with its wait; a
+// forgotten batch keeps no outcome, and polling frees its slots.
+TEST(CApi, SubmitManyPastTheRoomAndTheRateLimitAndForgotten) {
+  test::QueueName q;
+  agent::Config cfg = test::test_config(q.str());
+  cfg.max_requests_per_user_per_minute = 2;
+  cfg.max_queue_depth = 4;
+  cfg.rope_drop_timeout_ms = 0;
+  test::AgentThread agent(cfg);
+  CProducer p(q.str());
+  // No worker yet: the requests stay and hold the depth.
+  perfq_request rs[6] = {request("t", "{}", "u1"), request("t", "{}", "u1"),
+                         request("t", "{}", "u1"), request("t", "{}", "u2"),
+                         request("t", "{}", "u3"), request("t", "{}", "u4")};
+  perfq_submit_result res[6];
+  size_t accepted = 0;
+  ASSERT_EQ(perfq_submit_many(p.p, rs, 6, PERFQ_SUBMIT_TRY, res, &accepted), PERFQ_OK);
+  EXPECT_EQ(accepted, 4u);
+  EXPECT_EQ(res[0].error, PERFQ_OK);
+  EXPECT_EQ(res[1].error, PERFQ_OK);
+  EXPECT_EQ(res[2].error, PERFQ_RATE_LIMIT_EXCEEDED);
+  EXPECT_GT(res[2].retry_after_ms, 0u);
+  EXPECT_EQ(res[3].error, PERFQ_OK);
+  EXPECT_EQ(res[4].error, PERFQ_OK);
+  EXPECT_EQ(res[5].error, PERFQ_QUEUE_FULL);
+  EXPECT_EQ(res[5].retry_after_ms, 0u);
+
+  // A worker drains the queue; a forgotten batch's outcomes are dropped.
+  CWorker w(q.str());
+  ASSERT_EQ(perfq_worker_register(w.get(), "t", echo, nullptr), PERFQ_OK);
+  w.start();
+  for (int i : {0, 1, 3, 4}) {
+    perfq_outcome o;
+    ASSERT_EQ(perfq_wait(p.p, res[i].submitted.request_id, 10'000, &o), PERFQ_OK) << i;
+    perfq_outcome_free(&o);
+  }
+  perfq_request later[2] = {request("t", "{}", "u5"), request("t", "{}", "u6")};
+  ASSERT_EQ(perfq_submit_many(p.p, later, 2, PERFQ_SUBMIT_FORGET, res, &accepted), PERFQ_OK);
+  ASSERT_EQ(accepted, 2u);
+  perfq_outcome o;
+  EXPECT_EQ(perfq_wait(p.p, res[0].submitted.request_id, 0, &o), PERFQ_NOT_FOUND);
+  size_t polled = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (polled < 2 && std::chrono::steady_clock::now() < deadline) polled += perfq_poll(p.p);
+  EXPECT_EQ(polled, 2u);
+  uint64_t ids[4];
+  EXPECT_EQ(perfq_wait_any(p.p, 0, ids, 4), 0u);  // forgotten: never reported
+}
 
 }  // namespace
 }  // namespace perfq

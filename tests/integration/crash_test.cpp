@@ -305,5 +305,52 @@ TEST(Eviction, StoppedWorkerIsEvictedItsAttemptRunsElsewhereAndItRejoinsOnWaking
   EXPECT_GT(from_a, 0);
 }
 
+// A producer stopped holding a whole batch's ring claims (submit_many, 16
+// cells of NORMAL) holds its band for about one ring_claim_timeout_ms: the
+// agent revokes every claim made before it saw the stall at once, not one
+// timeout per cell. With a 1 s timeout, one timeout per cell would keep
+// the band blocked past the 10 s bound below.
+TEST(CrashBatch, ProducerStoppedHoldingABatchOfRingClaimsBlocksTheBandForOneTimeout) {
+  test::QueueName q;
+  agent::Config cfg = test::test_config(q.str());
+  cfg.ring_claim_timeout_ms = 1000;
+  test::Child agent = test::spawn_agent(cfg);
+  test::Signal ready;
+  test::Child worker = test::spawn_worker(
+      q.str(), "echo", [](const Job&) { return Reply::ok("done"); }, &ready);
+  ready.close_write();
+  ASSERT_EQ(ready.wait(10s), 1);
+  test::Signal reached;
+  test::Child stopped([&]() -> int {
+    StopAt at{SubmitPoint::kRingClaimed, &reached};
+    ProducerOptions opt;
+    opt.hook = stop_here;
+    opt.hook_arg = &at;
+    auto p = Producer::connect(q.str(), opt);
+    if (!p) return 3;
+    const std::vector<RequestView> rs(16, test::make_request("echo", "stopped-user", "x"));
+    std::vector<Result<Submitted>> out;
+    return (*p)->submit_many(rs, out) == rs.size() ? 0 : 4;
+  });
+  reached.close_write();
+  ASSERT_EQ(reached.wait(10s), 1);
+  auto p = Producer::connect(q.str());
+  ASSERT_TRUE(p.ok());
+  auto s = (*p)->submit(test::make_request("echo", "other-user", "y"));
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(s->outcome.wait_for(10s)) << "the band stayed blocked behind the stopped batch";
+  EXPECT_EQ(s->outcome.get().status, Status::kCompleted);
+  auto seg = shm::Segment::attach(q.str());
+  ASSERT_TRUE(seg.ok());
+  EXPECT_TRUE(
+      test::eventually([&] { return test::counters(**seg).ring_claims_skipped >= 16; }, 10s))
+      << test::counters(**seg).ring_claims_skipped;
+  stopped.kill(SIGKILL);
+  EXPECT_EQ(stopped.wait(10s), 128 + SIGKILL);
+  // Its 16 slots (queued, never accepted) are reclaimed.
+  EXPECT_TRUE(test::eventually(
+      [&] { return (*seg)->pool().count_free_approx() == (*seg)->pool().count(); }, 10s));
+}
+
 }  // namespace
 }  // namespace perfq

@@ -149,12 +149,14 @@ int Intake::drain_ring(uint8_t r, bool check_claims, Take&& take) {
         resync(r);
         return n;
       case BandRing::PopKind::kStalled:
-        if (stall_since_ns_[r] == 0 || stall_position_[r] != p.position) {
+        if (stall_since_ns_[r] == 0 || p.position < stall_position_[r] ||
+            p.position >= stall_tail_[r]) {
           stall_since_ns_[r] = cycle_.now_ns;
           stall_position_[r] = p.position;
+          stall_tail_[r] = ring.tail_position();
         } else if (cycle_.now_ns - stall_since_ns_[r] >= claim_timeout_ns_) {
+          // Claimed before the stall was first seen: as old as the timeout.
           if (ring.skip(p.position)) ++counters_.skipped;
-          stall_since_ns_[r] = 0;
           continue;
         }
         return n;

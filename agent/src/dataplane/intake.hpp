@@ -68,8 +68,15 @@ class Intake {
   Emitter& emitter_;
   Counters& counters_;
   const uint64_t claim_timeout_ns_;
-  uint64_t stall_since_ns_[shm::kRingCount] = {};  // per MPSC ring: first seen stalled
+  // Per MPSC ring, the stall being timed: since when the position at head
+  // was seen claimed and unpublished, and the tail then. Every position
+  // below that tail had been claimed by then, so once the timeout has
+  // passed, each of them still unpublished is revoked at once: a producer
+  // that died holding a batch's claims (try_push_n) holds its band for one
+  // timeout, not one per cell.
+  uint64_t stall_since_ns_[shm::kRingCount] = {};
   uint64_t stall_position_[shm::kRingCount] = {};
+  uint64_t stall_tail_[shm::kRingCount] = {};
   uint32_t sweep_next_ = 0;                          // next slot a sweep looks at
   bool sweep_all_ = false;                           // a ring was rebuilt: look at every slot now
   std::unordered_map<uint32_t, uint64_t> suspects_;  // slot -> control word seen last pass

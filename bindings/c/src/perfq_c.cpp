@@ -247,33 +247,48 @@ void perfq_request_init(perfq_request* r) {
   r->priority = PERFQ_PRIORITY_DEFAULT;
 }
 
+// The view of a C request; false (and `why`) for what C++ cannot hold.
+static bool view_of(const perfq_request* r, perfq::RequestView& v, perfq::Error& why) noexcept {
+  if (!below(r->mode, perfq::kModeCount)) {
+    why = {Errc::kInvalidMode, "mode must be fifo, priority or batch"};
+    return false;
+  }
+  if (r->payload == nullptr && r->payload_len != 0) {
+    why = {Errc::kInvalidRequest, "a required argument is NULL"};
+    return false;
+  }
+  v.type = text(r->type);
+  v.user_id = text(r->user_id);
+  v.mode = static_cast<perfq::Mode>(r->mode);
+  v.priority = r->priority;
+  v.payload = {static_cast<const std::byte*>(r->payload), r->payload_len};
+  v.idempotency_key = text(r->idempotency_key);
+  v.metadata = text(r->metadata);
+  return true;
+}
+
+static void fill_submitted(perfq_submitted* out, const perfq::Submitted& s) noexcept {
+  std::memset(out, 0, sizeof *out);
+  out->request_id = s.request_id;
+  out->status = s.status_known ? static_cast<perfq_status>(s.status) : PERFQ_STATUS_UNKNOWN;
+  out->mode = static_cast<perfq_mode>(s.mode);
+  out->band = static_cast<perfq_band>(s.band);
+  out->priority = s.priority;
+  out->created_at_unix_ns = s.created_at_unix_ns;
+  out->queue_position = s.queue_position;
+  out->duplicate = s.duplicate ? 1 : 0;
+}
+
 static perfq_errc submit_impl(perfq_producer* p, const perfq_request* r, perfq_submitted* out,
                               bool wait_for_room) {
   return guarded([&] {
     if (p == nullptr || r == nullptr || out == nullptr) return null_argument();
-    if (!below(r->mode, perfq::kModeCount)) {
-      return fail(Errc::kInvalidMode, "mode must be fifo, priority or batch");
-    }
-    if (r->payload == nullptr && r->payload_len != 0) return null_argument();
     perfq::RequestView v;
-    v.type = text(r->type);
-    v.user_id = text(r->user_id);
-    v.mode = static_cast<perfq::Mode>(r->mode);
-    v.priority = r->priority;
-    v.payload = {static_cast<const std::byte*>(r->payload), r->payload_len};
-    v.idempotency_key = text(r->idempotency_key);
-    v.metadata = text(r->metadata);
+    perfq::Error why;
+    if (!view_of(r, v, why)) return fail(why);
     auto s = wait_for_room ? p->producer->submit(v) : p->producer->try_submit(v);
     if (!s) return fail(s.error());
-    std::memset(out, 0, sizeof *out);
-    out->request_id = s->request_id;
-    out->status = s->status_known ? static_cast<perfq_status>(s->status) : PERFQ_STATUS_UNKNOWN;
-    out->mode = static_cast<perfq_mode>(s->mode);
-    out->band = static_cast<perfq_band>(s->band);
-    out->priority = s->priority;
-    out->created_at_unix_ns = s->created_at_unix_ns;
-    out->queue_position = s->queue_position;
-    out->duplicate = s->duplicate ? 1 : 0;
+    fill_submitted(out, *s);
     if (s->outcome.valid()) {
       auto entry = std::make_shared<PendingOutcome>();
       entry->future = std::move(s->outcome);
@@ -290,6 +305,75 @@ perfq_errc perfq_submit(perfq_producer* p, const perfq_request* r, perfq_submitt
 
 perfq_errc perfq_try_submit(perfq_producer* p, const perfq_request* r, perfq_submitted* out) {
   return submit_impl(p, r, out, false);
+}
+
+// Scratch of perfq_submit_many, kept per thread so a batch allocates only
+// for the outcomes it keeps.
+struct ManyScratch {
+  std::vector<perfq::RequestView> views;
+  std::vector<size_t> index;  // views[k] is requests[index[k]]
+  std::vector<perfq::Result<perfq::Submitted>> answers;
+};
+
+perfq_errc perfq_submit_many(perfq_producer* p, const perfq_request* requests, size_t count,
+                             unsigned flags, perfq_submit_result* results, size_t* accepted) {
+  return guarded([&] {
+    if (accepted != nullptr) *accepted = 0;
+    if (p == nullptr || ((requests == nullptr || results == nullptr) && count > 0)) {
+      return null_argument();
+    }
+    if ((flags & ~(PERFQ_SUBMIT_TRY | PERFQ_SUBMIT_FORGET)) != 0) {
+      return fail(Errc::kInvalidRequest, "unknown perfq_submit_many flag");
+    }
+    thread_local ManyScratch m;
+    m.views.clear();
+    m.index.clear();
+    std::memset(results, 0, count * sizeof *results);
+    perfq::Error last{Errc::kOk, {}};
+    for (size_t i = 0; i < count; ++i) {
+      perfq::RequestView v;
+      perfq::Error why;
+      if (!view_of(&requests[i], v, why)) {
+        results[i].error = static_cast<perfq_errc>(why.code);
+        last = std::move(why);
+        continue;
+      }
+      m.views.push_back(v);
+      m.index.push_back(i);
+    }
+    perfq::SubmitManyOptions opt;
+    opt.wait_for_room = (flags & PERFQ_SUBMIT_TRY) == 0;
+    // PERFQ_SUBMIT_FORGET is perfq_forget at once: the Futures are dropped
+    // (never entered in `pending`), so perfq_poll collects and counts the
+    // outcomes as it does forgotten ones.
+    const bool keep = (flags & PERFQ_SUBMIT_FORGET) == 0;
+    const size_t ok = p->producer->submit_many(m.views, m.answers, opt);
+    std::vector<std::pair<uint64_t, std::shared_ptr<PendingOutcome>>> kept;
+    for (size_t k = 0; k < m.answers.size(); ++k) {
+      perfq_submit_result& res = results[m.index[k]];
+      auto& a = m.answers[k];
+      if (!a) {
+        res.error = static_cast<perfq_errc>(a.error().code);
+        res.retry_after_ms = a.error().retry_after_ms;
+        last = a.error();
+        continue;
+      }
+      fill_submitted(&res.submitted, *a);
+      if (keep && a->outcome.valid()) {
+        auto entry = std::make_shared<PendingOutcome>();
+        entry->future = std::move(a->outcome);
+        kept.emplace_back(a->request_id, std::move(entry));
+      }
+    }
+    m.answers.clear();  // no Future outlives the call here
+    if (!kept.empty()) {
+      std::lock_guard lock(p->mu);
+      for (auto& [id, entry] : kept) p->pending[id] = std::move(entry);
+    }
+    if (accepted != nullptr) *accepted = ok;
+    if (last.code != Errc::kOk) (void)fail(last);
+    return PERFQ_OK;
+  });
 }
 
 perfq_errc perfq_wait(perfq_producer* p, uint64_t request_id, int64_t timeout_ms,

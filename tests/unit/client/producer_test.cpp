@@ -457,5 +457,278 @@ TEST(Producer, AnInvalidRequestIsRefusedBeforeItTakesAnything) {
   EXPECT_EQ(q.producer->outstanding(), 0u);
 }
 
+// ---------------------------------------------------------------- submit_many
+
+RequestView request_as(std::string_view user, Mode mode, uint8_t priority,
+                       std::string_view key = {}) {
+  RequestView r = request();
+  r.user_id = user;
+  r.mode = mode;
+  r.priority = priority;
+  r.idempotency_key = key;
+  return r;
+}
+
+// Which request ids each band ring holds, in ring order (pops them).
+std::vector<std::vector<uint64_t>> take_ids_by_band(Queue& q) {
+  std::vector<std::vector<uint64_t>> ids(kBandCount);
+  for (uint8_t b = 0; b < kBandCount; ++b) {
+    BandRing& ring = q.seg->band(static_cast<Band>(b));
+    for (uint32_t i = 0; i <= ring.capacity(); ++i) {  // bounded: one lap
+      const BandRing::Pop pop = ring.try_pop(BandRing::Claims::kIgnore);
+      if (pop.kind != BandRing::PopKind::kValue) break;
+      ids[b].push_back(load_relaxed(q.seg->record(pop.value).request_id));
+      q.settle(pop.value, Status::kCompleted, "ok");
+    }
+  }
+  return ids;
+}
+
+TEST(ProducerSubmitMany, ABatchAcrossBandsAndModesArrivesInOrderAndEachOutcomeOnce) {
+  Queue q;
+  const std::vector<RequestView> rs = {
+      request_as("u1", Mode::kFifo, 5),      request_as("u1", Mode::kPriority, 20),
+      request_as("u2", Mode::kPriority, 12), request_as("u2", Mode::kPriority, 7),
+      request_as("u3", Mode::kPriority, 3),  request_as("u3", Mode::kBatch, 15),
+      request_as("u1", Mode::kFifo, 19),     request_as("u2", Mode::kPriority, 20),
+      request_as("u3", Mode::kBatch, 1),     request_as("u1", Mode::kPriority, 9)};
+  std::vector<Result<Submitted>> out;
+  ASSERT_EQ(q.producer->submit_many(rs, out), rs.size());
+  ASSERT_EQ(out.size(), rs.size());
+  std::vector<std::vector<uint64_t>> expected(kBandCount);
+  for (size_t i = 0; i < rs.size(); ++i) {
+    ASSERT_TRUE(out[i].ok()) << i << ": " << out[i].error().message;
+    EXPECT_EQ(out[i]->band, band_for(rs[i].mode, rs[i].priority)) << i;
+    EXPECT_EQ(out[i]->mode, rs[i].mode);
+    EXPECT_FALSE(out[i]->duplicate);
+    EXPECT_TRUE(out[i]->outcome.valid());
+    if (i > 0) {
+      EXPECT_GT(out[i]->request_id, out[i - 1]->request_id);  // batch order
+    }
+    expected[static_cast<uint8_t>(out[i]->band)].push_back(out[i]->request_id);
+  }
+  // Each band holds its requests once, in batch order.
+  EXPECT_EQ(take_ids_by_band(q), expected);
+  for (size_t i = 0; i < rs.size(); ++i) {
+    ASSERT_TRUE(out[i]->outcome.wait_for(std::chrono::seconds(5))) << i;
+    EXPECT_EQ(out[i]->outcome.get().request_id, out[i]->request_id);
+  }
+  EXPECT_EQ(q.producer->poll(), 0u);  // nothing delivered twice
+  EXPECT_EQ(q.producer->outstanding(), 0u);
+}
+
+TEST(ProducerSubmitMany, EachBandRingIsClaimedOncePerBatchAndEachSlotOnce) {
+  struct Counts {
+    int slots = 0;
+    int ring_claims = 0;
+  } counts;
+  Queue q;
+  ProducerOptions opt;
+  opt.hook = [](SubmitPoint p, void* arg) {
+    auto* c = static_cast<Counts*>(arg);
+    if (p == SubmitPoint::kSlotClaimed) ++c->slots;
+    if (p == SubmitPoint::kRingClaimed) ++c->ring_claims;
+  };
+  opt.hook_arg = &counts;
+  auto p = Producer::connect(q.seg, opt);
+  ASSERT_TRUE(p.ok());
+  const std::vector<RequestView> rs = {
+      request_as("u1", Mode::kFifo, 5),      request_as("u1", Mode::kFifo, 5),
+      request_as("u1", Mode::kPriority, 20), request_as("u1", Mode::kFifo, 5),
+      request_as("u1", Mode::kPriority, 20), request_as("u1", Mode::kPriority, 2)};
+  std::vector<Result<Submitted>> out;
+  ASSERT_EQ((*p)->submit_many(rs, out), rs.size());
+  EXPECT_EQ(counts.slots, 6);
+  EXPECT_EQ(counts.ring_claims, 3);  // NORMAL, CRITICAL, LOW: one claim each
+  EXPECT_EQ(q.settle_all(), rs.size());
+}
+
+// A counted waiter on the doorbell makes every notify visible in its seq.
+TEST(ProducerSubmitMany, RingsTheAgentsDoorbellOncePerBatch) {
+  Queue q;
+  WaitWord& bell = q.seg->header().doorbell;
+  aref(bell.waiters).fetch_add(1, std::memory_order_seq_cst);  // an agent asleep
+  const std::vector<RequestView> rs(8, request());
+  uint32_t seq = load_relaxed(bell.seq);
+  for (const RequestView& r : rs) ASSERT_TRUE(q.producer->try_submit(r).ok());
+  EXPECT_EQ(load_relaxed(bell.seq) - seq, 8u);  // submit: once each
+  ASSERT_EQ(q.settle_all(), 8u);
+  (void)q.producer->poll();
+  std::vector<Result<Submitted>> out;
+  seq = load_relaxed(bell.seq);
+  ASSERT_EQ(q.producer->submit_many(rs, out), 8u);
+  EXPECT_EQ(load_relaxed(bell.seq) - seq, 1u);  // submit_many: once
+  aref(bell.waiters).fetch_sub(1, std::memory_order_seq_cst);
+}
+
+TEST(ProducerSubmitMany, InvalidMembersAreAnsweredAndTheValidOnesGoThrough) {
+  Queue q;
+  const std::string big(65, 'x');  // the slot holds 64 bytes
+  std::vector<RequestView> rs(6, request());
+  rs[1].type = "bad type!";
+  rs[2].mode = Mode::kPriority;
+  rs[2].priority = 21;
+  rs[3].mode = static_cast<Mode>(7);
+  rs[4].payload = {reinterpret_cast<const std::byte*>(big.data()), big.size()};
+  std::vector<Result<Submitted>> out;
+  ASSERT_EQ(q.producer->submit_many(rs, out), 2u);
+  ASSERT_EQ(out.size(), 6u);
+  EXPECT_TRUE(out[0].ok());
+  EXPECT_EQ(out[1].code(), Errc::kInvalidRequest);
+  EXPECT_EQ(out[2].code(), Errc::kInvalidPriority);
+  EXPECT_EQ(out[3].code(), Errc::kInvalidMode);
+  EXPECT_EQ(out[4].code(), Errc::kInvalidRequest);
+  EXPECT_TRUE(out[5].ok());
+  EXPECT_EQ(q.settle_all(), 2u);
+  EXPECT_EQ(q.producer->future_states().available, kSlots - 2);  // none taken for the invalid
+}
+
+TEST(ProducerSubmitMany, PastTheRoomTryAnswersQueueFullAtOnceForTheRest) {
+  Queue q;
+  store_relaxed(q.seg->header().max_queue_depth, uint64_t{3});
+  const std::vector<RequestView> rs(5, request());
+  std::vector<Result<Submitted>> out;
+  ASSERT_EQ(q.producer->try_submit_many(rs, out), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(out[i].ok()) << i;
+    EXPECT_EQ(out[i]->queue_position, i);  // behind the batch's earlier ones
+  }
+  for (size_t i = 3; i < 5; ++i) {
+    ASSERT_EQ(out[i].code(), Errc::kQueueFull) << i;
+    EXPECT_EQ(out[i].error().message, refusal::kQueueAtDepth);
+  }
+  EXPECT_EQ(q.producer->future_states().available, kSlots - 3);
+  // A waiting batch with no rope-drop time left answers the same.
+  ASSERT_EQ(q.producer->submit_many(rs, out), 0u);
+  for (const auto& a : out) EXPECT_EQ(a.code(), Errc::kQueueFull);
+  EXPECT_EQ(q.settle_all(), 3u);
+}
+
+// The ones that fit are published before the batch waits; the rest go in
+// once room appears, within one rope-drop wait.
+TEST(ProducerSubmitMany, PastTheRoomPublishesWhatFitsThenWaitsForRoom) {
+  Queue q;
+  store_relaxed(q.seg->header().max_queue_depth, uint64_t{3});
+  store_relaxed(q.seg->header().rope_drop_timeout_ms, uint64_t{60'000});
+  const std::vector<RequestView> rs(5, request());
+  std::vector<Result<Submitted>> out;
+  std::atomic<bool> stop{false};
+  size_t accepted = 0;
+  std::thread t([&] {
+    SubmitManyOptions opt;
+    opt.give_up = [&] { return stop.load(); };
+    accepted = q.producer->submit_many(rs, out, opt);
+  });
+  WaitWord& room = q.seg->header().room;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (load_relaxed(room.waiters) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_GE(load_relaxed(room.waiters), 1u) << "the batch does not wait as a counted waiter";
+  // The three that fit are in the rings while it waits: take them, and
+  // publish the room that makes (as the agent would).
+  EXPECT_EQ(q.settle_all(), 3u);
+  const uint64_t band_depth[kBandCount] = {};
+  shm::publish_admission(*q.seg, 0, band_depth);
+  shm::notify(room);
+  t.join();
+  EXPECT_EQ(accepted, 5u);
+  for (const auto& a : out) EXPECT_TRUE(a.ok());
+  EXPECT_EQ(q.settle_all(), 2u);
+}
+
+TEST(ProducerSubmitMany, ForgottenOutcomesAreCollectedAndDropped) {
+  Queue q;
+  const std::vector<RequestView> rs(kSlots, request());
+  SubmitManyOptions opt;
+  opt.forget = true;
+  std::vector<Result<Submitted>> out;
+  for (int round = 0; round < 3; ++round) {  // the slots come back each time
+    ASSERT_EQ(q.producer->submit_many(rs, out, opt), kSlots) << round;
+    for (const auto& a : out) EXPECT_FALSE(a->outcome.valid());
+    EXPECT_EQ(q.producer->future_states().available, kSlots);  // no state taken
+    EXPECT_EQ(q.producer->outstanding(), kSlots);
+    ASSERT_EQ(q.settle_all(), kSlots);
+    EXPECT_EQ(q.producer->poll(), kSlots);
+    EXPECT_EQ(q.producer->outstanding(), 0u);
+  }
+}
+
+shm::CreateOptions with_keys(uint32_t rate_limit = 0) {
+  shm::CreateOptions o = small(rate_limit);
+  o.idempotency_entries = 64;
+  return o;
+}
+
+TEST(ProducerSubmitMany, RepeatedKeysInsideTheBatchAndAgainstEarlierSubmitsAreDuplicates) {
+  Queue q(with_keys());
+  // No agent has set the TTL: keys would expire at once.
+  store_relaxed(q.seg->header().idempotency_ttl_ms, uint64_t{60'000});
+  auto earlier = q.producer->submit(request_as("u1", Mode::kFifo, 5, "k-old"));
+  ASSERT_TRUE(earlier.ok());
+  const std::vector<RequestView> rs = {
+      request_as("u1", Mode::kFifo, 5, "k1"),     // new
+      request_as("u1", Mode::kFifo, 5, "k1"),     // same batch: duplicate of 0
+      request_as("u2", Mode::kFifo, 5, "k1"),     // another user: new
+      request_as("u1", Mode::kFifo, 5, "k-old"),  // duplicate of the earlier submit
+      request_as("u1", Mode::kFifo, 5),           // no key
+      request_as("u1", Mode::kFifo, 5, "k1")};    // again
+  std::vector<Result<Submitted>> out;
+  ASSERT_EQ(q.producer->submit_many(rs, out), rs.size());
+  for (const auto& a : out) ASSERT_TRUE(a.ok()) << a.error().message;
+  EXPECT_FALSE(out[0]->duplicate);
+  EXPECT_TRUE(out[1]->duplicate);
+  EXPECT_EQ(out[1]->request_id, out[0]->request_id);
+  EXPECT_FALSE(out[1]->outcome.valid());
+  EXPECT_FALSE(out[2]->duplicate);
+  EXPECT_NE(out[2]->request_id, out[0]->request_id);
+  EXPECT_TRUE(out[3]->duplicate);
+  EXPECT_EQ(out[3]->request_id, earlier->request_id);
+  EXPECT_FALSE(out[4]->duplicate);
+  EXPECT_TRUE(out[5]->duplicate);
+  EXPECT_EQ(out[5]->request_id, out[0]->request_id);
+  EXPECT_EQ(q.settle_all(), 1u + 3u);  // the earlier one and three new ones
+}
+
+TEST(ProducerSubmitMany, ARateLimitHitMidBatchRefusesOnlyThatUsersExcess) {
+  Queue q(with_keys(/*rate_limit=*/3));
+  const std::vector<RequestView> rs = {request_as("u1", Mode::kFifo, 5),
+                                       request_as("u1", Mode::kFifo, 5),
+                                       request_as("u2", Mode::kFifo, 5),
+                                       request_as("u1", Mode::kFifo, 5),
+                                       request_as("u1", Mode::kFifo, 5, "key-of-a-refused-one"),
+                                       request_as("u2", Mode::kFifo, 5)};
+  std::vector<Result<Submitted>> out;
+  ASSERT_EQ(q.producer->submit_many(rs, out), 5u);
+  for (size_t i : {0, 1, 2, 3, 5}) EXPECT_TRUE(out[i].ok()) << i;
+  ASSERT_EQ(out[4].code(), Errc::kRateLimitExceeded);
+  EXPECT_GT(out[4].error().retry_after_ms, 0u);
+  EXPECT_EQ(q.settle_all(), 5u);
+  // The refused one's key was released: refused again for the limit, not
+  // answered as a duplicate.
+  auto again = q.producer->try_submit(rs[4]);
+  EXPECT_EQ(again.code(), Errc::kRateLimitExceeded);
+}
+
+// A refusal after the rules (no free slot) gives the rate ticket back.
+TEST(ProducerSubmitMany, ARequestRefusedForRoomIsNotRateCounted) {
+  Queue q(with_keys(/*rate_limit=*/3));
+  store_relaxed(q.seg->header().max_queue_depth, uint64_t{1});
+  const std::vector<RequestView> rs(3, request_as("u1", Mode::kFifo, 5));
+  std::vector<Result<Submitted>> out;
+  ASSERT_EQ(q.producer->try_submit_many(rs, out), 1u);
+  EXPECT_EQ(out[1].code(), Errc::kQueueFull);
+  EXPECT_EQ(out[2].code(), Errc::kQueueFull);
+  ASSERT_EQ(q.settle_all(), 1u);
+  (void)q.producer->poll();
+  const uint64_t band_depth[kBandCount] = {};
+  shm::publish_admission(*q.seg, 0, band_depth);
+  // Two more of u1's three are left.
+  EXPECT_TRUE(q.producer->try_submit(rs[0]).ok());
+  ASSERT_EQ(q.settle_all(), 1u);
+  shm::publish_admission(*q.seg, 0, band_depth);
+  EXPECT_TRUE(q.producer->try_submit(rs[0]).ok());
+}
+
 }  // namespace
 }  // namespace perfq

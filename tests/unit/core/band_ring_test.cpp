@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -700,6 +701,152 @@ TEST(BandRing, GarbageInCellsProducersClaimNextIsRepairedAhead) {
     ASSERT_EQ(ring.try_pop().value, v);
   }
   ASSERT_TRUE(ring.repair_ahead());  // a sound ring: nothing to do
+}
+
+// ---------------------------------------------------------------- try_push_n
+
+TEST(BandRing, PushNPublishesEveryValueInOrderWithOneClaim) {
+  TestRing r(8);
+  BandRing& ring = *r;
+  const uint32_t values[] = {10, 11, 12, 13, 14};
+  int claims = 0;
+  uint64_t first = ~uint64_t{0};
+  const uint32_t n = ring.try_push_n(
+      values, 5,
+      [&](uint64_t pos) {
+        ++claims;
+        first = pos;
+        // All five positions are claimed before any is published.
+        EXPECT_EQ(r.header().tail, 5u);
+      },
+      [&](uint32_t i) { ADD_FAILURE() << "refused " << i; });
+  EXPECT_EQ(n, 5u);
+  EXPECT_EQ(claims, 1);
+  EXPECT_EQ(first, 0u);
+  for (uint32_t i = 0; i < 5; ++i) {
+    const auto p = ring.try_pop();
+    ASSERT_EQ(p.kind, Kind::kValue);
+    EXPECT_EQ(p.value, values[i]);
+    EXPECT_EQ(p.position, i);
+  }
+  EXPECT_EQ(ring.try_pop().kind, Kind::kEmpty);
+}
+
+TEST_P(BandRingCapacity, PushNWrapsAroundForManyLaps) {
+  const uint32_t cap = GetParam();
+  TestRing r(cap);
+  BandRing& ring = *r;
+  std::vector<uint32_t> values(cap);
+  uint32_t next = 0;
+  for (uint32_t lap = 0; lap < 50; ++lap) {
+    const uint32_t n = 1 + lap % cap;  // every size, unaligned to the lap
+    for (uint32_t i = 0; i < n; ++i) values[i] = next + i;
+    ASSERT_EQ(ring.try_push_n(
+                  values.data(), n, [](uint64_t) {}, [](uint32_t) {}),
+              n);
+    for (uint32_t i = 0; i < n; ++i) {
+      const auto p = ring.try_pop();
+      ASSERT_EQ(p.kind, Kind::kValue);
+      ASSERT_EQ(p.value, next++);
+    }
+  }
+}
+
+TEST(BandRing, PushNWithoutRoomForAllPushesWhatFitsAndRefusesTheRest) {
+  TestRing r(4);
+  BandRing& ring = *r;
+  ASSERT_EQ(ring.try_push(1), Push::kOk);
+  const uint32_t values[] = {2, 3, 4, 5, 6};
+  std::vector<uint32_t> refused;
+  const uint32_t n = ring.try_push_n(
+      values, 5, [](uint64_t) {}, [&](uint32_t i) { refused.push_back(i); });
+  EXPECT_EQ(n, 3u);
+  EXPECT_EQ(refused, (std::vector<uint32_t>{3, 4}));
+  for (uint32_t v = 1; v <= 4; ++v) {
+    const auto p = ring.try_pop();
+    ASSERT_EQ(p.kind, Kind::kValue);
+    EXPECT_EQ(p.value, v);
+  }
+  EXPECT_EQ(ring.try_pop().kind, Kind::kEmpty);
+}
+
+// The consumer revokes the first of the claimed cells while the producer
+// sits between claim and publish: that value is pushed again at a new
+// position, the others where they were claimed, each delivered once.
+TEST(BandRing, PushNRepushesAValueWhoseClaimWasRevoked) {
+  TestRing r(8);
+  BandRing& ring = *r;
+  const uint32_t values[] = {20, 21, 22};
+  BandRing::Pop seen{};
+  bool skip_won = false;
+  const uint32_t n = ring.try_push_n(
+      values, 3,
+      [&](uint64_t) {
+        seen = ring.try_pop();
+        skip_won = ring.skip(seen.position);
+      },
+      [&](uint32_t i) { ADD_FAILURE() << "refused " << i; });
+  EXPECT_EQ(n, 3u);
+  EXPECT_EQ(seen.kind, Kind::kStalled);
+  EXPECT_TRUE(skip_won);
+  EXPECT_EQ(ring.try_pop().kind, Kind::kSkipped);
+  std::vector<uint32_t> got;
+  for (int i = 0; i < 3; ++i) {
+    const auto p = ring.try_pop();
+    ASSERT_EQ(p.kind, Kind::kValue);
+    got.push_back(p.value);
+  }
+  EXPECT_EQ(got, (std::vector<uint32_t>{21, 22, 20}));
+  EXPECT_EQ(ring.try_pop().kind, Kind::kEmpty);
+}
+
+TEST(BandRing, ManyBatchingProducersDeliverEveryValueOnceInProducerOrder) {
+  constexpr uint32_t kProducers = 3;
+  constexpr uint32_t kShift = 24;
+  constexpr uint32_t kEach = kStressValuesPerProducer / 4;
+  TestRing r(64);
+  BandRing& ring = *r;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> producers;
+  for (uint32_t id = 0; id < kProducers; ++id) {
+    producers.emplace_back([&, id] {
+      uint32_t vals[7];
+      for (uint32_t s = 0; s < kEach && !stop.load(std::memory_order_relaxed);) {
+        const uint32_t n = std::min<uint32_t>(1 + (s + id) % 7, kEach - s);
+        for (uint32_t i = 0; i < n; ++i) vals[i] = (id << kShift) | (s + i);
+        // Whatever is refused (ring full) is the tail of the batch: retry it.
+        uint32_t refused_from = n;
+        (void)ring.try_push_n(
+            vals, n, [](uint64_t) {},
+            [&](uint32_t i) { refused_from = std::min(refused_from, i); });
+        s += refused_from;
+        if (refused_from < n) std::this_thread::yield();
+      }
+    });
+  }
+  std::vector<uint32_t> next(kProducers, 0);
+  uint64_t received = 0;
+  const uint64_t total = uint64_t{kProducers} * kEach;
+  auto deadline = std::chrono::steady_clock::now() + kWaitBound;
+  while (received < total && std::chrono::steady_clock::now() < deadline) {
+    const auto p = ring.try_pop();
+    if (p.kind == Kind::kEmpty || p.kind == Kind::kStalled) {
+      std::this_thread::yield();
+      continue;
+    }
+    const uint32_t id = p.value >> kShift;
+    if (p.kind != Kind::kValue || id >= kProducers ||
+        (p.value & ((1u << kShift) - 1)) != next[id]) {
+      ADD_FAILURE() << "kind " << static_cast<int>(p.kind) << ", value " << p.value << " at "
+                    << p.position;
+      break;
+    }
+    ++next[id];
+    ++received;
+  }
+  stop.store(true, std::memory_order_relaxed);
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(received, total);
 }
 
 }  // namespace

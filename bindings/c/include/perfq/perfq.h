@@ -196,6 +196,38 @@ PERFQ_API perfq_errc perfq_submit(perfq_producer* p, const perfq_request* r, per
 PERFQ_API perfq_errc perfq_try_submit(perfq_producer* p, const perfq_request* r,
                                       perfq_submitted* out);
 
+/* Flags of perfq_submit_many. */
+#define PERFQ_SUBMIT_TRY 1u    /* never wait for room: as perfq_try_submit */
+#define PERFQ_SUBMIT_FORGET 2u /* keep no outcomes: as perfq_forget on each */
+
+/* One request's answer in perfq_submit_many. */
+typedef struct perfq_submit_result {
+  perfq_errc error;          /* PERFQ_OK: accepted, or a duplicate */
+  uint64_t retry_after_ms;   /* PERFQ_RATE_LIMIT_EXCEEDED: when to try again; else 0 */
+  perfq_submitted submitted; /* when error is PERFQ_OK; zeroed otherwise */
+} perfq_submit_result;
+
+/* SPEC §5 submit for `count` requests at once: results[i] answers
+ * requests[i] as perfq_submit (or, with PERFQ_SUBMIT_TRY, perfq_try_submit)
+ * would, and a request refused for any reason (invalid, duplicate-in-flight
+ * CONFLICT, rate limit, QUEUE_FULL) fails no other; a key repeated inside
+ * the batch answers as a duplicate of its first accepted use. When the
+ * queue fills part-way, the requests that fit are accepted first; the call
+ * then waits for room at most rope_drop_timeout_ms for the whole batch
+ * (not at all with PERFQ_SUBMIT_TRY), and the requests still without room
+ * answer PERFQ_QUEUE_FULL. Cheaper than a loop of perfq_submit: one ring
+ * claim per band and group of up to 64 requests, one wake-up of the agent
+ * per call. With PERFQ_SUBMIT_FORGET no outcome is kept (perfq_wait says
+ * PERFQ_NOT_FOUND for these ids): call perfq_poll regularly to collect and
+ * drop them, which frees their slots. `accepted` (may be NULL) gets how
+ * many results are PERFQ_OK. Returns PERFQ_OK once every request has its
+ * answer, whatever the answers; another code (a NULL argument, an unknown
+ * flag) means nothing was submitted. perfq_last_error() then holds the
+ * message of the last refused request, if any. */
+PERFQ_API perfq_errc perfq_submit_many(perfq_producer* p, const perfq_request* requests,
+                                       size_t count, unsigned flags, perfq_submit_result* results,
+                                       size_t* accepted);
+
 typedef struct perfq_outcome {
   uint64_t request_id;
   perfq_status status; /* completed, failed, timeout or cancelled */

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "perfq/core/wait_word.hpp"
 #include "perfq/shm/admission.hpp"
 #include "perfq/shm/status.hpp"
+#include "perfq/shm/tables/idempotency.hpp"
 
 namespace perfq::shm {
 class Segment;
@@ -103,6 +105,21 @@ struct ProducerOptions {
   void* hook_arg = nullptr;
 };
 
+// How Producer::submit_many treats its batch.
+struct SubmitManyOptions {
+  // Wait for room as submit does (false: as try_submit, QUEUE_FULL at once).
+  bool wait_for_room = true;
+  // While waiting for room: asked after each slice of at most 20 ms, as by
+  // submit(r, give_up); true ends the wait (the requests still without room
+  // answer QUEUE_FULL). Empty: wait up to rope_drop_timeout_ms.
+  std::function<bool()> give_up;
+  // Fire and forget: no Future is made (Submitted::outcome is empty). The
+  // outcomes are still collected, and their slots freed, by poll(),
+  // wait_any() or any Future's wait, which drop them (wait_any does not
+  // report them). A producer that only forgets must call poll() regularly.
+  bool forget = false;
+};
+
 class Producer {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Producer>> connect(std::string_view queue,
@@ -131,6 +148,33 @@ class Producer {
   // submit is writing (CONFLICT) is waited out the same way.
   [[nodiscard]] Result<Submitted> submit(const RequestView& r,
                                          const std::function<bool()>& give_up);
+
+  // Submits a batch, one answer per request: `out` is cleared (its capacity
+  // is kept) and out[i] answers rs[i] exactly as submit(rs[i]) would, in
+  // batch order. Each request is validated, looked up by its idempotency
+  // key, rate limited and admitted on its own, so one refused for any
+  // reason fails no other; a key repeated inside the batch answers as a
+  // duplicate of its first accepted use. Returns how many out[i] are ok()
+  // (accepted, or duplicates). Thread-safe like submit.
+  //
+  // When the queue fills part-way (max_queue_depth): the requests that fit
+  // are published first (accepted, whatever follows); then, with
+  // wait_for_room, it waits for room as submit does, but at most
+  // rope_drop_timeout_ms for the whole batch, and every request still
+  // without room after that answers QUEUE_FULL; without wait_for_room
+  // (try_submit_many) they answer QUEUE_FULL at once. Requests are admitted
+  // in batch order; a request for which no slot is free answers QUEUE_FULL
+  // without waiting, as with submit.
+  //
+  // Cheaper than a loop of submit: one atomic add takes the batch's ids, the
+  // queue's depth is read once per group of up to 64 admitted requests,
+  // each band ring gets one claim per group (one CAS on its tail, then one
+  // per cell: PROTOCOL §4), and the agent's doorbell rings once per call
+  // (and before each wait for room). A group's requests get one createdAt.
+  size_t submit_many(std::span<const RequestView> rs, std::vector<Result<Submitted>>& out,
+                     const SubmitManyOptions& opt = {});
+  // As submit_many without wait_for_room: never waits.
+  size_t try_submit_many(std::span<const RequestView> rs, std::vector<Result<Submitted>>& out);
 
   // Cancels a request that is still pending (queued, waiting for a worker,
   // or waiting for a retry): it is never dispatched afterwards, and its
@@ -171,6 +215,8 @@ class Producer {
 
  private:
   friend class Future;
+  struct Staged;  // submit_many's request between claim and publish
+  class Batch;    // one submit_many call (client/src/submit_many.cpp)
   Producer(std::shared_ptr<shm::Segment> seg, uint32_t id, ProducerOptions opt);
   bool wait(detail::FutureState* st, std::chrono::steady_clock::time_point deadline);
   [[nodiscard]] Result<Submitted> submit_impl(const RequestView& r, bool wait_for_room);
@@ -182,6 +228,13 @@ class Producer {
                     uint64_t enqueued_mono_ns);
   [[nodiscard]] bool publish(const SlotPool::Claim& claim, Band band);
   void take_back(const SlotPool::Claim& claim, bool queued);
+  // The answer to a submit whose key names an earlier request of its user.
+  [[nodiscard]] Submitted duplicate_of(const shm::IdempotencyTable::Original& o,
+                                       std::string_view user_id);
+  // Once request `id` is accepted: its key answers with it until the TTL,
+  // counted from `rules_now_ns` (the time its key was looked up).
+  void remember_key(const shm::IdempotencyTable::Claim& claim, const RequestView& r, uint64_t id,
+                    uint64_t created_unix_ns, Band band, uint64_t rules_now_ns);
   size_t drain_locked(std::vector<uint64_t>* settled_ids = nullptr);
   // Caller holds drain_mu_ (in `lock`): drains the ring for everyone,
   // parking while it is empty, until done() or the deadline; then lets the

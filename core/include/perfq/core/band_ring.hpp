@@ -16,6 +16,12 @@
 // nothing is lost and nobody waits on a dead process. (Aeron's try_claim /
 // unblock, with the unblock made race-free by the single-word cell.)
 //
+// A producer with several values claims n consecutive positions with one
+// CAS on `tail` (try_push_n), when the cell of the last of them is free for
+// its lap: the consumer empties cells in order, so every cell before it is
+// free too. It then publishes each cell with its own CAS, as above; the
+// consumer revokes such claims one cell at a time, each on its own merit.
+//
 // Producers never read `head`: the cell's seq says whether it is free.
 // The consumer reads `tail` only when the cell at head is not published.
 #include <cstddef>
@@ -83,6 +89,19 @@ class BandRing {
   [[nodiscard]] PushResult try_push(uint32_t value) noexcept {
     return try_push(value, [](uint64_t) {});
   }
+
+  // Any producer. Never blocks. Publishes values[0..n) in that order: claims
+  // n consecutive positions with one CAS on `tail`, runs `on_claimed(first
+  // position)` once (the test seam), then publishes each cell by its CAS.
+  // A value whose claim the consumer revoked meanwhile, and every value when
+  // the ring has no room for all n at once (or n > capacity), is pushed on
+  // its own (try_push); `refused(i)` is called for each values[i] that
+  // could not be published (ring full, or contention past the bound), and
+  // for every value after the first refused, so order is kept.
+  // Returns how many were published.
+  template <class OnClaimed, class Refused>
+  uint32_t try_push_n(const uint32_t* values, uint32_t n, OnClaimed&& on_claimed,
+                      Refused&& refused) noexcept;
 
   enum class PopKind : uint8_t {
     kValue,    // `value` holds a slot index (unvalidated: the caller checks it)
@@ -179,6 +198,10 @@ class BandRing {
     return static_cast<uint32_t>(c);
   }
 
+  // try_push_n's claim of [pos, pos + n); false when the last cell is not
+  // free for this lap (no room for all n) or the CAS kept losing.
+  [[nodiscard]] bool claim_n(uint32_t n, uint64_t& pos) noexcept;
+
   // Loads `tail` into tail_seen_; false when it is outside the window
   // [head, head + capacity] no sequence of claims can leave it in.
   [[nodiscard]] bool refresh_tail() noexcept {
@@ -241,6 +264,67 @@ BandRing::PushResult BandRing::try_push(uint32_t value, OnClaimed&& on_claimed) 
     // The consumer revoked our claim (we stalled past its bound). Claim anew.
   }
   return PushResult::kContended;
+}
+
+inline bool BandRing::claim_n(uint32_t n, uint64_t& pos) noexcept {
+  PERFQ_ASSERT(n >= 1 && n <= capacity_);
+  auto tail = aref(h_->tail);
+  // Bound: as try_push's; each lost CAS means another producer claimed.
+  for (uint32_t round = 0; round < 4 * capacity_ + 64; ++round) {
+    uint64_t p = tail.load(std::memory_order_relaxed);
+    const uint64_t last = p + n - 1;
+    // acquire: pairs with the consumer's release store that emptied the
+    // last cell; it emptied the cells before it earlier (in order), so our
+    // publishes below are ordered after its reads of all their past laps.
+    const uint64_t c = aref(cells_[last & mask_]).load(std::memory_order_acquire);
+    const auto dif = static_cast<int32_t>(seq_of(c) - static_cast<uint32_t>(last));
+    if (dif < 0) return false;  // the consumer has not reached it yet
+    if (dif > 0) continue;      // another producer took positions up to last
+    // Positions below p + n are unclaimed while tail is still p.
+    if (tail.compare_exchange_weak(p, p + n, std::memory_order_relaxed,
+                                   std::memory_order_relaxed)) {
+      pos = p;
+      return true;
+    }
+  }
+  return false;
+}
+
+template <class OnClaimed, class Refused>
+uint32_t BandRing::try_push_n(const uint32_t* values, uint32_t n, OnClaimed&& on_claimed,
+                              Refused&& refused) noexcept {
+  PERFQ_ASSERT(h_ != nullptr);
+  uint32_t published = 0;
+  bool refusing = false;  // once the ring refused one, the rest are refused too
+  auto one = [&](uint32_t i) {
+    if (!refusing && try_push(values[i]) == PushResult::kOk) {
+      ++published;
+    } else {
+      refusing = true;
+      refused(i);
+    }
+  };
+  uint64_t pos = 0;
+  if (n == 0) return 0;
+  if (n > capacity_ || !claim_n(n, pos)) {
+    for (uint32_t i = 0; i < n; ++i) one(i);
+    return published;
+  }
+  on_claimed(pos);
+  for (uint32_t i = 0; i < n; ++i) {
+    PERFQ_ASSERT(values[i] <= kMaxValue);  // kEmpty and kSkipped are the ring's own
+    uint64_t expected = cell(pos + i, kEmpty);
+    // release: pairs with the consumer's acquire load in peek; the slot
+    // contents written before this CAS are visible to the consumer.
+    if (aref(cells_[(pos + i) & mask_])
+            .compare_exchange_strong(expected, cell(pos + i + 1, values[i]),
+                                     std::memory_order_release, std::memory_order_relaxed)) {
+      ++published;
+    } else {
+      one(i);  // the consumer revoked this claim (we stalled): a new position
+    }
+  }
+  return published;
 }
 
 inline BandRing::Pop BandRing::peek(Claims claims) noexcept {
