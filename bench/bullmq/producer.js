@@ -145,6 +145,7 @@ async function main() {
         endNs: String(t1),
         producerCpuUs: cpu.user + cpu.system,
         ...(extra || {}),
+        ...side.stats(),
       },
     });
   } finally {

@@ -9,6 +9,8 @@
 //                binding has no submitMany yet), BullMQ `addBulk`
 //   fire()       submit one job, resolve once the system has accepted it;
 //                its outcome is never awaited
+//   stats()      anything the run should report (BullMQ: completions whose
+//                event never arrived)
 //   close()
 //
 // Both carry the same 64-byte JSON payload and get `null` back from a no-op
@@ -39,6 +41,10 @@ class PerfqSide {
 
   describe() {
     return { submitMany: this.hasSubmitMany };
+  }
+
+  stats() {
+    return {};
   }
 
   open() {
@@ -96,6 +102,15 @@ const JOB_NAME = 'noop';
 // Completions seen before add() answered, or for another producer's jobs
 // (every QueueEvents sees every job): kept at most this many.
 const EARLY_MAX = 65536;
+// A QueueEvents reader that falls behind the trim of the events stream
+// never sees some completions (seen here with two producers on a loaded
+// machine): every SWEEP_MS, jobs awaited for longer than LOST_AFTER_MS are
+// looked up, at most SWEEP_MAX of them; a job that is gone was removed on
+// completion (removeOnComplete; a no-op processor does not fail). They are
+// counted and reported (lostEvents).
+const SWEEP_MS = 1000;
+const LOST_AFTER_MS = 2000;
+const SWEEP_MAX = 1024;
 
 function connectionOf(port) {
   // maxRetriesPerRequest null: what BullMQ requires of a Worker's connection,
@@ -110,8 +125,11 @@ class BullSide {
     const { Queue, QueueEvents } = require('bullmq');
     this.queue = new Queue(queue, { connection: connectionOf(port), defaultJobOptions: JOB_OPTIONS });
     this.events = null;
-    this.waiting = new Map();  // jobId -> { resolve, reject }
+    this.waiting = new Map();  // jobId -> { resolve, reject, since }
     this.early = new Map();  // jobId -> null (completed) | Error (failed)
+    this.lostEvents = 0;
+    this.sweeping = false;
+    this.sweeper = null;
     if (track) {
       // One 'completed' listener for all jobs, not Job.waitUntilFinished:
       // waitUntilFinished adds two listeners and one Redis round trip
@@ -121,6 +139,35 @@ class BullSide {
       this.events.on('completed', ({ jobId }) => this._finished(jobId, null));
       this.events.on('failed', ({ jobId, failedReason }) =>
         this._finished(jobId, new Error(`bullmq: job failed: ${failedReason}`)));
+      this.sweeper = setInterval(() => this._sweep(), SWEEP_MS);
+      this.sweeper.unref();
+    }
+  }
+
+  stats() {
+    return { lostEvents: this.lostEvents };
+  }
+
+  async _sweep() {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const old = Date.now() - LOST_AFTER_MS;
+      const ids = [];
+      for (const [id, w] of this.waiting) {
+        if (w.since < old) ids.push(id);
+        if (ids.length === SWEEP_MAX) break;
+      }
+      for (const id of ids) {
+        const state = await this.queue.getJobState(id);
+        if (state === 'completed' || state === 'unknown' || state === 'failed') {
+          if (!this.waiting.has(id)) continue;  // its event came meanwhile
+          this.lostEvents++;
+          this._finished(id, state === 'failed' ? new Error('bullmq: job failed') : null);
+        }
+      }
+    } finally {
+      this.sweeping = false;
     }
   }
 
@@ -151,7 +198,8 @@ class BullSide {
       this.early.delete(jobId);
       return err === null ? Promise.resolve() : Promise.reject(err);
     }
-    return new Promise((resolve, reject) => this.waiting.set(jobId, { resolve, reject }));
+    return new Promise((resolve, reject) =>
+      this.waiting.set(jobId, { resolve, reject, since: Date.now() }));
   }
 
   async call() {
@@ -170,6 +218,7 @@ class BullSide {
   }
 
   async close() {
+    if (this.sweeper !== null) clearInterval(this.sweeper);
     if (this.events !== null) await this.events.close();
     await this.queue.close();
   }
