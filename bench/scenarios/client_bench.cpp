@@ -3,11 +3,13 @@
 // bindings/python/bench/roundtrip.py, against an agent and a worker that are
 // already running, printed as the same one JSON line.
 //
-//   perfq-client-bench --queue Q [--count N] [--type bench.echo]
+//   perfq-client-bench --queue Q [--count N] [--type bench.echo] [--window W]
+//                      [--round-trips R]
 //
-// Round trip: submit one 64-byte request, await its outcome, N times.
-// Submit throughput: N submits with at most kWindow outstanding, every
-// outcome awaited; the rate counts the submits over the whole run.
+// Round trip: submit one 64-byte request, await its outcome, R times
+// (default N). Submit throughput: N submits with at most W (default 1024)
+// outstanding, every outcome awaited; the rate counts the submits over the
+// whole run, so it is the end-to-end rate.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,7 +22,8 @@
 
 namespace {
 
-constexpr size_t kWindow = 1024;
+constexpr long kWindowDefault = 1024;
+constexpr long kWindowMax = 1 << 20;
 
 double now_us() {
   return std::chrono::duration<double, std::micro>(
@@ -40,6 +43,8 @@ int main(int argc, char** argv) {
   std::string queue;
   std::string type = "bench.echo";
   long count = 20'000;
+  long window_max = kWindowDefault;
+  long round_trips = -1;  // -1: as many as --count
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--queue")
@@ -48,9 +53,18 @@ int main(int argc, char** argv) {
       count = std::atol(argv[i + 1]);
     else if (a == "--type")
       type = argv[i + 1];
+    else if (a == "--window")
+      window_max = std::atol(argv[i + 1]);
+    else if (a == "--round-trips")
+      round_trips = std::atol(argv[i + 1]);
   }
-  if (queue.empty() || count <= 0) {
-    std::fputs("usage: perfq-client-bench --queue Q [--count N] [--type T]\n", stderr);
+  if (round_trips < 0) round_trips = count;
+  if (queue.empty() || count <= 0 || window_max <= 0 || window_max > kWindowMax ||
+      round_trips <= 0) {
+    std::fputs(
+        "usage: perfq-client-bench --queue Q [--count N] [--type T] [--window W]"
+        " [--round-trips R]\n",
+        stderr);
     return 2;
   }
   auto p = perfq::Producer::connect(queue);
@@ -65,8 +79,8 @@ int main(int argc, char** argv) {
   r.payload = std::as_bytes(std::span(payload.data(), payload.size()));
 
   std::vector<double> rt;
-  rt.reserve(static_cast<size_t>(count));
-  for (long i = 0; i < count; ++i) {
+  rt.reserve(static_cast<size_t>(round_trips));
+  for (long i = 0; i < round_trips; ++i) {
     const double t0 = now_us();
     auto s = (*p)->submit(r);
     if (!s) {
@@ -80,7 +94,7 @@ int main(int argc, char** argv) {
   std::deque<perfq::Future> window;
   const double t0 = now_us();
   for (long i = 0; i < count; ++i) {
-    if (window.size() == kWindow) {
+    if (window.size() == static_cast<size_t>(window_max)) {
       (void)window.front().get();
       window.pop_front();
     }
