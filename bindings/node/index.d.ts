@@ -203,6 +203,13 @@ export declare class PerformanceQueue {
   connect(): Promise<void>;
   submit<P extends JsonObject = JsonObject>(request: SubmitRequest<P>, as?: SubmitOptions):
     Promise<SubmitResponse>;
+  /**
+   * Many submits in one crossing (one ring claim per band, one agent
+   * wake-up), like BullMQ's addBulk; one Promise.allSettled-shaped entry per
+   * request, in order (a refused request fails no other).
+   */
+  submitMany<P extends JsonObject = JsonObject>(requests: SubmitRequest<P>[],
+    as?: SubmitOptions): Promise<PromiseSettledResult<SubmitResponse>[]>;
   /** The outcome of a request this PerformanceQueue submitted; NOT_FOUND for any other. */
   result<R = unknown>(requestId: string): Promise<Outcome<R>>;
   status(requestId: string, as?: CallAs): Promise<StatusRecord>;

@@ -207,6 +207,62 @@ class PerformanceQueue {
     return native.submitWait(h, req, forget);
   }
 
+  /**
+   * Submits many requests in one crossing (one ring claim per band, one
+   * wake-up of the agent), like BullMQ's addBulk. Resolves to one entry per
+   * request, in order, shaped as Promise.allSettled's: `{ status:
+   * 'fulfilled', value }` with submit's answer, or `{ status: 'rejected',
+   * reason }` with the error that request alone met (a refused request
+   * fails no other). Requests that find the queue full wait for room one by
+   * one, as submit does. `as` as for submit (`forget` included).
+   */
+  async submitMany(requests, as = undefined) {
+    const h = this._producer();
+    if (!Array.isArray(requests)) throw codedError('INVALID_REQUEST', 'requests is an array');
+    const forget = as !== undefined && as !== null && as.forget === true;
+    const userId = this._user(as);
+    const out = new Array(requests.length);
+    const reqs = [];
+    const at = [];
+    for (let i = 0; i < requests.length; i++) {
+      const request = requests[i];
+      try {
+        if (request === null || typeof request !== 'object') {
+          throw codedError('INVALID_REQUEST', 'a request is an object');
+        }
+        reqs.push({
+          type: request.type,
+          userId,
+          mode: request.mode,
+          priority: request.priority,
+          payload: objectText(request.payload, 'payload') ?? '{}',
+          idempotencyKey: request.idempotencyKey,
+          metadata: objectText(request.metadata, 'metadata'),
+        });
+        at.push(i);
+      } catch (e) {
+        out[i] = { status: 'rejected', reason: e };
+      }
+    }
+    const answers = native.trySubmitMany(h, reqs, forget);
+    const full = [];
+    for (let k = 0; k < answers.length; k++) {
+      const [ok, value] = answers[k];
+      if (ok) out[at[k]] = { status: 'fulfilled', value };
+      else if (value.code === 'QUEUE_FULL') full.push(k);
+      else out[at[k]] = { status: 'rejected', reason: value };
+    }
+    // No room for these: each waits for room as submit does, in order.
+    for (const k of full) {
+      try {
+        out[at[k]] = { status: 'fulfilled', value: await native.submitWait(h, reqs[k], forget) };
+      } catch (e) {
+        out[at[k]] = { status: 'rejected', reason: e };
+      }
+    }
+    return out;
+  }
+
   // The outcome of a request this PerformanceQueue submitted.
   result(requestId) {
     if (this._closed) return Promise.reject(closedError());

@@ -7,6 +7,7 @@
 //   connect(h)                      attach as a producer (throws coded errors)
 //   trySubmit(h, req, forget) -> response | null   never waits; null: use submitWait
 //   submitWait(h, req, forget) -> Promise<response> waits for room off the main thread
+//   trySubmitMany(h, reqs, forget) -> [[ok, response | error]]  one crossing, never waits
 //   status(h, id, userId, admin) -> record;  cancel(h, id, userId, admin)
 //   tracked(h, id) -> bool;  awaiting(h, bool);  events(h, bool)
 //   addProcessor(h, type, batch, concurrency, handlerId)
@@ -389,6 +390,72 @@ napi_value js_try_submit(napi_env env, napi_callback_info info) {
   });
 }
 
+// trySubmitMany(h, reqs, forget) -> [[ok, answer | error], ...]: one
+// crossing for the lot, one ring claim per band and group, one doorbell
+// (Producer::try_submit_many). Never waits: a request without room answers
+// QUEUE_FULL (index.js submits those one by one, which may wait). A request
+// malformed here answers its own error; the others go on.
+napi_value js_try_submit_many(napi_env env, napi_callback_info info) {
+  return guarded(env, [&] {
+    Args a = args_of(env, info, 2);
+    Core* core = core_of(env, a.argv[0]);
+    const bool forget = forget_of(env, a, 2);
+    bool is_array = false;
+    check(napi_is_array(env, a.argv[1], &is_array), "is array");
+    if (!is_array) throw coded(Errc::kInvalidRequest, "requests is an array");
+    uint32_t n = 0;
+    check(napi_get_array_length(env, a.argv[1], &n), "array length");
+    std::vector<OwnedRequest> reqs;
+    std::vector<RequestView> views;
+    std::vector<uint32_t> at;  // index in the input of each view
+    std::vector<std::optional<CodedError>> refused(n);
+    reqs.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      napi_value el;
+      check(napi_get_element(env, a.argv[1], i, &el), "get element");
+      try {
+        reqs.push_back(request_of(env, el));
+        at.push_back(i);
+      } catch (const CodedError& e) {
+        refused[i] = e;
+      }
+    }
+    views.reserve(reqs.size());
+    for (const OwnedRequest& r : reqs) views.push_back(r.view());
+    auto p = producer_of(core);
+    std::vector<Result<Submitted>> out;
+    (void)p->try_submit_many(views, out);
+    napi_value list;
+    check(napi_create_array_with_length(env, n, &list), "create array");
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      napi_value pair;
+      check(napi_create_array_with_length(env, 2, &pair), "create array");
+      napi_value ok;
+      napi_value value;
+      if (refused[i]) {
+        ok = make_bool(env, false);
+        value = make_error(env, *refused[i]);
+      } else {
+        Result<Submitted>& r = out[k];
+        const std::string& type = reqs[k].type;
+        ++k;
+        if (r) {
+          ok = make_bool(env, true);
+          value = accept(env, *core, r.value(), type, forget);
+        } else {
+          ok = make_bool(env, false);
+          value = make_error(env, coded(r.error()));
+        }
+      }
+      check(napi_set_element(env, pair, 0, ok), "set element");
+      check(napi_set_element(env, pair, 1, value), "set element");
+      check(napi_set_element(env, list, i, pair), "set element");
+    }
+    return list;
+  });
+}
+
 struct SubmitWork {
   napi_async_work work = nullptr;
   napi_deferred deferred = nullptr;
@@ -664,6 +731,8 @@ napi_value init(napi_env env, napi_value exports) {
         {"connect", nullptr, js_connect, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"trySubmit", nullptr, js_try_submit, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"submitWait", nullptr, js_submit_wait, nullptr, nullptr, nullptr, napi_default, nullptr},
+        {"trySubmitMany", nullptr, js_try_submit_many, nullptr, nullptr, nullptr, napi_default,
+         nullptr},
         {"status", nullptr, js_status, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"cancel", nullptr, js_cancel, nullptr, nullptr, nullptr, napi_default, nullptr},
         {"tracked", nullptr, js_tracked, nullptr, nullptr, nullptr, napi_default, nullptr},

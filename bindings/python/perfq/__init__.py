@@ -34,7 +34,7 @@ else:
     from . import _perfq
 from ._errors import *  # noqa: F401,F403 (the exception classes are perfq's API)
 from ._errors import ClosedError, Error, InvalidModeError, InvalidPriorityError
-from ._errors import InvalidRequestError, PermanentError, error_class
+from ._errors import InvalidRequestError, PermanentError, _from_native, error_class
 
 __all__ = [
     "Queue",
@@ -356,6 +356,52 @@ class Queue:
         if forget and not s.duplicate:
             self._core.forget(s.request_id)
         return s
+
+    def submit_many(self, requests, *, wait=True, forget=False):
+        """Submits many requests in one call (one ring claim per band, one
+        wake-up of the agent). ``requests``: dicts with submit's arguments
+        (``type``, ``payload``, ``mode``, ``priority``, ``idempotency_key``,
+        ``metadata``). Returns one entry per request, in order: a Submitted,
+        or the Error that request alone met (a refused request fails no
+        other; nothing is raised for them). When the queue is full, what did
+        not fit waits for room (at most rope_drop_timeout_ms for the whole
+        call, without the GIL); ``wait=False`` never waits.
+        ``forget=True``: nobody will ask for the outcomes."""
+        self._check_open()
+        rows = []
+        answers = [None] * len(requests)
+        at = []
+        for i, r in enumerate(requests):
+            try:
+                if not isinstance(r, dict):
+                    raise InvalidRequestError("a request is a dict of submit's arguments")
+                type_ = r.get("type")
+                mode = r.get("mode", "fifo")
+                priority = r.get("priority", 5)
+                key = r.get("idempotency_key")
+                if not isinstance(type_, str):
+                    raise InvalidRequestError("type must be a str")
+                if not isinstance(mode, str):
+                    raise InvalidModeError("mode must be fifo, priority or batch")
+                if (not isinstance(priority, int) or isinstance(priority, bool)
+                        or not 1 <= priority <= 20):
+                    raise InvalidPriorityError("priority must be an integer from 1 to 20")
+                if key is not None and not isinstance(key, str):
+                    raise InvalidRequestError("idempotency_key must be a str")
+                rows.append((type_, _encode_payload(r.get("payload")), mode, priority, key,
+                             _encode_metadata(r.get("metadata"))))
+                at.append(i)
+            except Error as e:
+                answers[i] = e
+        for i, a in zip(at, self._core.submit_many(rows, bool(wait))):
+            if a[0]:
+                s = Submitted(*a[1])
+                if forget and not s.duplicate:
+                    self._core.forget(s.request_id)
+                answers[i] = s
+            else:
+                answers[i] = _from_native(*a[1:])
+        return answers
 
     def result(self, request_id, timeout=None):
         """Waits for the outcome of a request this Queue submitted and

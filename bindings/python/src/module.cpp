@@ -80,6 +80,7 @@ PYBIND11_MODULE(_perfq, m) {
       .def("submit", &QueueCore::submit, py::arg("type"), py::arg("payload"), py::arg("mode"),
            py::arg("priority"), py::arg("idempotency_key"), py::arg("metadata"),
            py::arg("wait_for_room"))
+      .def("submit_many", &QueueCore::submit_many, py::arg("requests"), py::arg("wait_for_room"))
       .def("result", &QueueCore::result, py::arg("request_id"), py::arg("timeout_s"))
       .def("watch", &QueueCore::watch, py::arg("request_id"), py::arg("callback"))
       .def("unwatch", &QueueCore::unwatch, py::arg("request_id"), py::arg("callback"))

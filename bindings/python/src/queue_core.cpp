@@ -34,6 +34,128 @@ QueueCore::QueueCore(std::shared_ptr<SegmentHandle> seg, std::optional<std::stri
   }
 }
 
+py::list QueueCore::submit_many(const py::list& requests, bool wait_for_room) {
+  require_user();
+  struct Owned {
+    std::string type, payload, mode, key, metadata;
+    bool has_key = false, has_meta = false;
+    int64_t priority = 0;
+  };
+  const size_t n = requests.size();
+  std::vector<Owned> owned(n);
+  std::vector<std::optional<perfq::Error>> refused(n);
+  std::vector<perfq::RequestView> views;
+  std::vector<size_t> at;
+  // With the GIL: copy each request out of its Python objects.
+  for (size_t i = 0; i < n; ++i) {
+    Owned& o = owned[i];
+    try {
+      auto t = requests[i].cast<py::tuple>();
+      o.type = t[0].cast<std::string>();
+      o.payload = t[1].cast<std::string>();
+      o.mode = t[2].cast<std::string>();
+      o.priority = t[3].cast<int64_t>();
+      if (!t[4].is_none()) o.key = t[4].cast<std::string>(), o.has_key = true;
+      if (!t[5].is_none()) o.metadata = t[5].cast<std::string>(), o.has_meta = true;
+    } catch (const std::exception&) {
+      refused[i] = perfq::Error{perfq::Errc::kInvalidRequest,
+                                "a request is (type, payload, mode, priority, key, metadata)", 0};
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (refused[i]) continue;
+    Owned& o = owned[i];
+    perfq::RequestView v;
+    if (!perfq::parse_mode(o.mode, v.mode)) {
+      refused[i] = perfq::Error{perfq::Errc::kInvalidMode, "mode must be fifo, priority or batch", 0};
+      continue;
+    }
+    if (o.priority < perfq::kPriorityMin || o.priority > perfq::kPriorityMax) {
+      refused[i] = perfq::Error{perfq::Errc::kInvalidPriority,
+                                "priority must be an integer from 1 to 20", 0};
+      continue;
+    }
+    if (o.has_key && o.key.empty()) {
+      refused[i] = perfq::Error{perfq::Errc::kInvalidRequest,
+                                "idempotency_key must be 1..128 printable ASCII bytes", 0};
+      continue;
+    }
+    v.type = o.type;
+    v.user_id = user_id_;
+    v.priority = static_cast<uint8_t>(o.priority);
+    v.payload = std::as_bytes(std::span<const char>(o.payload.data(), o.payload.size()));
+    if (o.has_key) v.idempotency_key = o.key;
+    if (o.has_meta) v.metadata = o.metadata;
+    views.push_back(v);
+    at.push_back(i);
+  }
+
+  Use use(*this);
+  perfq::Producer& p = producer();
+  bool interrupted = false;
+  std::vector<perfq::Result<perfq::Submitted>> out;
+  {
+    py::gil_scoped_release nogil;  // may wait for room (rope drop)
+    Waiting counted(*this);
+    perfq::SubmitManyOptions opt;
+    opt.wait_for_room = wait_for_room;
+    opt.give_up = [&] {
+      {
+        std::lock_guard lock(mu_);
+        if (closed_) return true;
+      }
+      py::gil_scoped_acquire gil;
+      interrupted = PyErr_CheckSignals() != 0;
+      return interrupted;
+    };
+    (void)p.submit_many(views, out, opt);
+  }
+  if (interrupted) {
+    // What was accepted before the signal still has its outcome tracked.
+    for (auto& r : out) {
+      if (r && r->outcome.valid()) track(r->request_id, std::move(r->outcome));
+    }
+    throw py::error_already_set();
+  }
+  bool closed = false;
+  {
+    std::lock_guard lock(mu_);
+    closed = closed_;
+  }
+  py::list answers;
+  size_t k = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const perfq::Error* err = refused[i] ? &*refused[i] : nullptr;
+    perfq::Result<perfq::Submitted>* r = nullptr;
+    if (err == nullptr) {
+      r = &out[k++];
+      if (!*r) err = &r->error();
+    }
+    if (err != nullptr) {
+      if (closed && r != nullptr) {
+        answers.append(py::make_tuple(false, "CLOSED", 0, "this perfq.Queue is closed", 0));
+        continue;
+      }
+      answers.append(py::make_tuple(
+          false, std::string(perfq::errc_name(err->code)), perfq::http_status(err->code),
+          err->message,
+          err->code == perfq::Errc::kRateLimitExceeded ? err->retry_after_ms : uint64_t{0}));
+      continue;
+    }
+    perfq::Submitted& s = r->value();
+    if (s.outcome.valid()) track(s.request_id, std::move(s.outcome));
+    const std::string_view status =
+        s.status_known ? perfq::status_name(s.status) : std::string_view("unknown");
+    answers.append(py::make_tuple(
+        true, py::make_tuple(format_id(s.request_id), std::string(status),
+                             std::string(perfq::mode_name(s.mode)), owned[i].type,
+                             int{s.priority}, perfq::iso_time(s.created_at_unix_ns),
+                             s.queue_position, s.duplicate,
+                             std::string(perfq::band_name(s.band)))));
+  }
+  return answers;
+}
+
 py::tuple QueueCore::submit(const std::string& type, const py::bytes& payload_obj,
                             const std::string& mode, int64_t priority,
                             const std::optional<std::string>& key,

@@ -46,6 +46,13 @@ class QueueCore {
                    int64_t priority, const std::optional<std::string>& key,
                    const std::optional<std::string>& metadata, bool wait_for_room);
 
+  // Many submits in one call: `requests` is a list of (type, payload bytes,
+  // mode, priority, key or None, metadata or None). One entry per request,
+  // in order: (True, the submit tuple) or (False, code, http status,
+  // message, retry_after_ms). Refusals are per request. `wait_for_room`:
+  // what finds the queue full waits (at most rope_drop_timeout_ms for the
+  // whole call) without the GIL.
+  py::list submit_many(const py::list& requests, bool wait_for_room);
   // The outcome of a request this core submitted, as (request_id, status,
   // result bytes, error, attempts, wait_ms, processing_ms), or None when
   // `timeout_s` passes first (negative: no limit). Collecting an outcome
