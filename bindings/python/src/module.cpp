@@ -100,7 +100,8 @@ PYBIND11_MODULE(_perfq, m) {
       .def("register_batch_processor", &WorkerCore::register_batch_processor, py::arg("type"),
            py::arg("adapter"))
       .def("run", &WorkerCore::run, py::arg("stop"), py::arg("gather"))
-      .def("close", &WorkerCore::close);
+      .def("close", &WorkerCore::close)
+      .def("gil_holds", &WorkerCore::gil_holds);
 
   py::class_<EventsCore>(m, "EventsCore")
       .def(py::init<const std::shared_ptr<SegmentHandle>&>(), py::arg("segment"))

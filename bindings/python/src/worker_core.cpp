@@ -235,6 +235,7 @@ int WorkerCore::serve_batch() {
   {
     // The GIL once for everything taken.
     py::gil_scoped_acquire gil;
+    gil_holds_.fetch_add(1, std::memory_order_relaxed);
     py::list awaitables;
     std::vector<Awaited> awaited;
     for (const Taken& t : taken_) run_taken(t, awaitables, awaited);

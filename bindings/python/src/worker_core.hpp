@@ -61,6 +61,12 @@ class WorkerCore {
   // stop and returns; run_worker leaves the queue before it returns.
   void close() { shutdown(/*release_gil=*/true); }
 
+  // How many times run_worker took the GIL to run processors (tests: it is
+  // once per batch taken, not once per attempt).
+  [[nodiscard]] uint64_t gil_holds() const noexcept {
+    return gil_holds_.load(std::memory_order_relaxed);
+  }
+
  private:
   // The steps of run(). With the GIL: refuses a second run_worker, or one
   // with nothing to serve, and marks this thread as running it.
@@ -128,6 +134,7 @@ class WorkerCore {
   void run_taken(const Taken& t, py::list& awaitables, std::vector<Awaited>& awaited);
   void settle_awaited(const py::list& awaitables, const std::vector<Awaited>& awaited);
   py::object gather_;  // run()'s, with the GIL
+  std::atomic<uint64_t> gil_holds_{0};
   void add(const std::string& type, bool batch, const py::object& adapter);
 };
 

@@ -3,8 +3,9 @@ each batch; async processors of a batch are awaited together; submit_many
 answers each request on its own; forget=True leaves nothing to collect.
 Every wait is bounded; no timing is asserted."""
 import asyncio
-import sys
+import json
 import threading
+import time
 import unittest
 
 import perfq
@@ -77,39 +78,21 @@ class AsyncProcessors(AgentTestCase):
 class GilOncePerBatch(AgentTestCase):
     def test_one_take_runs_every_processor_it_took_under_one_gil_hold(self):
         q = self.queue()
-        # A thread that asks for the GIL while the first processor of a batch
-        # runs (it blocks nowhere: it keeps the GIL) gets it only after the batch: the number of processors that
-        # had run when it got the GIL is the whole batch. (A long switch
-        # interval keeps the interpreter from handing the GIL over on its
-        # own while processors run.)
-        ran = []
-        seen = []
-        go = threading.Event()
-
-        def proc(payload, ctx):
-            if payload["i"] == 0:
-                go.set()  # the probe wakes and waits for the GIL
-            ran.append(payload["i"])
-            return None
-
-        def probing():
-            go.wait(WAIT_S)
-            seen.append(len(ran))  # with the GIL
-
-        old = sys.getswitchinterval()
-        sys.setswitchinterval(WAIT_S)
-        self.addCleanup(sys.setswitchinterval, old)
-        probe = threading.Thread(target=probing)
-        q.register_processor("gil.batch", proc)
+        q.register_processor("gil.batch", lambda p, c: None)
         subs = [q.submit("gil.batch", {"i": i}) for i in range(8)]
-        probe.start()
+
+        # All eight dispatched to the worker (it holds up to 16) before it runs.
+        def dispatched():
+            r = self.agent.ctl("--json", "health")
+            return r.returncode == 0 and json.loads(r.stdout)["processingCount"] == 8
+        deadline = time.monotonic() + WAIT_S
+        while not dispatched():
+            self.assertLess(time.monotonic(), deadline, "never dispatched")
         worker = WorkerThread(q).start()
         self.addCleanup(worker.join)
-        probe.join(WAIT_S)
-        sys.setswitchinterval(old)
         for s in subs:
             self.assertEqual(q.result(s, timeout=WAIT_S).status, "completed")
-        self.assertEqual(seen, [8], "the GIL was let go inside a batch")
+        self.assertEqual(q._worker.gil_holds(), 1)
 
 
 class SubmitMany(AgentTestCase):
