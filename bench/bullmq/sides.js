@@ -33,9 +33,8 @@ class PerfqSide {
     const { PerformanceQueue } = perfqBinding();
     this.q = new PerformanceQueue({ queue, userId: 'bench' });
     this.req = mode === undefined ? { type, payload: PAYLOAD } : { type, mode, payload: PAYLOAD };
-    // The binding is gaining submitMany and { forget: true } while this is
-    // written: use them where they exist. Today a `{ forget: true }` second
-    // argument is read as the per-call identity and ignored (no userId in it).
+    // submitMany and { forget: true } exist since issue 14; an older
+    // binding gets a loop of submit (and ignores forget).
     this.hasSubmitMany = typeof this.q.submitMany === 'function';
   }
 
@@ -68,10 +67,11 @@ class PerfqSide {
     if (!Array.isArray(answers) || answers.length !== n) {
       throw new Error('perfq: submitMany did not answer one entry per request');
     }
-    await Promise.all(answers.map((a) => {
-      if (a instanceof Error) throw a;
+    await Promise.all(answers.map((entry) => {
+      // submitMany answers as Promise.allSettled does; the loop, with answers.
+      const a = this.hasSubmitMany ? settledValue(entry) : entry;
       if (a === null || typeof a.requestId !== 'string') {
-        throw new Error(`perfq: submitMany answered ${JSON.stringify(a)}`);
+        throw new Error(`perfq: submitMany answered ${JSON.stringify(entry)}`);
       }
       return this.q.result(a.requestId).then(check);
     }));
@@ -84,6 +84,11 @@ class PerfqSide {
   close() {
     return this.q.close();
   }
+}
+
+function settledValue(entry) {
+  if (entry.status === 'rejected') throw entry.reason;
+  return entry.value;
 }
 
 function check(outcome) {

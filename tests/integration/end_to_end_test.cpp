@@ -343,5 +343,100 @@ TEST(EndToEnd, ConcurrencyCapIsNeverExceededAcrossWorkers) {
   EXPECT_EQ(most.load(), 3);
 }
 
+// The bindings' shape (issue 14): one thread takes dispatches while the
+// runner has room and hands them over; another runs them and reports, the
+// result ring's only writer. Every request completes once, never more than
+// `room` run at once, and ThreadSanitizer sees both threads.
+TEST(EndToEnd, ATakeThreadHandsAttemptsToAReportingThreadWithinItsRoom) {
+  test::QueueName q;
+  agent::Config cfg = test::test_config(q.str());
+  cfg.max_concurrent_workers = 64;
+  test::AgentThread agent(cfg);
+  auto w = Worker::connect(agent.segment(), WorkerOptions{IdleKind::kPark, 16});
+  ASSERT_TRUE(w.ok());
+  Worker& worker = **w;
+  ASSERT_TRUE(worker.declare_type("handed", false).ok());
+
+  constexpr uint32_t kRoom = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<Held, std::string>> handed;  // taken, not yet run
+  uint32_t running = 0;                              // handed and not reported
+  uint32_t most = 0;
+  std::atomic<bool> stop{false};
+  std::atomic<bool> freed{false};
+
+  std::thread taker([&] {
+    const Worker::Admit admit = [&](std::string_view type, bool batch) {
+      EXPECT_EQ(type, "handed");
+      EXPECT_FALSE(batch);
+      std::lock_guard lock(mu);
+      if (running == kRoom) return false;
+      ++running;
+      most = std::max(most, running);
+      return true;
+    };
+    const Worker::Sink sink = [&](std::span<const Job> jobs, std::span<const Held> held, bool) {
+      std::lock_guard lock(mu);
+      if (held.empty()) --running;  // taken back meanwhile: the room goes back
+      for (size_t k = 0; k < held.size(); ++k) {
+        handed.emplace_back(held[k], std::string(reinterpret_cast<const char*>(
+                                                     jobs[k].payload.data()),
+                                                 jobs[k].payload.size()));
+      }
+      cv.notify_all();
+    };
+    while (!stop.load()) {
+      freed.store(false);
+      if (worker.take(64, admit, sink) == 0) {
+        worker.park(20'000'000, [&] { return stop.load() || freed.load(); });
+      }
+    }
+  });
+  std::thread reporter([&] {
+    for (;;) {
+      std::vector<std::pair<Held, std::string>> batch;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stop.load() || !handed.empty(); });
+        if (handed.empty()) return;
+        batch.swap(handed);
+      }
+      for (const auto& [h, payload] : batch) worker.report(h, Reply::ok(payload + "!"));
+      worker.announce();
+      {
+        std::lock_guard lock(mu);
+        running -= static_cast<uint32_t>(batch.size());
+      }
+      freed.store(true);
+      worker.unpark();
+    }
+  });
+
+  auto producer = Producer::connect(agent.segment());
+  ASSERT_TRUE(producer.ok());
+  std::vector<Future> futures;
+  for (int i = 0; i < 300; ++i) {
+    const std::string payload = std::to_string(i);
+    auto s = (*producer)->submit(request("handed", payload));
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    futures.push_back(std::move(s->outcome));
+  }
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(futures[i].wait_for(std::chrono::seconds(20))) << i;
+    const Outcome& o = futures[i].get();
+    EXPECT_EQ(o.status, Status::kCompleted);
+    EXPECT_EQ(o.attempts, 1);
+    EXPECT_EQ(o.result_text(), std::to_string(i) + "!");
+  }
+  stop = true;
+  worker.unpark();
+  cv.notify_all();
+  taker.join();
+  reporter.join();
+  EXPECT_LE(most, kRoom);
+  EXPECT_EQ(worker.processed(), 300u);
+}
+
 }  // namespace
 }  // namespace perfq
