@@ -396,9 +396,8 @@ void Worker::park(uint64_t timeout_ns, const std::function<bool()>& wake) {
   SpscRing ring = seg.dispatch_ring(id);
   // A ring with entries wakes it only while take() could move them (what is
   // kept is bounded by the ring's capacity).
-  shm::park(seg.client(id).dispatch_wake, timeout_ns, [&] {
-    return (ring.size_approx() > 0 && kept_.size() < ring.capacity()) || wake();
-  });
+  shm::park(seg.client(id).dispatch_wake, timeout_ns,
+            [&] { return (ring.size_approx() > 0 && kept_.size() < ring.capacity()) || wake(); });
 }
 
 void Worker::unpark() noexcept {

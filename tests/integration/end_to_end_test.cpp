@@ -380,9 +380,9 @@ TEST(EndToEnd, ATakeThreadHandsAttemptsToAReportingThreadWithinItsRoom) {
       std::lock_guard lock(mu);
       if (held.empty()) --running;  // taken back meanwhile: the room goes back
       for (size_t k = 0; k < held.size(); ++k) {
-        handed.emplace_back(held[k], std::string(reinterpret_cast<const char*>(
-                                                     jobs[k].payload.data()),
-                                                 jobs[k].payload.size()));
+        handed.emplace_back(held[k],
+                            std::string(reinterpret_cast<const char*>(jobs[k].payload.data()),
+                                        jobs[k].payload.size()));
       }
       cv.notify_all();
     };

@@ -46,8 +46,8 @@ class TimeRules : public ::testing::Test {
   }
 
   Worker& add_worker(const std::string& type, Processor fn, uint32_t max_inflight = 64) {
-    auto w = Worker::connect(agent_->segment(),
-                             WorkerOptions{IdleKind::kPark, max_inflight, &clock_});
+    auto w =
+        Worker::connect(agent_->segment(), WorkerOptions{IdleKind::kPark, max_inflight, &clock_});
     EXPECT_TRUE(w.ok());
     EXPECT_TRUE((*w)->register_processor(type, std::move(fn)).ok());
     workers_.push_back(std::move(*w));

@@ -295,9 +295,10 @@ void on_calls(napi_env env, napi_value js_cb, void* context, void*) {
       }
       napi_value entry;
       check(napi_create_array_with_length(env, 3, &entry), "create array");
-      check(napi_set_element(env, entry, 0,
-                             d.handler == kNoHandler ? undefined(env) : make_number(env, d.handler)),
-            "set element");
+      check(
+          napi_set_element(env, entry, 0,
+                           d.handler == kNoHandler ? undefined(env) : make_number(env, d.handler)),
+          "set element");
       check(napi_set_element(env, entry, 1, make_bool(env, d.batch)), "set element");
       check(napi_set_element(env, entry, 2, items), "set element");
       check(napi_set_element(env, list, n++, entry), "set element");

@@ -345,9 +345,7 @@ void Core::take_loop() {
     if (n > 0) continue;
     // Nothing started: the ring is empty, or every registration whose type
     // waits is full. Wait for either to change, bounded.
-    w.park(kTakePark, [this] {
-      return closing() || room_freed_.load(std::memory_order_acquire);
-    });
+    w.park(kTakePark, [this] { return closing() || room_freed_.load(std::memory_order_acquire); });
   }
 }
 

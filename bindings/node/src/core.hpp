@@ -200,15 +200,15 @@ class Core {
     bool unit = false;  // the first attempt of its call: reporting it frees the call's room
     bool live = false;
   };
-  std::mutex calls_mu_;  // guards everything down to calls_signalled_
+  std::mutex calls_mu_;            // guards everything down to calls_signalled_
   std::vector<Handler> handlers_;  // by JS handler id
   std::vector<Ticket> tickets_;
   std::vector<uint32_t> free_tickets_;
-  std::vector<Dispatch> calls_;  // taken, not yet handed to the main thread
-  bool calls_signalled_ = false;  // under mu_ (not calls_mu_), like the other signals
+  std::vector<Dispatch> calls_;             // taken, not yet handed to the main thread
+  bool calls_signalled_ = false;            // under mu_ (not calls_mu_), like the other signals
   uint32_t admitted_handler_ = kNoHandler;  // admit() -> accept(), take thread
   std::atomic<bool> room_freed_{false};     // report() gave room back since the last take
-  std::atomic<bool> closing_{false};  // the take thread takes no more dispatches
+  std::atomic<bool> closing_{false};        // the take thread takes no more dispatches
 
   std::mutex shutdown_mu_;
   std::atomic<bool> closed_{false};

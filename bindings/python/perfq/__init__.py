@@ -215,6 +215,21 @@ async def _settle_async(aw):
         return (1, _error_text(e))
 
 
+def _request_row(type, payload, mode, priority, idempotency_key, metadata):
+    # One request checked and encoded as the native submit takes it.
+    if not isinstance(type, str):
+        raise InvalidRequestError("type must be a str")
+    if not isinstance(mode, str):
+        raise InvalidModeError("mode must be fifo, priority or batch")
+    if (not isinstance(priority, int) or isinstance(priority, bool)
+            or not 1 <= priority <= 20):
+        raise InvalidPriorityError("priority must be an integer from 1 to 20")
+    if idempotency_key is not None and not isinstance(idempotency_key, str):
+        raise InvalidRequestError("idempotency_key must be a str")
+    return (type, _encode_payload(payload), mode, priority, idempotency_key,
+            _encode_metadata(metadata))
+
+
 def _request_id(request_id):
     if isinstance(request_id, (Submitted, Outcome, RequestStatus)):
         return request_id.request_id
@@ -340,19 +355,8 @@ class Queue:
         raises QueueFullError; ``wait=False`` never waits. ``forget=True``:
         nobody will ask for the outcome (fire and forget; see forget()).
         Returns Submitted."""
-        if not isinstance(type, str):
-            raise InvalidRequestError("type must be a str")
-        if not isinstance(mode, str):
-            raise InvalidModeError("mode must be fifo, priority or batch")
-        if (not isinstance(priority, int) or isinstance(priority, bool)
-                or not 1 <= priority <= 20):
-            raise InvalidPriorityError("priority must be an integer from 1 to 20")
-        if idempotency_key is not None and not isinstance(idempotency_key, str):
-            raise InvalidRequestError("idempotency_key must be a str")
-        data = _encode_payload(payload)
-        meta = _encode_metadata(metadata)
-        s = Submitted(*self._core.submit(type, data, mode, priority, idempotency_key, meta,
-                                         bool(wait)))
+        row = _request_row(type, payload, mode, priority, idempotency_key, metadata)
+        s = Submitted(*self._core.submit(*row, bool(wait)))
         if forget and not s.duplicate:
             self._core.forget(s.request_id)
         return s
@@ -375,21 +379,9 @@ class Queue:
             try:
                 if not isinstance(r, dict):
                     raise InvalidRequestError("a request is a dict of submit's arguments")
-                type_ = r.get("type")
-                mode = r.get("mode", "fifo")
-                priority = r.get("priority", 5)
-                key = r.get("idempotency_key")
-                if not isinstance(type_, str):
-                    raise InvalidRequestError("type must be a str")
-                if not isinstance(mode, str):
-                    raise InvalidModeError("mode must be fifo, priority or batch")
-                if (not isinstance(priority, int) or isinstance(priority, bool)
-                        or not 1 <= priority <= 20):
-                    raise InvalidPriorityError("priority must be an integer from 1 to 20")
-                if key is not None and not isinstance(key, str):
-                    raise InvalidRequestError("idempotency_key must be a str")
-                rows.append((type_, _encode_payload(r.get("payload")), mode, priority, key,
-                             _encode_metadata(r.get("metadata"))))
+                rows.append(_request_row(
+                    r.get("type"), r.get("payload"), r.get("mode", "fifo"), r.get("priority", 5),
+                    r.get("idempotency_key"), r.get("metadata")))
                 at.append(i)
             except Error as e:
                 answers[i] = e

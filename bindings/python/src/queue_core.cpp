@@ -34,62 +34,81 @@ QueueCore::QueueCore(std::shared_ptr<SegmentHandle> seg, std::optional<std::stri
   }
 }
 
+namespace {
+
+// One request of submit_many, copied out of its Python tuple (with the GIL)
+// and checked as submit checks its arguments.
+struct ManyRequest {
+  std::string type, payload, mode, key, metadata;
+  bool has_key = false;
+  bool has_meta = false;
+  int64_t priority = 0;
+  perfq::RequestView view;
+  std::optional<perfq::Error> refused;
+};
+
+void read_request(const py::handle& h, const std::string& user_id, ManyRequest& o) {
+  try {
+    auto t = h.cast<py::tuple>();
+    o.type = t[0].cast<std::string>();
+    o.payload = t[1].cast<std::string>();
+    o.mode = t[2].cast<std::string>();
+    o.priority = t[3].cast<int64_t>();
+    if (!t[4].is_none()) o.key = t[4].cast<std::string>(), o.has_key = true;
+    if (!t[5].is_none()) o.metadata = t[5].cast<std::string>(), o.has_meta = true;
+  } catch (const std::exception&) {
+    o.refused = perfq::Error{perfq::Errc::kInvalidRequest,
+                             "a request is (type, payload, mode, priority, key, metadata)", 0};
+    return;
+  }
+  perfq::RequestView& v = o.view;
+  if (!perfq::parse_mode(o.mode, v.mode)) {
+    o.refused = perfq::Error{perfq::Errc::kInvalidMode, "mode must be fifo, priority or batch", 0};
+  } else if (o.priority < perfq::kPriorityMin || o.priority > perfq::kPriorityMax) {
+    o.refused =
+        perfq::Error{perfq::Errc::kInvalidPriority, "priority must be an integer from 1 to 20", 0};
+  } else if (o.has_key && o.key.empty()) {
+    o.refused = perfq::Error{perfq::Errc::kInvalidRequest,
+                             "idempotency_key must be 1..128 printable ASCII bytes", 0};
+  }
+  v.type = o.type;
+  v.user_id = user_id;
+  v.priority = static_cast<uint8_t>(o.priority);
+  v.payload = std::as_bytes(std::span<const char>(o.payload.data(), o.payload.size()));
+  if (o.has_key) v.idempotency_key = o.key;
+  if (o.has_meta) v.metadata = o.metadata;
+}
+
+// A refusal as submit_many answers it.
+py::tuple refusal(const perfq::Error& e) {
+  return py::make_tuple(false, std::string(perfq::errc_name(e.code)), perfq::http_status(e.code),
+                        e.message,
+                        e.code == perfq::Errc::kRateLimitExceeded ? e.retry_after_ms : uint64_t{0});
+}
+
+}  // namespace
+
+// What submit answers: (request_id, status, mode, type, priority,
+// created_at, queue_position, duplicate, band).
+py::tuple QueueCore::submitted(perfq::Submitted& s, const std::string& type) {
+  if (s.outcome.valid()) track(s.request_id, std::move(s.outcome));
+  const std::string_view status =
+      s.status_known ? perfq::status_name(s.status) : std::string_view("unknown");
+  return py::make_tuple(format_id(s.request_id), std::string(status),
+                        std::string(perfq::mode_name(s.mode)), type, int{s.priority},
+                        perfq::iso_time(s.created_at_unix_ns), s.queue_position, s.duplicate,
+                        std::string(perfq::band_name(s.band)));
+}
+
 py::list QueueCore::submit_many(const py::list& requests, bool wait_for_room) {
   require_user();
-  struct Owned {
-    std::string type, payload, mode, key, metadata;
-    bool has_key = false, has_meta = false;
-    int64_t priority = 0;
-  };
   const size_t n = requests.size();
-  std::vector<Owned> owned(n);
-  std::vector<std::optional<perfq::Error>> refused(n);
+  std::vector<ManyRequest> reqs(n);
   std::vector<perfq::RequestView> views;
-  std::vector<size_t> at;
-  // With the GIL: copy each request out of its Python objects.
   for (size_t i = 0; i < n; ++i) {
-    Owned& o = owned[i];
-    try {
-      auto t = requests[i].cast<py::tuple>();
-      o.type = t[0].cast<std::string>();
-      o.payload = t[1].cast<std::string>();
-      o.mode = t[2].cast<std::string>();
-      o.priority = t[3].cast<int64_t>();
-      if (!t[4].is_none()) o.key = t[4].cast<std::string>(), o.has_key = true;
-      if (!t[5].is_none()) o.metadata = t[5].cast<std::string>(), o.has_meta = true;
-    } catch (const std::exception&) {
-      refused[i] = perfq::Error{perfq::Errc::kInvalidRequest,
-                                "a request is (type, payload, mode, priority, key, metadata)", 0};
-    }
+    read_request(requests[i], user_id_, reqs[i]);
+    if (!reqs[i].refused) views.push_back(reqs[i].view);
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (refused[i]) continue;
-    Owned& o = owned[i];
-    perfq::RequestView v;
-    if (!perfq::parse_mode(o.mode, v.mode)) {
-      refused[i] = perfq::Error{perfq::Errc::kInvalidMode, "mode must be fifo, priority or batch", 0};
-      continue;
-    }
-    if (o.priority < perfq::kPriorityMin || o.priority > perfq::kPriorityMax) {
-      refused[i] = perfq::Error{perfq::Errc::kInvalidPriority,
-                                "priority must be an integer from 1 to 20", 0};
-      continue;
-    }
-    if (o.has_key && o.key.empty()) {
-      refused[i] = perfq::Error{perfq::Errc::kInvalidRequest,
-                                "idempotency_key must be 1..128 printable ASCII bytes", 0};
-      continue;
-    }
-    v.type = o.type;
-    v.user_id = user_id_;
-    v.priority = static_cast<uint8_t>(o.priority);
-    v.payload = std::as_bytes(std::span<const char>(o.payload.data(), o.payload.size()));
-    if (o.has_key) v.idempotency_key = o.key;
-    if (o.has_meta) v.metadata = o.metadata;
-    views.push_back(v);
-    at.push_back(i);
-  }
-
   Use use(*this);
   perfq::Producer& p = producer();
   bool interrupted = false;
@@ -125,33 +144,18 @@ py::list QueueCore::submit_many(const py::list& requests, bool wait_for_room) {
   py::list answers;
   size_t k = 0;
   for (size_t i = 0; i < n; ++i) {
-    const perfq::Error* err = refused[i] ? &*refused[i] : nullptr;
-    perfq::Result<perfq::Submitted>* r = nullptr;
-    if (err == nullptr) {
-      r = &out[k++];
-      if (!*r) err = &r->error();
-    }
-    if (err != nullptr) {
-      if (closed && r != nullptr) {
-        answers.append(py::make_tuple(false, "CLOSED", 0, "this perfq.Queue is closed", 0));
-        continue;
-      }
-      answers.append(py::make_tuple(
-          false, std::string(perfq::errc_name(err->code)), perfq::http_status(err->code),
-          err->message,
-          err->code == perfq::Errc::kRateLimitExceeded ? err->retry_after_ms : uint64_t{0}));
+    if (reqs[i].refused) {
+      answers.append(refusal(*reqs[i].refused));
       continue;
     }
-    perfq::Submitted& s = r->value();
-    if (s.outcome.valid()) track(s.request_id, std::move(s.outcome));
-    const std::string_view status =
-        s.status_known ? perfq::status_name(s.status) : std::string_view("unknown");
-    answers.append(py::make_tuple(
-        true, py::make_tuple(format_id(s.request_id), std::string(status),
-                             std::string(perfq::mode_name(s.mode)), owned[i].type,
-                             int{s.priority}, perfq::iso_time(s.created_at_unix_ns),
-                             s.queue_position, s.duplicate,
-                             std::string(perfq::band_name(s.band)))));
+    perfq::Result<perfq::Submitted>& r = out[k++];
+    if (r) {
+      answers.append(py::make_tuple(true, submitted(r.value(), reqs[i].type)));
+    } else if (closed) {
+      answers.append(py::make_tuple(false, "CLOSED", 0, "this perfq.Queue is closed", 0));
+    } else {
+      answers.append(refusal(r.error()));
+    }
   }
   return answers;
 }
@@ -210,14 +214,7 @@ py::tuple QueueCore::submit(const std::string& type, const py::bytes& payload_ob
     if (closed) raise_closed();
     raise_error(r.error());
   }
-  perfq::Submitted& s = r.value();
-  if (s.outcome.valid()) track(s.request_id, std::move(s.outcome));
-  const std::string_view status =
-      s.status_known ? perfq::status_name(s.status) : std::string_view("unknown");
-  return py::make_tuple(format_id(s.request_id), std::string(status),
-                        std::string(perfq::mode_name(s.mode)), type, int{s.priority},
-                        perfq::iso_time(s.created_at_unix_ns), s.queue_position, s.duplicate,
-                        std::string(perfq::band_name(s.band)));
+  return submitted(r.value(), type);
 }
 
 py::object QueueCore::result(const std::string& id_text, double timeout_s) {

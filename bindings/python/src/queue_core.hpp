@@ -120,6 +120,8 @@ class QueueCore {
   // The producer (and its pump), joined on first use. Caller holds a Use.
   perfq::Producer& producer();
   void track(uint64_t id, perfq::Future future);
+  // With the GIL: tracks a submit's outcome and builds submit's answer.
+  py::tuple submitted(perfq::Submitted& s, const std::string& type);
   // Under mu_: where the pump has request `id`.
   [[nodiscard]] perfq::CompletionPump::State state_locked(uint64_t id) const;
   // The pump's notify, on the completion thread: wakes result() and calls

@@ -117,9 +117,9 @@ class WorkerCore {
     std::vector<perfq::Held> held;
     std::vector<TakenJob> jobs;
   };
-  std::vector<Taken> taken_;            // run_worker's thread only
+  std::vector<Taken> taken_;  // run_worker's thread only
 
-  std::vector<perfq::Reply> replies_;   // run_worker's thread only
+  std::vector<perfq::Reply> replies_;  // run_worker's thread only
   // run_worker's thread: one take, then the GIL once for all it took, then
   // the reports (this thread is the result ring's only writer). Returns the
   // attempts run.
