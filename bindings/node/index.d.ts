@@ -37,6 +37,8 @@ export interface PerformanceQueueOptions {
   outcomeCacheSize?: number;
   /** How long close() lets processor calls in progress finish (default 5000 ms). */
   closeTimeoutMs?: number;
+  /** Completed results as Buffers (the processor's bytes, no JSON.parse). */
+  rawResults?: boolean;
 }
 
 export interface SubmitRequest<P extends JsonObject = JsonObject> {
@@ -45,8 +47,11 @@ export interface SubmitRequest<P extends JsonObject = JsonObject> {
   mode?: Mode;
   /** Integer 1..20, default 5. */
   priority?: number;
-  /** A JSON object; at most slot_payload_bytes (4096) as JSON text. */
-  payload?: P;
+  /**
+   * A JSON object (sent as JSON text), or bytes (a Buffer or Uint8Array, sent
+   * as they are); at most slot_payload_bytes (4096).
+   */
+  payload?: P | Uint8Array;
   /** 1..128 printable ASCII characters. */
   idempotencyKey?: string;
   /** A JSON object, at most 512 bytes as JSON text. */
@@ -124,6 +129,8 @@ export interface ProcessorOptions {
    * thread and no segment client: one worker serves every registration.
    */
   concurrency?: number;
+  /** Payloads as Buffers (the bytes as sent, no JSON.parse). */
+  raw?: boolean;
 }
 
 export type RequestEventName =

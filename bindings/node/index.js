@@ -85,7 +85,18 @@ function parseText(text) {
   }
 }
 
+function isBytes(v) {
+  return v instanceof Uint8Array;  // Buffer included
+}
+
+// A payload as sent: bytes as they are, an object as JSON text.
+function payloadOf(value) {
+  if (isBytes(value)) return value;
+  return objectText(value, 'payload') ?? '{}';
+}
+
 function replyOf(value) {
+  if (isBytes(value)) return [0, value];  // raw bytes: no JSON
   let text;
   try {
     text = JSON.stringify(value === undefined ? null : value);
@@ -106,7 +117,8 @@ function errorReply(err) {
 function jobOf(item) {
   const ctx = item.ctx;
   ctx.metadata = parseText(ctx.metadata);
-  return { payload: parseText(item.payload), ctx };
+  // A raw registration gets a Buffer, never parsed.
+  return { payload: isBytes(item.payload) ? item.payload : parseText(item.payload), ctx };
 }
 
 class PerformanceQueue {
@@ -140,7 +152,8 @@ class PerformanceQueue {
     this._h = native.open(queue,
       (outs) => this._onSettled(outs),
       (missed, events) => this._onEvents(missed, events),
-      (calls) => this._onCalls(calls));
+      (calls) => this._onCalls(calls),
+      options.rawResults === true);
     // Processor results waiting to be reported: parallel arrays, flushed
     // once per turn of the event loop in one native call.
     this._tickets = [];
@@ -197,7 +210,7 @@ class PerformanceQueue {
       userId: this._user(as),
       mode: request.mode,
       priority: request.priority,
-      payload: objectText(request.payload, 'payload') ?? '{}',
+      payload: payloadOf(request.payload),
       idempotencyKey: request.idempotencyKey,
       metadata: objectText(request.metadata, 'metadata'),
     };
@@ -235,7 +248,7 @@ class PerformanceQueue {
           userId,
           mode: request.mode,
           priority: request.priority,
-          payload: objectText(request.payload, 'payload') ?? '{}',
+          payload: payloadOf(request.payload),
           idempotencyKey: request.idempotencyKey,
           metadata: objectText(request.metadata, 'metadata'),
         });
@@ -308,7 +321,9 @@ class PerformanceQueue {
       const outcome = {
         requestId: o.requestId,
         status: o.status,
-        result: o.status === 'completed' ? (parseText(o.text) ?? null) : null,
+        // rawResults: a Buffer, as the processor's bytes; else parsed JSON.
+        result: o.status === 'completed'
+          ? (isBytes(o.text) ? o.text : (parseText(o.text) ?? null)) : null,
         attempts: o.attempts,
         waitTimeMs: o.waitTimeMs,
         processingTimeMs: o.processingTimeMs,
@@ -412,7 +427,7 @@ class PerformanceQueue {
     }
     const concurrency = options.concurrency ?? 1;
     const id = this._handlers.length;
-    native.addProcessor(this._h, type, batch, concurrency, id);
+    native.addProcessor(this._h, type, batch, concurrency, id, options.raw === true);
     this._handlers.push({ fn, batch });
   }
 

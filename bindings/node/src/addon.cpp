@@ -1,7 +1,7 @@
 // perfq.node: the functions index.js builds PerformanceQueue from. Each
 // takes the queue's native handle (an external around a Core) first.
 //
-//   open(queue, onSettled, onEvents, onCalls) -> handle
+//   open(queue, onSettled, onEvents, onCalls, rawResults) -> handle
 //     onCalls([[handlerId, batch, items], ...]): the dispatches taken since
 //     the last call; each item {payload, ctx, ticket}
 //   connect(h)                      attach as a producer (throws coded errors)
@@ -10,7 +10,7 @@
 //   trySubmitMany(h, reqs, forget) -> [[ok, response | error]]  one crossing, never waits
 //   status(h, id, userId, admin) -> record;  cancel(h, id, userId, admin)
 //   tracked(h, id) -> bool;  awaiting(h, bool);  events(h, bool)
-//   addProcessor(h, type, batch, concurrency, handlerId)
+//   addProcessor(h, type, batch, concurrency, handlerId, raw)  raw: payloads as Buffers
 //   report(h, tickets, kinds, texts)  settles processor results (main thread)
 //   close(h) -> Promise<void>
 #include <node_api.h>
@@ -130,8 +130,14 @@ OwnedRequest request_of(napi_env env, napi_value obj) {
     if (!(d >= kPriorityMin && d <= kPriorityMax) || std::floor(d) != d) throw bad;
     r.priority = static_cast<uint8_t>(d);
   }
-  r.payload = to_string(env, get(env, obj, "payload"),
-                        coded(Errc::kInvalidRequest, "payload must be JSON text"));
+  // JSON text from index.js, or raw bytes (a Buffer or Uint8Array), as sent.
+  const napi_value payload = get(env, obj, "payload");
+  if (auto raw = bytes_of(env, payload)) {
+    r.payload = std::move(*raw);
+  } else {
+    r.payload =
+        to_string(env, payload, coded(Errc::kInvalidRequest, "payload must be JSON text or bytes"));
+  }
   const napi_value key = get(env, obj, "idempotencyKey");
   if (!is_nullish(env, key)) {
     const CodedError bad =
@@ -207,7 +213,12 @@ void on_settled(napi_env env, napi_value js_cb, void* context, void*) {
       set(env, v, "requestId", id_string(env, o.request_id));
       set(env, v, "status", make_string(env, status_name(o.status)));
       if (o.error != Errc::kOk) set(env, v, "error", make_string(env, errc_name(o.error)));
-      set(env, v, "text", make_string(env, o.result_text()));
+      // A completed request's result as a Buffer when the queue asked for
+      // raw results (no JSON); messages are always text.
+      set(env, v, "text",
+          core->raw_results() && o.status == Status::kCompleted
+              ? make_buffer(env, o.result_text())
+              : make_string(env, o.result_text()));
       set(env, v, "attempts", make_number(env, o.attempts));
       set(env, v, "waitTimeMs", make_number(env, static_cast<double>(o.wait_ns) / 1e6));
       set(env, v, "processingTimeMs", make_number(env, static_cast<double>(o.processing_ns) / 1e6));
@@ -288,7 +299,8 @@ void on_calls(napi_env env, napi_value js_cb, void* context, void*) {
         set(env, ctx, "metadata",
             j.metadata.empty() ? undefined(env) : make_string(env, j.metadata));
         napi_value item = make_object(env);
-        set(env, item, "payload", make_string(env, j.payload));
+        set(env, item, "payload",
+            d.raw ? make_buffer(env, j.payload) : make_string(env, j.payload));
         set(env, item, "ctx", ctx);
         set(env, item, "ticket", make_number(env, j.ticket));
         check(napi_set_element(env, items, i++, item), "set element");
@@ -345,6 +357,9 @@ napi_value js_open(napi_env env, napi_callback_info info) {
     std::string queue =
         to_string(env, a.argv[0], coded(Errc::kInvalidRequest, "queue is a string"));
     auto core = std::make_unique<Core>(std::move(queue));
+    if (a.argc > 4 && type_of(env, a.argv[4]) == napi_boolean && bool_of(env, a.argv[4])) {
+      core->set_raw_results();
+    }
     napi_threadsafe_function s = make_tsfn(env, a.argv[1], "perfq.settled", core.get(), on_settled);
     napi_threadsafe_function e = make_tsfn(env, a.argv[2], "perfq.events", core.get(), on_events);
     napi_threadsafe_function c = make_tsfn(env, a.argv[3], "perfq.calls", core.get(), on_calls);
@@ -635,7 +650,9 @@ napi_value js_add_processor(napi_env env, napi_callback_info info) {
     const uint32_t n = u32_of(env, a.argv[3], bad_n);
     if (n < 1 || n > 100000) throw bad_n;
     const uint32_t handler = u32_of(env, a.argv[4], bad_n);
-    auto r = core->add_processor(type, bool_of(env, a.argv[2]), n, handler);
+    const bool raw =
+        a.argc > 5 && type_of(env, a.argv[5]) == napi_boolean && bool_of(env, a.argv[5]);
+    auto r = core->add_processor(type, bool_of(env, a.argv[2]), n, handler, raw);
     if (!r) throw coded(r.error());
     // A registered worker keeps the process alive (a worker is a server).
     check(core->ref_calls(env, true), "ref calls");
@@ -665,7 +682,11 @@ napi_value js_report(napi_env env, napi_callback_info info) {
       check(napi_get_element(env, a.argv[3], i, &x), "get element");
       replies[i].ticket = u32_of(env, t, bad);
       replies[i].kind = u32_of(env, k, bad);
-      replies[i].text = to_string(env, x, bad);
+      if (auto raw = bytes_of(env, x)) {
+        replies[i].text = std::move(*raw);  // a processor's Buffer: its bytes, as they are
+      } else {
+        replies[i].text = to_string(env, x, bad);
+      }
     }
     core->report(replies);
     return undefined(env);

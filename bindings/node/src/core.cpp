@@ -195,7 +195,7 @@ JobCopy copy_job(const Job& j) {
 }  // namespace
 
 Result<void> Core::add_processor(const std::string& type, bool batch, uint32_t concurrency,
-                                 uint32_t handler) {
+                                 uint32_t handler, bool raw) {
   std::lock_guard wlock(worker_mu_);
   if (closed() || closing()) return Error{Errc::kInternal, "closed"};
   if (!worker_) {
@@ -217,7 +217,7 @@ Result<void> Core::add_processor(const std::string& type, bool batch, uint32_t c
     for (Handler& h : handlers_) {
       if (h.type == type) h.type.clear();
     }
-    handlers_[handler] = Handler{type, batch, concurrency, 0};
+    handlers_[handler] = Handler{type, batch, raw, concurrency, 0};
     for (const Handler& h : handlers_) total += h.type.empty() ? 0 : h.limit;
   }
   // Twice what runs at once may wait in the worker's ring (the next
@@ -257,6 +257,7 @@ void Core::accept(std::span<const Job> jobs, std::span<const Held> held, bool ba
   Dispatch d;
   d.handler = handler;
   d.batch = handler != kNoHandler ? handlers_[handler].batch : batch;
+  d.raw = handler != kNoHandler && handlers_[handler].raw;
   d.jobs.reserve(jobs.size());
   for (size_t k = 0; k < jobs.size(); ++k) {
     uint32_t t = 0;

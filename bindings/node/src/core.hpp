@@ -61,6 +61,7 @@ struct JobCopy {
 struct Dispatch {
   uint32_t handler = 0;  // kNoHandler: no registration for its type
   bool batch = false;
+  bool raw = false;  // its payloads go to JS as Buffers
   std::vector<JobCopy> jobs;
 };
 
@@ -123,8 +124,12 @@ class Core {
   // main: registers the JS handler `handler` for `type`, running at most
   // `concurrency` processors (batch calls, for a batch handler) at once.
   // The first registration attaches the worker and starts the take thread.
+  // `raw`: its payloads reach JS as Buffers, not text.
   [[nodiscard]] Result<void> add_processor(const std::string& type, bool batch,
-                                           uint32_t concurrency, uint32_t handler);
+                                           uint32_t concurrency, uint32_t handler, bool raw);
+  // main, right after construction: completed results reach JS as Buffers.
+  void set_raw_results() noexcept { raw_results_ = true; }
+  [[nodiscard]] bool raw_results() const noexcept { return raw_results_; }
   // main: the dispatches taken since the last call.
   [[nodiscard]] std::vector<Dispatch> take_calls();
   // main (the result ring's only writer): settles what the processors
@@ -161,6 +166,7 @@ class Core {
   void signal(napi_threadsafe_function fn, bool& pending);
 
   std::string queue_;
+  bool raw_results_ = false;
   napi_threadsafe_function settled_tsfn_ = nullptr;
   napi_threadsafe_function events_tsfn_ = nullptr;
   napi_threadsafe_function calls_tsfn_ = nullptr;
@@ -191,6 +197,7 @@ class Core {
   struct Handler {
     std::string type;
     bool batch = false;
+    bool raw = false;
     uint32_t limit = 1;    // concurrency
     uint32_t running = 0;  // calls handed to JS and not yet reported
   };

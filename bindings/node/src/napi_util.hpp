@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -102,6 +103,28 @@ inline napi_value get(napi_env env, napi_value obj, const char* key) {
   napi_value v;
   check(napi_get_named_property(env, obj, key, &v), "get property");
   return v;
+}
+
+// Raw bytes as a Buffer (copied).
+inline napi_value make_buffer(napi_env env, std::string_view bytes) {
+  napi_value b;
+  void* data = nullptr;
+  check(napi_create_buffer_copy(env, bytes.size(), bytes.data(), &data, &b), "create buffer");
+  return b;
+}
+
+// A Buffer's or Uint8Array's bytes; nullopt for any other value.
+inline std::optional<std::string> bytes_of(napi_env env, napi_value v) {
+  bool is = false;
+  check(napi_is_typedarray(env, v, &is), "is typedarray");
+  if (!is) return std::nullopt;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  check(napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr),
+        "typedarray info");
+  if (type != napi_uint8_array) return std::nullopt;
+  return std::string(static_cast<const char*>(data), length);
 }
 
 // A JS string's UTF-8 bytes; `bad` when the value is no string.

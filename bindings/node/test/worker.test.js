@@ -154,3 +154,35 @@ test('a worker killed with attempts in hand: started ones retry, unstarted ones 
         `${started.has(ids[i]) ? 'started' : 'unstarted'} request ${i}`);
     }
   });
+
+test('raw bytes both ways: a Buffer payload, a raw processor, raw results', async (t) => {
+  const agent = await h.startAgent('raw');
+  t.after(() => agent.stop());
+  const w = new h.perfq.PerformanceQueue({ queue: agent.queue });
+  t.after(() => w.close());
+  const seen = [];
+  w.registerProcessor('raw.t', (payload) => {
+    seen.push(payload);
+    return Buffer.from(payload).reverse();
+  }, { raw: true });
+  const q = new h.perfq.PerformanceQueue({ queue: agent.queue, userId: 'u', rawResults: true });
+  t.after(() => q.close());
+  // Not JSON, not even UTF-8: a NUL, a lone continuation byte, 0xff.
+  const bytes = Buffer.from([0x00, 0x01, 0x80, 0xff, 0x7b]);
+  const s = await q.submit({ type: 'raw.t', payload: bytes });
+  const o = await q.result(s.requestId);
+  assert.equal(o.status, 'completed');
+  assert.ok(Buffer.isBuffer(o.result));
+  assert.deepEqual([...o.result], [0x7b, 0xff, 0x80, 0x01, 0x00]);
+  assert.ok(Buffer.isBuffer(seen[0]));
+  assert.deepEqual([...seen[0]], [...bytes]);
+  // submitMany carries bytes too, and a JSON payload still reaches a raw
+  // processor as its JSON text's bytes.
+  const [a, b] = await q.submitMany([
+    { type: 'raw.t', payload: new Uint8Array([1, 2, 3]) },
+    { type: 'raw.t', payload: { k: 1 } },
+  ]);
+  assert.deepEqual([...(await q.result(a.value.requestId)).result], [3, 2, 1]);
+  assert.equal(Buffer.from((await q.result(b.value.requestId)).result).reverse().toString(),
+    '{"k":1}');
+});
