@@ -13,16 +13,12 @@
 
 namespace perfq::agent {
 
-ClientWatch::ClientWatch(shm::Segment& seg, const Config& cfg, Scheduler& scheduler,
-                         Inflight& inflight, Dispatcher& dispatcher, Settlement& settlement,
-                         const Ledger& ledger, Registrations& regs, Counters& counters,
+ClientWatch::ClientWatch(shm::Segment& seg, const Config& cfg, Dispatcher& dispatcher,
+                         Settlement& settlement, Registrations& regs, Counters& counters,
                          WakeList& wake) noexcept
     : seg_(seg),
-      scheduler_(scheduler),
-      inflight_(inflight),
       dispatcher_(dispatcher),
       settlement_(settlement),
-      ledger_(ledger),
       regs_(regs),
       counters_(counters),
       wake_(wake),

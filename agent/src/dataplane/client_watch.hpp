@@ -16,10 +16,7 @@
 
 #include "dataplane/counters.hpp"
 #include "dataplane/dispatcher.hpp"
-#include "dataplane/inflight.hpp"
-#include "dataplane/ledger.hpp"
 #include "dataplane/registrations.hpp"
-#include "dataplane/scheduler.hpp"
 #include "dataplane/settlement.hpp"
 #include "dataplane/wake_list.hpp"
 #include "perfq/agent/config.hpp"
@@ -31,8 +28,7 @@ namespace perfq::agent {
 
 class ClientWatch {
  public:
-  ClientWatch(shm::Segment& seg, const Config& cfg, Scheduler& scheduler, Inflight& inflight,
-              Dispatcher& dispatcher, Settlement& settlement, const Ledger& ledger,
+  ClientWatch(shm::Segment& seg, const Config& cfg, Dispatcher& dispatcher, Settlement& settlement,
               Registrations& regs, Counters& counters, WakeList& wake) noexcept;
 
   // One pass over every client record.
@@ -52,11 +48,8 @@ class ClientWatch {
   void evict_worker(uint32_t id);
 
   shm::Segment& seg_;
-  Scheduler& scheduler_;
-  Inflight& inflight_;
   Dispatcher& dispatcher_;
   Settlement& settlement_;
-  const Ledger& ledger_;
   Registrations& regs_;
   Counters& counters_;
   WakeList& wake_;

@@ -43,8 +43,7 @@ Conductor::Conductor(const Config& cfg, const Clock& clock, std::shared_ptr<shm:
                   counters_, wake_),
       settlement_(*seg_, cfg_, cycle_, scheduler_, inflight_, metrics_, ledger_, regs_, emitter_,
                   counters_, wake_, sink),
-      watch_(*seg_, cfg_, scheduler_, inflight_, dispatcher_, settlement_, ledger_, regs_,
-             counters_, wake_),
+      watch_(*seg_, cfg_, dispatcher_, settlement_, regs_, counters_, wake_),
       intake_(*seg_, cfg_, cycle_, scheduler_, settlement_, metrics_, ledger_, regs_, emitter_,
               counters_),
       time_rules_(*seg_, cycle_, scheduler_, dispatcher_, settlement_, ledger_) {}
