@@ -386,10 +386,6 @@ int Worker::take(int max_dispatches, const Admit& admit, const Sink& sink) {
   return started;
 }
 
-bool Worker::has_work() const noexcept {
-  return !kept_.empty() || seg_->dispatch_ring(client_id()).size_approx() > 0;
-}
-
 void Worker::park(uint64_t timeout_ns, const std::function<bool()>& wake) {
   shm::Segment& seg = *seg_;
   const uint32_t id = client_id();
@@ -424,16 +420,11 @@ int Worker::do_work(const std::atomic<bool>* stop) {
 }
 
 void Worker::run(const std::atomic<bool>& stop) {
-  shm::Segment& seg = *seg_;
   IdlePolicy idle(opt_.idle);
   while (!stop.load(std::memory_order_acquire)) {
     const int n = do_work(&stop);
     idle.idle(static_cast<uint64_t>(n), [&] {
-      const uint32_t id = id_.load(std::memory_order_relaxed);
-      SpscRing ring = seg.dispatch_ring(id);
-      shm::park(seg.client(id).dispatch_wake, 50'000'000, [&] {
-        return ring.size_approx() > 0 || !kept_.empty() || stop.load(std::memory_order_acquire);
-      });
+      park(50'000'000, [&] { return !kept_.empty() || stop.load(std::memory_order_acquire); });
     });
   }
 }

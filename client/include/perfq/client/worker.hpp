@@ -141,8 +141,6 @@ class Worker {
   void report(const Held& h, const Reply& reply);
   // Wakes the agent to collect what report() wrote.
   void announce() noexcept;
-  // Whether a take() would find work: kept dispatches or a non-empty ring.
-  [[nodiscard]] bool has_work() const noexcept;
   // Parks the taking thread until the ring has work, `wake()` says true or
   // `timeout_ns` passes (bounded, so the caller rechecks its own state).
   void park(uint64_t timeout_ns, const std::function<bool()>& wake);
