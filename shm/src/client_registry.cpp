@@ -14,17 +14,26 @@ Result<uint32_t> register_client(Segment& seg, uint32_t roles) {
   const uint32_t n = seg.geometry().max_clients;
   const auto pid = static_cast<uint32_t>(::getpid());
   const uint64_t ticks = self_start_ticks();
+  const uint64_t pid_ns = self_pid_ns();
   for (uint32_t id = 0; id < n; ++id) {
     ClientRecord& c = seg.client(id);
+    if (state_of(load_relaxed(c.state)) != ClientState::kFree) continue;
+    // The record's liveness lock first: while the record is registering or
+    // active its lock is held, so the agent reads a free lock as a death.
+    // Held by another: that process is between its lock and its CAS, or has
+    // not yet released a record the agent freed; try the next.
+    if (!seg.hold_client_lock(id)) continue;
     uint32_t expected = static_cast<uint32_t>(ClientState::kFree);
     // acquire: pairs with the agent's release when it freed the record, so
     // the agent's last reads of the old rings happen before we reset them.
     if (!aref(c.state).compare_exchange_strong(expected, registering_word(pid),
                                                std::memory_order_acquire,
                                                std::memory_order_relaxed)) {
+      seg.release_client_lock(id);
       continue;
     }
     aref(c.start_ticks).store(ticks, std::memory_order_relaxed);
+    aref(c.pid_ns).store(pid_ns, std::memory_order_relaxed);
     aref(c.roles).store(roles, std::memory_order_relaxed);
     // release: the agent reads pid with acquire, then the start time; a
     // non-zero pid means the start time beside it is this process's.
@@ -63,6 +72,19 @@ void close_client(Segment& seg, uint32_t id) noexcept {
   // release: everything the client did happens before the agent reclaims.
   aref(seg.client(id).state)
       .store(static_cast<uint32_t>(ClientState::kClosing), std::memory_order_release);
+  seg.release_client_lock(id);
+}
+
+bool client_alive(Segment& seg, uint32_t id, uint32_t pid, uint64_t start_ticks,
+                  uint64_t pid_ns) noexcept {
+  const LockProbe lock = seg.probe_client_lock(id);
+  if (lock == LockProbe::kFree) return false;
+  // Held (or unknown): within our own PID namespace the pid says more. It
+  // catches a lock a forked child inherited and keeps after its parent died.
+  const uint64_t own_ns = self_pid_ns();
+  const bool same_ns = own_ns != 0 && pid_ns == own_ns;
+  if (same_ns || lock == LockProbe::kUnknown) return process_alive(pid, start_ticks);
+  return true;
 }
 
 bool client_gone(Segment& seg, uint32_t id) noexcept {
@@ -73,7 +95,8 @@ bool client_gone(Segment& seg, uint32_t id) noexcept {
   // acquire: pairs with register_client's release store of pid.
   const uint32_t pid = aref(c.pid).load(std::memory_order_acquire);
   if (pid == 0) return false;  // still registering: not yet known
-  return !process_alive(pid, aref(c.start_ticks).load(std::memory_order_relaxed));
+  return !client_alive(seg, id, pid, aref(c.start_ticks).load(std::memory_order_relaxed),
+                       aref(c.pid_ns).load(std::memory_order_relaxed));
 }
 
 }  // namespace perfq::shm
@@ -92,6 +115,7 @@ void free_client(Segment& seg, uint32_t id) noexcept {
   ClientRecord& c = seg.client(id);
   aref(c.pid).store(0, std::memory_order_relaxed);
   aref(c.start_ticks).store(0, std::memory_order_relaxed);
+  aref(c.pid_ns).store(0, std::memory_order_relaxed);
   // release: pairs with register_client's acquire CAS; the agent's last
   // reads of this record's rings, and the cleared pid, come first.
   aref(c.state).store(static_cast<uint32_t>(ClientState::kFree), std::memory_order_release);
@@ -117,6 +141,7 @@ Result<uint32_t> join(Segment& seg, uint32_t roles, uint32_t max_inflight) {
     if (!id) return id;
     aref(seg.client(*id).max_inflight).store(max_inflight, std::memory_order_relaxed);
     if (activate_client(seg, *id)) return id;
+    seg.release_client_lock(*id);  // taken back: the record is no longer ours
   }
   return Error{Errc::kAgentUnavailable, "registration kept being taken back by the agent"};
 }

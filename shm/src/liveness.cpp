@@ -1,6 +1,7 @@
 #include "perfq/shm/liveness.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -57,6 +58,43 @@ bool process_alive(uint32_t pid, uint64_t start_ticks) noexcept {
   if (!read_stat(static_cast<pid_t>(pid), state, ticks)) return false;
   if (state == 'Z' || state == 'X' || state == 'x') return false;
   return ticks == start_ticks;
+}
+
+uint64_t self_pid_ns() noexcept {
+  struct stat st {};
+  if (::stat("/proc/self/ns/pid", &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+namespace {
+
+struct flock byte_lock(short type, uint64_t offset) noexcept {
+  struct flock l {};
+  l.l_type = type;
+  l.l_whence = SEEK_SET;
+  l.l_start = static_cast<off_t>(offset);
+  l.l_len = 1;
+  l.l_pid = 0;  // OFD locks require it
+  return l;
+}
+
+}  // namespace
+
+bool hold_lock_byte(int fd, uint64_t offset) noexcept {
+  struct flock l = byte_lock(F_WRLCK, offset);
+  return ::fcntl(fd, F_OFD_SETLK, &l) == 0;
+}
+
+void release_lock_byte(int fd, uint64_t offset) noexcept {
+  struct flock l = byte_lock(F_UNLCK, offset);
+  (void)::fcntl(fd, F_OFD_SETLK, &l);
+}
+
+LockProbe probe_lock_byte(int fd, uint64_t offset) noexcept {
+  if (fd < 0) return LockProbe::kUnknown;
+  struct flock l = byte_lock(F_WRLCK, offset);
+  if (::fcntl(fd, F_OFD_GETLK, &l) != 0) return LockProbe::kUnknown;
+  return l.l_type == F_UNLCK ? LockProbe::kFree : LockProbe::kHeld;
 }
 
 }  // namespace perfq::shm

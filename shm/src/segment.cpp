@@ -10,6 +10,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -32,7 +33,9 @@ struct Segment::Mapping {
 };
 
 Segment::Segment() = default;
-Segment::~Segment() = default;
+Segment::~Segment() {
+  if (probe_fd_ >= 0) ::close(probe_fd_);
+}
 
 namespace {
 
@@ -348,7 +351,28 @@ Result<std::unique_ptr<Segment>> Segment::attach(std::string_view queue) {
   } catch (const bip::interprocess_exception& e) {
     return Error{Errc::kSegmentInvalid, std::string("cannot map segment: ") + e.what()};
   }
+  s->open_probe();
   return s;
+}
+
+// Reopens the segment's own inode (not its name, which a new agent may
+// have given another object) as a new open file description.
+void Segment::open_probe() noexcept {
+  char path[48];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd_of(mapping_->object));
+  probe_fd_ = ::open(path, O_RDONLY | O_CLOEXEC);
+}
+
+bool Segment::hold_client_lock(uint32_t id) noexcept {
+  return hold_lock_byte(fd_of(mapping_->object), client_lock_byte(id));
+}
+
+void Segment::release_client_lock(uint32_t id) noexcept {
+  release_lock_byte(fd_of(mapping_->object), client_lock_byte(id));
+}
+
+LockProbe Segment::probe_client_lock(uint32_t id) noexcept {
+  return probe_lock_byte(probe_fd_, client_lock_byte(id));
 }
 
 // Creates the segment's object, or opens the one that exists; `created`
@@ -525,6 +549,12 @@ Result<std::unique_ptr<Segment>> Segment::open_for_agent(std::string_view queue,
   bool created = false;
   if (auto r = s->open_object(name, opt, created); !r) return r.error();
   if (auto r = s->take_agent_lock(queue); !r) return r.error();
+  // The liveness lock clients and tools probe, in any PID namespace.
+  if (!hold_lock_byte(fd_of(s->mapping_->object), kAgentLockByte)) {
+    return Error{Errc::kConflict, "cannot take the agent's liveness lock on segment /" + name +
+                                      " (another process holds byte 0)"};
+  }
+  s->open_probe();
   // Holding the lock, a segment whose magic was never stored is one whose
   // creator died (or lost the lock race) before publishing it: nobody can
   // have attached to it, so it is formatted afresh rather than refused.
@@ -600,6 +630,16 @@ uint32_t Segment::owner_uid() const noexcept {
 }
 
 bool Segment::agent_alive() noexcept {
+  switch (probe_lock_byte(probe_fd_, kAgentLockByte)) {
+    case LockProbe::kHeld:
+      return true;
+    case LockProbe::kFree:
+      return false;
+    case LockProbe::kUnknown:
+      break;
+  }
+  // No lock to read (no /proc to reopen the file through): the pid, which
+  // only answers within the agent's PID namespace.
   const auto pid = load_acquire(header_->agent_pid);
   const auto ticks = load_acquire(header_->agent_start_ticks);
   return pid != 0 && process_alive(pid, ticks);

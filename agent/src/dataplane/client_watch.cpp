@@ -75,27 +75,42 @@ shm::ClientState ClientWatch::checked_state(uint32_t id) {
                                 st == shm::ClientState::kClosing;
   if (registered_state && regs_.matches(id)) return st;
   ++counters_.rejected;
-  if (!shm::process_alive(reg.pid, reg.start_ticks)) return shm::ClientState::kClosing;
+  if (!shm::client_alive(seg_, id, reg.pid, reg.start_ticks, reg.pid_ns)) {
+    return shm::ClientState::kClosing;
+  }
   const auto restored = reg.evicted ? shm::ClientState::kEvicted : shm::ClientState::kActive;
   regs_.restore(id, restored);
   return restored;
 }
 
 // Registration takes microseconds. A registration is taken back only once
-// the process its state word names is dead: one that stalls (stopped, or
-// descheduled) keeps the record, so it can never activate or write into a
-// record another process registered since. Its start time, once written,
-// guards against a reused pid.
+// its registrant is dead: one that stalls (stopped, or descheduled) keeps
+// the record, so it can never activate or write into a record another
+// process registered since. The registrant takes the record's liveness lock
+// before its CAS, so a free lock under a registering word is a death (in any
+// PID namespace; a word nobody wrote holds no lock either). Without a lock
+// to read, the pid decides, as it can within our namespace.
 void ClientWatch::watch_registering(uint32_t id) {
   shm::ClientRecord& c = seg_.client(id);
   const uint32_t word = load_acquire(c.state);
-  const uint32_t pid = shm::registrant_of(word);
-  // acquire: pairs with register_client's release store of pid; a non-zero
-  // pid field means the start time beside it is the registrant's.
-  const bool ticks_known = load_acquire(c.pid) == pid && pid != 0;
-  const bool alive = ticks_known
-                         ? shm::process_alive(pid, load_relaxed(c.start_ticks))
-                         : pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+  bool alive = false;
+  switch (seg_.probe_client_lock(id)) {
+    case shm::LockProbe::kHeld:
+      alive = true;
+      break;
+    case shm::LockProbe::kFree:
+      alive = false;
+      break;
+    case shm::LockProbe::kUnknown: {
+      const uint32_t pid = shm::registrant_of(word);
+      // acquire: pairs with register_client's release store of pid; a
+      // non-zero pid field means the start time beside it is the registrant's.
+      const bool ticks_known = load_acquire(c.pid) == pid && pid != 0;
+      alive = ticks_known ? shm::process_alive(pid, load_relaxed(c.start_ticks))
+                          : pid != 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+      break;
+    }
+  }
   if (!alive) (void)shm::take_back_registering(seg_, id, word);
 }
 

@@ -121,6 +121,8 @@ void Conductor::publish_start() {
   start_ticks_ = shm::self_start_ticks();
   aref(h.agent_pid).store(pid_, std::memory_order_relaxed);
   aref(h.agent_start_ticks).store(start_ticks_, std::memory_order_relaxed);
+  pid_ns_ = shm::self_pid_ns();
+  aref(h.agent_pid_ns).store(pid_ns_, std::memory_order_relaxed);
   aref(h.agent_started_unix_ns).store(cycle_.unix_now_ns(), std::memory_order_relaxed);
   aref(h.agent_generation).fetch_add(1, std::memory_order_relaxed);
   aref(h.processing_timeout_ms).store(cfg_.processing_timeout_ms, std::memory_order_relaxed);
@@ -195,6 +197,7 @@ int Conductor::restore_header() {
   int n = seg_->restore_header();
   n += restore_word(h.agent_pid, pid_);
   n += restore_word(h.agent_start_ticks, start_ticks_);
+  n += restore_word(h.agent_pid_ns, pid_ns_);
   n += restore_word(h.agent_state, static_cast<uint32_t>(shm::AgentState::kRunning));
   n += restore_word(h.processing_timeout_ms, cfg_.processing_timeout_ms);
   n += restore_word(h.worker_idle_timeout_ms, cfg_.worker_idle_timeout_ms);

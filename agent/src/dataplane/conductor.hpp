@@ -103,6 +103,7 @@ class Conductor {
   Counters counters_;
   uint32_t pid_ = 0;  // this agent's, as published in the header
   uint64_t start_ticks_ = 0;
+  uint64_t pid_ns_ = 0;
   std::array<char, sizeof(shm::SegmentHeader::socket_path)> socket_path_{};  // as published
   Ledger ledger_;
   Registrations regs_;

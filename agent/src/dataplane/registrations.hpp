@@ -23,6 +23,7 @@ struct Registration {
   bool active = false;  // seen Active since the record was last freed
   uint32_t pid = 0;
   uint64_t start_ticks = 0;
+  uint64_t pid_ns = 0;
   uint32_t roles = 0;
   uint32_t incarnation = 0;
   bool evicted = false;  // the agent evicted it (a silent worker)
@@ -47,6 +48,7 @@ class Registrations {
     }
     r.pid = load_relaxed(c.pid);
     r.start_ticks = load_relaxed(c.start_ticks);
+    r.pid_ns = load_relaxed(c.pid_ns);
     r.roles = load_relaxed(c.roles);
     r.incarnation = load_relaxed(c.incarnation);
     r.active = r.pid != 0;
@@ -68,7 +70,8 @@ class Registrations {
     const Registration& r = regs_[id];
     const shm::ClientRecord& c = seg_.client(id);
     return load_relaxed(c.pid) == r.pid && load_relaxed(c.start_ticks) == r.start_ticks &&
-           load_relaxed(c.roles) == r.roles && load_relaxed(c.incarnation) == r.incarnation;
+           load_relaxed(c.pid_ns) == r.pid_ns && load_relaxed(c.roles) == r.roles &&
+           load_relaxed(c.incarnation) == r.incarnation;
   }
 
   // Rewrites a scribbled record from the copy, in `state`.
@@ -77,6 +80,7 @@ class Registrations {
     shm::ClientRecord& c = seg_.client(id);
     store_relaxed(c.pid, r.pid);
     store_relaxed(c.start_ticks, r.start_ticks);
+    store_relaxed(c.pid_ns, r.pid_ns);
     store_relaxed(c.roles, r.roles);
     store_relaxed(c.incarnation, r.incarnation);
     // release: a client that reads the state reads the fields above.

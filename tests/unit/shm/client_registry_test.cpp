@@ -1,13 +1,17 @@
 #include "perfq/shm/client_registry.hpp"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <iterator>
 #include <set>
 #include <string>
@@ -152,6 +156,76 @@ TEST_F(ClientRegistry, ClientWhoseProcessExitedIsGone) {
   ASSERT_LT(id, kMaxClients) << "the child's record is active";
   EXPECT_NE(seg_->client(id).pid, static_cast<uint32_t>(::getpid()));
   EXPECT_TRUE(client_gone(*seg_, id));
+}
+
+// A child that registers, activates, tells the parent, and waits to be
+// killed; `rewrite` runs on its record first.
+test::Child registered_child(const std::string& queue, test::Signal& ready,
+                             const std::function<void(ClientRecord&)>& rewrite) {
+  return test::Child([&queue, &ready, rewrite] {
+    auto s = Segment::attach(queue);
+    if (!s) return 1;
+    auto r = register_client(**s, kRoleProducer);
+    if (!r || !activate_client(**s, *r)) return 2;
+    rewrite((*s)->client(*r));
+    ready.notify();
+    for (;;) ::pause();
+  });
+}
+
+uint32_t active_record(Segment& seg) {
+  for (uint32_t i = 0; i < kMaxClients; ++i) {
+    if (state_of(seg.client(i).state) == ClientState::kActive) return i;
+  }
+  return kMaxClients;
+}
+
+// A client in another PID namespace: its pid means nothing here and /proc
+// has no entry for it. Its liveness lock says it lives, and its death
+// frees the lock.
+TEST_F(ClientRegistry, AClientOfAnotherPidNamespaceLivesByItsLockAndDiesWithIt) {
+  test::Signal ready;
+  uint32_t absent = 4'000'000;  // a pid no process here has
+  while (::kill(static_cast<pid_t>(absent), 0) == 0 || errno != ESRCH) ++absent;
+  test::Child child = registered_child(queue_, ready, [absent](ClientRecord& c) {
+    c.pid = absent;
+    c.pid_ns = self_pid_ns() + 1;
+  });
+  ASSERT_EQ(ready.wait(kChildBound), 1);
+  const uint32_t id = active_record(*seg_);
+  ASSERT_LT(id, kMaxClients);
+  EXPECT_FALSE(client_gone(*seg_, id)) << "a live client of another namespace was judged dead";
+  child.kill(SIGKILL);
+  ASSERT_EQ(child.wait(kChildBound), 128 + SIGKILL);
+  EXPECT_TRUE(client_gone(*seg_, id)) << "its lock went with it";
+}
+
+// SIGSTOP stops a process; it does not end it.
+TEST_F(ClientRegistry, AStoppedClientIsNotGone) {
+  test::Signal ready;
+  test::Child child = registered_child(queue_, ready, [](ClientRecord&) {});
+  ASSERT_EQ(ready.wait(kChildBound), 1);
+  const uint32_t id = active_record(*seg_);
+  ASSERT_LT(id, kMaxClients);
+  child.kill(SIGSTOP);
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child.pid()), &info, WSTOPPED | WNOWAIT), 0);
+  EXPECT_FALSE(client_gone(*seg_, id)) << "a stopped client was judged dead";
+  child.kill(SIGKILL);
+  ASSERT_EQ(child.wait(kChildBound), 128 + SIGKILL);
+  EXPECT_TRUE(client_gone(*seg_, id));
+}
+
+// The registrant holds the record's lock from before its CAS (so the agent
+// reads a free lock under a registering word as a death) until it closes.
+TEST_F(ClientRegistry, ARegisteringRecordHoldsItsLock) {
+  auto r = register_client(*seg_, kRoleProducer);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(seg_->probe_client_lock(*r), LockProbe::kHeld);
+  ASSERT_TRUE(activate_client(*seg_, *r));
+  EXPECT_EQ(seg_->probe_client_lock(*r), LockProbe::kHeld);
+  close_client(*seg_, *r);
+  EXPECT_EQ(seg_->probe_client_lock(*r), LockProbe::kFree) << "a closed client keeps no lock";
 }
 
 TEST_F(ClientRegistry, ClientWithAReusedPidIsGone) {

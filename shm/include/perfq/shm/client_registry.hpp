@@ -55,6 +55,13 @@ void close_client(Segment& seg, uint32_t id) noexcept;
 // Agent: is the record's process gone (closed, dead, or a reused pid)?
 [[nodiscard]] bool client_gone(Segment& seg, uint32_t id) noexcept;
 
+// Whether the process registered in record `id` as (pid, start ticks, PID
+// namespace) lives: its liveness lock is held (liveness.hpp), and, when it
+// shares our PID namespace, /proc agrees. The arguments are the caller's
+// copy of the registration, never read here from the record.
+[[nodiscard]] bool client_alive(Segment& seg, uint32_t id, uint32_t pid, uint64_t start_ticks,
+                                uint64_t pid_ns) noexcept;
+
 }  // namespace perfq::shm
 
 namespace perfq::shm {

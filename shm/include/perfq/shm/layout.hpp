@@ -47,7 +47,7 @@
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 7;
+inline constexpr uint32_t kLayoutVersion = 8;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
@@ -211,6 +211,7 @@ struct SegmentHeader {
   uint64_t worker_idle_timeout_ms;
   uint64_t max_queue_depth;
   uint64_t rope_drop_timeout_ms;
+  uint64_t agent_pid_ns;  // the agent's PID namespace (liveness.hpp), 0 unknown
   // --- hot words, one line each
   alignas(kCacheLine) uint64_t heartbeat_mono_ns;  // agent, every duty cycle
   alignas(kCacheLine) uint64_t next_request_id;    // producers, fetch_add
@@ -252,6 +253,7 @@ static_assert(offsetof(SegmentHeader, doorbell) == 5 * kCacheLine);
 static_assert(offsetof(SegmentHeader, counters) == 6 * kCacheLine);
 static_assert(offsetof(SegmentHeader, journal) == 6 * kCacheLine + 176);
 static_assert(offsetof(SegmentHeader, max_queue_depth) == 1 * kCacheLine + 224);
+static_assert(offsetof(SegmentHeader, agent_pid_ns) == 1 * kCacheLine + 240);
 static_assert(offsetof(SegmentHeader, admission) == 8 * kCacheLine);
 static_assert(offsetof(SegmentHeader, room) == 9 * kCacheLine);
 static_assert(offsetof(SegmentHeader, status_entries) == 10 * kCacheLine);
@@ -287,11 +289,12 @@ static_assert(sizeof(TypeName) == 128);
 struct ClientRecord {
   alignas(kCacheLine) uint32_t state;  // ClientState
   uint32_t pid;
-  uint64_t start_ticks;                            // /proc/<pid>/stat starttime: pid-reuse guard
-  uint32_t roles;                                  // ClientRole bits
-  uint32_t incarnation;                            // bumped at every registration of this record
-  uint32_t type_count;                             // published with release after `types`
-  uint32_t max_inflight;                           // dispatches the worker accepts at once
+  uint64_t start_ticks;   // /proc/<pid>/stat starttime: pid-reuse guard
+  uint32_t roles;         // ClientRole bits
+  uint32_t incarnation;   // bumped at every registration of this record
+  uint32_t type_count;    // published with release after `types`
+  uint32_t max_inflight;  // dispatches the worker accepts at once
+  uint64_t pid_ns;        // the process's PID namespace (liveness.hpp), 0 unknown
   alignas(kCacheLine) uint64_t heartbeat_mono_ns;  // workers, at least every idle period
   alignas(kCacheLine) WaitWord completion_wake;    // agent -> producer
   alignas(kCacheLine) WaitWord dispatch_wake;      // agent -> worker
@@ -304,6 +307,7 @@ static_assert(std::is_standard_layout_v<ClientRecord>);
 static_assert(std::is_trivially_copyable_v<ClientRecord>);
 static_assert(offsetof(ClientRecord, pid) == 4);
 static_assert(offsetof(ClientRecord, roles) == 16);
+static_assert(offsetof(ClientRecord, pid_ns) == 32);
 static_assert(offsetof(ClientRecord, heartbeat_mono_ns) == 1 * kCacheLine);
 static_assert(offsetof(ClientRecord, completion_wake) == 2 * kCacheLine);
 static_assert(offsetof(ClientRecord, dispatch_wake) == 3 * kCacheLine);
@@ -332,6 +336,8 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 offsetof(SegmentHeader, admission),
                                 offsetof(SegmentHeader, room),
                                 offsetof(SegmentHeader, max_queue_depth),
+                                offsetof(SegmentHeader, agent_pid_ns),
+                                offsetof(ClientRecord, pid_ns),
                                 offsetof(SegmentHeader, status_entries),
                                 offsetof(SegmentHeader, idempotency_ttl_ms),
                                 offsetof(SegmentHeader, off_metrics),

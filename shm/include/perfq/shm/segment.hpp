@@ -20,6 +20,7 @@
 #include "perfq/core/slot_pool.hpp"
 #include "perfq/core/spsc_ring.hpp"
 #include "perfq/shm/layout.hpp"
+#include "perfq/shm/liveness.hpp"
 #include "perfq/shm/tables/idempotency.hpp"
 #include "perfq/shm/tables/rate_limit.hpp"
 
@@ -136,8 +137,17 @@ class Segment {
   // The user that owns the segment's object (its creator, the agent).
   [[nodiscard]] uint32_t owner_uid() const noexcept;
 
-  // Whether the process that last owned the segment as agent is alive.
+  // Whether the process that last owned the segment as agent is alive:
+  // its liveness lock (liveness.hpp) is held. Works across PID namespaces.
   [[nodiscard]] bool agent_alive() noexcept;
+
+  // Client record `id`'s liveness lock (liveness.hpp), held through this
+  // Segment's descriptor. Probes go through a second descriptor of the same
+  // file that holds nothing, so they see every holder, this process's other
+  // Segments included.
+  [[nodiscard]] bool hold_client_lock(uint32_t id) noexcept;
+  void release_client_lock(uint32_t id) noexcept;
+  [[nodiscard]] LockProbe probe_client_lock(uint32_t id) noexcept;
 
  private:
   Segment();
@@ -149,6 +159,7 @@ class Segment {
   [[nodiscard]] Result<void> open_object(const std::string& name, const CreateOptions& opt,
                                          bool& created);
   [[nodiscard]] Result<void> take_agent_lock(std::string_view queue);
+  void open_probe() noexcept;
   [[nodiscard]] Result<void> create_fresh(std::string_view queue, const CreateOptions& opt);
   [[nodiscard]] Result<void> reattach(std::string_view queue, const std::string& name,
                                       const std::string& copy_path);
@@ -166,6 +177,7 @@ class Segment {
 
   struct Mapping;  // the Boost.Interprocess objects
   std::unique_ptr<Mapping> mapping_;
+  int probe_fd_ = -1;  // a second open file description, for lock probes only
   std::string queue_;
   std::byte* base_ = nullptr;
   std::string rebuilt_;
