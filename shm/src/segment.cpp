@@ -5,14 +5,17 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
@@ -65,10 +68,51 @@ std::string errno_text(int e) {
   return std::strerror(e);
 }
 
-// Every process maps the whole segment with its pages present, so no submit
-// or dispatch ever pays for a page fault (the segment is bounded; see
-// docs/PROTOCOL.md for its size).
-constexpr int kMapOptions = MAP_POPULATE;
+// The agent maps the whole segment with its pages present, so no dispatch
+// ever pays for a page fault. Clients map without populating: a producer or
+// worker brings in only the pages it touches (its record, the slots it
+// writes or reads), instead of every page of the segment at attach.
+constexpr int kAgentMapOptions = MAP_POPULATE;
+constexpr int kClientMapOptions = 0;
+
+// What each region of a segment of geometry `g` takes, largest first, with
+// the setting that sizes it: "slots 7.7 MB (slot_count 2000 x
+// slot_payload_bytes 1024), metrics history 37.3 MB (metrics_types 64), ...".
+std::string size_breakdown(const Geometry& g) {
+  struct Part {
+    uint64_t off;
+    std::string what;
+  };
+  std::vector<Part> parts = {
+      {g.off_clients, "client records and rings (max_clients " + std::to_string(g.max_clients) +
+                          " x slot_count)"},
+      {g.off_band_headers, "band rings (slot_count)"},
+      {g.off_events, "event ring"},
+      {g.off_status, "status table (status_table_entries " + std::to_string(g.status_entries) + ")"},
+      {g.off_idempotency, "idempotency table (idempotency_table_entries " +
+                              std::to_string(g.idempotency_entries) + ")"},
+      {g.off_rate, "rate-limit table (rate_limit_table_entries " + std::to_string(g.rate_entries) +
+                       ")"},
+      {g.off_metrics,
+       "metrics history (metrics_types " + std::to_string(g.metrics_types) + ")"},
+      {g.off_slots, "slots (slot_count " + std::to_string(g.slot_count) + " x slot_payload_bytes " +
+                        std::to_string(g.slot_payload_bytes) + ")"},
+  };
+  std::sort(parts.begin(), parts.end(), [](const Part& a, const Part& b) { return a.off < b.off; });
+  std::vector<std::pair<uint64_t, std::string>> sized;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const uint64_t end = i + 1 < parts.size() ? parts[i + 1].off : g.total_bytes;
+    if (end > parts[i].off) sized.emplace_back(end - parts[i].off, parts[i].what);
+  }
+  std::sort(sized.begin(), sized.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string out;
+  for (const auto& [bytes, what] : sized) {
+    char mb[32];
+    std::snprintf(mb, sizeof mb, " %.1f MB", static_cast<double>(bytes) / 1e6);
+    out += (out.empty() ? "" : ", ") + what + mb;
+  }
+  return out;
+}
 
 // True when the object is too small for a header or its magic is still zero.
 bool never_published(int fd) noexcept {
@@ -78,6 +122,24 @@ bool never_published(int fd) noexcept {
   uint64_t magic = 0;
   if (::pread(fd, &magic, sizeof magic, 0) != static_cast<ssize_t>(sizeof magic)) return false;
   return magic == 0;
+}
+
+// Reserves the object's pages in its file system (tmpfs: /dev/shm) so that
+// a lack of room is this error, naming the figures, rather than a SIGBUS at
+// the first touch of a page that cannot be had.
+Result<void> reserve(int fd, const Geometry& g) {
+  const int e = ::posix_fallocate(fd, 0, static_cast<off_t>(g.total_bytes));
+  if (e == 0) return {};
+  struct statvfs fs {};
+  const uint64_t free_bytes =
+      ::fstatvfs(fd, &fs) == 0 ? uint64_t{fs.f_bavail} * fs.f_frsize : uint64_t{0};
+  return Error{Errc::kInternal,
+               "cannot reserve the segment: it needs " + std::to_string(g.total_bytes) +
+                   " bytes and /dev/shm has " + std::to_string(free_bytes) + " free (" +
+                   errno_text(e) + "). It holds: " + size_breakdown(g) +
+                   ". slot_count is max_queue_depth x 2 (at least 1024) unless slots is set. "
+                   "Lower those settings, or give /dev/shm more room (docker --shm-size; a "
+                   "Kubernetes emptyDir of medium Memory with a larger sizeLimit)"};
 }
 
 }  // namespace
@@ -276,10 +338,10 @@ Result<void> Segment::bind_tables() {
   return {};
 }
 
-Result<void> Segment::map_and_validate(std::string_view queue) {
+Result<void> Segment::map_and_validate(std::string_view queue, bool agent) {
   queue_ = std::string(queue);
-  mapping_->region =
-      bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
+  mapping_->region = bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr,
+                                        agent ? kAgentMapOptions : kClientMapOptions);
   const std::size_t size = mapping_->region.get_size();
   if (size < sizeof(SegmentHeader)) {
     return {Errc::kSegmentInvalid, "segment is smaller than its header (" + std::to_string(size) +
@@ -347,7 +409,7 @@ Result<std::unique_ptr<Segment>> Segment::attach(std::string_view queue) {
                                               "' (is perfq-agent running?): " + e.what()};
   }
   try {
-    if (auto r = s->map_and_validate(queue); !r) return r.error();
+    if (auto r = s->map_and_validate(queue, false); !r) return r.error();
   } catch (const bip::interprocess_exception& e) {
     return Error{Errc::kSegmentInvalid, std::string("cannot map segment: ") + e.what()};
   }
@@ -404,7 +466,7 @@ Result<void> Segment::take_agent_lock(std::string_view queue) {
   if (e != EWOULDBLOCK) return Error{Errc::kInternal, "cannot lock segment: " + errno_text(e)};
   std::string who;
   try {
-    if (map_and_validate(queue)) {
+    if (map_and_validate(queue, false)) {
       who = " (pid " + std::to_string(load_acquire(header().agent_pid)) + ")";
     }
   } catch (const bip::interprocess_exception&) {
@@ -445,8 +507,12 @@ Result<void> Segment::create_fresh(std::string_view queue, const CreateOptions& 
   const Geometry geo = compute_geometry(shape);
   try {
     mapping_->object.truncate(static_cast<bip::offset_t>(geo.total_bytes));
+    if (auto r = reserve(fd, geo); !r) {
+      Segment::remove(queue);
+      return r.error();
+    }
     mapping_->region =
-        bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr, kMapOptions);
+        bip::mapped_region(mapping_->object, bip::read_write, 0, 0, nullptr, kAgentMapOptions);
   } catch (const bip::interprocess_exception& e) {
     Segment::remove(queue);
     return Error{Errc::kInternal, std::string("cannot size segment: ") + e.what()};
@@ -464,7 +530,7 @@ Result<void> Segment::create_fresh(std::string_view queue, const CreateOptions& 
 Result<void> Segment::reattach(std::string_view queue, const std::string& name,
                                const std::string& copy_path) {
   try {
-    if (auto r = map_and_validate(queue); !r) {
+    if (auto r = map_and_validate(queue, true); !r) {
       // A member of the group may have scribbled on the header: rebuilt
       // from the agent's own copy, the queue and what it holds are kept.
       auto rebuilt = copy_path.empty() ? Result<void>(r.error())
@@ -510,7 +576,7 @@ Result<void> Segment::rebuild_header(const std::string& queue, const std::string
   }
   bind_views();
   (void)restore_header();  // magic last, with release
-  return map_and_validate(queue);
+  return map_and_validate(queue, true);
 }
 
 // The agent's copy of what it attached to, for a later rebuild. A copy it

@@ -148,8 +148,15 @@ TEST(Trust, ARecordRewrittenAfterTheAgentTookItDoesNotRedirectItsOutcome) {
   ASSERT_TRUE(s.ok());
   const uint32_t slot = slot_of(*seg, s->request_id);
   ASSERT_NE(slot, UINT32_MAX);
+  // Taken: PENDING (which the agent stores before it reads the record) and
+  // counted in the admission view's depth (which it publishes only after
+  // the record was read and the request entered its scheduler).
+  const shm::AdmissionView& view = seg->header().admission;
   ASSERT_TRUE(test::eventually(
-      [&] { return SlotCtl::unpack(seg->pool().load(slot)).state == SlotState::kPending; },
+      [&] {
+        return SlotCtl::unpack(seg->pool().load(slot)).state == SlotState::kPending &&
+               load_relaxed(view.depth) == 1;
+      },
       kBound));
   RequestRecord& rec = seg->record(slot);
   store_relaxed(rec.band, uint8_t{0xFF});

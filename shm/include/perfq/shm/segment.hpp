@@ -151,7 +151,8 @@ class Segment {
 
  private:
   Segment();
-  [[nodiscard]] Result<void> map_and_validate(std::string_view queue);
+  // `agent`: map with every page present (clients map lazily).
+  [[nodiscard]] Result<void> map_and_validate(std::string_view queue, bool agent);
   void format(const CreateOptions& opt);
   void bind_views();
   [[nodiscard]] Result<void> bind_tables();
