@@ -1,13 +1,17 @@
 #include "perfq/agent/daemon.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "control/admin_ops.hpp"
 #include "control/admin_socket.hpp"
@@ -24,6 +28,53 @@
 namespace perfq::agent {
 
 namespace {
+
+// Reload requests reach the daemon through a pipe, since a signal handler
+// may only write(). The pipe is made once and never closed, so a handler
+// that read the write end's number never writes into a descriptor reused
+// for something else. -1 until the first daemon starts.
+std::atomic<int> g_reload_write{-1};
+std::atomic<int> g_reload_read{-1};
+
+// Runs `reload` on a thread of its own for each request_reload(), until
+// destroyed.
+class Reloader {
+ public:
+  explicit Reloader(std::function<void()> reload) : reload_(std::move(reload)) {
+    if (g_reload_read.load(std::memory_order_acquire) < 0) {
+      int fds[2];
+      if (::pipe2(fds, O_CLOEXEC) != 0) return;  // no reloads; the agent runs on
+      // Never blocks a signal handler: a full pipe already holds a request.
+      (void)::fcntl(fds[1], F_SETFL, O_NONBLOCK);
+      g_reload_read.store(fds[0], std::memory_order_release);
+      g_reload_write.store(fds[1], std::memory_order_release);
+    }
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Reloader() {
+    stopping_.store(true, std::memory_order_release);
+    request_reload();  // wakes the thread, which sees stopping_
+    if (thread_.joinable()) thread_.join();
+  }
+  Reloader(const Reloader&) = delete;
+  Reloader& operator=(const Reloader&) = delete;
+
+ private:
+  void run() {
+    const int fd = g_reload_read.load(std::memory_order_acquire);
+    char buf[64];
+    while (fd >= 0) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);  // requests that came together: one reload
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0 || stopping_.load(std::memory_order_acquire)) return;
+      reload_();
+    }
+  }
+
+  std::function<void()> reload_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
 
 // A step that failed: its reason on stderr, and the exit code.
 int failed(const Error& e) {
@@ -120,7 +171,34 @@ void log_journal(const Journal& journal) {
   }
 }
 
+// SIGHUP: the tokens file again (kept as it was when it does not load), and
+// the audit log reopened at its path. Said on stderr and in the audit log.
+void reload(const Config& cfg, HttpApi& api, Journal& journal) {
+  std::string tokens = "none configured";
+  if (!cfg.tokens.empty()) {
+    auto t = TokenStore::load(cfg.tokens);
+    if (t) {
+      tokens = std::to_string(t->size()) + " loaded";
+      api.set_tokens(std::make_shared<const TokenStore>(std::move(*t)));
+    } else {
+      tokens = "kept the previous ones: " + t.error().message;
+    }
+  }
+  journal.audit(audit_line("agent.reload", {{"pid", ::getpid()}, {"tokens", tokens}}));
+  journal.reopen_audit();  // after the flush that writes the line above, or a later one
+  std::fprintf(stderr, "perfq-agent: reload (SIGHUP): tokens %s; audit log reopened\n",
+               tokens.c_str());
+}
+
 }  // namespace
+
+void request_reload() noexcept {
+  const int fd = g_reload_write.load(std::memory_order_acquire);
+  if (fd >= 0) {
+    const char b = 'R';
+    (void)!::write(fd, &b, 1);
+  }
+}
 
 // The order of the steps is the contract: the data dir's lock before
 // anything in the data dir is opened (a second agent touches nothing), the
@@ -164,9 +242,11 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   if (!http) return failed_after_create(http.error());
   log_started(cfg, **agent, *seg, http->get(), tokens->has_value());
   log_journal(**journal);
+  auto reloader = std::make_unique<Reloader>([&] { reload(cfg, api, **journal); });
   if (hooks.ready) hooks.ready();
 
   (*agent)->run(stop);
+  reloader.reset();
 
   api.stop();
   http->reset();

@@ -18,6 +18,10 @@ extern "C" void on_signal(int) {
   g_stop.store(true, std::memory_order_release);
 }
 
+extern "C" void on_hangup(int) {
+  perfq::agent::request_reload();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,6 +48,15 @@ int main(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  // SIGHUP (systemctl reload, logrotate): reload, never stop.
+  struct sigaction hup {};
+  hup.sa_handler = on_hangup;
+  sigemptyset(&hup.sa_mask);
+  hup.sa_flags = SA_RESTART;
+  sigaction(SIGHUP, &hup, nullptr);
+  // Signals an operator may send by habit or by mistake do not kill it.
+  std::signal(SIGUSR1, SIG_IGN);
+  std::signal(SIGUSR2, SIG_IGN);
   std::signal(SIGPIPE, SIG_IGN);
   return perfq::agent::run_daemon(cfg, g_stop);
 }

@@ -8,9 +8,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -84,17 +84,17 @@ std::string size_breakdown(const Geometry& g) {
     std::string what;
   };
   std::vector<Part> parts = {
-      {g.off_clients, "client records and rings (max_clients " + std::to_string(g.max_clients) +
-                          " x slot_count)"},
+      {g.off_clients,
+       "client records and rings (max_clients " + std::to_string(g.max_clients) + " x slot_count)"},
       {g.off_band_headers, "band rings (slot_count)"},
       {g.off_events, "event ring"},
-      {g.off_status, "status table (status_table_entries " + std::to_string(g.status_entries) + ")"},
+      {g.off_status,
+       "status table (status_table_entries " + std::to_string(g.status_entries) + ")"},
       {g.off_idempotency, "idempotency table (idempotency_table_entries " +
                               std::to_string(g.idempotency_entries) + ")"},
-      {g.off_rate, "rate-limit table (rate_limit_table_entries " + std::to_string(g.rate_entries) +
-                       ")"},
-      {g.off_metrics,
-       "metrics history (metrics_types " + std::to_string(g.metrics_types) + ")"},
+      {g.off_rate,
+       "rate-limit table (rate_limit_table_entries " + std::to_string(g.rate_entries) + ")"},
+      {g.off_metrics, "metrics history (metrics_types " + std::to_string(g.metrics_types) + ")"},
       {g.off_slots, "slots (slot_count " + std::to_string(g.slot_count) + " x slot_payload_bytes " +
                         std::to_string(g.slot_payload_bytes) + ")"},
   };
@@ -104,7 +104,8 @@ std::string size_breakdown(const Geometry& g) {
     const uint64_t end = i + 1 < parts.size() ? parts[i + 1].off : g.total_bytes;
     if (end > parts[i].off) sized.emplace_back(end - parts[i].off, parts[i].what);
   }
-  std::sort(sized.begin(), sized.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::sort(sized.begin(), sized.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
   std::string out;
   for (const auto& [bytes, what] : sized) {
     char mb[32];

@@ -195,7 +195,23 @@ std::optional<HttpResponse> read_request_id(std::string_view text, uint64_t& id)
 
 HttpApi::HttpApi(AdminOps& ops, const TokenStore* tokens, std::shared_ptr<shm::Segment> seg,
                  uint64_t event_keep_alive_ms)
-    : ops_(ops), tokens_(tokens), seg_(std::move(seg)), event_keep_alive_ms_(event_keep_alive_ms) {}
+    : ops_(ops),
+      // Not owned: the caller keeps it for this object's life.
+      tokens_(tokens != nullptr
+                  ? std::shared_ptr<const TokenStore>(tokens, [](const TokenStore*) {})
+                  : nullptr),
+      seg_(std::move(seg)),
+      event_keep_alive_ms_(event_keep_alive_ms) {}
+
+void HttpApi::set_tokens(std::shared_ptr<const TokenStore> tokens) {
+  std::lock_guard lock(tokens_mu_);
+  tokens_ = std::move(tokens);
+}
+
+std::shared_ptr<const TokenStore> HttpApi::tokens() const {
+  std::lock_guard lock(tokens_mu_);
+  return tokens_;
+}
 
 void HttpApi::auth_failed(const HttpRequest& req, const char* why) {
   const std::string host = req.remote.substr(0, req.remote.rfind(':'));
@@ -250,7 +266,9 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
   // Authentication before anything else is looked at.
   const std::string token = bearer_of(req.authorization);
   std::optional<Principal> who;
-  if (!token.empty() && tokens_ != nullptr) who = tokens_->authenticate(token);
+  if (!token.empty()) {
+    if (const auto store = tokens()) who = store->authenticate(token);
+  }
   if (!who) {
     auth_failed(req, token.empty() ? "no bearer token" : "unknown token");
     HttpResponse r = error_response(Errc::kUnauthorized, "a valid bearer token is required");

@@ -56,6 +56,9 @@ class HttpApi {
 
   // Thread-safe: called from the HTTP handler pool.
   HttpResponse handle(const HttpRequest& req);
+  // Thread-safe: the tokens every request from now on is checked against
+  // (a reload); requests already running keep the store they took.
+  void set_tokens(std::shared_ptr<const TokenStore> tokens);
   // Submits waiting for room give up (QUEUE_FULL) from now on: the agent stops.
   void stop() noexcept;
   // Writes the auth failures still coalesced; after the server is closed.
@@ -91,7 +94,9 @@ class HttpApi {
   void auth_failed(const HttpRequest& req, const char* why);
 
   AdminOps& ops_;
-  const TokenStore* tokens_;
+  [[nodiscard]] std::shared_ptr<const TokenStore> tokens() const;
+  mutable std::mutex tokens_mu_;
+  std::shared_ptr<const TokenStore> tokens_;  // null: none (401); under tokens_mu_
   std::shared_ptr<shm::Segment> seg_;
   uint64_t event_keep_alive_ms_;
   static constexpr int kMaxWaitingSubmits = 3;  // of the pool's 4 threads

@@ -7,17 +7,24 @@
 
 namespace perfq::agent {
 
-Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditLogOptions options) {
+JournalWriterOptions AuditLog::writer_options(const AuditLogOptions& options) {
   JournalWriterOptions o;
   o.lines = true;
   o.max_pending_bytes = options.max_pending_bytes;
-  auto w = JournalWriter::open(path, nullptr, o);
-  if (!w) return w.error();
-  return std::unique_ptr<AuditLog>(new AuditLog(std::move(*w), options));
+  return o;
 }
 
-AuditLog::AuditLog(std::unique_ptr<JournalWriter> writer, AuditLogOptions options)
-    : options_(options), writer_(std::move(writer)), backoff_(options.backoff) {
+Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path, AuditLogOptions options) {
+  auto w = JournalWriter::open(path, nullptr, writer_options(options));
+  if (!w) return w.error();
+  return std::unique_ptr<AuditLog>(new AuditLog(path, std::move(*w), options));
+}
+
+AuditLog::AuditLog(std::string path, std::unique_ptr<JournalWriter> writer, AuditLogOptions options)
+    : path_(std::move(path)),
+      options_(options),
+      writer_(std::move(writer)),
+      backoff_(options.backoff) {
   PERFQ_ENFORCE(options_.queue_max >= 1);
 }
 
@@ -73,6 +80,12 @@ bool AuditLog::write(std::vector<std::string>& lines) {
   lines.erase(lines.begin(), lines.begin() + static_cast<std::ptrdiff_t>(taken));
   if (writer_->flush().ok()) {
     backoff_.succeeded();
+    if (reopen_.exchange(false, std::memory_order_relaxed)) {
+      // Everything written is durable in the old file: the path anew.
+      if (auto w = JournalWriter::open(path_, nullptr, writer_options(options_))) {
+        writer_ = std::move(*w);
+      }
+    }
     return true;
   }
   backoff_.failed();

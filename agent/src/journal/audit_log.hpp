@@ -16,6 +16,7 @@
 // guarded by the Journal's lock, which the caller holds; push may come from
 // any thread, the rest from the journal thread. write() runs on the journal
 // thread without the lock.
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -65,9 +66,17 @@ class AuditLog {
   // the flush failed; the backoff runs and everything stays queued.
   [[nodiscard]] bool write(std::vector<std::string>& lines);
 
- private:
-  AuditLog(std::unique_ptr<JournalWriter> writer, AuditLogOptions options);
+  // Any thread: once the current file is flushed, the next write() opens
+  // the path anew (logrotate renamed the file: SIGHUP). If the path cannot
+  // be opened, the old file goes on.
+  void request_reopen() noexcept { reopen_.store(true, std::memory_order_relaxed); }
 
+ private:
+  AuditLog(std::string path, std::unique_ptr<JournalWriter> writer, AuditLogOptions options);
+  [[nodiscard]] static JournalWriterOptions writer_options(const AuditLogOptions& options);
+
+  std::string path_;
+  std::atomic<bool> reopen_{false};
   AuditLogOptions options_;
   // Journal thread only.
   std::unique_ptr<JournalWriter> writer_;

@@ -90,6 +90,11 @@ class Journal final : public DeadLetterSink {
 
   // Queues one audit line (a JSON object without newline). Never blocks on I/O.
   void audit(std::string line);
+  // Any thread: the audit log reopens its path after its next flush
+  // (AuditLog::request_reopen). Queue an audit line after it so there is one.
+  void reopen_audit() noexcept {
+    if (audit_) audit_->request_reopen();
+  }
 
   // Operator verbs; any thread. Newest first, unreviewed before reviewed;
   // `all` includes reviewed entries.

@@ -21,4 +21,11 @@ struct DaemonHooks {
 // on stderr). cfg.data_dir must be set.
 int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHooks& hooks = {});
 
+// Async-signal-safe (main's SIGHUP handler calls it): asks the running
+// daemon to reload what can change under it: the tokens file (a file that
+// does not load keeps the old tokens, and says why), and the audit log,
+// reopened at its path (logrotate moved it). Nothing happens when no daemon
+// runs.
+void request_reload() noexcept;
+
 }  // namespace perfq::agent
