@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The files in deploy/ hold what they say:
+#   - deploy/perfq.toml names every setting perfq-agent --help lists (set,
+#     or commented out where the setting has no default), and an agent
+#     started with it runs (every key it sets parses and is in range);
+#   - deploy/perfq-agent@.service passes systemd-analyze verify (when this
+#     machine has it).
+#   tests/e2e/deploy_files.sh BIN_DIR
+set -euo pipefail
+bin=$(cd "${1:?usage: deploy_files.sh BIN_DIR}" && pwd)
+deploy=$(cd "$(dirname "$0")/../../deploy" && pwd)
+dir=$(mktemp -d)
+queue="deploy-$$"
+agent_pid=
+cleanup() {
+  [ -n "$agent_pid" ] && kill -KILL "$agent_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  "$bin/perfqctl" --queue "$queue" destroy 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "deploy_files: FAIL: $*" >&2
+  exit 1
+}
+ok() { echo "ok  $1"; }
+
+# --- every setting in the sample config
+missing=()
+for flag in $("$bin/perfq-agent" --help | sed -n 's/^  --\([a-z0-9-]*\)$/\1/p'); do
+  key=${flag//-/_}
+  grep -Eq "^(# )?$key = " "$deploy/perfq.toml" || missing+=("$key")
+done
+[ ${#missing[@]} = 0 ] || fail "deploy/perfq.toml lacks: ${missing[*]}"
+ok "deploy/perfq.toml names every setting of perfq-agent --help"
+
+# --- an agent runs on it (the queue, data dir and listener overridden)
+mkfifo "$dir/agent.log"
+"$bin/perfq-agent" --config "$deploy/perfq.toml" --queue "$queue" --data-dir "$dir/data" \
+  --http off 2> "$dir/agent.log" &
+agent_pid=$!
+exec 3< "$dir/agent.log"
+started=
+while read -r -t 20 -u 3 line; do
+  case "$line" in *"DLQ journal"*) started=1; break ;; esac
+done
+[ -n "$started" ] || fail "an agent on deploy/perfq.toml did not start"
+kill -TERM "$agent_pid"
+rc=0
+wait "$agent_pid" || rc=$?
+agent_pid=
+[ "$rc" = 0 ] || fail "the agent on deploy/perfq.toml exited $rc"
+ok "an agent runs on deploy/perfq.toml"
+
+# --- the systemd unit, as an instance, pointing at this build's agent
+if command -v systemd-analyze > /dev/null; then
+  sed "s|/usr/bin/perfq-agent|$bin/perfq-agent|" "$deploy/perfq-agent@.service" \
+    > "$dir/perfq-agent@chat.service"
+  out=$(systemd-analyze verify "$dir/perfq-agent@chat.service" 2>&1) ||
+    fail "systemd-analyze verify: $out"
+  [ -z "$out" ] || fail "systemd-analyze verify: $out"
+  ok "deploy/perfq-agent@.service passes systemd-analyze verify"
+else
+  echo "skip systemd-analyze is not installed"
+fi
