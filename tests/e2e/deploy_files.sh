@@ -8,6 +8,8 @@
 #   tests/e2e/deploy_files.sh BIN_DIR
 set -euo pipefail
 bin=$(cd "${1:?usage: deploy_files.sh BIN_DIR}" && pwd)
+e2e_name=deploy_files
+source "$(dirname "$0")/lib.sh"
 deploy=$(cd "$(dirname "$0")/../../deploy" && pwd)
 dir=$(mktemp -d)
 queue="deploy-$$"
@@ -19,11 +21,6 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-fail() {
-  echo "deploy_files: FAIL: $*" >&2
-  exit 1
-}
-ok() { echo "ok  $1"; }
 
 # --- every setting in the sample config
 missing=()
@@ -40,11 +37,7 @@ mkfifo "$dir/agent.log"
   --http off 2> "$dir/agent.log" &
 agent_pid=$!
 exec 3< "$dir/agent.log"
-started=
-while read -r -t 20 -u 3 line; do
-  case "$line" in *"DLQ journal"*) started=1; break ;; esac
-done
-[ -n "$started" ] || fail "an agent on deploy/perfq.toml did not start"
+await_line 3 "DLQ journal" > /dev/null || fail "an agent on deploy/perfq.toml did not start"
 kill -TERM "$agent_pid"
 rc=0
 wait "$agent_pid" || rc=$?

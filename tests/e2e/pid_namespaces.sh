@@ -15,6 +15,8 @@
 # up to a deadline.
 set -euo pipefail
 bin=$(cd "${1:?usage: pid_namespaces.sh BIN_DIR}" && pwd)
+e2e_name=pid_namespaces
+source "$(dirname "$0")/lib.sh"
 
 if [ "$(id -u)" != 0 ] || ! unshare --pid --fork --mount-proc true 2>/dev/null; then
   echo "pid_namespaces: skipped: needs root and unshare --pid"
@@ -39,21 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-  echo "pid_namespaces: FAIL: $*" >&2
-  [ -f "$dir/agent.err" ] && sed 's/^/  agent: /' "$dir/agent.err" >&2
-  exit 1
-}
-ok() { echo "ok  $1"; }
-
-# until_ok SECONDS CMD...: re-runs CMD until it succeeds, up to a deadline.
-until_ok() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-  done
-}
 
 # start_agent LOG: an agent in a new namespace; returns once it has started.
 start_agent() {
@@ -62,13 +49,8 @@ start_agent() {
     --liveness-interval-ms 20 --max-retry-attempts 3 --retry-backoff-ms 10 \
     2> "$dir/$1" &
   exec 3< "$dir/$1"
-  local started=
-  while read -r -t 20 -u 3 line; do
-    echo "$line" >> "$dir/agent.err"
-    case "$line" in *"DLQ journal"*) started=1; break ;; esac
-  done
-  [ -n "$started" ] || fail "the agent did not start"
-  cat <&3 >> "$dir/agent.err" &
+  await_line 3 "DLQ journal" > /dev/null || fail "the agent did not start"
+  cat <&3 > /dev/null &
   exec 3<&-
 }
 # --- the agent, in its namespace
@@ -80,11 +62,7 @@ until_ok 20 running || fail "health from another namespace: $(cat "$dir/health.j
 ok "health from another namespace sees the agent running"
 
 # --- a worker, in its namespace: one type served, one held until killed
-mkfifo "$dir/held.out"
-ns "$bin/perfq-example-worker" --queue "$queue" --hang ns.hold ns.echo > "$dir/held.out" &
-exec 4< "$dir/held.out"
-read -r -t 20 -u 4 line || true
-[ "$line" = ready ] || fail "the worker did not register: '$line'"
+spawn_worker "$dir/held.out" 4 ns "$bin/perfq-example-worker" --queue "$queue" --hang ns.hold ns.echo
 one_worker() { health && grep -q '"activeWorkers":1' "$dir/health.json"; }
 until_ok 20 one_worker || fail "the agent does not count the worker: $(cat "$dir/health.json")"
 ok "the agent counts a worker of another namespace"
@@ -107,11 +85,7 @@ read -r -t 20 -u 4 line || true
 pkill -KILL -f "^$bin/perfq-example-worker --queue $queue --hang" ||
   fail "cannot find the worker's process"
 exec 4<&-
-mkfifo "$dir/next.out"
-ns "$bin/perfq-example-worker" --queue "$queue" ns.hold > "$dir/next.out" &
-exec 5< "$dir/next.out"
-read -r -t 20 -u 5 line || true
-[ "$line" = ready ] || fail "the second worker did not register: '$line'"
+spawn_worker "$dir/next.out" 5 ns "$bin/perfq-example-worker" --queue "$queue" ns.hold
 wait "$waiter" || fail "the held request's producer: $(cat "$dir/held.wait")"
 grep -q "status completed  attempts 2" "$dir/held.wait" ||
   fail "the held request: $(cat "$dir/held.wait")"
@@ -132,11 +106,7 @@ down() {
 until_ok 20 down || fail "a killed agent does not read as down: $(cat "$dir/health.json")"
 ok "a killed agent reads as down from another namespace"
 start_agent agent2.log
-mkfifo "$dir/later.out"
-ns "$bin/perfq-example-worker" --queue "$queue" ns.later > "$dir/later.out" &
-exec 6< "$dir/later.out"
-read -r -t 20 -u 6 line || true
-[ "$line" = ready ] || fail "the third worker did not register: '$line'"
+spawn_worker "$dir/later.out" 6 ns "$bin/perfq-example-worker" --queue "$queue" ns.later
 wait "$later" || fail "the queued request's producer: $(cat "$dir/later.wait")"
 grep -q "status completed  attempts 1" "$dir/later.wait" ||
   fail "the queued request: $(cat "$dir/later.wait")"

@@ -6,6 +6,8 @@
 # Every wait is on an event with a bound: a log line read with a timeout.
 set -euo pipefail
 bin=$(cd "${1:?usage: signals.sh BIN_DIR}" && pwd)
+e2e_name=signals
+source "$(dirname "$0")/lib.sh"
 
 queue="signals-$$"
 dir=$(mktemp -d)
@@ -17,33 +19,28 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-fail() {
-  echo "signals: FAIL: $*" >&2
-  exit 1
-}
-ok() { echo "ok  $1"; }
-
-# next_line PATTERN: reads the agent's log up to a line matching PATTERN.
-next_line() {
-  local line
-  while read -r -t 20 -u 3 line; do
-    case "$line" in *$1*) echo "$line"; return 0 ;; esac
-  done
-  return 1
-}
+# next_line PATTERN: reads the agent's log up to a line containing PATTERN.
+next_line() { await_line 3 "$1"; }
 code() {
   curl -sS -o /dev/null -w '%{http_code}' "$base/performance-queue/health" \
     -H "Authorization: Bearer $1"
 }
 
+# start_agent LOG: an agent with tokens and HTTP, its log on descriptor 3;
+# sets agent_pid and base once it listens.
+start_agent() {
+  mkfifo "$dir/$1"
+  "$bin/perfq-agent" --queue "$queue" --data-dir "$dir/data" --tokens "$dir/tokens" \
+    --http 127.0.0.1:0 2> "$dir/$1" &
+  agent_pid=$!
+  exec 3< "$dir/$1"
+  local line
+  line=$(next_line "http on ") || fail "the agent did not report its HTTP address"
+  base="http://$(sed -E 's/.*http on ([^ ]+).*/\1/' <<< "$line")"
+}
+
 old_token=$("$bin/perfqctl" token create --tokens "$dir/tokens" --user ops --role admin 2>/dev/null)
-mkfifo "$dir/agent.log"
-"$bin/perfq-agent" --queue "$queue" --data-dir "$dir/data" --tokens "$dir/tokens" \
-  --http 127.0.0.1:0 2> "$dir/agent.log" &
-agent_pid=$!
-exec 3< "$dir/agent.log"
-line=$(next_line "http on ") || fail "the agent did not report its HTTP address"
-base="http://$(sed -E 's/.*http on ([^ ]+).*/\1/' <<< "$line")"
+start_agent agent.log
 [ "$(code "$old_token")" = 200 ] || fail "the first token is refused"
 
 # --- SIGHUP: a token added since start works, the audit log is reopened
@@ -73,13 +70,7 @@ ok "SIGHUP reopens the audit log at its path (logrotate)"
 ok "SIGTERM stops it with its stopped line and exit code 0"
 
 # --- SIGUSR1 / SIGUSR2 change nothing
-mkfifo "$dir/agent2.log"
-"$bin/perfq-agent" --queue "$queue" --data-dir "$dir/data" --tokens "$dir/tokens" \
-  --http 127.0.0.1:0 2> "$dir/agent2.log" &
-agent_pid=$!
-exec 3< "$dir/agent2.log"
-line=$(next_line "http on ") || fail "the second agent did not report its HTTP address"
-base="http://$(sed -E 's/.*http on ([^ ]+).*/\1/' <<< "$line")"
+start_agent agent2.log
 kill -USR1 "$agent_pid"
 kill -USR2 "$agent_pid"
 [ "$(code "$new_token")" = 200 ] || fail "the agent does not answer after SIGUSR1/SIGUSR2"

@@ -7,6 +7,8 @@
 # Needs root (a mount namespace with its own tmpfs); exits 77 without it.
 set -euo pipefail
 bin=$(cd "${1:?usage: small_shm.sh BIN_DIR}" && pwd)
+e2e_name=small_shm
+source "$(dirname "$0")/lib.sh"
 
 if [ "$(id -u)" != 0 ] || ! unshare --mount true 2>/dev/null; then
   echo "small_shm: skipped: needs root and unshare --mount"
@@ -20,21 +22,16 @@ fi
 
 queue="smallshm-$$"
 dir=$(mktemp -d)
-worker_pid=
 agent_pid=
 cleanup() {
-  for pid in $worker_pid $agent_pid; do
+  pkill -TERM -f "^$bin/perfq-example-worker --queue $queue " || true
+  for pid in $agent_pid; do
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
   rm -rf "$dir"
 }
 trap cleanup EXIT
-fail() {
-  echo "small_shm: FAIL: $*" >&2
-  exit 1
-}
-ok() { echo "ok  $1"; }
 
 # --- the defaults: about 300 MB, refused with the figures
 rc=0
@@ -54,18 +51,9 @@ mkfifo "$dir/agent.log"
   --max-queue-depth 1000 --slot-payload-bytes 1024 --metrics-types 2 2> "$dir/agent.log" &
 agent_pid=$!
 exec 3< "$dir/agent.log"
-started=
-while read -r -t 20 -u 3 line; do
-  case "$line" in *"DLQ journal"*) started=1; break ;; esac
-done
-[ -n "$started" ] || fail "the agent with small settings did not start"
+await_line 3 "DLQ journal" > /dev/null || fail "the agent with small settings did not start"
 cat <&3 > /dev/null &
-mkfifo "$dir/worker.out"
-"$bin/perfq-example-worker" --queue "$queue" small.echo > "$dir/worker.out" &
-worker_pid=$!
-exec 4< "$dir/worker.out"
-read -r -t 20 -u 4 line || true
-[ "$line" = ready ] || fail "the worker did not register: '$line'"
+spawn_worker "$dir/worker.out" 4 "$bin/perfq-example-worker" --queue "$queue" small.echo
 out=$(timeout 30 "$bin/perfqctl" --queue "$queue" submit --user u --type small.echo \
   --payload '{"n":1}' --wait) || fail "submit: $out"
 grep -q "status completed" <<< "$out" || fail "outcome: $out"
