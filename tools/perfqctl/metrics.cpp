@@ -25,12 +25,12 @@ void print_row(const std::string& name, const json& m) {
 
 void print_table(const json& m) {
   std::printf(
-      "last %s  throughput %.3f/s  success %.1f%%  wait p50 %.3f p99 %.3f ms  "
-      "processing p50 %.3f p99 %.3f p999 %.3f max %.3f ms\n",
-      text(m["period"]).c_str(), num(m["throughput"]), num(m["successRate"]),
-      num(m["waitTime"]["p50"]), num(m["waitTime"]["p99"]), num(m["processingTime"]["p50"]),
-      num(m["processingTime"]["p99"]), num(m["processingTime"]["p999"]),
-      num(m["processingTime"]["max"]));
+      "last %s  throughput %.3f/s (over the %.0f s the history covers)  success %.1f%%  "
+      "wait p50 %.3f p99 %.3f ms  processing p50 %.3f p99 %.3f p999 %.3f max %.3f ms\n",
+      text(m["period"]).c_str(), num(m["throughput"]), num(m["observedSeconds"]),
+      num(m["successRate"]), num(m["waitTime"]["p50"]), num(m["waitTime"]["p99"]),
+      num(m["processingTime"]["p50"]), num(m["processingTime"]["p99"]),
+      num(m["processingTime"]["p999"]), num(m["processingTime"]["max"]));
   std::printf("%-24s %9s %9s %7s %7s %7s %7s %8s %9s %9s %9s %9s\n", "", "submitted", "completed",
               "failed", "timeout", "cancel", "retried", "success%", "wait ms", "proc p50",
               "proc p99", "proc max");

@@ -95,7 +95,7 @@ Facts facts_of(shm::Segment& seg, uint64_t now_mono) {
 }
 
 // One set of SPEC §5 metrics fields.
-json totals_json(const shm::MetricsTotals& t, uint32_t period_minutes) {
+json totals_json(const shm::MetricsTotals& t, double seconds) {
   using shm::Outcome;
   const uint64_t completed = t.count(Outcome::kCompleted);
   const uint64_t failed = t.count(Outcome::kFailed);
@@ -108,7 +108,6 @@ json totals_json(const shm::MetricsTotals& t, uint32_t period_minutes) {
                 {"p999", ms_of_us(static_cast<double>(at(0.999)))},
                 {"max", ms_of_us(static_cast<double>(at(1.0)))}};
   };
-  const double seconds = 60.0 * period_minutes;
   return {
       {"totalSubmitted", t.count(Outcome::kSubmitted)},
       {"totalCompleted", completed},
@@ -243,16 +242,29 @@ json health_json(shm::Segment& seg, const HealthLimits& lim, uint64_t now_unix_n
   };
 }
 
+// The part of the last `period_minutes` the history covers: it begins when
+// the segment was created (it carries across agent restarts), so a queue
+// younger than the period divides its counts by its age, not the period.
+// Rounded to the millisecond, as reported.
+double observed_seconds(const shm::Segment& seg, uint32_t period_minutes, uint64_t now_unix_ns) {
+  const double period = 60.0 * period_minutes;
+  const uint64_t created = load_relaxed(seg.header().created_unix_ns);
+  const double age =
+      now_unix_ns > created ? static_cast<double>(now_unix_ns - created) / 1e9 : period;
+  return std::round(std::clamp(age, 0.001, period) * 1000.0) / 1000.0;
+}
+
 json metrics_json(const shm::Segment& seg, uint32_t period_minutes, uint64_t now_unix_ns) {
   const shm::MetricsSnapshot snap = shm::read_metrics(seg, now_unix_ns, period_minutes);
-  json out = totals_json(snap.total(), period_minutes);
+  const double seconds = observed_seconds(seg, period_minutes, now_unix_ns);
+  json out = totals_json(snap.total(), seconds);
   out["period"] = std::to_string(period_minutes) + (period_minutes == 1 ? " minute" : " minutes");
+  out["observedSeconds"] = seconds;
   json by_type = json::object();
-  for (const auto& [name, t] : snap.types) by_type[name] = totals_json(t, period_minutes);
+  for (const auto& [name, t] : snap.types) by_type[name] = totals_json(t, seconds);
   json by_band = json::object();
   for (uint8_t b = 0; b < kBandCount; ++b) {
-    by_band[std::string(band_name(static_cast<Band>(b)))] =
-        totals_json(snap.bands[b], period_minutes);
+    by_band[std::string(band_name(static_cast<Band>(b)))] = totals_json(snap.bands[b], seconds);
   }
   out["byType"] = std::move(by_type);
   out["byBand"] = std::move(by_band);

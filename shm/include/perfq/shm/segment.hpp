@@ -69,6 +69,7 @@ class Segment {
   Segment& operator=(const Segment&) = delete;
 
   [[nodiscard]] SegmentHeader& header() noexcept { return *header_; }
+  [[nodiscard]] const SegmentHeader& header() const noexcept { return *header_; }
   [[nodiscard]] const Geometry& geometry() const noexcept { return geo_; }
   [[nodiscard]] std::size_t size_bytes() const noexcept { return size_; }
   [[nodiscard]] const std::string& queue() const noexcept { return queue_; }
