@@ -328,7 +328,8 @@ perfq_errc perfq_submit_many(perfq_producer* p, const perfq_request* requests, s
     thread_local ManyScratch m;
     m.views.clear();
     m.index.clear();
-    if (count > 0) std::memset(results, 0, count * sizeof *results);  // results may be null when empty
+    // results may be null when there are no requests.
+    if (count > 0) std::memset(results, 0, count * sizeof *results);
     perfq::Error last{Errc::kOk, {}};
     for (size_t i = 0; i < count; ++i) {
       perfq::RequestView v;
