@@ -61,9 +61,14 @@ bool process_alive(uint32_t pid, uint64_t start_ticks) noexcept {
 }
 
 uint64_t self_pid_ns() noexcept {
-  struct stat st {};
-  if (::stat("/proc/self/ns/pid", &st) != 0) return 0;
-  return static_cast<uint64_t>(st.st_ino);
+  // Read once: a process never changes its own PID namespace (unshare and
+  // setns move only the children it makes later), and the agent asks on
+  // every liveness pass for every record.
+  static const uint64_t ns = [] {
+    struct stat st {};
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : uint64_t{0};
+  }();
+  return ns;
 }
 
 namespace {
