@@ -14,13 +14,7 @@ deploy=$(cd "$(dirname "$0")/../../deploy" && pwd)
 dir=$(mktemp -d)
 queue="deploy-$$"
 agent_pid=
-cleanup() {
-  [ -n "$agent_pid" ] && kill -KILL "$agent_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$bin/perfqctl" --queue "$queue" destroy 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+trap e2e_cleanup EXIT
 
 # --- every setting in the sample config
 missing=()

@@ -2,6 +2,15 @@
 # Every wait here is on an event with a bound: a line read with a timeout,
 # or a check re-run without sleeping up to a deadline.
 
+# e2e_cleanup: for `trap e2e_cleanup EXIT` in a script with one agent
+# ($agent_pid, empty once it was stopped), its $queue and temp $dir.
+e2e_cleanup() {
+  [ -n "${agent_pid:-}" ] && kill -KILL "$agent_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  "$bin/perfqctl" --queue "$queue" destroy 2>/dev/null || true
+  rm -rf "$dir"
+}
+
 fail() {
   echo "$e2e_name: FAIL: $*" >&2
   exit 1

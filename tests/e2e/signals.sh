@@ -12,13 +12,7 @@ source "$(dirname "$0")/lib.sh"
 queue="signals-$$"
 dir=$(mktemp -d)
 agent_pid=
-cleanup() {
-  [ -n "$agent_pid" ] && kill -KILL "$agent_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$bin/perfqctl" --queue "$queue" destroy 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+trap e2e_cleanup EXIT
 # next_line PATTERN: reads the agent's log up to a line containing PATTERN.
 next_line() { await_line 3 "$1"; }
 code() {
