@@ -111,7 +111,9 @@ struct Geometry {
 // Whether a Shape's table sizes are ones compute_geometry accepts.
 [[nodiscard]] bool shape_valid(const Shape& shape) noexcept;
 
-enum class AgentState : uint32_t { kStarting = 0, kRunning = 1, kStopped = 2 };
+// kDraining: the agent admits nothing new and finishes what it holds, then
+// stops (perfqctl drain; PROTOCOL.md §3).
+enum class AgentState : uint32_t { kStarting = 0, kRunning = 1, kStopped = 2, kDraining = 3 };
 
 // Counters the agent publishes for health and perfqctl. Written by the agent
 // only (relaxed), read by anyone.
