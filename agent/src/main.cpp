@@ -25,17 +25,8 @@ extern "C" void on_hangup(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    std::fputs(perfq::agent::usage().c_str(), stdout);
-    return 0;
-  }
   perfq::agent::Config cfg;
-  if (auto r = perfq::agent::parse_args(args, cfg); !r) {
-    std::fprintf(stderr, "perfq-agent: %s\n%s", r.error().message.c_str(),
-                 perfq::agent::usage().c_str());
-    return 2;
-  }
+  if (const int rc = perfq::agent::command_line({argv + 1, argv + argc}, cfg); rc >= 0) return rc;
   std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec);
   if (ec) {

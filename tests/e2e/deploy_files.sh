@@ -18,7 +18,8 @@ trap e2e_cleanup EXIT
 
 # --- every setting in the sample config
 missing=()
-for flag in $("$bin/perfq-agent" --help | sed -n 's/^  --\([a-z0-9-]*\)$/\1/p'); do
+for flag in $("$bin/perfq-agent" --help | sed -n 's/^  --\([a-z0-9-]*\) .*(Env:PERFQ_.*/\1/p'); do
+  [ "$flag" = config ] && continue  # the file itself
   key=${flag//-/_}
   grep -Eq "^(# )?$key = " "$deploy/perfq.toml" || missing+=("$key")
 done

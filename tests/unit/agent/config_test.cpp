@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -120,10 +121,60 @@ TEST(Config, ASettingOfEveryGroupIsAFlagATomlKeyAndListed) {
   EXPECT_EQ(d.admin_gids, (std::vector<uint32_t>{7}));
   EXPECT_EQ(d.http_max_connections, 10u);
   const std::string u = usage();
-  for (const char* flag :
-       {"--group\n", "--aging-ms\n", "--slots\n", "--admin-gids\n", "--http-max-connections\n"}) {
+  for (const char* flag : {"--group VALUE", "--aging-ms MS=5000", "--slots VALUE",
+                           "--admin-gids VALUE", "--http-max-connections VALUE=256"}) {
     EXPECT_NE(u.find(flag), std::string::npos) << flag;
   }
+}
+
+// Sets an environment variable for the scope of a test.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~ScopedEnv() { ::unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+// Issue 15: every setting is also PERFQ_<KEY>; defaults < file < environment
+// < flags.
+TEST(Config, EnvironmentSitsBetweenTheFileAndTheFlags) {
+  TomlFile f("max_queue_depth = 5\nbatch_size = 6\naging_ms = 9\n");
+  ScopedEnv queue("PERFQ_QUEUE", "from-env");
+  ScopedEnv depth("PERFQ_MAX_QUEUE_DEPTH", "50");
+  ScopedEnv batch("PERFQ_BATCH_SIZE", "60");
+  ScopedEnv file("PERFQ_CONFIG", f.path().c_str());
+  Config c;
+  ASSERT_TRUE(parse_args({"--batch-size", "600"}, c).ok());
+  EXPECT_EQ(c.queue, "from-env");
+  EXPECT_EQ(c.max_queue_depth, 50u);  // environment over the file
+  EXPECT_EQ(c.batch_size, 600u);      // flag over the environment
+  EXPECT_EQ(c.aging_ms, 9u);          // the file over the default
+  EXPECT_EQ(c.given, (std::set<std::string>{"queue", "max_queue_depth", "batch_size", "aging_ms"}));
+  ScopedEnv bad("PERFQ_SLOTS", "many");
+  Config d;
+  auto r = parse_args({}, d);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("slots"), std::string::npos) << r.error().message;
+}
+
+// Issue 15: --flag=value, and an error naming the flag and the bad value.
+TEST(Config, FlagEqualsValueAndErrorsNameTheFlag) {
+  Config c;
+  ASSERT_TRUE(parse_args({"--queue=q", "--max-queue-depth=77"}, c).ok());
+  EXPECT_EQ(c.queue, "q");
+  EXPECT_EQ(c.max_queue_depth, 77u);
+  EXPECT_EQ(setting_text(c, "max_queue_depth"), "77");
+  Config d;
+  auto r = parse_args({"--queue", "q", "--batch-size=abc"}, d);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("--batch-size"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("'abc'"), std::string::npos) << r.error().message;
+  Config e;
+  EXPECT_FALSE(parse_args({"--queue", "q", "--log-format", "xml"}, e).ok());
 }
 
 TEST(Config, SlotCountFollowsQueueDepthUnlessGiven) {

@@ -1,7 +1,10 @@
 #pragma once
 // Agent configuration: every constant of SPEC §4, with the seed's defaults.
-// Precedence: built-in defaults < TOML file (--config) < command-line flags.
+// Each setting is a flag (--max-queue-depth), a TOML key (max_queue_depth)
+// and an environment variable (PERFQ_MAX_QUEUE_DEPTH). Precedence: built-in
+// defaults < TOML file (--config / PERFQ_CONFIG) < environment < flags.
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,15 @@ struct Config {
   std::string http = "127.0.0.1:0";
   std::string tokens;
   std::string group;  // owner group of the segment; empty: the agent's
+  // The probe and metrics listener (/livez, /readyz, /metrics; no auth)
+  std::string probe_listen = "off";
+  // Logging (agent/src/log.hpp): text or json lines, at this level and up,
+  // on stderr or appended to log_file (reopened on SIGHUP)
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::string log_file;
+  // SIGTERM drains for up to this long before stopping; 0 stops at once
+  uint64_t drain_timeout_ms = 0;
 
   // SPEC §4
   uint64_t max_queue_depth = 10000;
@@ -66,14 +78,35 @@ struct Config {
   uint64_t liveness_interval_ms = 5;
   IdleKind idle = IdleKind::kPark;
 
+  // The settings (TOML keys) given by the file, the environment or a flag,
+  // as opposed to left at their defaults: a re-attaching agent reports those
+  // the existing segment cannot take.
+  std::set<std::string> given;
+
   [[nodiscard]] uint32_t slot_count() const noexcept;
 };
 
-// Parses argv (without argv[0]) on top of `cfg`, loading --config first.
-// Unknown flags and bad values are errors naming the flag.
+// Parses argv (without argv[0]) and the PERFQ_* environment on top of
+// `cfg`, loading --config first. Unknown flags and bad values are errors
+// naming the flag; --help and --version are errors here too (see
+// command_line for a program's main).
 [[nodiscard]] Result<void> parse_args(const std::vector<std::string>& args, Config& cfg);
+
+// A program's command line: parses as parse_args does, and prints what a
+// user asked for or got wrong (--help and --version on stdout, errors on
+// stderr). Returns the exit code, or -1 when the agent is to run.
+[[nodiscard]] int command_line(const std::vector<std::string>& args, Config& cfg);
+
 [[nodiscard]] Result<void> load_toml(const std::string& path, Config& cfg);
 [[nodiscard]] std::string default_data_dir(const std::string& queue);
+// The --help text.
 [[nodiscard]] std::string usage();
+
+// The value of setting `key` (a TOML key) in `cfg`, as a flag would give it;
+// empty for a key no setting has.
+[[nodiscard]] std::string setting_text(const Config& cfg, const std::string& key);
+
+// Exit code of a command line perfq-agent refuses (sysexits' EX_USAGE).
+inline constexpr int kUsageExit = 64;
 
 }  // namespace perfq::agent
