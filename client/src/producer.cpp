@@ -12,6 +12,7 @@
 #include "perfq/shm/admission.hpp"
 #include "perfq/shm/client_registry.hpp"
 #include "perfq/shm/futex.hpp"
+#include "perfq/shm/rejections.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq {
@@ -114,12 +115,24 @@ Producer::~Producer() {
   }
 }
 
+namespace {
+
+// A submit's answer to its caller; a refusal is counted by its reason in
+// the segment header (rejections.hpp). Only final answers come through
+// here: a waiting submit's earlier attempts count for nothing.
+Result<Submitted> answered(shm::Segment& seg, Result<Submitted> s) {
+  if (!s) shm::count_rejection(seg.header(), s.error().code);
+  return s;
+}
+
+}  // namespace
+
 Result<Submitted> Producer::submit(const RequestView& r) {
-  return submit_impl(r, true);
+  return answered(*seg_, submit_impl(r, true));
 }
 
 Result<Submitted> Producer::try_submit(const RequestView& r) {
-  return submit_impl(r, false);
+  return answered(*seg_, submit_impl(r, false));
 }
 
 Result<Submitted> Producer::submit(const RequestView& r, const std::function<bool()>& give_up) {
@@ -132,10 +145,12 @@ Result<Submitted> Producer::submit(const RequestView& r, const std::function<boo
     // the wait below returns at once instead of missing the wake-up (the
     // futex compares it; try_submit reads the queue's state itself).
     const uint32_t seen = load_relaxed(room.seq);
-    auto s = try_submit(r);
-    if (s || (s.error().code != Errc::kQueueFull && s.error().code != Errc::kConflict)) return s;
+    auto s = submit_impl(r, false);
+    if (s || (s.error().code != Errc::kQueueFull && s.error().code != Errc::kConflict)) {
+      return answered(seg, std::move(s));
+    }
     const uint64_t now = mono_now_ns();
-    if (now >= deadline || give_up()) return s;
+    if (now >= deadline || give_up()) return answered(seg, std::move(s));
     // As a counted waiter (shm::park raises `waiters`), so the agent's
     // notify wakes it when room appears instead of at the end of the slice.
     (void)shm::park(room, std::min<uint64_t>(deadline - now, 20'000'000),

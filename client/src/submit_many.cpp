@@ -23,6 +23,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/shm/futex.hpp"
+#include "perfq/shm/rejections.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq {
@@ -113,7 +114,14 @@ size_t Producer::submit_many(std::span<const RequestView> rs, std::vector<Result
   out.reserve(rs.size());
   for (size_t i = 0; i < rs.size(); ++i) out.emplace_back(Error{Errc::kInternal, {}});
   Batch b(*this, rs, out, opt);
-  return b.run();
+  const size_t accepted = b.run();
+  // Each refused request is counted by its reason (rejections.hpp), once.
+  if (accepted < rs.size()) {
+    for (const Result<Submitted>& s : out) {
+      if (!s) shm::count_rejection(seg_->header(), s.error().code);
+    }
+  }
+  return accepted;
 }
 
 size_t Producer::try_submit_many(std::span<const RequestView> rs,

@@ -13,9 +13,11 @@
 #include "perfq/core/idle_strategy.hpp"
 #include "perfq/core/restore_word.hpp"
 #include "perfq/shm/admission.hpp"
+#include "perfq/shm/agent_version.hpp"
 #include "perfq/shm/futex.hpp"
 #include "perfq/shm/liveness.hpp"
 #include "perfq/shm/segment.hpp"
+#include "perfq/version.hpp"
 
 namespace perfq::agent {
 
@@ -130,6 +132,7 @@ void Conductor::publish_start() {
   aref(h.max_queue_depth).store(cfg_.max_queue_depth, std::memory_order_relaxed);
   aref(h.rope_drop_timeout_ms).store(cfg_.rope_drop_timeout_ms, std::memory_order_relaxed);
   aref(h.idempotency_ttl_ms).store(cfg_.idempotency_ttl_ms, std::memory_order_relaxed);
+  (void)shm::write_agent_version(h, kVersion);
   // Kept: the liveness pass compares the header's copy with it.
   const std::string sock = cfg_.data_dir + "/agent.sock";
   socket_path_.fill(0);
@@ -204,6 +207,7 @@ int Conductor::restore_header() {
   n += restore_word(h.max_queue_depth, cfg_.max_queue_depth);
   n += restore_word(h.rope_drop_timeout_ms, cfg_.rope_drop_timeout_ms);
   n += restore_word(h.idempotency_ttl_ms, cfg_.idempotency_ttl_ms);
+  n += shm::write_agent_version(h, kVersion);
   // Written by the agent alone (publish_start, here); a scribble by another
   // process is not ordered with anything, and no thread of ours writes it.
   if (std::memcmp(h.socket_path, socket_path_.data(), socket_path_.size()) != 0) {

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "perfq/core/atomic.hpp"
 #include "perfq/core/band_ring.hpp"
 #include "perfq/core/cache_line.hpp"
 #include "perfq/core/event_ring.hpp"
@@ -47,7 +48,7 @@
 namespace perfq::shm {
 
 inline constexpr uint64_t kMagic = 0x5045'5246'5153'4547ull;  // "PERFQSEG"
-inline constexpr uint32_t kLayoutVersion = 8;
+inline constexpr uint32_t kLayoutVersion = 9;
 inline constexpr uint32_t kMaxTypesPerWorker = 16;
 inline constexpr uint32_t kMaxClientsLimit = 1024;
 inline constexpr uint32_t kMaxSlotsLimit = 1u << 22;
@@ -114,6 +115,22 @@ struct Geometry {
 // kDraining: the agent admits nothing new and finishes what it holds, then
 // stops (perfqctl drain; PROTOCOL.md §3).
 enum class AgentState : uint32_t { kStarting = 0, kRunning = 1, kStopped = 2, kDraining = 3 };
+
+// Why a producer refused a submit: the index of its counter in
+// SegmentHeader::rejected (perfq_rejected_total{reason}; rejections.hpp).
+enum class RejectReason : uint8_t {
+  kQueueFull = 0,    // QUEUE_FULL: max_queue_depth reached, no free slot
+  kRateLimited = 1,  // RATE_LIMIT_EXCEEDED
+  kInvalid = 2,      // INVALID_REQUEST, INVALID_MODE, INVALID_PRIORITY (payload too large too)
+  kDraining = 3,     // refused while the agent drains (agent_state kDraining)
+  kConflict = 4,     // CONFLICT: the same key is being submitted by another call
+  kOther = 5,        // any other code
+};
+inline constexpr uint8_t kRejectReasonCount = 6;
+// Counters the header's line holds; the ones past kRejectReasonCount are spare.
+inline constexpr uint32_t kRejectCounters = 12;
+// The agent's version text (perfq/version.hpp), NUL-padded.
+inline constexpr std::size_t kAgentVersionBytes = 32;
 
 // Counters the agent publishes for health and perfqctl. Written by the agent
 // only (relaxed), read by anyone.
@@ -235,6 +252,11 @@ struct SegmentHeader {
   alignas(kCacheLine) uint64_t off_metrics;
   uint32_t metrics_types;
   uint32_t metrics_reserved;
+  // --- the agent's build (each agent at start) and the producers' refusals
+  // (PROTOCOL.md §2; rejections.hpp, agent_version.hpp). One line: both are
+  // written rarely (the version once, a counter on a refused submit only).
+  alignas(kCacheLine) char agent_version[kAgentVersionBytes];  // 8-byte words (store_shared_text)
+  uint64_t rejected[kRejectCounters];                          // by RejectReason; fetch_add
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(std::is_trivially_copyable_v<SegmentHeader>);
@@ -262,7 +284,11 @@ static_assert(offsetof(SegmentHeader, status_entries) == 10 * kCacheLine);
 static_assert(offsetof(SegmentHeader, off_status) == 10 * kCacheLine + 16);
 static_assert(offsetof(SegmentHeader, idempotency_ttl_ms) == 10 * kCacheLine + 40);
 static_assert(offsetof(SegmentHeader, off_metrics) == 11 * kCacheLine);
-static_assert(sizeof(SegmentHeader) == 12 * kCacheLine);
+static_assert(offsetof(SegmentHeader, agent_version) == 12 * kCacheLine);
+static_assert(offsetof(SegmentHeader, rejected) == 12 * kCacheLine + kAgentVersionBytes);
+static_assert(kAgentVersionBytes % 8 == 0 && kAgentVersionBytes <= kSharedTextMax);
+static_assert(kRejectReasonCount <= kRejectCounters);
+static_assert(sizeof(SegmentHeader) == 13 * kCacheLine);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 
@@ -343,6 +369,10 @@ static_assert(sizeof(ClientRecord) == (13 + kMaxTypesPerWorker) * kCacheLine);
                                 offsetof(SegmentHeader, status_entries),
                                 offsetof(SegmentHeader, idempotency_ttl_ms),
                                 offsetof(SegmentHeader, off_metrics),
+                                offsetof(SegmentHeader, agent_version),
+                                offsetof(SegmentHeader, rejected),
+                                kAgentVersionBytes,
+                                kRejectCounters,
                                 sizeof(AgentCounters),
                                 sizeof(ClientRecord),
                                 offsetof(ClientRecord, completion),
