@@ -1,6 +1,7 @@
 #include "control/observe.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -9,7 +10,9 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/core/iso_time.hpp"
+#include "perfq/shm/agent_version.hpp"
 #include "perfq/shm/metrics.hpp"
+#include "perfq/shm/rejections.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::agent {
@@ -285,6 +288,38 @@ Result<uint32_t> parse_period(std::string_view text) {
   return v;
 }
 
+// ---------------------------------------------------------------- probes
+
+ProbeVerdict liveness(const shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms) {
+  const uint64_t beat = load_relaxed(seg.header().heartbeat_mono_ns);
+  // A heartbeat from the future (a scribble) is taken as fresh: the next
+  // duty cycle rewrites it.
+  const uint64_t age_ms = now_mono_ns > beat ? (now_mono_ns - beat) / 1'000'000 : 0;
+  if (age_ms > stall_ms) {
+    return {false, "duty cycle stalled: heartbeat " + std::to_string(age_ms) + " ms old"};
+  }
+  return {true, "live"};
+}
+
+ProbeVerdict readiness(shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms) {
+  if (!seg.agent_alive()) return {false, "agent down"};
+  switch (static_cast<shm::AgentState>(load_relaxed(seg.header().agent_state))) {
+    case shm::AgentState::kRunning:
+      break;
+    case shm::AgentState::kStarting:
+      return {false, "starting"};
+    case shm::AgentState::kDraining:
+      return {false, "draining"};
+    case shm::AgentState::kStopped:
+      return {false, "stopped"};
+    default:
+      return {false, "agent state unknown"};
+  }
+  ProbeVerdict live = liveness(seg, now_mono_ns, stall_ms);
+  if (!live.ok) return live;
+  return {true, "ready"};
+}
+
 // ---------------------------------------------------------------- Prometheus
 
 namespace {
@@ -305,10 +340,14 @@ std::string label(std::string_view v) {
   return o;
 }
 
+// The shortest text that reads back as the same double (0.00025, 1e-06,
+// 67.108864), not printf's %.17g (0.00025000000000000001).
 std::string number(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(v)) return "NaN";
   char b[64];
-  std::snprintf(b, sizeof b, "%.17g", v);
-  return b;
+  const auto [end, ec] = std::to_chars(b, b + sizeof b, v);
+  return ec == std::errc() ? std::string(b, end) : std::string("NaN");
 }
 
 class Exposition {
@@ -344,10 +383,27 @@ class Exposition {
   std::string out_;
 };
 
-// Bucket bounds in seconds for the latency histograms. A fine bucket counts
-// under the first bound at or above its upper edge.
-constexpr double kLe[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                          0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
+// Bucket bounds of the latency histograms, in microseconds: the powers of
+// two from 1 us to 2^26 us (67.1 s). Each is the lower edge of a bucket of
+// the recorded histograms (shm::MinuteBuckets: 8 per power of two, in whole
+// microseconds, truncated), so the count at a bound is exact: the attempts
+// that took less than it. Decimal bounds (1, 2.5, 5 per decade) fall inside
+// recorded buckets from 25 us up (50 us lies in [48, 51]) and could only be
+// undercounted or guessed (docs/DECISIONS.md, "Prometheus buckets").
+constexpr uint32_t kBoundCount = 27;
+
+[[nodiscard]] constexpr uint64_t bound_us(uint32_t k) {
+  return uint64_t{1} << k;
+}
+
+[[nodiscard]] constexpr bool bounds_are_bucket_edges() {
+  for (uint32_t k = 0; k < kBoundCount; ++k) {
+    const uint64_t b = bound_us(k);
+    if (shm::MinuteBuckets::lower(shm::MinuteBuckets::index(b)) != b) return false;
+  }
+  return bound_us(kBoundCount - 1) < shm::MinuteBuckets::kTrackableMax;
+}
+static_assert(bounds_are_bucket_edges());
 
 void histogram(Exposition& x, const char* name, const std::string& labels,
                const std::array<uint64_t, shm::kMinuteBuckets>& buckets, uint64_t count,
@@ -355,12 +411,11 @@ void histogram(Exposition& x, const char* name, const std::string& labels,
   std::size_t i = 0;
   uint64_t cumulative = 0;
   const std::string bucket = std::string(name) + "_bucket";
-  for (const double le : kLe) {
-    const double le_us = le * 1e6;
-    while (i < shm::kMinuteBuckets &&
-           static_cast<double>(shm::MinuteBuckets::upper(i)) + 1 <= le_us) {
-      cumulative += buckets[i++];
-    }
+  for (uint32_t k = 0; k < kBoundCount; ++k) {
+    // Every recorded bucket below the one that starts at the bound.
+    const std::size_t edge = shm::MinuteBuckets::index(bound_us(k));
+    for (; i < edge; ++i) cumulative += buckets[i];
+    const double le = static_cast<double>(bound_us(k)) / 1e6;
     x.sample(bucket, labels + ",le=\"" + number(le) + "\"", cumulative);
   }
   x.sample(bucket, labels + ",le=\"+Inf\"", count);
@@ -455,6 +510,31 @@ void health_gauges(Exposition& x, const json& health) {
         health["agent"]["uptimeMs"].get<uint64_t>() / 1000);
 }
 
+// Submits the producers refused, by reason (shm/rejections.hpp); every
+// reason is printed, 0 included, so a rate over it always has a series.
+void rejection_counters(Exposition& x, const shm::SegmentHeader& h) {
+  x.family("perfq_rejected_total", "counter",
+           "Submits refused, by reason (queue_full, rate_limited, invalid, draining, conflict, "
+           "other), since the segment was created.");
+  for (uint8_t r = 0; r < shm::kRejectReasonCount; ++r) {
+    const auto reason = static_cast<shm::RejectReason>(r);
+    x.sample("perfq_rejected_total", "reason=\"" + label(shm::reject_reason_name(reason)) + "\"",
+             shm::rejections(h, reason));
+  }
+}
+
+// The agent's own facts: its version (from the header, checked) and when it
+// started, as the Prometheus conventions name them.
+void agent_facts(Exposition& x, const shm::SegmentHeader& h) {
+  x.family("perfq_build_info", "gauge", "Always 1; the running agent's version as a label.");
+  x.sample("perfq_build_info", "version=\"" + label(shm::read_agent_version(h)) + "\"",
+           uint64_t{1});
+  x.family("process_start_time_seconds", "gauge",
+           "Start time of the agent since the Unix epoch, in seconds.");
+  x.sample("process_start_time_seconds", "",
+           number(static_cast<double>(load_relaxed(h.agent_started_unix_ns)) / 1e9));
+}
+
 }  // namespace
 
 std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint64_t now_unix_ns) {
@@ -464,6 +544,8 @@ std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits, uint6
   outcome_counters(x, life);
   latency_histograms(x, life);
   health_gauges(x, health);
+  rejection_counters(x, seg.header());
+  agent_facts(x, seg.header());
   return x.take();
 }
 

@@ -10,7 +10,11 @@
 //            (shm/metrics.hpp), in total, by type and by band.
 //   /metrics Prometheus text exposition 0.0.4: counters since the agent
 //            started, gauges of the moment, histograms of wait and
-//            processing seconds by band.
+//            processing seconds by band (powers of two from 1 us to 67 s),
+//            the producers' refusals by reason, the agent's version and
+//            start time.
+//   probes   liveness (the duty cycle heart-beats) and readiness (the agent
+//            accepts requests), for /livez and /readyz of both listeners.
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -48,5 +52,27 @@ struct HealthLimits {
 // The Prometheus text format (version 0.0.4) of the queue.
 [[nodiscard]] std::string prometheus_text(shm::Segment& seg, const HealthLimits& limits,
                                           uint64_t now_unix_ns);
+
+// A probe's answer: ok, or why not (a few words, no data).
+struct ProbeVerdict {
+  bool ok = false;
+  std::string reason;  // "live", "ready", or what is wrong ("draining", ...)
+};
+
+// How old the agent's heartbeat may be before the probes call its duty
+// cycle stalled. The duty cycle beats every cycle and parks for at most
+// 50 ms, so 5 s means stuck, not busy.
+inline constexpr uint64_t kProbeStallMs = 5000;
+
+// Liveness (/livez): the agent's duty cycle heart-beats, its heartbeat at
+// most `stall_ms` old. Says nothing of the queue's health: a restart would
+// not mend a full queue or a failing worker.
+[[nodiscard]] ProbeVerdict liveness(const shm::Segment& seg, uint64_t now_mono_ns,
+                                    uint64_t stall_ms);
+// Readiness (/readyz): the agent accepts requests. Not ready while it is
+// down, starting, draining or stopped, or while its duty cycle is stalled;
+// the health thresholds (utilization, failures, DLQ) do not count
+// (docs/DECISIONS.md, "The probe listener").
+[[nodiscard]] ProbeVerdict readiness(shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms);
 
 }  // namespace perfq::agent

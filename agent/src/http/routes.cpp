@@ -11,12 +11,12 @@
 #include "control/event_feed.hpp"
 #include "control/observe.hpp"
 #include "control/wire_json.hpp"
+#include "http/probe_server.hpp"
 #include "perfq/client/events.hpp"
 #include "perfq/client/producer.hpp"
-#include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
-#include "perfq/shm/futex.hpp"
 #include "perfq/shm/layout.hpp"
+#include "perfq/shm/rejections.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::agent {
@@ -156,35 +156,6 @@ std::optional<HttpResponse> read_submit(const json& body, uint32_t max_payload, 
   return std::nullopt;
 }
 
-bool waits_for_room(const Result<Submitted>& s) {
-  return !s && (s.error().code == Errc::kQueueFull || s.error().code == Errc::kConflict);
-}
-
-// SPEC §5 rope drop, as the C++ client waits (Producer::admit): parked on
-// the segment's `room` word with `waiters` raised (shm::park), so the
-// agent's notify as requests finish wakes it at once. Each park is bounded
-// by kRoomSliceNs so a stopping server is noticed; the whole wait by
-// rope_drop_timeout_ms.
-Result<Submitted> submit_waiting(Producer& p, shm::Segment& seg, const RequestView& v,
-                                 const std::atomic<bool>& stopping) {
-  constexpr uint64_t kRoomSliceNs = 20'000'000;
-  const uint64_t deadline =
-      mono_now_ns() + load_relaxed(seg.header().rope_drop_timeout_ms) * 1'000'000;
-  Result<Submitted> s = p.try_submit(v);
-  // Bounded by the deadline; each park by the slice.
-  while (waits_for_room(s)) {
-    const uint64_t now = mono_now_ns();
-    if (now >= deadline || stopping.load(std::memory_order_relaxed)) break;
-    // Re-tried after `waiters` is raised: room made before that is seen
-    // here, room made after it wakes the park.
-    (void)shm::park(seg.header().room, std::min(deadline - now, kRoomSliceNs), [&] {
-      s = p.try_submit(v);
-      return !waits_for_room(s);
-    });
-  }
-  return s;
-}
-
 // The request id of a status/:id or cancel/:id route.
 std::optional<HttpResponse> read_request_id(std::string_view text, uint64_t& id) {
   if (parse_request_id(text, id)) return std::nullopt;
@@ -283,20 +254,17 @@ HttpResponse HttpApi::handle(const HttpRequest& req) {
   return (this->*(route->handler))(Call{req, *who, param});
 }
 
+// The probes and /metrics answer as on the probe listener (probe_server.hpp).
 HttpResponse HttpApi::livez(const Call&) {
-  return {200, {}};
+  return livez_response(*seg_, kProbeStallMs);
 }
 
 HttpResponse HttpApi::readyz(const Call&) {
-  const bool running = seg_->agent_alive() && load_relaxed(seg_->header().agent_state) ==
-                                                  static_cast<uint32_t>(shm::AgentState::kRunning);
-  return {running ? 200 : 503, {}};
+  return readyz_response(*seg_, kProbeStallMs);
 }
 
 HttpResponse HttpApi::prometheus(const Call&) {
-  HttpResponse r{200, prometheus_text(*seg_, ops_.limits(), unix_now_ns())};
-  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-  return r;
+  return metrics_response(*seg_, ops_.limits());
 }
 
 HttpResponse HttpApi::admin(const json& op, const Call& c, int ok_status) {
@@ -360,10 +328,19 @@ HttpResponse HttpApi::dlq_replay(const Call& c) {
 }
 
 HttpResponse HttpApi::submit(const Call& c) {
+  // A submit refused here, before it reaches the producer, is counted as
+  // the producer counts its own refusals (rejections.hpp).
   const json body = parse_request_json(c.req.body);
-  if (!body.is_object()) return error_response(Errc::kInvalidRequest, "body must be a JSON object");
+  if (!body.is_object()) {
+    shm::count_rejection(seg_->header(), Errc::kInvalidRequest);
+    return error_response(Errc::kInvalidRequest, "body must be a JSON object");
+  }
   SubmitBody b;
-  if (auto refused = read_submit(body, seg_->geometry().slot_payload_bytes, b)) return *refused;
+  if (auto refused = read_submit(body, seg_->geometry().slot_payload_bytes, b)) {
+    // Each of read_submit's refusals is a request that breaks a rule.
+    shm::count_rejection(seg_->header(), Errc::kInvalidRequest);
+    return *refused;
+  }
   RequestView v;
   v.user_id = c.who.user_id;  // never from the body (SPEC §3)
   v.type = b.type;
@@ -378,13 +355,16 @@ HttpResponse HttpApi::submit(const Call& c) {
   // handler pool always has a thread for everything else.
   if (waiting_submits_.fetch_add(1, std::memory_order_relaxed) >= kMaxWaitingSubmits) {
     waiting_submits_.fetch_sub(1, std::memory_order_relaxed);
+    shm::count_rejection(seg_->header(), Errc::kQueueFull);
     HttpResponse r = error_response(Errc::kQueueFull, "too many submits waiting for room");
     r.headers.emplace_back("Retry-After", "1");
     return r;
   }
   // The rope-drop wait in slices that notice a stopping server: its
-  // shutdown never waits out a full rope_drop_timeout_ms.
-  Result<Submitted> s = submit_waiting(**p, *seg_, v, stopping_);
+  // shutdown never waits out a full rope_drop_timeout_ms. The producer
+  // counts a refusal once, when it answers.
+  Result<Submitted> s =
+      (*p)->submit(v, [this] { return stopping_.load(std::memory_order_relaxed); });
   waiting_submits_.fetch_sub(1, std::memory_order_relaxed);
   if (!s) return error_response(s.error());
   return json_response(201, submitted_json(*s, b.type));
