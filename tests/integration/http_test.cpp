@@ -22,7 +22,10 @@
 #include "daemon_test.hpp"
 #include "harness.hpp"
 #include "http/auth.hpp"
+#include "http/probe_server.hpp"
 #include "perfq/core/atomic.hpp"
+#include "perfq/version.hpp"
+#include "prometheus.hpp"
 
 namespace perfq {
 namespace {
@@ -285,10 +288,10 @@ TEST_F(Http, ProbesAnswerWithoutAuthAndRevealNothing) {
   start();
   const Reply live = get("/livez");
   EXPECT_EQ(live.status, 200);
-  EXPECT_TRUE(live.body.empty());
+  EXPECT_EQ(live.body, "live\n");
   const Reply ready = get("/readyz");
   EXPECT_EQ(ready.status, 200);
-  EXPECT_TRUE(ready.body.empty());
+  EXPECT_EQ(ready.body, "ready\n");
 }
 
 TEST_F(Http, EveryRouteAgainstNoBadUserAndAdminTokens) {
@@ -835,6 +838,182 @@ TEST_F(Http, AnAgentThatCannotServeHttpLeavesNoSegmentBehind) {
     EXPECT_EQ(agent.wait(20s), 1);
     EXPECT_FALSE(shm::Segment::attach(q_.str()).ok()) << "the segment stayed";
   }
+}
+
+// Refusals over HTTP count as the producer's do (rejections.hpp): the ones
+// the HTTP plane makes itself, and a waiting submit's once.
+TEST_F(Http, RefusedSubmitsAreCountedByReason) {
+  cfg_.max_queue_depth = 1;
+  cfg_.rope_drop_timeout_ms = 50;
+  start();
+  auto rejected = [&](const char* reason) {
+    const Reply m = get("/metrics", admin_);
+    const test::Exposition x = test::parse_exposition(m.body);
+    EXPECT_EQ(x.error, "") << m.body;
+    return x.value("perfq_rejected_total", {{"reason", reason}});
+  };
+  EXPECT_EQ(submit(user_, R"({"type":"t","priority":0})").status, 400);
+  EXPECT_EQ(submit(user_, "[1]").status, 400);
+  EXPECT_EQ(rejected("invalid"), 2);
+  ASSERT_EQ(submit(user_, R"({"type":"nobody-serves-this"})").status, 201);
+  EXPECT_EQ(submit(user_, R"({"type":"nobody-serves-this"})").status, 503);
+  EXPECT_EQ(rejected("queue_full"), 1);
+}
+
+// ---------------------------------------------------------- the probe listener
+// (http/probe_server.hpp), opened here on the running agent's segment as
+// the daemon opens it for --probe-listen.
+
+class Probes : public Http {
+ protected:
+  void TearDown() override {
+    probes_.reset();
+    Http::TearDown();
+  }
+  void open_probes(agent::ProbeOptions o = {}) {
+    auto seg = shm::Segment::attach(q_.str());
+    ASSERT_TRUE(seg.ok()) << seg.error().message;
+    o.listen = "127.0.0.1:0";
+    auto p = agent::ProbeServer::open(o, std::shared_ptr<shm::Segment>(std::move(*seg)),
+                                      agent::HealthLimits{});
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    ASSERT_TRUE(*p);
+    probes_ = std::move(*p);
+  }
+  Reply probe(const std::string& target, http::verb method = http::verb::get,
+              const std::string& token = {}) {
+    return call(probes_->address(), method, target, token);
+  }
+
+  std::unique_ptr<agent::ProbeServer> probes_;
+};
+
+TEST_F(Probes, TheyAnswerWhileTheApiIsAtItsConnectionCap) {
+  cfg_.http_max_connections = 2;
+  cfg_.http_request_timeout_ms = 3'600'000;
+  cfg_.http_event_keep_alive_ms = 3'600'000;
+  start();
+  ASSERT_NO_FATAL_FAILURE(open_probes());
+  // Two event streams: the API's every connection is busy, a new one is
+  // refused at once.
+  SseClient a(address_, admin_);
+  SseClient b(address_, admin_);
+  ASSERT_EQ(a.status(), 200);
+  ASSERT_EQ(b.status(), 200);
+  EXPECT_EQ(get("/livez").status, 503);
+  // The probe listener has its own thread and cap.
+  const Reply live = probe("/livez");
+  EXPECT_EQ(live.status, 200);
+  EXPECT_EQ(live.body, "live\n");
+  const Reply ready = probe("/readyz");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.body, "ready\n");
+  const Reply metrics = probe("/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_EQ(test::parse_exposition(metrics.body).error, "");
+}
+
+TEST_F(Probes, MetricsNeedNoTokenAndNothingElseIsServed) {
+  start();
+  ASSERT_NO_FATAL_FAILURE(open_probes());
+  const Reply m = probe("/metrics");
+  ASSERT_EQ(m.status, 200);
+  const test::Exposition x = test::parse_exposition(m.body);
+  ASSERT_EQ(x.error, "") << m.body;
+  EXPECT_EQ(x.value("perfq_build_info", {{"version", kVersion}}), 1) << m.body;
+  EXPECT_EQ(x.value("perfq_health_status", {{"status", "healthy"}}), 1);
+  if (fs::exists("/usr/bin/promtool")) {
+    const std::string file = cfg_.data_dir + "/probe-metrics.txt";
+    std::ofstream(file) << m.body;
+    const test::ToolRun r =
+        test::run_tool({"/bin/sh", "-c", "/usr/bin/promtool check metrics < " + file});
+    EXPECT_EQ(r.exit, 0) << r.out;
+  }
+  // None of the API's routes, with a token or without; only GET.
+  EXPECT_EQ(probe("/performance-queue/health").status, 404);
+  EXPECT_EQ(probe("/performance-queue/dlq", http::verb::get, admin_).status, 404);
+  EXPECT_EQ(probe("/performance-queue/submit", http::verb::post, user_).status, 404);
+  EXPECT_EQ(probe("/metrics", http::verb::post).status, 405);
+  // The API's own /metrics still wants an admin.
+  EXPECT_EQ(get("/metrics").status, 401);
+  EXPECT_EQ(get("/metrics", user_).status, 403);
+}
+
+TEST_F(Probes, ADrainingAgentIsLiveButNotReady) {
+  // The test writes the agent's state word; the liveness pass would put it
+  // back at once with the test settings.
+  cfg_.liveness_interval_ms = 600'000;
+  start();
+  ASSERT_NO_FATAL_FAILURE(open_probes());
+  EXPECT_EQ(probe("/readyz").status, 200);
+  uint32_t& state = seg_->header().agent_state;
+  store_relaxed(state, static_cast<uint32_t>(shm::AgentState::kDraining));
+  const Reply ready = probe("/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.body, "draining\n");
+  EXPECT_EQ(probe("/livez").status, 200);
+  // The API's probes answer the same.
+  EXPECT_EQ(get("/readyz").status, 503);
+  EXPECT_EQ(get("/livez").status, 200);
+  store_relaxed(state, static_cast<uint32_t>(shm::AgentState::kRunning));
+  EXPECT_EQ(probe("/readyz").status, 200);
+  // A stopped agent is neither.
+  daemon_.kill(SIGTERM);
+  ASSERT_EQ(daemon_.wait(20s), 0);
+  for (const char* path : {"/livez", "/readyz"}) {
+    const Reply r = probe(path);
+    EXPECT_EQ(r.status, 503) << path;
+    EXPECT_EQ(r.body, "stopped\n") << path;
+  }
+}
+
+TEST_F(Probes, AStalledDutyCycleFailsBothUntilItBeatsAgain) {
+  start();
+  agent::ProbeOptions o;
+  o.stall_ms = 1000;
+  ASSERT_NO_FATAL_FAILURE(open_probes(o));
+  EXPECT_TRUE(test::eventually([&] { return probe("/livez").status == 200; }, 20s));
+  // A stopped process holds its liveness lock: only the heartbeat tells.
+  daemon_.kill(SIGSTOP);
+  EXPECT_TRUE(test::eventually([&] { return probe("/livez").status == 503; }, 20s));
+  const Reply ready = probe("/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.body.rfind("duty cycle stalled: heartbeat ", 0), 0u) << ready.body;
+  daemon_.kill(SIGCONT);
+  EXPECT_TRUE(test::eventually([&] { return probe("/livez").status == 200; }, 20s));
+  EXPECT_TRUE(test::eventually([&] { return probe("/readyz").status == 200; }, 20s));
+}
+
+TEST_F(Probes, AFloodOfIdleConnectionsDoesNotLockThemOut) {
+  start();
+  agent::ProbeOptions o;
+  o.max_connections = 4;
+  o.request_timeout = std::chrono::milliseconds(3'600'000);  // nothing is cut by a timeout
+  ASSERT_NO_FATAL_FAILURE(open_probes(o));
+  std::vector<int> flood;
+  for (int i = 0; i < 20; ++i) {
+    const int fd = raw_connect(probes_->address());
+    ASSERT_GE(fd, 0);
+    flood.push_back(fd);
+  }
+  EXPECT_EQ(probe("/livez").status, 200);
+  EXPECT_EQ(probe("/readyz").status, 200);
+  EXPECT_EQ(probe("/metrics").status, 200);
+  for (int fd : flood) ::close(fd);
+}
+
+TEST(ProbeServer, TakesOffOrAnIpAddressAndPort) {
+  EXPECT_TRUE(agent::ProbeServer::check("off").ok());
+  EXPECT_TRUE(agent::ProbeServer::check("0.0.0.0:9090").ok());
+  EXPECT_TRUE(agent::ProbeServer::check("[::]:9090").ok());
+  for (const char* bad : {"", "9090", "localhost:9090", "0.0.0.0:99999", "on"}) {
+    const auto r = agent::ProbeServer::check(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().message.rfind("probe_listen: ", 0), 0u) << r.error().message;
+  }
+  auto off = agent::ProbeServer::open({}, nullptr, agent::HealthLimits{});
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(*off);
 }
 
 }  // namespace

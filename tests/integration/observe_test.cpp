@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +21,10 @@
 
 #include "daemon_test.hpp"
 #include "harness.hpp"
+#include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/shm/metrics.hpp"
+#include "perfq/version.hpp"
 #include "prometheus.hpp"
 
 namespace perfq {
@@ -291,12 +295,23 @@ TEST_F(Observe, PrometheusTextParsesAndCarriesTheCounts) {
   EXPECT_EQ(x.value("perfq_type_requests_completed_total", {{"type", "works"}}), 4);
   EXPECT_EQ(x.value("perfq_processing_seconds_count", {{"band", "NORMAL"}}), 5);
   // Every attempt here waited and ran well under a minute: all are counted
-  // at le="60".
-  EXPECT_EQ(x.value("perfq_processing_seconds_bucket", {{"band", "NORMAL"}, {"le", "60"}}), 5);
-  EXPECT_EQ(x.value("perfq_wait_seconds_bucket", {{"band", "NORMAL"}, {"le", "60"}}), 5);
+  // at the last finite bound, 2^26 us.
+  EXPECT_EQ(x.value("perfq_processing_seconds_bucket", {{"band", "NORMAL"}, {"le", "67.108864"}}),
+            5);
+  EXPECT_EQ(x.value("perfq_wait_seconds_bucket", {{"band", "NORMAL"}, {"le", "67.108864"}}), 5);
   EXPECT_EQ(x.value("perfq_dlq_unreviewed", {}), 1);
   EXPECT_EQ(x.value("perfq_workers", {}), 1);
   EXPECT_EQ(x.value("perfq_health_status", {{"status", "healthy"}}), 1);
+  // The agent's version (written into the header at start) and start time.
+  EXPECT_EQ(x.types.at("perfq_build_info"), "gauge");
+  EXPECT_EQ(x.value("perfq_build_info", {{"version", kVersion}}), 1) << text;
+  EXPECT_EQ(x.value("process_start_time_seconds", {}),
+            static_cast<double>(load_relaxed(seg_->header().agent_started_unix_ns)) / 1e9);
+  EXPECT_EQ(x.types.at("perfq_rejected_total"), "counter");
+  for (const char* reason :
+       {"queue_full", "rate_limited", "invalid", "draining", "conflict", "other"}) {
+    EXPECT_EQ(x.value("perfq_rejected_total", {{"reason", reason}}), 0) << reason;
+  }
   // promtool, where Debian's prometheus package is installed (scripts/setup
   // installs it), checks the same text.
   if (fs::exists("/usr/bin/promtool")) {
@@ -306,6 +321,161 @@ TEST_F(Observe, PrometheusTextParsesAndCarriesTheCounts) {
         test::run_tool({"/bin/sh", "-c", "/usr/bin/promtool check metrics < " + file});
     EXPECT_EQ(r.exit, 0) << r.out;
   }
+}
+
+// The le labels of one histogram series, in order.
+std::vector<std::string> bucket_bounds(const Exposition& x, const std::string& family,
+                                       const std::string& band) {
+  std::vector<std::string> les;
+  for (const test::Sample& s : x.samples) {
+    if (s.name == family + "_bucket" && s.labels.at("band") == band)
+      les.push_back(s.labels.at("le"));
+  }
+  return les;
+}
+
+TEST_F(Observe, HistogramBucketsRunFromOneMicrosecondAndPrintShort) {
+  start();
+  const Exposition x =
+      parse_exposition(agent::prometheus_text(*seg_, agent::HealthLimits{}, unix_now_ns()));
+  ASSERT_EQ(x.error, "");
+  for (const char* family : {"perfq_wait_seconds", "perfq_processing_seconds"}) {
+    const std::vector<std::string> les = bucket_bounds(x, family, "HIGH");
+    ASSERT_EQ(les.size(), 28u) << family;  // 2^0 .. 2^26 us, then +Inf
+    EXPECT_EQ(les.front(), "1e-06");
+    EXPECT_EQ(les[1], "2e-06");
+    EXPECT_EQ(les[8], "0.000256");
+    EXPECT_EQ(les[20], "1.048576");
+    EXPECT_EQ(les[26], "67.108864");
+    EXPECT_EQ(les.back(), "+Inf");
+    // Each finite bound is the power of two it stands for, printed as the
+    // shortest text that reads back as the same double.
+    for (std::size_t k = 0; k + 1 < les.size(); ++k) {
+      const double le = static_cast<double>(uint64_t{1} << k) / 1e6;
+      char b[64];
+      const auto [end, ec] = std::to_chars(b, b + sizeof b, le);
+      ASSERT_EQ(ec, std::errc());
+      EXPECT_EQ(les[k], std::string(b, end)) << family << " bound " << k;
+    }
+  }
+  // No value anywhere carries printf's noise (0.00025000000000000001).
+  for (const test::Sample& s : x.samples) {
+    for (const auto& [name, value] : s.labels) {
+      EXPECT_EQ(value.find("0000000"), std::string::npos) << s.name << " " << name << "=" << value;
+    }
+  }
+}
+
+// Each bound's count is exact: every attempt shorter than the bound, none
+// longer, with samples on both sides of every bound (an in-process segment
+// whose metrics the test writes itself).
+TEST(PrometheusBuckets, CountsAreExactAtEveryBound) {
+  test::QueueName q;
+  shm::CreateOptions o;
+  o.slot_count = 64;
+  o.slot_payload_bytes = 64;
+  o.max_clients = 4;
+  o.status_entries = 64;
+  o.idempotency_entries = 0;
+  o.rate_entries = 0;
+  o.rate_limit = 0;
+  o.metrics_types = 1;
+  shm::Segment::Opened how{};
+  auto seg = shm::Segment::open_for_agent(q.str(), o, how);
+  ASSERT_TRUE(seg.ok()) << seg.error().message;
+  const uint64_t now = unix_now_ns();
+  shm::MetricsWriter w(**seg, now);
+  w.roll(now);
+  std::vector<uint64_t> waits_ns;
+  for (uint32_t k = 0; k <= 26; ++k) {
+    const uint64_t edge_ns = (uint64_t{1} << k) * 1000;
+    for (const int64_t d : {-1001, -1, 0, 1, 999, 1000}) {
+      if (static_cast<int64_t>(edge_ns) + d >= 0) waits_ns.push_back(edge_ns + d);
+    }
+  }
+  // Decimal latencies that fall inside recorded buckets (50 us is in [48, 51]).
+  for (const uint64_t us : {25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}) {
+    waits_ns.push_back(us * 1000);
+  }
+  for (const uint64_t ns : waits_ns) w.waited(static_cast<uint8_t>(Band::kHigh), 0, ns);
+  const std::string text = agent::prometheus_text(**seg, agent::HealthLimits{}, now);
+  const Exposition x = parse_exposition(text);
+  ASSERT_EQ(x.error, "") << text;
+  for (uint32_t k = 0; k <= 26; ++k) {
+    const uint64_t bound_ns = (uint64_t{1} << k) * 1000;
+    const auto shorter = static_cast<double>(std::count_if(
+        waits_ns.begin(), waits_ns.end(), [&](uint64_t ns) { return ns < bound_ns; }));
+    char b[64];
+    const auto [end, ec] =
+        std::to_chars(b, b + sizeof b, static_cast<double>(uint64_t{1} << k) / 1e6);
+    ASSERT_EQ(ec, std::errc());
+    EXPECT_EQ(x.value("perfq_wait_seconds_bucket", {{"band", "HIGH"}, {"le", std::string(b, end)}}),
+              shorter)
+        << "le " << std::string(b, end);
+  }
+  EXPECT_EQ(x.value("perfq_wait_seconds_bucket", {{"band", "HIGH"}, {"le", "+Inf"}}),
+            static_cast<double>(waits_ns.size()));
+  EXPECT_EQ(x.value("perfq_wait_seconds_count", {{"band", "HIGH"}}),
+            static_cast<double>(waits_ns.size()));
+}
+
+TEST_F(Observe, RefusedSubmitsAreCountedByReasonOncePerAnswer) {
+  cfg_.max_queue_depth = 2;
+  cfg_.max_requests_per_user_per_minute = 1;
+  cfg_.rope_drop_timeout_ms = 50;  // a waiting submit's wait: several attempts, one answer
+  // The test writes the agent's state word; the liveness pass would put
+  // it back at once with the test settings.
+  cfg_.liveness_interval_ms = 600'000;
+  start();
+  auto rejected = [&](const char* reason) {
+    const Exposition x =
+        parse_exposition(agent::prometheus_text(*seg_, agent::HealthLimits{}, unix_now_ns()));
+    EXPECT_EQ(x.error, "");
+    return x.value("perfq_rejected_total", {{"reason", reason}});
+  };
+  // Users are literals: the views stay valid.
+  auto req = [](const char* user, uint8_t priority = kPriorityDefault) {
+    return test::make_request("nobody-serves-this", user, "{}", Mode::kPriority, priority);
+  };
+  auto code = [](const Result<Submitted>& r) { return r.ok() ? Errc::kOk : r.error().code; };
+  // Invalid: the client's own validation.
+  EXPECT_EQ(code(producer_->try_submit(req("ann", 0))), Errc::kInvalidPriority);
+  EXPECT_EQ(rejected("invalid"), 1);
+  // Rate limited: one accepted submit a minute per user.
+  std::vector<Submitted> held;  // nobody serves the type: they stay pending
+  auto first = producer_->submit(req("bob"));
+  ASSERT_TRUE(first.ok()) << first.error().message;
+  held.push_back(std::move(*first));
+  EXPECT_EQ(code(producer_->try_submit(req("bob"))), Errc::kRateLimitExceeded);
+  EXPECT_EQ(rejected("rate_limited"), 1);
+  // Queue full (each from a new user, so that the rate limit passes them):
+  // try_submit, a waiting submit, a submit that gives up, and a batch of
+  // three: one count per answer, none for a waiting submit's attempts.
+  auto second = producer_->submit(req("cid"));
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  held.push_back(std::move(*second));
+  EXPECT_EQ(code(producer_->try_submit(req("dan"))), Errc::kQueueFull);
+  EXPECT_EQ(rejected("queue_full"), 1);
+  EXPECT_EQ(code(producer_->submit(req("eve"))), Errc::kQueueFull);
+  EXPECT_EQ(rejected("queue_full"), 2);
+  int asked = 0;
+  EXPECT_EQ(code(producer_->submit(req("fay"), [&] { return ++asked > 2; })), Errc::kQueueFull);
+  EXPECT_EQ(rejected("queue_full"), 3);
+  const RequestView batch[] = {req("gus"), req("hal"), req("ivy")};
+  std::vector<Result<Submitted>> answers;
+  EXPECT_EQ(producer_->try_submit_many(batch, answers), 0u);
+  EXPECT_EQ(rejected("queue_full"), 6);
+  // Draining: what is not the request's own fault is the drain's.
+  store_relaxed(seg_->header().agent_state, static_cast<uint32_t>(shm::AgentState::kDraining));
+  EXPECT_EQ(code(producer_->try_submit(req("jon"))), Errc::kQueueFull);
+  EXPECT_EQ(rejected("draining"), 1);
+  EXPECT_EQ(code(producer_->try_submit(req("kim", 0))), Errc::kInvalidPriority);
+  EXPECT_EQ(rejected("invalid"), 2);
+  store_relaxed(seg_->header().agent_state, static_cast<uint32_t>(shm::AgentState::kRunning));
+  EXPECT_EQ(rejected("queue_full"), 6);
+  EXPECT_EQ(rejected("rate_limited"), 1);
+  EXPECT_EQ(rejected("conflict"), 0);
+  EXPECT_EQ(rejected("other"), 0);
 }
 
 TEST_F(Observe, TopDrawsFramesFromTheSegment) {

@@ -290,7 +290,11 @@ Result<uint32_t> parse_period(std::string_view text) {
 
 // ---------------------------------------------------------------- probes
 
-ProbeVerdict liveness(const shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms) {
+ProbeVerdict liveness(shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms) {
+  // A clean stop says so; a dead agent never got to.
+  const auto state = load_relaxed(seg.header().agent_state);
+  if (state == static_cast<uint32_t>(shm::AgentState::kStopped)) return {false, "stopped"};
+  if (!seg.agent_alive()) return {false, "agent down"};
   const uint64_t beat = load_relaxed(seg.header().heartbeat_mono_ns);
   // A heartbeat from the future (a scribble) is taken as fresh: the next
   // duty cycle rewrites it.
@@ -302,22 +306,19 @@ ProbeVerdict liveness(const shm::Segment& seg, uint64_t now_mono_ns, uint64_t st
 }
 
 ProbeVerdict readiness(shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms) {
-  if (!seg.agent_alive()) return {false, "agent down"};
+  ProbeVerdict live = liveness(seg, now_mono_ns, stall_ms);
+  if (!live.ok) return live;
   switch (static_cast<shm::AgentState>(load_relaxed(seg.header().agent_state))) {
     case shm::AgentState::kRunning:
-      break;
+      return {true, "ready"};
     case shm::AgentState::kStarting:
       return {false, "starting"};
     case shm::AgentState::kDraining:
       return {false, "draining"};
     case shm::AgentState::kStopped:
       return {false, "stopped"};
-    default:
-      return {false, "agent state unknown"};
   }
-  ProbeVerdict live = liveness(seg, now_mono_ns, stall_ms);
-  if (!live.ok) return live;
-  return {true, "ready"};
+  return {false, "agent state unknown"};
 }
 
 // ---------------------------------------------------------------- Prometheus

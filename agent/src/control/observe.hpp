@@ -64,15 +64,14 @@ struct ProbeVerdict {
 // 50 ms, so 5 s means stuck, not busy.
 inline constexpr uint64_t kProbeStallMs = 5000;
 
-// Liveness (/livez): the agent's duty cycle heart-beats, its heartbeat at
-// most `stall_ms` old. Says nothing of the queue's health: a restart would
-// not mend a full queue or a failing worker.
-[[nodiscard]] ProbeVerdict liveness(const shm::Segment& seg, uint64_t now_mono_ns,
-                                    uint64_t stall_ms);
-// Readiness (/readyz): the agent accepts requests. Not ready while it is
-// down, starting, draining or stopped, or while its duty cycle is stalled;
-// the health thresholds (utilization, failures, DLQ) do not count
-// (docs/DECISIONS.md, "The probe listener").
+// Liveness (/livez): the agent runs and its duty cycle heart-beats, its
+// heartbeat at most `stall_ms` old; not live once it stopped or died. Says
+// nothing of the queue's health: a restart would not mend a full queue or a
+// failing worker.
+[[nodiscard]] ProbeVerdict liveness(shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms);
+// Readiness (/readyz): the agent accepts requests. Not ready while it is not
+// live, or starting or draining; the health thresholds (utilization,
+// failures, DLQ) do not count (docs/DECISIONS.md, "The probe listener").
 [[nodiscard]] ProbeVerdict readiness(shm::Segment& seg, uint64_t now_mono_ns, uint64_t stall_ms);
 
 }  // namespace perfq::agent

@@ -22,7 +22,7 @@ HttpResponse text(int status, const std::string& words) {
 
 }  // namespace
 
-HttpResponse livez_response(const shm::Segment& seg, uint64_t stall_ms) {
+HttpResponse livez_response(shm::Segment& seg, uint64_t stall_ms) {
   const ProbeVerdict v = liveness(seg, mono_now_ns(), stall_ms);
   return text(v.ok ? 200 : 503, v.reason);
 }

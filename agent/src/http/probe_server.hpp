@@ -4,11 +4,12 @@
 // for what a kubelet and a Prometheus scraper ask, on the pod network.
 //
 //   GET /livez    200 "live" while the agent's duty cycle heart-beats;
-//                 503 "duty cycle stalled: ..." when its heartbeat is older
-//                 than stall_ms (a kubelet restarts the container)
+//                 503 with the reason when its heartbeat is older than
+//                 stall_ms ("duty cycle stalled: ..."; a kubelet restarts
+//                 the container), or the agent stopped or is down
 //   GET /readyz   200 "ready" while the agent accepts requests; 503 with the
-//                 reason (agent down, starting, draining, stopped, duty
-//                 cycle stalled): the pod leaves its Services' endpoints
+//                 reason (those of /livez, starting, draining): the pod
+//                 leaves its Services' endpoints
 //   GET /metrics  the Prometheus text (observe.hpp), no token
 //
 // No route takes a token: this listener carries no admin data and changes
@@ -45,7 +46,7 @@ struct ProbeOptions {
 
 // The three answers, shared with the API's own /livez, /readyz and /metrics
 // (routes.cpp). Thread-safe; never block.
-[[nodiscard]] HttpResponse livez_response(const shm::Segment& seg, uint64_t stall_ms);
+[[nodiscard]] HttpResponse livez_response(shm::Segment& seg, uint64_t stall_ms);
 [[nodiscard]] HttpResponse readyz_response(shm::Segment& seg, uint64_t stall_ms);
 [[nodiscard]] HttpResponse metrics_response(shm::Segment& seg, const HealthLimits& limits);
 
