@@ -1,5 +1,9 @@
 // perfqctl submit/status/cancel (SPEC §6): every outcome reaches the
 // command line, errors as {statusCode, message, error} with a non-zero exit.
+// Its command line (issue 15): --help and --version on stdout, options
+// before or after the verb, --flag=value, usage errors naming the argument
+// (exit 64), PERFQ_QUEUE, health's exit codes, every wait bounded by
+// --timeout.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -15,10 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "daemon_test.hpp"
 #include "harness.hpp"
 #include "http/auth.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/shm/liveness.hpp"
+#include "perfq/version.hpp"
 
 namespace perfq {
 namespace {
@@ -218,10 +224,10 @@ TEST_F(Perfqctl, EventsPrintsTheEventsOfRequestsAsTheyHappen) {
   ASSERT_TRUE(wait_for_event_flow(**p, **reader));
   // Two followers at once: JSON lines and text. Nothing but the requests
   // below makes events from here on (the probes wait for a worker).
-  test::Tool json({PERFQCTL_PATH, "--queue", q_.str(), "--json", "events", "--count", "3",
-                   "--timeout-ms", "30000"});
+  test::Tool json(
+      {PERFQCTL_PATH, "--queue", q_.str(), "--json", "events", "--count", "3", "--timeout", "30s"});
   test::Tool text(
-      {PERFQCTL_PATH, "--queue", q_.str(), "events", "--count", "2", "--timeout-ms", "30000"});
+      {PERFQCTL_PATH, "--queue", q_.str(), "events", "--count", "2", "--timeout", "30s"});
   ASSERT_TRUE(json.wait_for_output("following the events", 20s)) << json.output();
   ASSERT_TRUE(text.wait_for_output("following the events", 20s)) << text.output();
 
@@ -280,12 +286,16 @@ TEST_F(Perfqctl, EventsPrintsTheEventsOfRequestsAsTheyHappen) {
 
 TEST_F(Perfqctl, EventsThatDoNotComeWithinTheTimeoutAreAnError) {
   start();
-  ToolRun r = ctl({"events", "--count", "1", "--timeout-ms", "100"});
+  ToolRun r = ctl({"events", "--count", "1", "--timeout", "100ms"});
   EXPECT_EQ(r.exit, 1) << r.out;
-  EXPECT_NE(r.out.find("0 of 1 events within 100 ms"), std::string::npos) << r.out;
+  EXPECT_EQ(field(r.out, "error"), "TIMEOUT") << r.out;
+  EXPECT_NE(r.out.find("0 of 1 events within 100ms"), std::string::npos) << r.out;
+  // Without --count the timeout is how long to follow: not an error.
+  ToolRun followed = ctl({"events", "--timeout", "100ms"});
+  EXPECT_EQ(followed.exit, 0) << followed.out;
   ToolRun bad = ctl({"events", "--count", "0"});
-  EXPECT_EQ(bad.exit, 1) << bad.out;
-  EXPECT_EQ(field(bad.out, "error"), "INVALID_REQUEST") << bad.out;
+  EXPECT_EQ(bad.exit, 64) << bad.out;
+  EXPECT_NE(bad.out.find("--count: 0 is out of range"), std::string::npos) << bad.out;
 }
 
 // `token create` needs no queue and no agent: the token it prints is the one
@@ -398,6 +408,308 @@ TEST(PerfqctlToken, CreatePrintsATokenThatTheStoreAuthenticates) {
   auto after = agent::TokenStore::load(path);
   ASSERT_TRUE(after.ok()) << after.error().message;
   EXPECT_EQ(after->size(), 2u);
+}
+
+// ---- the command line (issue 15): CLI11's, with perfqctl's exit codes
+
+// perfqctl ARGS... through sh, PERFQ_QUEUE unset unless `env` sets it
+// ("PERFQ_QUEUE=q"), with `redirect` after it: "2>/dev/null" keeps stdout
+// alone, "2>&1 >/dev/null" stderr alone. No argument may hold a quote.
+ToolRun sh_perfqctl(const std::string& env, const std::vector<std::string>& args,
+                    const std::string& redirect) {
+  std::string cmd = "exec env -u PERFQ_QUEUE " + env + " '" + PERFQCTL_PATH + "'";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  cmd += " " + redirect;
+  return test::run_tool({"/bin/sh", "-c", cmd});
+}
+
+// The option and verb lines of a --help text that have no description:
+// nothing after their column, and no continuation line below.
+std::vector<std::string> undescribed(const std::string& help) {
+  std::vector<std::string> lines;
+  for (std::size_t at = 0; at < help.size();) {
+    const std::size_t nl = std::min(help.find('\n', at), help.size());
+    lines.push_back(help.substr(at, nl - at));
+    at = nl + 1;
+  }
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string& l = lines[i];
+    if (l.size() < 3 || l.rfind("  ", 0) != 0 || l[2] == ' ') continue;
+    const std::size_t gap = l.find("  ", 2);
+    const bool beside =
+        gap != std::string::npos && l.find_first_not_of(' ', gap) != std::string::npos;
+    const bool below = i + 1 < lines.size() && lines[i + 1].rfind("          ", 0) == 0;
+    if (!beside && !below) out.push_back(l);
+  }
+  return out;
+}
+
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(PerfqctlCommandLine, HelpOfEveryVerbIsOnStdoutWithDescriptionsAndExitsZero) {
+  const std::vector<std::vector<std::string>> helps = {{"--help"},
+                                                       {"health", "--help"},
+                                                       {"metrics", "--help"},
+                                                       {"top", "--help"},
+                                                       {"submit", "--help"},
+                                                       {"status", "--help"},
+                                                       {"cancel", "--help"},
+                                                       {"dlq", "--help"},
+                                                       {"dlq", "list", "--help"},
+                                                       {"dlq", "show", "-h"},
+                                                       {"dlq", "review", "--help"},
+                                                       {"dlq", "replay", "--help"},
+                                                       {"dlq", "verify", "--help"},
+                                                       {"events", "--help"},
+                                                       {"destroy", "--help"},
+                                                       {"token", "--help"},
+                                                       {"token", "create", "--help"}};
+  for (const auto& args : helps) {
+    const std::string what = args.front() + " " + args.back();
+    const ToolRun out = sh_perfqctl("", args, "2>/dev/null");
+    EXPECT_EQ(out.exit, 0) << what << ": " << out.out;
+    EXPECT_TRUE(has(out.out, "Usage: perfqctl")) << what << ": " << out.out;
+    EXPECT_EQ(undescribed(out.out), std::vector<std::string>{}) << what << ": " << out.out;
+    const ToolRun err = sh_perfqctl("", args, "2>&1 >/dev/null");
+    EXPECT_EQ(err.out, "") << what << ": nothing on stderr";
+  }
+  const std::string top = sh_perfqctl("", {"--help"}, "2>/dev/null").out;
+  for (const char* verb : {"health", "metrics", "top", "submit", "status", "cancel", "dlq",
+                           "events", "destroy", "token"}) {
+    EXPECT_TRUE(has(top, std::string("\n  ") + verb + " ")) << verb << " in " << top;
+  }
+  EXPECT_TRUE(has(top, "PERFQ_QUEUE")) << top;
+  EXPECT_TRUE(has(top, "the flag wins")) << top;
+  EXPECT_TRUE(has(top, "64 a usage error")) << top;
+  // Defaults and units.
+  const auto help_of = [](std::vector<std::string> args) {
+    args.emplace_back("--help");
+    return sh_perfqctl("", args, "2>/dev/null").out;
+  };
+  EXPECT_TRUE(has(help_of({"submit"}), "--timeout DURATION=1m")) << help_of({"submit"});
+  EXPECT_TRUE(has(help_of({"metrics"}), "--period MINUTES=60")) << help_of({"metrics"});
+  EXPECT_TRUE(has(help_of({"top"}), "--interval DURATION=1s")) << help_of({"top"});
+  EXPECT_TRUE(has(help_of({"dlq", "list"}), "--timeout DURATION=30s"));
+  EXPECT_TRUE(has(help_of({"health"}), "0 healthy, 1 degraded, 2 unhealthy, 3 unknown"))
+      << help_of({"health"});
+}
+
+TEST(PerfqctlCommandLine, VersionIsOnStdoutAndExitsZero) {
+  const ToolRun r = sh_perfqctl("", {"--version"}, "2>/dev/null");
+  EXPECT_EQ(r.exit, 0) << r.out;
+  EXPECT_EQ(r.out, std::string("perfqctl ") + kVersion + "\n");
+}
+
+TEST(PerfqctlCommandLine, UsageErrorsNameTheArgumentOnStderrAndExit64) {
+  struct Case {
+    std::vector<std::string> args;
+    const char* named;
+  };
+  const Case cases[] = {
+      {{"--queue", "q", "health", "--bogus"}, "--bogus"},
+      {{"--queue", "q", "--bogus", "health"}, "--bogus"},
+      {{"--queue", "q", "frobnicate"}, "frobnicate"},
+      {{"--queue", "q", "submit", "--user", "alice", "--type"}, "--type"},
+      {{"--queue", "q", "submit", "--user", "alice"}, "--type is required"},
+      {{"--queue", "q", "dlq", "list", "--limit", "abc"}, "--limit: 'abc' is not an integer"},
+      {{"--json", "--queue", "q", "dlq", "list", "--limit=101"},
+       "--limit: 101 is out of range 1..100"},
+      {{"--queue", "q", "metrics", "--period", "60m"}, "--period: '60m' is not an integer"},
+      {{"--queue", "q", "submit", "--user", "a", "--type", "t", "--priority", "high"},
+       "--priority: 'high' is not an integer"},
+      {{"--queue", "q", "submit", "--user", "a", "--type", "t", "--wait", "--timeout", "5"},
+       "--timeout: '5' is not a duration"},
+      {{"--queue", "q", "submit", "--user", "a", "--type", "t", "--timeout", "5s"},
+       "--timeout requires --wait"},
+      {{"--queue", "q", "status", "--user", "a"}, "ID is required"},
+      {{"--queue", "q", "dlq", "frobnicate"}, "frobnicate"},
+      {{"--queue", "q", "dlq"}, "a verb is required"},
+      {{"health"}, "health needs --queue"},
+      {{}, "a verb is required"},
+  };
+  for (const Case& c : cases) {
+    const ToolRun err = sh_perfqctl("", c.args, "2>&1 >/dev/null");
+    EXPECT_EQ(err.exit, 64) << c.named << ": " << err.out;
+    EXPECT_TRUE(has(err.out, c.named)) << c.named << " in: " << err.out;
+    const ToolRun out = sh_perfqctl("", c.args, "2>/dev/null");
+    EXPECT_EQ(out.out, "") << c.named << ": nothing on stdout, also with --json";
+  }
+}
+
+TEST_F(Perfqctl, GlobalOptionsComeAfterTheVerbAndValuesAfterEquals) {
+  start();
+  ToolRun s = run_perfqctl({"submit", "--user=alice", "--type=t", "--mode=priority",
+                            "--priority=12", "--json", "--queue=" + q_.str()});
+  ASSERT_EQ(s.exit, 0) << s.out;
+  const std::string id = field(s.out, "requestId");
+  ASSERT_EQ(id.size(), 16u) << s.out;
+  EXPECT_EQ(field(s.out, "priority"), "12");
+  EXPECT_EQ(field(s.out, "mode"), "priority");
+  // --json last, after the verb's own options: JSON, not text.
+  ToolRun st = run_perfqctl({"--queue", q_.str(), "status", id, "--user", "alice", "--json"});
+  ASSERT_EQ(st.exit, 0) << st.out;
+  const nlohmann::json body = nlohmann::json::parse(st.out, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << st.out;
+  EXPECT_EQ(body["status"], "pending");
+  EXPECT_EQ(body["priority"], 12);
+  // Without it: text.
+  ToolRun text = run_perfqctl({"status", id, "--queue", q_.str(), "--user", "alice"});
+  ASSERT_EQ(text.exit, 0) << text.out;
+  EXPECT_EQ(text.out.rfind("requestId " + id, 0), 0u) << text.out;
+}
+
+TEST_F(Perfqctl, PerfqQueueNamesTheQueueUnlessTheFlagDoes) {
+  start();
+  const std::string elsewhere = "no-such-queue-" + std::to_string(::getpid());
+  ToolRun s = sh_perfqctl("PERFQ_QUEUE=" + q_.str(),
+                          {"--json", "submit", "--user", "alice", "--type", "t"}, "2>&1");
+  ASSERT_EQ(s.exit, 0) << s.out;
+  const std::string id = field(s.out, "requestId");
+  ASSERT_EQ(id.size(), 16u) << s.out;
+  // The flag wins over the variable, either way round.
+  ToolRun flag =
+      sh_perfqctl("PERFQ_QUEUE=" + elsewhere,
+                  {"--json", "--queue", q_.str(), "status", id, "--user", "alice"}, "2>&1");
+  EXPECT_EQ(flag.exit, 0) << flag.out;
+  EXPECT_EQ(field(flag.out, "status"), "pending") << flag.out;
+  ToolRun other =
+      sh_perfqctl("PERFQ_QUEUE=" + q_.str(),
+                  {"--json", "status", id, "--user", "alice", "--queue", elsewhere}, "2>&1");
+  EXPECT_EQ(other.exit, 1) << other.out;
+  EXPECT_TRUE(has(other.out, elsewhere)) << other.out;
+}
+
+TEST_F(Perfqctl, SubmitWaitGivesUpAtItsTimeoutWhenNoWorkerServes) {
+  start();
+  ToolRun r = ctl({"submit", "--user", "alice", "--type", "nobody-serves-this", "--wait",
+                   "--timeout", "200ms"});
+  EXPECT_EQ(r.exit, 1) << r.out;
+  const std::string id = field(r.out, "requestId");
+  ASSERT_EQ(id.size(), 16u) << r.out;
+  EXPECT_TRUE(has(r.out, "\"error\":\"TIMEOUT\"")) << r.out;
+  EXPECT_TRUE(has(r.out, "no outcome of request " + id + " within 200ms")) << r.out;
+  // perfqctl gave up waiting, not the request.
+  EXPECT_EQ(field(ctl({"status", id, "--user", "alice"}).out, "status"), "pending");
+}
+
+TEST_F(Perfqctl, TopStopsAtItsTimeout) {
+  start();
+  // Without --iterations the timeout is the view's length.
+  ToolRun view = ctl({"top", "--interval", "10ms", "--timeout", "50ms"});
+  EXPECT_EQ(view.exit, 0) << view.out;
+  // With them, frames not drawn in time are an error.
+  ToolRun frames = ctl({"top", "--iterations", "100000", "--interval=10ms", "--timeout=50ms"});
+  EXPECT_EQ(frames.exit, 1) << frames.out.substr(0, 2000);
+  EXPECT_TRUE(has(frames.out, "\"error\":\"TIMEOUT\"")) << frames.out.substr(0, 2000);
+  EXPECT_TRUE(has(frames.out, " of 100000 frames within 50ms")) << frames.out.substr(0, 2000);
+}
+
+// health's exit code is the queue's state, as a monitoring probe reads it
+// (0 healthy, 1 degraded, 2 unhealthy, 3 unknown); the agent's admin socket
+// answers it, so these run the whole agent.
+class PerfqctlHealth : public test::DaemonTest {
+ protected:
+  void SetUp() override {
+    DaemonTest::SetUp();
+    cfg_.http = "off";
+  }
+  ToolRun health() { return perfqctl(q_.str(), {"health"}); }
+  // Health until it exits `want` (bounded); the last run.
+  ToolRun health_exits(int want) {
+    ToolRun r;
+    EXPECT_TRUE(test::eventually(
+        [&] {
+          r = health();
+          return r.exit == want;
+        },
+        20s))
+        << "health never exited " << want << ": " << r.exit << " " << r.out;
+    return r;
+  }
+};
+
+TEST_F(PerfqctlHealth, ExitsZeroWhenHealthyOneWhenDegradedTwoWhenUnhealthy) {
+  cfg_.max_queue_depth = 10;
+  cfg_.health_degraded_utilization = 10;   // degraded above 1 pending
+  cfg_.health_unhealthy_utilization = 20;  // unhealthy above 2
+  start_daemon();
+  EXPECT_EQ(field(health_exits(0).out, "status"), "healthy");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  std::vector<Submitted> held;  // no worker serves the type: they stay pending
+  auto submit = [&] {
+    auto s = (*p)->submit(test::make_request("nobody-serves-this", "ann", "{}"));
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    held.push_back(std::move(*s));
+  };
+  submit();
+  submit();
+  EXPECT_EQ(field(health_exits(1).out, "status"), "degraded");
+  submit();
+  EXPECT_EQ(field(health_exits(2).out, "status"), "unhealthy");
+  // Text or JSON, the same code.
+  EXPECT_EQ(perfqctl(q_.str(), {"health"}, false).exit, 2);
+}
+
+TEST_F(PerfqctlHealth, ExitsThreeWhenTheAgentIsDown) {
+  const ToolRun none = perfqctl("no-such-queue-" + std::to_string(::getpid()), {"health"});
+  EXPECT_EQ(none.exit, 3) << none.out;
+  EXPECT_EQ(field(none.out, "error"), "AGENT_UNAVAILABLE") << none.out;
+  start_daemon();
+  health_exits(0);
+  daemon_.kill(SIGTERM);
+  ASSERT_EQ(daemon_.wait(20s), 0);
+  // The body, from the segment, says why.
+  const ToolRun r = health();
+  EXPECT_EQ(r.exit, 3) << r.out;
+  const nlohmann::json h = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(h.is_object()) << r.out;
+  EXPECT_EQ(h["status"], "unhealthy");
+  EXPECT_EQ(h["agent"]["state"], "stopped");
+}
+
+// An agent that holds its segment but never answers its admin socket (a
+// listening socket nobody accepts on): health is unknown (3) once its
+// --timeout passes, and every other admin verb a TIMEOUT error (1) naming
+// what it waited for.
+TEST(PerfqctlTimeout, AnAgentThatNeverAnswersIsATimeout) {
+  test::QueueName q;
+  shm::CreateOptions small;
+  small.slot_count = 64;
+  small.slot_payload_bytes = 256;
+  small.max_clients = 4;
+  shm::Segment::Opened how{};
+  auto seg = shm::Segment::open_for_agent(q.str(), small, how);  // holds the agent's lock
+  ASSERT_TRUE(seg.ok()) << seg.error().message;
+  const std::string path = "/tmp/perfq-silent-agent-" + std::to_string(::getpid()) + ".sock";
+  ::unlink(path.c_str());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 8), 0);
+  shm::SegmentHeader& h = (*seg)->header();
+  std::memset(h.socket_path, 0, sizeof h.socket_path);
+  std::memcpy(h.socket_path, path.data(), path.size());
+
+  const ToolRun health = perfqctl(q.str(), {"health", "--timeout", "200ms"});
+  EXPECT_EQ(health.exit, 3) << health.out;
+  EXPECT_EQ(field(health.out, "error"), "TIMEOUT") << health.out;
+  EXPECT_TRUE(has(health.out, "no answer from the agent to health within 200ms")) << health.out;
+  const ToolRun list = perfqctl(q.str(), {"dlq", "list", "--timeout=200ms"});
+  EXPECT_EQ(list.exit, 1) << list.out;
+  EXPECT_TRUE(has(list.out, "no answer from the agent to dlq.list within 200ms")) << list.out;
+  const ToolRun metrics = perfqctl(q.str(), {"metrics", "--timeout", "200ms"}, false);
+  EXPECT_EQ(metrics.exit, 1) << metrics.out;
+  EXPECT_TRUE(has(metrics.out, "perfqctl: TIMEOUT: no answer from the agent to metrics"))
+      << metrics.out;
+  ::close(fd);
+  ::unlink(path.c_str());
 }
 
 }  // namespace

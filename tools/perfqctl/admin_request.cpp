@@ -6,8 +6,10 @@
 
 #include "control/admin_client.hpp"
 #include "control/wire_json.hpp"
+#include "flags.hpp"
 #include "journal/files.hpp"
 #include "output.hpp"
+#include "perfq/core/clock.hpp"
 #include "perfq/shm/segment.hpp"
 
 namespace perfq::ctl {
@@ -28,7 +30,7 @@ int print_refusal(bool json, const nlohmann::json& body) {
 
 }  // namespace
 
-int admin_request(shm::Segment& seg, const nlohmann::json& request, bool json,
+int admin_request(shm::Segment& seg, const nlohmann::json& request, bool json, uint64_t timeout_ms,
                   nlohmann::json& out) {
   const auto& h = seg.header();
   const std::string path(h.socket_path, strnlen(h.socket_path, sizeof h.socket_path));
@@ -45,18 +47,29 @@ int admin_request(shm::Segment& seg, const nlohmann::json& request, bool json,
   }
   // The path is the segment's, which any member can rewrite: only the
   // segment owner's (the agent's) socket gets an operator's command.
-  auto answer = agent::admin_call(path, request, 30'000, seg.owner_uid());
-  if (!answer) return fail(json, answer.error());
+  const uint64_t start_ns = mono_now_ns();
+  auto answer = agent::admin_call(path, request, timeout_ms, seg.owner_uid());
+  if (!answer) {
+    // admin_call says "closed" also when its read ran out of time: the
+    // clock tells them apart (the read ends early only on an answer or a
+    // close, and counts its deadline in whole milliseconds).
+    if (mono_now_ns() - start_ns + 1'000'000 >= timeout_ms * 1'000'000) {
+      return timed_out(json, "no answer from the agent to " + request.value("op", std::string()) +
+                                 " within " + duration_text(timeout_ms) + " (admin socket " + path +
+                                 ")");
+    }
+    return fail(json, answer.error());
+  }
   if (agent::is_error_body(*answer)) return print_refusal(json, *answer);
   out = std::move(*answer);
   return 0;
 }
 
 int admin_request(const std::string& queue, const nlohmann::json& request, bool json,
-                  nlohmann::json& out) {
+                  uint64_t timeout_ms, nlohmann::json& out) {
   auto seg = shm::Segment::attach(queue);
   if (!seg) return fail(json, seg.error());
-  return admin_request(**seg, request, json, out);
+  return admin_request(**seg, request, json, timeout_ms, out);
 }
 
 }  // namespace perfq::ctl

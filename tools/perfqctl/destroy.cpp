@@ -6,18 +6,20 @@
 
 namespace perfq::ctl {
 
-int destroy(const Invocation& in) {
-  auto seg = shm::Segment::attach(in.queue);
-  if (seg && (*seg)->agent_alive()) {
-    std::fprintf(stderr, "perfqctl: the agent of queue %s is running; stop it first\n",
-                 in.queue.c_str());
-    return 1;
-  }
-  if (!shm::Segment::remove(in.queue)) {
-    std::fprintf(stderr, "perfqctl: no segment for queue %s\n", in.queue.c_str());
-    return 1;
-  }
-  return 0;
+Run destroy(Command& /*cmd*/, const Globals& g) {
+  return [&g] {
+    auto seg = shm::Segment::attach(g.queue);
+    if (seg && (*seg)->agent_alive()) {
+      std::fprintf(stderr, "perfqctl: the agent of queue %s is running; stop it first\n",
+                   g.queue.c_str());
+      return kExitError;
+    }
+    if (!shm::Segment::remove(g.queue)) {
+      std::fprintf(stderr, "perfqctl: no segment for queue %s\n", g.queue.c_str());
+      return kExitError;
+    }
+    return kExitOk;
+  };
 }
 
 }  // namespace perfq::ctl

@@ -1,6 +1,8 @@
 // `dlq list|show|review|replay|verify`: the dead-letter queue, through the
 // agent's admin socket (verify also without the agent: admin_request.hpp).
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,37 +16,6 @@ namespace perfq::ctl {
 namespace {
 
 using nlohmann::json;
-
-// The admin request of `verb`; 0, or the exit code to leave with.
-int dlq_request(const std::string& verb, const std::vector<std::string>& rest, bool as_json,
-                json& req) {
-  if (verb == "list") {
-    const Flags f = parse_flags(rest, {"--limit"}, {"--all"});
-    if (f.bad || !f.positional.empty()) return usage();
-    req = {{"op", "dlq.list"}, {"all", f.has("--all")}};
-    if (const std::string* l = f.get("--limit")) {
-      uint64_t n = 0;
-      if (!parse_u64(*l, n) || n < 1 || n > 100) {
-        return fail(as_json, Errc::kInvalidRequest, "limit must be an integer from 1 to 100");
-      }
-      req["limit"] = n;
-    }
-  } else if (verb == "show" || verb == "replay") {
-    const Flags f = parse_flags(rest, {}, {});
-    if (f.bad || f.positional.size() != 1) return usage();
-    req = {{"op", "dlq." + verb}, {"id", f.positional[0]}};
-  } else if (verb == "review") {
-    const Flags f = parse_flags(rest, {"--resolution"}, {});
-    if (f.bad || f.positional.size() != 1 || f.get("--resolution") == nullptr) return usage();
-    req = {{"op", "dlq.review"}, {"id", f.positional[0]}, {"resolution", *f.get("--resolution")}};
-  } else if (verb == "verify") {
-    if (!rest.empty()) return usage();
-    req = {{"op", "dlq.verify"}};
-  } else {
-    return usage();
-  }
-  return 0;
-}
 
 void print_list(const json& out) {
   std::printf("%-8s %-16s %-12s %-16s %-8s %-18s %-8s %-24s %s\n", "DLQ ID", "REQUEST", "USER",
@@ -98,23 +69,62 @@ void print_human(const std::string& verb, const json& out) {
   }
 }
 
-}  // namespace
+struct DlqOptions {
+  std::optional<uint64_t> limit;  // the agent's default (50) when not given
+  bool all = false;
+  std::string id;
+  std::string resolution;
+  uint64_t timeout_ms = kAdminTimeoutMs;
+};
 
-int dlq(const Invocation& in) {
-  if (in.args.empty()) return usage();
-  const std::string& verb = in.args[0];
-  const std::vector<std::string> rest(in.args.begin() + 1, in.args.end());
-  json req;
-  if (const int rc = dlq_request(verb, rest, in.json, req); rc != 0) return rc;
+int run_dlq(const Globals& g, const std::string& verb, const json& request, const DlqOptions& o) {
   json out;
-  if (const int rc = admin_request(in.queue, req, in.json, out); rc != 0) return rc;
-  if (in.json) {
+  if (const int rc = admin_request(g.queue, request, g.json, o.timeout_ms, out); rc != 0) {
+    return rc;
+  }
+  if (g.json) {
     print_json(out);
   } else {
     print_human(verb, out);
   }
-  // verify exits non-zero when it found a problem.
-  return verb == "verify" && !out["ok"].get<bool>() ? 1 : 0;
+  // verify exits 1 when it found a problem.
+  return verb == "verify" && !out["ok"].get<bool>() ? kExitError : kExitOk;
+}
+
+}  // namespace
+
+Run dlq(Command& cmd, const Globals& g) {
+  auto o = std::make_shared<DlqOptions>();
+  Command list = cmd.verb("list", "the dead letters, unreviewed first, newest first");
+  list.number("--limit", o->limit, 1, 100, "N", "at most N entries (1..100; default 50)");
+  list.flag("--all", o->all, "also the reviewed ones (after the unreviewed)");
+  Command show = cmd.verb("show", "one entry: every field, its payload and errorHistory");
+  show.word("DLQ_ID", o->id, "the entry's DLQ id (dlq list shows them)");
+  Command review = cmd.verb("review", "mark an entry reviewed, with what was done about it");
+  review.word("DLQ_ID", o->id, "the entry's DLQ id");
+  review.text("--resolution", o->resolution, "what was done about it (audited)", true);
+  Command replay = cmd.verb("replay", "submit the entry's original request again, once");
+  replay.word("DLQ_ID", o->id, "the entry's DLQ id");
+  Command verify =
+      cmd.verb("verify",
+               "check every record of the journal (read directly when the agent is down); "
+               "exit 1 when one is damaged");
+  Command verbs[] = {list, show, review, replay, verify};
+  for (Command& v : verbs) v.timeout(o->timeout_ms, "the agent's answer");
+  return [&g, o, list, show, review, replay] {
+    if (list.given()) {
+      json req = {{"op", "dlq.list"}, {"all", o->all}};
+      if (o->limit) req["limit"] = *o->limit;
+      return run_dlq(g, "list", req, *o);
+    }
+    if (show.given()) return run_dlq(g, "show", {{"op", "dlq.show"}, {"id", o->id}}, *o);
+    if (review.given()) {
+      const json req = {{"op", "dlq.review"}, {"id", o->id}, {"resolution", o->resolution}};
+      return run_dlq(g, "review", req, *o);
+    }
+    if (replay.given()) return run_dlq(g, "replay", {{"op", "dlq.replay"}, {"id", o->id}}, *o);
+    return run_dlq(g, "verify", {{"op", "dlq.verify"}}, *o);
+  };
 }
 
 }  // namespace perfq::ctl

@@ -1,9 +1,13 @@
 // `health`: SPEC §5 health, from the agent's socket; from the segment when
-// the agent is not running (then `unhealthy`, with the reason, and exit 1).
+// the agent is not running (then `unhealthy`, with the reason). The exit
+// code is the state, as a monitoring probe wants it (verbs.hpp): 0 healthy,
+// 1 degraded, 2 unhealthy, 3 unknown (the agent down or not answering).
 #include <cstdio>
+#include <memory>
 
 #include "admin_request.hpp"
 #include "control/observe.hpp"
+#include "flags.hpp"
 #include "output.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/shm/segment.hpp"
@@ -67,26 +71,51 @@ void print_clients(const json& h) {
   for (const auto& r : h["reasons"]) std::printf("because  %s\n", text(r).c_str());
 }
 
-}  // namespace
+// The exit code of a health body the agent answered.
+int state_code(const json& h) {
+  const std::string status = h.value("status", std::string());
+  if (status == "healthy") return kExitOk;
+  if (status == "degraded") return kHealthDegraded;
+  if (status == "unhealthy") return kHealthUnhealthy;
+  return kHealthUnknown;
+}
 
-int health(const Invocation& in) {
-  auto seg = shm::Segment::attach(in.queue);
-  if (!seg) return fail(in.json, seg.error());
+int run_health(const Globals& g, uint64_t timeout_ms) {
+  auto seg = shm::Segment::attach(g.queue);
+  if (!seg) {
+    (void)fail(g.json, seg.error());
+    return kHealthUnknown;
+  }
   json h;
   const bool alive = (*seg)->agent_alive();
   if (alive) {
-    if (admin_request(**seg, {{"op", "health"}}, in.json, h) != 0) return 1;
+    if (admin_request(**seg, {{"op", "health"}}, g.json, timeout_ms, h) != 0) {
+      return kHealthUnknown;
+    }
   } else {
     h = agent::health_json(**seg, agent::HealthLimits{}, unix_now_ns());
   }
-  if (in.json) {
+  if (g.json) {
     print_json(h);
   } else {
-    print_state(in.queue, h);
+    print_state(g.queue, h);
     print_files_and_totals(h);
     print_clients(h);
   }
-  return alive ? 0 : 1;
+  return alive ? state_code(h) : kHealthUnknown;
+}
+
+}  // namespace
+
+Run health(Command& cmd, const Globals& g) {
+  auto timeout_ms = std::make_shared<uint64_t>(kAdminTimeoutMs);
+  cmd.timeout(*timeout_ms, "the agent's answer");
+  cmd.footer(
+      "Exit codes (a Nagios plugin's): 0 healthy, 1 degraded, 2 unhealthy, 3 unknown: the agent "
+      "is down (no segment, the agent not running) or did not answer (refused, or nothing "
+      "within --timeout); 64 a usage error. With the agent down the body is still printed, "
+      "computed from the segment.");
+  return [&g, timeout_ms] { return run_health(g, *timeout_ms); };
 }
 
 }  // namespace perfq::ctl

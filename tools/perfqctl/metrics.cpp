@@ -1,9 +1,9 @@
 // `metrics [--period MINUTES]`: SPEC §5 metrics for the last N minutes, from
 // the agent's socket.
 #include <cstdio>
+#include <memory>
 
 #include "admin_request.hpp"
-#include "control/observe.hpp"
 #include "flags.hpp"
 #include "output.hpp"
 #include "verbs.hpp"
@@ -41,23 +41,28 @@ void print_table(const json& m) {
 
 }  // namespace
 
-int metrics(const Invocation& in) {
-  const Flags f = parse_flags(in.args, {"--period"}, {});
-  if (f.bad || !f.positional.empty()) return usage();
-  uint32_t period = 60;
-  if (const std::string* p = f.get("--period")) {
-    auto v = agent::parse_period(*p);
-    if (!v) return fail(in.json, v.error());
-    period = *v;
-  }
-  json m;
-  if (admin_request(in.queue, {{"op", "metrics"}, {"period", period}}, in.json, m) != 0) return 1;
-  if (in.json) {
-    print_json(m);
-  } else {
-    print_table(m);
-  }
-  return 0;
+Run metrics(Command& cmd, const Globals& g) {
+  struct Options {
+    uint64_t period = 60;
+    uint64_t timeout_ms = kAdminTimeoutMs;
+  };
+  auto o = std::make_shared<Options>();
+  cmd.number("--period", o->period, 1, 1440, "MINUTES",
+             "the last MINUTES minutes of history (1..1440)");
+  cmd.timeout(o->timeout_ms, "the agent's answer");
+  return [&g, o] {
+    json m;
+    const json request = {{"op", "metrics"}, {"period", o->period}};
+    if (const int rc = admin_request(g.queue, request, g.json, o->timeout_ms, m); rc != 0) {
+      return rc;
+    }
+    if (g.json) {
+      print_json(m);
+    } else {
+      print_table(m);
+    }
+    return kExitOk;
+  };
 }
 
 }  // namespace perfq::ctl

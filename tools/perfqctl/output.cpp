@@ -7,29 +7,6 @@
 
 namespace perfq::ctl {
 
-int usage() {
-  std::fputs(
-      "usage: perfqctl --queue NAME [--json] health\n"
-      "       perfqctl --queue NAME [--json] metrics [--period MINUTES]   (1..1440, default 60)\n"
-      "       perfqctl --queue NAME [--json] top [--interval-ms N] [--iterations N]\n"
-      "       perfqctl --queue NAME [--json] submit --user U --type T [--mode M] [--priority P]\n"
-      "                [--idempotency-key K] [--payload JSON] [--wait]\n"
-      "       perfqctl --queue NAME [--json] status ID --user U\n"
-      "       perfqctl --queue NAME [--json] cancel ID [--user U]   (no --user: as an admin)\n"
-      "       perfqctl --queue NAME [--json] dlq list [--limit N] [--all]\n"
-      "       perfqctl --queue NAME [--json] dlq show ID\n"
-      "       perfqctl --queue NAME [--json] dlq review ID --resolution TEXT\n"
-      "       perfqctl --queue NAME [--json] dlq replay ID\n"
-      "       perfqctl --queue NAME [--json] dlq verify\n"
-      "       perfqctl --queue NAME [--json] events [--count N] [--timeout-ms MS]\n"
-      "                (follows the event ring until Ctrl-C, N events or MS ms)\n"
-      "       perfqctl --queue NAME destroy      (remove the segment; no agent may run)\n"
-      "       perfqctl [--json] token create --tokens FILE --user U --role user|admin\n"
-      "                (prints the new token once; FILE keeps only its hash; no --queue)\n",
-      stderr);
-  return 2;
-}
-
 int fail(bool json, const Error& e) {
   if (json) {
     print_json(agent::error_body(e));
@@ -46,6 +23,15 @@ int fail(bool json, const Error& e) {
 
 int fail(bool json, Errc code, const std::string& message) {
   return fail(json, Error{code, message});
+}
+
+int timed_out(bool json, const std::string& message) {
+  if (json) {
+    print_json({{"statusCode", 504}, {"message", message}, {"error", "TIMEOUT"}});
+  } else {
+    std::fprintf(stderr, "perfqctl: TIMEOUT: %s\n", message.c_str());
+  }
+  return 1;
 }
 
 void print_json(const nlohmann::json& body) {

@@ -1,21 +1,18 @@
 #include "target.hpp"
 
-#include "flags.hpp"
 #include "output.hpp"
 
 namespace perfq::ctl {
 
-int open_target(const Invocation& in, Target& t) {
-  const Flags f = parse_flags(in.args, {"--user"}, {});
-  if (f.bad || f.positional.size() != 1 || f.get("--user") == nullptr) return usage();
-  t.user = *f.get("--user");
-  if (!parse_request_id(f.positional[0], t.id)) {
-    return fail(in.json, Errc::kInvalidRequest, "a request id is 16 hex digits");
+int open_target(const Globals& g, const std::string& id, const std::string& user, Target& t) {
+  t.user = user;
+  if (!parse_request_id(id, t.id)) {
+    return fail(g.json, Errc::kInvalidRequest, "a request id is 16 hex digits");
   }
-  auto connected = Producer::connect(in.queue);
-  if (!connected) return fail(in.json, connected.error());
+  auto connected = Producer::connect(g.queue);
+  if (!connected) return fail(g.json, connected.error());
   t.producer = std::move(*connected);
-  return 0;
+  return kExitOk;
 }
 
 }  // namespace perfq::ctl

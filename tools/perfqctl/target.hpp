@@ -16,8 +16,8 @@ struct Target {
   std::unique_ptr<Producer> producer;
 };
 
-// Parses `ID --user U` and connects. 0, or the exit code to leave with (the
-// error printed).
-int open_target(const Invocation& in, Target& t);
+// Checks the request id `id` and connects as `user`. 0, or the exit code
+// to leave with (the error printed).
+int open_target(const Globals& g, const std::string& id, const std::string& user, Target& t);
 
 }  // namespace perfq::ctl

@@ -3,6 +3,7 @@
 // for a human goes to stderr so that `$(perfqctl token create ...)` is the
 // token.
 #include <cstdio>
+#include <memory>
 
 #include "control/wire_json.hpp"
 #include "flags.hpp"
@@ -12,33 +13,43 @@
 
 namespace perfq::ctl {
 
-int token(const Invocation& in) {
-  if (in.args.empty() || in.args[0] != "create") return usage();
-  const std::vector<std::string> rest(in.args.begin() + 1, in.args.end());
-  const Flags f = parse_flags(rest, {"--tokens", "--user", "--role"}, {"--json"});
-  if (f.bad || !f.positional.empty() || f.get("--tokens") == nullptr ||
-      f.get("--user") == nullptr || f.get("--role") == nullptr) {
-    return usage();
-  }
-  const bool json = in.json || f.has("--json");
-  const std::string& path = *f.get("--tokens");
-  const std::string& user = *f.get("--user");
+namespace {
+
+struct TokenOptions {
+  std::string tokens;
+  std::string user;
+  std::string role;
+};
+
+int run_create(const Globals& g, const TokenOptions& o) {
   agent::Role role{};
-  if (!agent::parse_role(*f.get("--role"), role)) {
-    return fail(json, Errc::kInvalidRequest, "role must be user or admin");
+  if (!agent::parse_role(o.role, role)) {
+    return fail(g.json, Errc::kInvalidRequest, "role must be user or admin");
   }
-  auto t = agent::create_token(path, user, role);
-  if (!t) return fail(json, t.error());
+  auto t = agent::create_token(o.tokens, o.user, role);
+  if (!t) return fail(g.json, t.error());
   const std::string_view role_text = agent::role_name(role);
-  if (json) {
-    print_json(agent::token_json(*t, user, role_text));
-    return 0;
+  if (g.json) {
+    print_json(agent::token_json(*t, o.user, role_text));
+    return kExitOk;
   }
   std::printf("%s\n", t->c_str());
   std::fflush(stdout);  // the token line first, also when both streams share a pipe
   std::fprintf(stderr, "perfqctl: %s token for %s; %s holds its hash. It is not shown again.\n",
-               role_text.data(), user.c_str(), path.c_str());
-  return 0;
+               role_text.data(), o.user.c_str(), o.tokens.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+Run token(Command& cmd, const Globals& g) {
+  auto o = std::make_shared<TokenOptions>();
+  Command create =
+      cmd.verb("create", "make a token, print it once, append its hash to the tokens file");
+  create.text("--tokens", o->tokens, "the agent's tokens file (its --tokens)", true);
+  create.text("--user", o->user, "the user the token authenticates as", true);
+  create.text("--role", o->role, "user or admin", true);
+  return [&g, o] { return run_create(g, *o); };
 }
 
 }  // namespace perfq::ctl

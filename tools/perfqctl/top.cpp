@@ -2,9 +2,13 @@
 // last frame, latency percentiles of the current minute, workers. Reads the
 // segment directly (no socket round trip, nothing audited), so it also
 // shows a queue whose agent is down.
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <optional>
 
 #include "control/observe.hpp"
 #include "control/wire_json.hpp"
@@ -44,28 +48,28 @@ void draw(const std::string& queue, const json& h, const json& m, double rate, b
   }
 }
 
-}  // namespace
-
-int top(const Invocation& in) {
-  const Flags f = parse_flags(in.args, {"--interval-ms", "--iterations"}, {});
-  if (f.bad || !f.positional.empty()) return usage();
+struct TopOptions {
   uint64_t interval_ms = 1000;
-  uint64_t iterations = 0;  // 0: until interrupted
-  auto number_flag = [&](const char* name, uint64_t& out, uint64_t lo) {
-    const std::string* v = f.get(name);
-    return v == nullptr || (parse_u64(*v, out) && out >= lo);
-  };
-  if (!number_flag("--interval-ms", interval_ms, 10) ||
-      !number_flag("--iterations", iterations, 1)) {
-    return fail(in.json, Errc::kInvalidRequest,
-                "--interval-ms must be at least 10 and --iterations at least 1");
-  }
-  auto seg = shm::Segment::attach(in.queue);
-  if (!seg) return fail(in.json, seg.error());
-  const bool tty = !in.json && ::isatty(STDOUT_FILENO) != 0;
+  std::optional<uint64_t> iterations;  // none: until interrupted or --timeout
+  std::optional<uint64_t> timeout_ms;
+};
+
+// Sleeps `ms` (the refresh period of the view, not a wait for an event).
+void pause_ms(uint64_t ms) {
+  const timespec t{static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1'000'000};
+  nanosleep(&t, nullptr);
+}
+
+int run_top(const Globals& g, const TopOptions& o) {
+  auto seg = shm::Segment::attach(g.queue);
+  if (!seg) return fail(g.json, seg.error());
+  const bool tty = !g.json && ::isatty(STDOUT_FILENO) != 0;
+  const uint64_t deadline = o.timeout_ms ? mono_now_ns() + *o.timeout_ms * 1'000'000 : UINT64_MAX;
   uint64_t last_completed = 0;
   uint64_t last_ns = 0;
-  for (uint64_t frame = 0; iterations == 0 || frame < iterations; ++frame) {
+  const uint64_t frames = o.iterations.value_or(UINT64_MAX);
+  // Bounded by --iterations, else by the deadline, else by a signal.
+  for (uint64_t frame = 0; frame < frames; ++frame) {
     const uint64_t now = unix_now_ns();
     json h = agent::health_json(**seg, agent::HealthLimits{}, now);
     json m = agent::metrics_json(**seg, 1, now);
@@ -75,17 +79,37 @@ int top(const Invocation& in) {
                                            static_cast<double>(now - last_ns);
     last_completed = completed;
     last_ns = now;
-    if (in.json) {
+    if (g.json) {
       print_json(agent::top_frame_json(std::move(h), std::move(m), rate));
     } else {
-      draw(in.queue, h, m, rate, tty);
+      draw(g.queue, h, m, rate, tty);
     }
     std::fflush(stdout);
-    if (iterations != 0 && frame + 1 >= iterations) break;
-    // The refresh period of the view (not a wait for an event).
-    ::usleep(static_cast<useconds_t>(interval_ms * 1000));
+    if (frame + 1 >= frames) break;
+    const uint64_t mono = mono_now_ns();
+    if (mono >= deadline) {
+      if (!o.iterations) return kExitOk;  // the view's length
+      return timed_out(g.json, std::to_string(frame + 1) + " of " + std::to_string(frames) +
+                                   " frames within " + duration_text(*o.timeout_ms));
+    }
+    uint64_t pause = o.interval_ms;
+    if (o.timeout_ms) pause = std::min(pause, (deadline - mono) / 1'000'000 + 1);
+    pause_ms(pause);
   }
-  return 0;
+  return kExitOk;
+}
+
+}  // namespace
+
+Run top(Command& cmd, const Globals& g) {
+  auto o = std::make_shared<TopOptions>();
+  cmd.duration("--interval", o->interval_ms, 10, "time between frames, at least 10ms");
+  cmd.number("--iterations", o->iterations, 1, UINT64_MAX, "N",
+             "draw N frames and exit (default: until Ctrl-C or --timeout)");
+  cmd.duration("--timeout", o->timeout_ms, 1,
+               "stop after this long (exit 0); with --iterations, N frames not drawn by then "
+               "are a TIMEOUT error (default: no limit)");
+  return [&g, o] { return run_top(g, *o); };
 }
 
 }  // namespace perfq::ctl
