@@ -1,15 +1,22 @@
 // perfq-bench: end-to-end scenarios of SPEC §8, each run beside the baselines
 // it is judged against, in the same process invocation.
 //
-//   perfq-bench [all] [--quick]      every scenario and baseline, one report
+//   perfq-bench [all] [--quick] [--only GROUP]
+//                                    every scenario and baseline, one report
 //   perfq-bench demo --queue Q [--seconds N] [--producers N]
 //                                    drive a running agent with producers and
 //                                    a worker, with a live progress line
+//   perfq-bench [SUBCOMMAND] --help, perfq-bench --version
+//
+// A bad command line is said on stderr, naming the argument, with exit code
+// 64 (EX_USAGE); a run that fails exits 1.
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <charconv>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -28,6 +35,7 @@
 #include "journal/writer.hpp"
 #include "perfq/core/histogram.hpp"
 #include "perfq/perfq.hpp"
+#include "perfq/version.hpp"
 
 namespace perfq::bench {
 namespace {
@@ -581,10 +589,22 @@ int run_all(const Options& o) {
 
 // ------------------------------------------------------------------ demo
 
+// Every kPoisonEvery-th message of a producer, its first included, is one the
+// worker cannot deliver: the demo's dead letters, for `perfqctl dlq`
+// afterwards (and what health counts in dlqSize and recentFailures).
+constexpr uint64_t kPoisonEvery = 100'000;
+constexpr const char* kDemoType = "chat.message";
+constexpr const char* kPoisonReason = "message body cannot be decoded";
+
+// What a producer sends back through its pipe (trivially copyable). The
+// load's times are steady_clock (CLOCK_MONOTONIC), the same in every process.
 struct DemoReport {
   uint64_t completed = 0;
   uint64_t failed = 0;
   uint64_t other = 0;
+  uint64_t poisoned = 0;  // accepted poisoned submits
+  uint64_t first_submit_ns = 0;
+  uint64_t last_outcome_ns = 0;
   LogLinearHistogram rt;
 };
 
@@ -606,7 +626,8 @@ int demo_producer(const std::string& queue, int index, int seconds, int fd) {
   auto settle = [&] {
     InFlight& x = window.front();
     const Outcome& out = x.f.get();
-    rep.rt.record(now_ns() - x.t0);
+    rep.last_outcome_ns = now_ns();
+    rep.rt.record(rep.last_outcome_ns - x.t0);
     if (out.status == Status::kCompleted)
       ++rep.completed;
     else if (out.status == Status::kFailed)
@@ -615,21 +636,73 @@ int demo_producer(const std::string& queue, int index, int seconds, int fd) {
       ++rep.other;
     window.pop_front();
   };
+  rep.first_submit_ns = now_ns();
   while (now_ns() < end) {
     const auto prio = static_cast<uint8_t>(1 + (i++ % 20));
-    // Every 100,000th message is one the worker cannot deliver: the demo's
-    // dead letters, for `perfqctl dlq` afterwards.
-    const bool poison = i % 100'000 == 1;
+    const bool poison = i % kPoisonEvery == 1;
     const std::string payload =
         "{\"conversationId\":\"" + std::to_string(i % 97) +
         (poison ? "\",\"message\":\"(unreadable)\"}" : "\",\"message\":\"Hello!\"}");
-    auto r = test::make_request("chat.message", user, payload, Mode::kPriority, prio);
+    auto r = test::make_request(kDemoType, user, payload, Mode::kPriority, prio);
     auto s = (*p)->submit(r);
-    if (s) window.push_back({std::move(s->outcome), now_ns()});
+    if (s) {
+      window.push_back({std::move(s->outcome), now_ns()});
+      if (poison) ++rep.poisoned;
+    }
     while (window.size() >= 64 || (!window.empty() && window.front().f.ready())) settle();
   }
   while (!window.empty()) settle();
   return ::write(fd, &rep, sizeof rep) == static_cast<ssize_t>(sizeof rep) ? 0 : 4;
+}
+
+// Printed before the agent's health, which counts the poisoned requests
+// (dlqSize, recentFailures): says how many there were and why.
+void print_poison_note(const DemoReport& total) {
+  std::printf("demo: poisoned on purpose: %" PRIu64
+              " %s requests (each producer's first and every"
+              " %" PRIu64 "th):\n",
+              total.poisoned, kDemoType, kPoisonEvery);
+  std::printf("      the worker fails them for good (\"%s\"), so they are the failed above,\n",
+              kPoisonReason);
+  std::printf("      the DLQ's entries and, past its limits, why health says degraded.\n");
+}
+
+// The producers' figures together. The rate is over the load alone, from the
+// first submit to the last outcome, as the producers timed them: the
+// agent's metrics divide the same counts by the whole time they cover.
+void print_demo_summary(const std::vector<DemoReport>& reports) {
+  DemoReport total;
+  total.first_submit_ns = UINT64_MAX;
+  for (const auto& r : reports) {
+    total.completed += r.completed;
+    total.failed += r.failed;
+    total.other += r.other;
+    total.poisoned += r.poisoned;
+    total.first_submit_ns = std::min(total.first_submit_ns, r.first_submit_ns);
+    total.last_outcome_ns = std::max(total.last_outcome_ns, r.last_outcome_ns);
+    total.rt.merge(r.rt);
+  }
+  const double secs = total.last_outcome_ns > total.first_submit_ns
+                          ? static_cast<double>(total.last_outcome_ns - total.first_submit_ns) / 1e9
+                          : 0.0;
+  const auto per_s = [secs](uint64_t n) { return secs > 0 ? static_cast<double>(n) / secs : 0.0; };
+  std::printf("demo: %" PRIu64
+              " requests in %.2f s of load (first submit to last outcome) = %.0f req/s"
+              " (completed alone: %.0f/s)\n",
+              total.rt.count(), secs, per_s(total.rt.count()), per_s(total.completed));
+  std::printf(
+      "demo: round trip submit -> worker -> outcome: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+      ns(total.rt.percentile(0.5)).c_str(), ns(total.rt.percentile(0.9)).c_str(),
+      ns(total.rt.percentile(0.99)).c_str(), ns(total.rt.percentile(0.999)).c_str(),
+      ns(total.rt.max()).c_str());
+  std::printf("demo: by status: completed %" PRIu64 "  failed %" PRIu64 "  other %" PRIu64 "\n",
+              total.completed, total.failed, total.other);
+  print_poison_note(total);
+  if (total.failed != total.poisoned || total.other != 0) {
+    std::printf("demo: NOTE %" PRIu64 " failed and %" PRIu64 " other outcomes beyond the %" PRIu64
+                " poisoned: not the demo's doing\n",
+                total.failed - std::min(total.failed, total.poisoned), total.other, total.poisoned);
+  }
 }
 
 int run_demo(const Options& o) {
@@ -640,12 +713,12 @@ int run_demo(const Options& o) {
   }
   test::Signal ready;
   test::Child worker = test::spawn_worker(
-      o.queue, "chat.message",
+      o.queue, kDemoType,
       [](const Job& j) {
         const std::string_view text(reinterpret_cast<const char*>(j.payload.data()),
                                     j.payload.size());
         if (text.find("(unreadable)") != std::string_view::npos) {
-          return Reply::permanent_error("message body cannot be decoded");
+          return Reply::permanent_error(kPoisonReason);
         }
         // A small real job: checksum the message and answer with it.
         uint32_t sum = 0;
@@ -704,24 +777,143 @@ int run_demo(const Options& o) {
   for (auto& c : producers) (void)c.wait(10s);
   worker.kill(SIGTERM);
   (void)worker.wait(10s);
-  DemoReport total;
-  for (const auto& r : reports) {
-    total.completed += r.completed;
-    total.failed += r.failed;
-    total.other += r.other;
-    total.rt.merge(r.rt);
-  }
-  const double secs = static_cast<double>(now_ns() - start) / 1e9;
-  std::printf("demo: %" PRIu64 " requests in %.1f s = %.0f req/s\n", total.rt.count(), secs,
-              static_cast<double>(total.rt.count()) / secs);
-  std::printf(
-      "demo: round trip submit -> worker -> outcome: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-      ns(total.rt.percentile(0.5)).c_str(), ns(total.rt.percentile(0.9)).c_str(),
-      ns(total.rt.percentile(0.99)).c_str(), ns(total.rt.percentile(0.999)).c_str(),
-      ns(total.rt.max()).c_str());
-  std::printf("demo: by status: completed %" PRIu64 "  failed %" PRIu64 "  other %" PRIu64 "\n",
-              total.completed, total.failed, total.other);
+  print_demo_summary(reports);
   return reports.size() == fds.size() ? 0 : 1;
+}
+
+// ------------------------------------------------------------------ command line
+
+constexpr int kUsageError = 64;  // EX_USAGE (sysexits.h)
+constexpr int kSecondsMax = 86'400;
+// One client record is the demo's worker.
+constexpr int kProducersMax = static_cast<int>(shm::kMaxClientsLimit) - 1;
+
+// A whole number in [lo, hi], checked on the text before CLI11 converts it,
+// so the error names the value (CLI11 puts the option's name in front).
+CLI::Validator whole_number(int lo, int hi) {
+  const std::string range = std::to_string(lo) + " to " + std::to_string(hi);
+  return {[lo, hi, range](std::string& text) -> std::string {
+            int v = 0;
+            const char* end = text.data() + text.size();
+            const auto [at, ec] = std::from_chars(text.data(), end, v);
+            if (text.empty() || at != end ||
+                (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
+              return "'" + text + "' is not an integer";
+            }
+            if (ec == std::errc::result_out_of_range || v < lo || v > hi) {
+              return "'" + text + "' is out of range (" + range + ")";
+            }
+            return {};
+          },
+          range};
+}
+
+// The options of the report, on the top level (no subcommand runs it) and on
+// `all` alike; they fill the same Options.
+struct ReportOptions {
+  CLI::Option* quick;
+  CLI::Option* only;
+};
+
+// CLI11 2.1 prints a description as given: the texts below are wrapped by
+// hand to fit 80 columns beside the 30 of the option's name.
+ReportOptions add_report_options(CLI::App& app, Options& o) {
+  ReportOptions r{};
+  r.quick = app.add_flag("--quick", o.quick,
+                         "Fewer requests per scenario: a fifth to a seventh\n"
+                         "of the full run's. Default: off, the full run");
+  r.only =
+      app.add_option("--only", o.only,
+                     "Run one group of scenarios. Default: every group\n"
+                     "  baselines   futex, spin, unix socket, boost mq\n"
+                     "  submit      submit cost and submit rate\n"
+                     "  round-trip  one request at a time, per idle\n"
+                     "              strategy (with its baselines)\n"
+                     "  throughput  end to end, batch mode (with its\n"
+                     "              baselines)\n"
+                     "  journal     the DLQ journal, failing requests")
+          ->type_name("GROUP")
+          ->check(CLI::IsMember({"baselines", "submit", "round-trip", "throughput", "journal"}));
+  return r;
+}
+
+struct Commands {
+  CLI::App* all;
+  CLI::App* demo;
+  ReportOptions top;  // the report's options given before any subcommand
+};
+
+constexpr const char* kExitCodes = "Exit codes: 0 done, 1 a run failed, 64 a bad command line.";
+
+Commands describe(CLI::App& app, Options& o) {
+  app.name("perfq-bench");
+  app.description(
+      "perfq's end-to-end scenarios (SPEC §8), each run beside the baselines it\n"
+      "is judged against in the same invocation; or a chat load on a running agent.");
+  app.footer(std::string("Without a subcommand, runs `all`. `perfq-bench SUBCOMMAND --help` for\n"
+                         "its options. ") +
+             kExitCodes);
+  app.set_version_flag("--version", std::string("perfq-bench ") + kVersion,
+                       "Print `perfq-bench VERSION` and exit");
+  app.require_subcommand(0, 1);
+  Commands c{};
+  c.top = add_report_options(app, o);
+  c.all = app.add_subcommand("all", "Every scenario beside its baselines, one report");
+  c.all->footer(
+      "Agent, worker and producer run in separate processes, unpinned, with 64 B\n"
+      "payloads; each figure stands beside its SPEC target and its baseline from\n"
+      "the same run.\n" +
+      std::string(kExitCodes));
+  (void)add_report_options(*c.all, o);
+  c.demo = app.add_subcommand("demo", "A chat load on a running agent, with live progress");
+  c.demo->footer(
+      "Producer processes submit chat.message requests (priorities 1-20, 64\n"
+      "outstanding each) as fast as they can to one worker process, with a live\n"
+      "progress line; then throughput, round-trip percentiles and counts by\n"
+      "status. Each producer's first request and every 100,000th after it are\n"
+      "poisoned on purpose: the worker fails them for good, so they become dead\n"
+      "letters and count in the agent's health (dlqSize, recentFailures).\n" +
+      std::string(kExitCodes));
+  // Required, but checked after the parse (check_after_parse) so that an
+  // unknown argument beside a missing --queue is the one named.
+  c.demo->add_option("--queue", o.queue, "The running agent's queue name. Required")
+      ->type_name("QUEUE");
+  c.demo
+      ->add_option("--seconds", o.seconds,
+                   "How long the producers submit, in seconds.\nDefault: 10")
+      ->type_name("SECONDS")
+      ->check(whole_number(1, kSecondsMax));
+  c.demo
+      ->add_option("--producers", o.producers,
+                   "How many producer processes submit, each as a\n"
+                   "user of its own. Default: 2")
+      ->type_name("COUNT")
+      ->check(whole_number(1, kProducersMax));
+  return c;
+}
+
+// What CLI11 does not check: --queue given to `demo`, and the report's
+// options, which belong to the report, not given before `demo`.
+void check_after_parse(const Commands& c, const Options& o) {
+  if (!c.demo->parsed()) return;
+  for (const CLI::Option* opt : {c.top.quick, c.top.only}) {
+    if (opt->count() > 0) {
+      throw CLI::ValidationError(opt->get_name() + " is an option of `all`, not of `demo`");
+    }
+  }
+  if (c.demo->get_option("--queue")->count() == 0) throw CLI::RequiredError("--queue");
+  if (o.queue.empty()) throw CLI::ValidationError("--queue", "the queue name is empty");
+}
+
+// --help and --version on stdout, exit 0; anything else wrong on stderr,
+// naming the argument, exit 64.
+int exit_for(const CLI::App& app, const Commands& c, const CLI::ParseError& e) {
+  if (e.get_exit_code() == 0) return app.exit(e);
+  std::fprintf(stderr, "perfq-bench: %s\nRun perfq-bench%s --help for the options.\n", e.what(),
+               c.demo->parsed()  ? " demo"
+               : c.all->parsed() ? " all"
+                                 : "");
+  return kUsageError;
 }
 
 }  // namespace
@@ -729,32 +921,14 @@ int run_demo(const Options& o) {
 
 int main(int argc, char** argv) {
   perfq::bench::Options o;
-  std::string verb = "all";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--quick")
-      o.quick = true;
-    else if (a == "--queue")
-      o.queue = val();
-    else if (a == "--seconds")
-      o.seconds = std::atoi(val().c_str());
-    else if (a == "--producers")
-      o.producers = std::atoi(val().c_str());
-    else if (a == "--only")
-      o.only = val();
-    else if (a == "all" || a == "demo")
-      verb = a;
-    else {
-      std::fprintf(stderr,
-                   "usage: perfq-bench [all] [--quick]\n"
-                   "       perfq-bench demo --queue Q [--seconds N] [--producers N]\n");
-      return 2;
-    }
+  CLI::App app;
+  const perfq::bench::Commands cmd = perfq::bench::describe(app, o);
+  try {
+    app.parse(argc, argv);
+    perfq::bench::check_after_parse(cmd, o);
+  } catch (const CLI::ParseError& e) {
+    return perfq::bench::exit_for(app, cmd, e);
   }
-  if (verb == "demo") {
-    if (o.queue.empty() || o.seconds <= 0 || o.producers <= 0) return 2;
-    return perfq::bench::run_demo(o);
-  }
+  if (cmd.demo->parsed()) return perfq::bench::run_demo(o);
   return perfq::bench::run_all(o);
 }
