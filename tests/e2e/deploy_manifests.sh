@@ -529,6 +529,11 @@ def cmd_dockerfile(path, setup, bin_dir):
             if pkg not in allowed:
                 die(f"stage {s['name']} copies {binary}, which needs {lib} ({pkg}); the stage does not "
                     f"install {pkg}")
+        used = {next((owners[v] for v in lib_variants(lib) if v in owners), None) for _, lib in needs}
+        unused = [p for p in s["packages"] if p not in used and p != "nodejs"]
+        if needs and unused:
+            print(f"note stage {s['name']} installs {', '.join(unused)}, which no binary it copies links "
+                  "(here)")
     print(f"ok  Dockerfile: the runtime stages install the libraries of {', '.join(checked)} (ldd, dpkg -S)")
 
 def cmd_healthcheck(path):
