@@ -23,6 +23,7 @@
 #include "harness.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
+#include "perfq/shm/agent_version.hpp"
 #include "perfq/shm/metrics.hpp"
 #include "perfq/version.hpp"
 #include "prometheus.hpp"
@@ -420,6 +421,51 @@ TEST(PrometheusBuckets, CountsAreExactAtEveryBound) {
             static_cast<double>(waits_ns.size()));
   EXPECT_EQ(x.value("perfq_wait_seconds_count", {{"band", "HIGH"}}),
             static_cast<double>(waits_ns.size()));
+}
+
+// perfq_build_info's version comes from the header, which any member can
+// write: copied, each byte outside printable ASCII (or a space) shown as
+// '?', then escaped as a label value.
+TEST(PrometheusBuildInfo, TheVersionIsCopiedCheckedAndEscaped) {
+  test::QueueName q;
+  shm::CreateOptions o;
+  o.slot_count = 64;
+  o.slot_payload_bytes = 64;
+  o.max_clients = 4;
+  o.status_entries = 64;
+  o.idempotency_entries = 0;
+  o.rate_entries = 0;
+  o.rate_limit = 0;
+  o.metrics_types = 1;
+  shm::Segment::Opened how{};
+  auto seg = shm::Segment::open_for_agent(q.str(), o, how);
+  ASSERT_TRUE(seg.ok()) << seg.error().message;
+  shm::SegmentHeader& h = (*seg)->header();
+  auto build_info_version = [&]() -> std::string {
+    const std::string text = agent::prometheus_text(**seg, agent::HealthLimits{}, unix_now_ns());
+    const Exposition x = parse_exposition(text);
+    EXPECT_EQ(x.error, "") << text;
+    for (const test::Sample& s : x.samples) {
+      if (s.name == "perfq_build_info") return s.labels.at("version");
+    }
+    return "(none)";
+  };
+  EXPECT_EQ(build_info_version(), "unknown");  // no agent wrote one
+  EXPECT_EQ(shm::write_agent_version(h, std::string_view("1.2\x01 \"x\\", 8)), 1);
+  EXPECT_EQ(shm::write_agent_version(h, std::string_view("1.2\x01 \"x\\", 8)), 0);  // as it is
+  EXPECT_EQ(build_info_version(), "1.2??\"x\\");
+  // Longer than the field: cut, and still NUL-terminated.
+  (void)shm::write_agent_version(h, std::string(100, 'v'));
+  EXPECT_EQ(build_info_version(), std::string(shm::kAgentVersionBytes - 1, 'v'));
+}
+
+TEST_F(Observe, AScribbledVersionIsRestoredByTheLivenessPass) {
+  start();
+  EXPECT_EQ(shm::read_agent_version(seg_->header()), kVersion);
+  const char garbage[shm::kAgentVersionBytes] = "\xff\xfe not ours";
+  store_shared_text(seg_->header().agent_version, garbage, sizeof garbage);
+  EXPECT_TRUE(
+      test::eventually([&] { return shm::read_agent_version(seg_->header()) == kVersion; }, 20s));
 }
 
 TEST_F(Observe, RefusedSubmitsAreCountedByReasonOncePerAnswer) {
