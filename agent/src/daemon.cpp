@@ -1,12 +1,14 @@
 #include "perfq/agent/daemon.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -16,14 +18,18 @@
 #include "control/admin_ops.hpp"
 #include "control/admin_socket.hpp"
 #include "control/audit.hpp"
+#include "control/observe.hpp"
 #include "data_dir_lock.hpp"
 #include "dataplane/conductor.hpp"
 #include "http/auth.hpp"
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "journal/journal.hpp"
+#include "log/log.hpp"
 #include "perfq/core/atomic.hpp"
+#include "perfq/core/clock.hpp"
 #include "perfq/shm/segment.hpp"
+#include "perfq/version.hpp"
 
 namespace perfq::agent {
 
@@ -36,49 +42,109 @@ namespace {
 std::atomic<int> g_reload_write{-1};
 std::atomic<int> g_reload_read{-1};
 
-// Runs `reload` on a thread of its own for each request_reload(), until
-// destroyed.
-class Reloader {
+// A thread of the daemon's own: runs `reload` for each request_reload(),
+// and `tick` about once a second, until destroyed.
+class Housekeeper {
  public:
-  explicit Reloader(std::function<void()> reload) : reload_(std::move(reload)) {
+  Housekeeper(std::function<void()> reload, std::function<void()> tick)
+      : reload_(std::move(reload)), tick_(std::move(tick)) {
     if (g_reload_read.load(std::memory_order_acquire) < 0) {
       int fds[2];
       if (::pipe2(fds, O_CLOEXEC) != 0) return;  // no reloads; the agent runs on
       // Never blocks a signal handler: a full pipe already holds a request.
       (void)::fcntl(fds[1], F_SETFL, O_NONBLOCK);
+      (void)::fcntl(fds[0], F_SETFL, O_NONBLOCK);
       g_reload_read.store(fds[0], std::memory_order_release);
       g_reload_write.store(fds[1], std::memory_order_release);
     }
     thread_ = std::thread([this] { run(); });
   }
-  ~Reloader() {
+  ~Housekeeper() {
     stopping_.store(true, std::memory_order_release);
     request_reload();  // wakes the thread, which sees stopping_
     if (thread_.joinable()) thread_.join();
   }
-  Reloader(const Reloader&) = delete;
-  Reloader& operator=(const Reloader&) = delete;
+  Housekeeper(const Housekeeper&) = delete;
+  Housekeeper& operator=(const Housekeeper&) = delete;
 
  private:
   void run() {
     const int fd = g_reload_read.load(std::memory_order_acquire);
+    if (fd < 0) return;
     char buf[64];
-    while (fd >= 0) {
-      const ssize_t n = ::read(fd, buf, sizeof buf);  // requests that came together: one reload
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || stopping_.load(std::memory_order_acquire)) return;
-      reload_();
+    while (!stopping_.load(std::memory_order_acquire)) {
+      pollfd p{fd, POLLIN, 0};
+      const int r = ::poll(&p, 1, kTickMs);
+      if (stopping_.load(std::memory_order_acquire)) return;
+      if (r > 0) {
+        bool asked = false;  // requests that came together: one reload
+        while (::read(fd, buf, sizeof buf) > 0) asked = true;
+        if (asked) reload_();
+      }
+      tick_();
     }
   }
 
+  static constexpr int kTickMs = 1000;
   std::function<void()> reload_;
+  std::function<void()> tick_;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
 
+// What the housekeeper watches: health and the journal's files, logged when
+// they change.
+class Watch {
+ public:
+  Watch(shm::Segment& seg, HealthLimits limits) : seg_(seg), limits_(limits) {}
+
+  void tick() {
+    const nlohmann::json h = health_json(seg_, limits_, unix_now_ns());
+    const std::string status = h.value("status", "");
+    if (status != status_) {
+      nlohmann::json reasons = h.contains("reasons") ? h["reasons"] : nlohmann::json::array();
+      std::string why;
+      for (const auto& r : reasons) why += (why.empty() ? "" : "; ") + r.get<std::string>();
+      const std::string msg = "health " +
+                              (status_.empty() ? std::string("is ") : status_ + " -> ") + status +
+                              (why.empty() ? "" : ": " + why);
+      const nlohmann::json f = {{"status", status}, {"previous", status_}, {"reasons", reasons}};
+      if (status == "healthy") {
+        log::info("health.change", msg, f);
+      } else {
+        log::warn("health.change", msg, f);
+      }
+      status_ = status;
+    }
+    file_state("journal", "DLQ journal", h["journal"]);
+    file_state("auditLog", "audit log", h["auditLog"]);
+  }
+
+ private:
+  // A file's state (healthy, failing, off) as health reports it.
+  void file_state(const std::string& key, const std::string& name, const nlohmann::json& v) {
+    const std::string state = v.is_object() ? v.value("state", "") : "";
+    std::string& was = files_[key];
+    if (state == was) return;
+    const std::string err = v.is_object() ? v.value("lastError", "") : "";
+    if (state == "failing") {
+      log::error(key + ".failing", name + " cannot write: " + err, {{"error", err}});
+    } else if (was == "failing") {
+      log::info(key + ".recovered", name + " writes again", {{"state", state}});
+    }
+    was = state;
+  }
+
+  shm::Segment& seg_;
+  HealthLimits limits_;
+  std::string status_;
+  std::map<std::string, std::string> files_;
+};
+
 // A step that failed: its reason on stderr, and the exit code.
 int failed(const Error& e) {
-  std::fprintf(stderr, "perfq-agent: %s\n", e.message.c_str());
+  log::error("agent.failed", e.message);
+  log::flush();
   return 1;
 }
 
@@ -134,46 +200,122 @@ Result<std::unique_ptr<HttpServer>> open_http(const Config& cfg, HttpApi& api, s
 void log_started(const Config& cfg, const Conductor& agent, shm::Segment& seg,
                  const HttpServer* http, bool tokens) {
   const auto& geo = seg.geometry();
-  std::fprintf(stderr,
-               "perfq-agent: queue %s %s segment /%s, %llu bytes (%u slots x %u B, %u clients), "
-               "data dir %s, admin socket %s, idle %s\n",
-               cfg.queue.c_str(), agent.reattached() ? "re-attached to" : "created",
-               perfq::shm::segment_name(cfg.queue).c_str(),
-               static_cast<unsigned long long>(geo.total_bytes), geo.slot_count, geo.slot.stride,
-               geo.max_clients, cfg.data_dir.c_str(), seg.header().socket_path,
-               perfq::idle_name(cfg.idle).data());
+  std::string segment(1, '/');  // (GCC 12 misreads "/" + string: -Wrestrict)
+  segment += perfq::shm::segment_name(cfg.queue);
+  log::info("agent.start",
+            "queue " + cfg.queue + " " + (agent.reattached() ? "re-attached to" : "created") +
+                " segment " + segment + ", " + std::to_string(geo.total_bytes) + " bytes (" +
+                std::to_string(geo.slot_count) + " slots x " + std::to_string(geo.slot.stride) +
+                " B, " + std::to_string(geo.max_clients) + " clients), data dir " + cfg.data_dir +
+                ", admin socket " + seg.header().socket_path + ", idle " +
+                std::string(perfq::idle_name(cfg.idle)) + ", version " + kVersion,
+            {{"version", kVersion},
+             {"queue", cfg.queue},
+             {"pid", ::getpid()},
+             {"reattached", agent.reattached()},
+             {"segment", segment},
+             {"segmentBytes", geo.total_bytes},
+             {"dataDir", cfg.data_dir}});
   if (!seg.header_rebuilt().empty()) {
-    std::fprintf(stderr,
-                 "perfq-agent: the segment's header failed validation (%s); it was rebuilt from "
-                 "%s/segment.geometry and the queue kept what it held\n",
-                 seg.header_rebuilt().c_str(), cfg.data_dir.c_str());
+    log::warn("segment.rebuilt", "the segment's header failed validation (" + seg.header_rebuilt() +
+                                     "); it was rebuilt from " + cfg.data_dir +
+                                     "/segment.geometry and the queue kept what it held");
   }
   if (http != nullptr) {
-    std::fprintf(stderr, "perfq-agent: http on %s%s\n", http->address().c_str(),
-                 tokens ? "" : " (no --tokens: every route but the probes answers 401)");
+    log::info("http.listen",
+              "http on " + http->address() +
+                  (tokens ? "" : " (no --tokens: every route but the probes answers 401)"),
+              {{"address", http->address()}, {"tokens", tokens}});
   }
 }
 
 // What recovery found in the journal, and each problem in its files.
 void log_journal(const Journal& journal) {
   const auto& rec = journal.recovery();
-  std::fprintf(stderr,
-               "perfq-agent: DLQ journal %s: %llu segment(s), %llu record(s), %llu entr%s "
-               "(%llu unreviewed)\n",
-               journal.dir().c_str(), static_cast<unsigned long long>(rec.segments),
-               static_cast<unsigned long long>(rec.records),
-               static_cast<unsigned long long>(rec.entries), rec.entries == 1 ? "y" : "ies",
-               static_cast<unsigned long long>(journal.unreviewed()));
+  log::info("journal.open",
+            "DLQ journal " + journal.dir() + ": " + std::to_string(rec.segments) + " segment(s), " +
+                std::to_string(rec.records) + " record(s), " + std::to_string(rec.entries) +
+                (rec.entries == 1 ? " entry (" : " entries (") +
+                std::to_string(journal.unreviewed()) + " unreviewed)",
+            {{"segments", rec.segments},
+             {"records", rec.records},
+             {"entries", rec.entries},
+             {"unreviewed", journal.unreviewed()}});
   for (const auto& p : rec.problems) {
-    std::fprintf(stderr, "perfq-agent: DLQ journal %s at offset %llu (%llu bytes): %s\n",
-                 p.file.c_str(), static_cast<unsigned long long>(p.offset),
-                 static_cast<unsigned long long>(p.length), p.what.c_str());
+    log::warn("journal.problem",
+              "DLQ journal " + p.file + " at offset " + std::to_string(p.offset) + " (" +
+                  std::to_string(p.length) + " bytes): " + p.what,
+              {{"file", p.file}, {"offset", p.offset}, {"length", p.length}});
   }
+}
+
+// Settings given (file, environment, flag) that the segment an agent
+// re-attached to cannot take: its shape is fixed when it is created.
+nlohmann::json ignored_settings(const Config& cfg, const shm::Segment& seg) {
+  const auto& geo = seg.geometry();
+  const auto& h = seg.header();
+  const std::pair<const char*, uint64_t> kept[] = {
+      {"slots", geo.slot_count},
+      {"slot_payload_bytes", geo.slot_payload_bytes},
+      {"max_clients", geo.max_clients},
+      {"status_table_entries", h.status_entries},
+      {"idempotency_table_entries", h.idempotency_entries},
+      {"rate_limit_table_entries", h.rate_entries},
+      {"max_requests_per_user_per_minute", h.rate_limit},
+      {"metrics_types", h.metrics_types},
+  };
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [key, value] : kept) {
+    const std::string asked =
+        std::string(key) == "slots" ? std::to_string(cfg.slot_count()) : setting_text(cfg, key);
+    if (cfg.given.count(key) == 0 || asked == std::to_string(value)) continue;
+    out.push_back({{"setting", key},
+                   {"asked", asked},
+                   {"inEffect", std::to_string(value)},
+                   {"apply", "stop the agent, perfqctl --queue " + cfg.queue +
+                                 " destroy (loses what the queue holds), start it again"}});
+  }
+  return out;
+}
+
+void log_ignored(const nlohmann::json& ignored) {
+  for (const auto& i : ignored) {
+    log::warn("settings.ignored",
+              "setting " + i["setting"].get<std::string>() + " = " + i["asked"].get<std::string>() +
+                  " is not applied: the existing segment keeps " +
+                  i["inEffect"].get<std::string>() +
+                  " (fixed when it was created); to apply it: " + i["apply"].get<std::string>(),
+              i);
+  }
+}
+
+// What a stop left behind, said on every stop.
+void log_left(const Config& cfg, const Conductor::Left& left) {
+  const nlohmann::json f = {{"queue", cfg.queue},
+                            {"left", left.depth},
+                            {"inFlight", left.in_flight},
+                            {"drained", left.drained},
+                            {"drainTimedOut", left.drain_timed_out}};
+  if (left.depth == 0) {
+    log::info("agent.stop",
+              "queue " + cfg.queue + " stopped" +
+                  (left.drained ? " after a drain: nothing left" : ": nothing left"),
+              f);
+    return;
+  }
+  log::warn("agent.stop",
+            "queue " + cfg.queue + " stopped" +
+                (left.drain_timed_out ? " at the end of its drain bound" : "") + " with " +
+                std::to_string(left.depth) + " request(s) left (" + std::to_string(left.in_flight) +
+                " in flight); they stay in the segment for the next agent on it, and are lost "
+                "if the segment is removed",
+            f);
 }
 
 // SIGHUP: the tokens file again (kept as it was when it does not load), and
 // the audit log reopened at its path. Said on stderr and in the audit log.
 void reload(const Config& cfg, HttpApi& api, Journal& journal) {
+  // (The tokens' contents never reach the log: only how many loaded.)
   std::string tokens = "none configured";
   if (!cfg.tokens.empty()) {
     auto t = TokenStore::load(cfg.tokens);
@@ -186,8 +328,10 @@ void reload(const Config& cfg, HttpApi& api, Journal& journal) {
   }
   journal.audit(audit_line("agent.reload", {{"pid", ::getpid()}, {"tokens", tokens}}));
   journal.reopen_audit();  // after the flush that writes the line above, or a later one
-  std::fprintf(stderr, "perfq-agent: reload (SIGHUP): tokens %s; audit log reopened\n",
-               tokens.c_str());
+  std::string logs = "log reopened";
+  if (auto r = log::reopen(); !r) logs = "log kept open: " + r.error().message;
+  log::info("agent.reload", "reload (SIGHUP): tokens " + tokens + "; audit log reopened; " + logs,
+            {{"tokens", tokens}});
 }
 
 }  // namespace
@@ -234,7 +378,12 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
       "agent.start",
       {{"pid", ::getpid()}, {"queue", cfg.queue}, {"reattached", (*agent)->reattached()}}));
   (*journal)->audit(audit_line("config.loaded", config_json(cfg)));
+  const nlohmann::json ignored =
+      (*agent)->reattached() ? ignored_settings(cfg, *seg) : nlohmann::json::array();
   AdminOps ops(**journal, seg, HealthLimits::from(cfg));
+  ops.set_ignored_settings(ignored);
+  Conductor* conductor = agent->get();
+  ops.set_drain([conductor](uint64_t timeout_ms) { conductor->request_drain(timeout_ms); });
   auto admin = open_admin(cfg, ops);
   if (!admin) return failed_after_create(admin.error());
   HttpApi api(ops, *tokens ? &**tokens : nullptr, seg, cfg.http_event_keep_alive_ms);
@@ -242,11 +391,15 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   if (!http) return failed_after_create(http.error());
   log_started(cfg, **agent, *seg, http->get(), tokens->has_value());
   log_journal(**journal);
-  auto reloader = std::make_unique<Reloader>([&] { reload(cfg, api, **journal); });
+  log_ignored(ignored);
+  Watch watch(*seg, HealthLimits::from(cfg));
+  auto housekeeper =
+      std::make_unique<Housekeeper>([&] { reload(cfg, api, **journal); }, [&] { watch.tick(); });
   if (hooks.ready) hooks.ready();
 
   (*agent)->run(stop);
-  reloader.reset();
+  housekeeper.reset();
+  const Conductor::Left left = (*agent)->left();
 
   api.stop();
   http->reset();
@@ -255,10 +408,14 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   api.flush_audit();
   ops.flush_audit();
   (*journal)->attach_view(nullptr);
-  (*journal)->audit(audit_line("agent.stop", {{"pid", ::getpid()}, {"queue", cfg.queue}}));
+  (*journal)->audit(audit_line("agent.stop", {{"pid", ::getpid()},
+                                              {"queue", cfg.queue},
+                                              {"left", left.depth},
+                                              {"drained", left.drained}}));
   agent->reset();
   journal->reset();  // one last round: the stop line and anything queued
-  std::fprintf(stderr, "perfq-agent: queue %s stopped\n", cfg.queue.c_str());
+  log_left(cfg, left);
+  log::flush();
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "log/log.hpp"
 #include "perfq/agent/config.hpp"
 #include "perfq/agent/daemon.hpp"
 
@@ -27,11 +28,20 @@ extern "C" void on_hangup(int) {
 int main(int argc, char** argv) {
   perfq::agent::Config cfg;
   if (const int rc = perfq::agent::command_line({argv + 1, argv + argc}, cfg); rc >= 0) return rc;
+  namespace log = perfq::agent::log;
+  log::Options lo;
+  lo.json = cfg.log_format == "json";
+  lo.file = cfg.log_file;
+  (void)log::parse_level(cfg.log_level, lo.level);  // the parser took only valid names
+  if (auto r = log::configure(lo); !r) {
+    std::fprintf(stderr, "perfq-agent: %s\n", r.error().message.c_str());
+    return 1;
+  }
   std::error_code ec;
   std::filesystem::create_directories(cfg.data_dir, ec);
   if (ec) {
-    std::fprintf(stderr, "perfq-agent: cannot create data dir %s: %s\n", cfg.data_dir.c_str(),
-                 ec.message().c_str());
+    log::error("agent.failed", "cannot create data dir " + cfg.data_dir + ": " + ec.message());
+    log::flush();
     return 1;
   }
   struct sigaction sa {};

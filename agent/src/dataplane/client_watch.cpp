@@ -3,15 +3,40 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <unordered_set>
 
 #include "dataplane/records.hpp"
+#include "log/log.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/band_ring.hpp"
 #include "perfq/shm/client_registry.hpp"
 #include "perfq/shm/liveness.hpp"
 
 namespace perfq::agent {
+
+namespace {
+
+std::string roles_text(uint32_t roles) {
+  const bool p = (roles & shm::kRoleProducer) != 0;
+  const bool w = (roles & shm::kRoleWorker) != 0;
+  return p && w ? "producer and worker" : p ? "producer" : w ? "worker" : "client";
+}
+
+nlohmann::json client_fields(uint32_t id, const Registration& r) {
+  return {
+      {"clientId", id}, {"pid", r.pid}, {"pidNamespace", r.pid_ns}, {"roles", roles_text(r.roles)}};
+}
+
+}  // namespace
+
+void log_client_joined(uint32_t id, const Registration& r) {
+  log::info("client.join",
+            roles_text(r.roles) + " " + std::to_string(id) + " joined (pid " +
+                std::to_string(r.pid) + ")",
+            client_fields(id, r));
+}
 
 ClientWatch::ClientWatch(shm::Segment& seg, const Config& cfg, Dispatcher& dispatcher,
                          Settlement& settlement, Registrations& regs, Counters& counters,
@@ -46,6 +71,14 @@ void ClientWatch::watch(uint32_t id) {
     return;
   }
   // Closed or dead: take back everything it held, then free the record.
+  if (reg.active) {
+    const bool closed = st == shm::ClientState::kClosing;
+    log::info(closed ? "client.leave" : "client.gone",
+              roles_text(reg.roles) + " " + std::to_string(id) + " (pid " +
+                  std::to_string(reg.pid) + ") " +
+                  (closed ? "left" : "died without closing; what it held is taken back"),
+              client_fields(id, reg));
+  }
   if (worker) reclaim_worker(id, true);
   if ((roles & shm::kRoleProducer) != 0) reclaim_producer(id);
   wake_.forget_producer(id);
@@ -210,6 +243,13 @@ void ClientWatch::evict_worker(uint32_t id) {
     return;
   }
   ++counters_.evicted;
+  const Registration& reg = regs_.at(id);
+  log::warn("client.evict",
+            "worker " + std::to_string(id) + " (pid " + std::to_string(reg.pid) +
+                ") evicted: silent for over " +
+                std::to_string(worker_idle_timeout_ns_ / 1'000'000) +
+                " ms; its attempts are taken back",
+            client_fields(id, reg));
   regs_.mark_evicted(id);
   dispatcher_.mark_evicted(id);
   reclaim_worker(id, false);

@@ -29,6 +29,11 @@ struct Registration {
   bool evicted = false;  // the agent evicted it (a silent worker)
 };
 
+// The log's line for a client the agent sees for the first time
+// (client_watch.cpp): its id, pid and roles; nothing the client wrote
+// besides those numbers.
+void log_client_joined(uint32_t id, const Registration& r);
+
 class Registrations {
  public:
   explicit Registrations(shm::Segment& seg) noexcept : seg_(seg) {}
@@ -52,6 +57,7 @@ class Registrations {
     r.roles = load_relaxed(c.roles);
     r.incarnation = load_relaxed(c.incarnation);
     r.active = r.pid != 0;
+    if (r.active) log_client_joined(id, r);
     return r;
   }
 
