@@ -146,7 +146,8 @@ Result<Submitted> Producer::submit(const RequestView& r, const std::function<boo
     // futex compares it; try_submit reads the queue's state itself).
     const uint32_t seen = load_relaxed(room.seq);
     auto s = submit_impl(r, false);
-    if (s || (s.error().code != Errc::kQueueFull && s.error().code != Errc::kConflict)) {
+    if (s || (s.error().code != Errc::kQueueFull && s.error().code != Errc::kConflict) ||
+        s.error().message == refusal::kDraining) {
       return answered(seg, std::move(s));
     }
     const uint64_t now = mono_now_ns();
@@ -161,8 +162,13 @@ Result<Submitted> Producer::submit(const RequestView& r, const std::function<boo
 // SPEC §5 admission: while max_queue_depth requests are accepted and not
 // final, wait up to rope_drop_timeout_ms for room (parked on the segment's
 // `room` word, which the agent notifies as requests finish), then QUEUE_FULL.
+// A draining agent admits nothing, at once.
 Result<shm::Occupancy> Producer::admit(bool wait_for_room) {
   shm::Segment& seg = *seg_;
+  auto draining = [&] {
+    return Result<shm::Occupancy>(Errc::kQueueFull, std::string(refusal::kDraining));
+  };
+  if (shm::agent_draining(seg.header())) return draining();
   const uint64_t max = load_relaxed(seg.header().max_queue_depth);
   shm::Occupancy o = shm::occupancy(seg);
   if (max == 0) return o;  // no agent has run yet: the pool is the only bound
@@ -184,9 +190,11 @@ Result<shm::Occupancy> Producer::admit(bool wait_for_room) {
   for (;;) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return queue_full();
+    if (shm::agent_draining(seg.header())) return draining();
     const auto left_ns = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count());
     if (shm::park(seg.header().room, std::min(left_ns, kParkBoundNs), [&] { return !full(); })) {
+      if (shm::agent_draining(seg.header())) return draining();
       return o;
     }
   }

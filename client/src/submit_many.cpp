@@ -97,6 +97,7 @@ class Producer::Batch {
   // of each band then plus what this batch added since.
   uint64_t room_ = 0;
   bool depth_known_ = true;
+  bool draining_ = false;  // the agent drains: refuse at once, wait for nothing
   shm::Occupancy before_{};
   uint64_t added_[kBandCount] = {};
   uint64_t deadline_ns_ = 0;  // of the wait for room: one for the whole batch
@@ -143,7 +144,10 @@ size_t Producer::Batch::run() {
     s.index = i;
     if (!rules(i, s)) continue;
     if (!admit()) {
-      refuse(s, Errc::kQueueFull, depth_known_ ? refusal::kQueueAtDepth : refusal::kDepthUnknown);
+      refuse(s, Errc::kQueueFull,
+             draining_      ? refusal::kDraining
+             : depth_known_ ? refusal::kQueueAtDepth
+                            : refusal::kDepthUnknown);
       continue;
     }
     if (!stage(s)) {
@@ -239,7 +243,7 @@ bool Producer::Batch::admit() {
     flush();
     read_depth();
     if (room_ > 0) return true;
-    if (!wait_for_room()) return false;
+    if (draining_ || !wait_for_room()) return false;
   }
 }
 
@@ -248,7 +252,10 @@ void Producer::Batch::read_depth() {
   before_ = shm::occupancy(seg_);
   std::fill(std::begin(added_), std::end(added_), 0);
   depth_known_ = before_.known;
-  if (max == 0) {
+  draining_ = shm::agent_draining(seg_.header());
+  if (draining_) {
+    room_ = 0;  // nothing is admitted, and not waited for
+  } else if (max == 0) {
     room_ = kNoLimit;  // no agent has run yet: the pool is the only bound
   } else {
     room_ = before_.known && before_.depth < max ? max - before_.depth : 0;

@@ -87,7 +87,7 @@ json peer_json(const Peer& peer) {
 }  // namespace
 
 std::span<const AdminOps::Verb> AdminOps::verbs() {
-  static constexpr std::array<Verb, 8> kVerbs = {{
+  static constexpr std::array<Verb, 9> kVerbs = {{
       {"health", &AdminOps::health, false},
       {"metrics", &AdminOps::metrics, false},
       {"dlq.list", &AdminOps::dlq_list, false},
@@ -96,6 +96,7 @@ std::span<const AdminOps::Verb> AdminOps::verbs() {
       {"dlq.review", &AdminOps::dlq_review, true},
       {"dlq.replay", &AdminOps::dlq_replay, true},
       {"cancel", &AdminOps::cancel, true},
+      {"drain", &AdminOps::drain, true},
   }};
   return kVerbs;
 }
@@ -190,7 +191,9 @@ json AdminOps::handle_as(const json& req, const json& actor, const std::string& 
 }
 
 json AdminOps::health(const Call&) {
-  return health_json(*seg_, limits_, unix_now_ns());
+  json h = health_json(*seg_, limits_, unix_now_ns());
+  h["ignoredSettings"] = ignored_;
+  return h;
 }
 
 json AdminOps::metrics(const Call& c) {
@@ -238,6 +241,23 @@ json AdminOps::cancel(const Call& c) {
   auto r = (*p)->cancel(*id, shm::Caller{{}, /*admin=*/true});
   if (!r) return fail(r.error());
   return cancelled_json(*id);
+}
+
+// The bound is the caller's (perfqctl drain --timeout); a drain already
+// under way keeps its own.
+json AdminOps::drain(const Call& c) {
+  if (!drain_) return error_body(Errc::kInternal, "this agent cannot drain");
+  uint64_t timeout_ms = 30000;
+  if (const auto it = c.req.find("timeoutMs"); it != c.req.end()) {
+    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0 ||
+        it->get<uint64_t>() > (uint64_t{1} << 40)) {
+      return error_body(Errc::kInvalidRequest, "timeoutMs must be a positive integer");
+    }
+    timeout_ms = it->get<uint64_t>();
+  }
+  c.detail["timeoutMs"] = timeout_ms;
+  drain_(timeout_ms);
+  return {{"draining", true}, {"timeoutMs", timeout_ms}};
 }
 
 json AdminOps::dlq_show(const Call& c) {

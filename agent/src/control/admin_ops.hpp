@@ -12,6 +12,9 @@
 //   dlq.replay   replayed_json                    yes
 //   cancel       cancelled_json (an admin cancel  yes
 //                of any user's pending request)
+//   drain        {draining, timeoutMs}: admit     yes
+//                nothing new, finish, then exit
+//                {timeoutMs} (Conductor::request_drain)
 //
 // The reads change nothing and show no payload (a scraper would fill the
 // log); every other request, an unknown op included, goes to the audit log
@@ -20,6 +23,7 @@
 // connections too (coalesced per uid per second; flush_audit() writes what
 // is still coalesced at shutdown). Answers are wire_json's bodies or SPEC's error body.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -63,6 +67,11 @@ class AdminOps {
   [[nodiscard]] Result<Producer*> producer();
   void audit(const std::string& event, const nlohmann::json& actor, nlohmann::json fields);
   [[nodiscard]] const HealthLimits& limits() const noexcept { return limits_; }
+  // Set before the admin socket opens. Settings the segment did not take
+  // (health's ignoredSettings); what the drain verb calls (none: the verb
+  // answers that this agent cannot drain).
+  void set_ignored_settings(nlohmann::json ignored) { ignored_ = std::move(ignored); }
+  void set_drain(std::function<void(uint64_t timeout_ms)> drain) { drain_ = std::move(drain); }
 
  private:
   // One request being answered: what a verb reads, and the audit line's
@@ -87,6 +96,7 @@ class AdminOps {
   nlohmann::json dlq_review(const Call& c);
   nlohmann::json dlq_replay(const Call& c);
   nlohmann::json cancel(const Call& c);
+  nlohmann::json drain(const Call& c);
 
   struct Refusals {
     uint64_t last_line_ns = 0;
@@ -100,6 +110,8 @@ class AdminOps {
   std::shared_ptr<shm::Segment> seg_;
   HealthLimits limits_;
   std::unique_ptr<Producer> producer_;  // for replays and cancels, made on first use
+  nlohmann::json ignored_ = nlohmann::json::array();
+  std::function<void(uint64_t)> drain_;
 };
 
 }  // namespace perfq::agent

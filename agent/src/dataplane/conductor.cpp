@@ -9,6 +9,7 @@
 
 #include "dataplane/io_loop.hpp"
 #include "dataplane/recovery.hpp"
+#include "log/log.hpp"
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/idle_strategy.hpp"
 #include "perfq/core/restore_word.hpp"
@@ -201,7 +202,7 @@ int Conductor::restore_header() {
   n += restore_word(h.agent_pid, pid_);
   n += restore_word(h.agent_start_ticks, start_ticks_);
   n += restore_word(h.agent_pid_ns, pid_ns_);
-  n += restore_word(h.agent_state, static_cast<uint32_t>(shm::AgentState::kRunning));
+  n += restore_word(h.agent_state, state_);
   n += restore_word(h.processing_timeout_ms, cfg_.processing_timeout_ms);
   n += restore_word(h.worker_idle_timeout_ms, cfg_.worker_idle_timeout_ms);
   n += restore_word(h.max_queue_depth, cfg_.max_queue_depth);
@@ -263,7 +264,12 @@ bool Conductor::work_visible() {
 void Conductor::run(const std::atomic<bool>& stop) {
   WaitWord& db = seg_->header().doorbell;
   IdlePolicy idle(cfg_.idle);
-  while (!stop.load(std::memory_order_acquire)) {
+  for (;;) {
+    if (stop.load(std::memory_order_acquire)) {
+      if (cfg_.drain_timeout_ms == 0) break;
+      request_drain(cfg_.drain_timeout_ms);  // SIGTERM drains first
+    }
+    if (drain_over(cycle_.clock.now_mono_ns())) break;
     const int n = do_work();
     idle.idle(static_cast<uint64_t>(n), [&] {
       publish_counters();
@@ -278,7 +284,44 @@ void Conductor::run(const std::atomic<bool>& stop) {
       aref(db.waiters).store(0, std::memory_order_relaxed);
     });
   }
+  left_.depth = ledger_.depth();
+  left_.in_flight = inflight_.total();
   shutdown();
+}
+
+void Conductor::request_drain(uint64_t timeout_ms) noexcept {
+  uint64_t none = 0;
+  const uint64_t deadline =
+      cycle_.clock.now_mono_ns() + std::max<uint64_t>(timeout_ms, 1) * 1'000'000;
+  // The first request sets the bound; the doorbell wakes a parked agent.
+  if (drain_deadline_ns_.compare_exchange_strong(none, deadline, std::memory_order_acq_rel)) {
+    shm::notify(seg_->header().doorbell);
+  }
+}
+
+bool Conductor::drain_over(uint64_t now_ns) {
+  const uint64_t deadline = drain_deadline_ns_.load(std::memory_order_acquire);
+  if (deadline == 0) return false;
+  if (state_ != static_cast<uint32_t>(shm::AgentState::kDraining)) {
+    state_ = static_cast<uint32_t>(shm::AgentState::kDraining);
+    // release: a producer that sees kDraining refuses; one that read
+    // kRunning just before may still push, and the drain takes that too.
+    aref(seg_->header().agent_state).store(state_, std::memory_order_release);
+    log::info("drain.start",
+              "draining: admitting nothing new, finishing " + std::to_string(ledger_.depth()) +
+                  " request(s) within " +
+                  std::to_string((deadline - std::min(deadline, now_ns)) / 1'000'000) + " ms",
+              {{"depth", ledger_.depth()}, {"inFlight", inflight_.total()}});
+  }
+  if (ledger_.depth() == 0 && !work_visible()) {
+    left_.drained = true;
+    return true;
+  }
+  if (now_ns >= deadline) {
+    left_.drain_timed_out = true;
+    return true;
+  }
+  return false;
 }
 
 }  // namespace perfq::agent

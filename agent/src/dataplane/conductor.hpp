@@ -66,8 +66,26 @@ class Conductor {
   // One duty cycle. Returns how much it did (0: idle). Data-plane thread only.
   int do_work();
 
-  // Runs duty cycles until `stop`, parking on the doorbell when idle.
+  // Runs duty cycles until `stop` (or, with drain_timeout_ms, until a drain
+  // that `stop` starts ends), or until a drain ends, parking on the
+  // doorbell when idle.
   void run(const std::atomic<bool>& stop);
+
+  // Drain (any thread): the segment says kDraining, so producers admit
+  // nothing new (QUEUE_FULL, "the agent is draining"); what is queued, in
+  // flight or waiting for a retry is finished; run() returns once nothing
+  // is left, or `timeout_ms` from the first request at the latest. Later
+  // requests do not move the deadline.
+  void request_drain(uint64_t timeout_ms) noexcept;
+
+  // What a stop left in the segment (after run() returned).
+  struct Left {
+    bool drained = false;  // a drain ran and finished everything
+    bool drain_timed_out = false;
+    uint64_t depth = 0;      // accepted and not final: pending, retrying or in flight
+    uint64_t in_flight = 0;  // of them, dispatched to a worker
+  };
+  [[nodiscard]] Left left() const noexcept { return left_; }
 
   // Marks the segment's agent as stopped (requests stay for the next agent).
   void shutdown() noexcept;
@@ -90,6 +108,8 @@ class Conductor {
   int restore_header();
   void publish_counters();
   [[nodiscard]] bool work_visible();
+  // Whether a requested drain has begun here, and whether it is over.
+  [[nodiscard]] bool drain_over(uint64_t now_ns);
 
   const Config cfg_;
   CycleClock cycle_;
@@ -122,6 +142,11 @@ class Conductor {
   uint64_t next_liveness_ns_ = 0;
   bool was_full_ = false;  // for queue.full / queue.empty edges
   bool was_empty_ = true;
+  // Drain: the deadline a request set (monotonic ns; 0: none), written by
+  // any thread once; the state the header shows (kRunning, kDraining).
+  std::atomic<uint64_t> drain_deadline_ns_{0};
+  uint32_t state_ = static_cast<uint32_t>(shm::AgentState::kRunning);
+  Left left_;
 };
 
 }  // namespace perfq::agent

@@ -17,6 +17,11 @@ inline constexpr std::string_view kDepthUnknown =
 // QUEUE_FULL: every slot of the segment is held (requests in flight and
 // outcomes their producers have not collected yet).
 inline constexpr std::string_view kNoFreeSlot = "no free request slot";
+// QUEUE_FULL: the agent is draining (perfqctl drain, or SIGTERM with
+// drain_timeout_ms): it finishes what it holds and admits nothing new. Not
+// waited out: the agent exits once drained; submit to the next one.
+inline constexpr std::string_view kDraining =
+    "the agent is draining: it admits nothing new; retry once an agent runs again";
 // QUEUE_FULL: the band ring refused the slot (only a broken segment).
 inline constexpr std::string_view kBandRingFull = "band ring full";
 

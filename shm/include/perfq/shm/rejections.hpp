@@ -58,11 +58,17 @@ namespace perfq::shm {
   return "other";
 }
 
+// Whether the agent says it is draining (a word any member can write: it
+// decides only whether a producer admits, never what the agent does).
+[[nodiscard]] inline bool agent_draining(const SegmentHeader& h) noexcept {
+  return load_relaxed(h.agent_state) == static_cast<uint32_t>(AgentState::kDraining);
+}
+
 // Counts one refusal with `code` (kOk counts nothing). Any process of the
 // segment; relaxed: nothing is published with it.
 inline void count_rejection(SegmentHeader& h, Errc code) noexcept {
   if (code == Errc::kOk) return;
-  const bool draining = load_relaxed(h.agent_state) == static_cast<uint32_t>(AgentState::kDraining);
+  const bool draining = agent_draining(h);
   const auto i = static_cast<uint8_t>(reject_reason(code, draining));
   aref(h.rejected[i]).fetch_add(1, std::memory_order_relaxed);
 }
