@@ -22,6 +22,7 @@
 #include "data_dir_lock.hpp"
 #include "dataplane/conductor.hpp"
 #include "http/auth.hpp"
+#include "http/probe_server.hpp"
 #include "http/routes.hpp"
 #include "http/server.hpp"
 #include "journal/journal.hpp"
@@ -357,6 +358,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   if (cfg.http != "off") {
     if (auto r = check_listen_address(cfg.http); !r) return failed(r.error());
   }
+  if (auto r = ProbeServer::check(cfg.probe_listen); !r) return failed(r.error());
   auto tokens = load_tokens(cfg);
   if (!tokens) return failed(tokens.error());
   auto dir_lock = DataDirLock::take(cfg.data_dir);  // held until return
@@ -389,7 +391,16 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   HttpApi api(ops, *tokens ? &**tokens : nullptr, seg, cfg.http_event_keep_alive_ms);
   auto http = open_http(cfg, api, *seg);
   if (!http) return failed_after_create(http.error());
+  ProbeOptions po;
+  po.listen = cfg.probe_listen;
+  auto probes = ProbeServer::open(po, seg, HealthLimits::from(cfg));
+  if (!probes) return failed_after_create(probes.error());
   log_started(cfg, **agent, *seg, http->get(), tokens->has_value());
+  if (*probes) {
+    log::info("probe.listen",
+              "probes on " + (*probes)->address() + " (/livez, /readyz, /metrics; no token)",
+              {{"address", (*probes)->address()}});
+  }
   log_journal(**journal);
   log_ignored(ignored);
   Watch watch(*seg, HealthLimits::from(cfg));
@@ -402,6 +413,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   const Conductor::Left left = (*agent)->left();
 
   api.stop();
+  probes->reset();
   http->reset();
   admin->reset();
   // The listeners are closed: what their floods left coalesced is written.
