@@ -129,6 +129,42 @@ TEST_F(Drain, SigtermDrainsFirstWithDrainTimeoutMs) {
   EXPECT_EQ(stop_line().value("drained", false), true);
 }
 
+// perfqctl drain waits for the agent's exit and says what was left; its
+// exit code says whether anything was.
+TEST_F(Drain, PerfqctlDrainWaitsForTheExitAndSaysWhatWasLeft) {
+  start_daemon();
+  start_echo_worker("fast");
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  std::vector<Future> done = submit_pending(**p, "fast", 3);
+  const test::ToolRun r =
+      test::run_tool({PERFQCTL_PATH, "drain", "--queue", q_.str(), "--timeout", "20s"});
+  EXPECT_EQ(r.exit, 0) << r.out;
+  EXPECT_NE(r.out.find("drained: the agent exited with nothing left"), std::string::npos) << r.out;
+  for (auto& f : done) {
+    ASSERT_TRUE(f.wait_for(10s));
+    EXPECT_EQ(f.get().status, Status::kCompleted);
+  }
+  EXPECT_EQ(daemon_.wait(10s), 0);
+}
+
+TEST_F(Drain, PerfqctlDrainExitsOneWhenRequestsAreLeft) {
+  start_daemon();
+  auto p = Producer::connect(q_.str());
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  std::vector<Future> held = submit_pending(**p, "nobody", 2);
+  const test::ToolRun r =
+      test::run_tool({PERFQCTL_PATH, "--json", "drain", "--queue", q_.str(), "--timeout", "100ms"});
+  EXPECT_EQ(r.exit, 1) << r.out;
+  const json body = json::parse(r.out.substr(r.out.rfind('{')), nullptr, false);
+  EXPECT_EQ(body.value("left", -1), 2) << r.out;
+  EXPECT_EQ(body.value("drained", true), false) << r.out;
+  EXPECT_EQ(daemon_.wait(10s), 0);
+  // Without an agent there is nothing to drain.
+  const test::ToolRun again = test::run_tool({PERFQCTL_PATH, "drain", "--queue", q_.str()});
+  EXPECT_EQ(again.exit, 1) << again.out;
+}
+
 TEST_F(Drain, ABadDrainRequestIsRefused) {
   start_daemon();
   for (const json& bad :

@@ -45,6 +45,10 @@ constexpr Verb kVerbs[] = {
     {"cancel", "cancel a request, as its owner or as an admin", true, perfq::ctl::cancel},
     {"dlq", "the dead-letter queue: list, show, review, replay, verify", true, perfq::ctl::dlq},
     {"events", "follow the queue's events (never a payload)", true, perfq::ctl::events},
+    {"drain",
+     "stop admitting, finish what the queue holds within --timeout, let the agent exit; "
+     "says what was left",
+     true, perfq::ctl::drain},
     {"destroy", "remove the queue's segment (its agent must not be running)", true,
      perfq::ctl::destroy},
     // The only verb without a queue: it writes the agent's tokens file.

@@ -56,6 +56,7 @@ Run cancel(Command& cmd, const Globals& g);
 Run dlq(Command& cmd, const Globals& g);
 Run events(Command& cmd, const Globals& g);
 Run destroy(Command& cmd, const Globals& g);
+Run drain(Command& cmd, const Globals& g);
 Run token(Command& cmd, const Globals& g);
 
 }  // namespace perfq::ctl
