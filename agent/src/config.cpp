@@ -513,7 +513,10 @@ std::unique_ptr<CLI::App> make_app(Config& cfg) {
             cfg.given.insert(key);
           },
           setting.help);
+      // A flag given twice takes its last value (a wrapper's defaults, then
+      // its caller's).
       o->envname(to_env(key))->group(setting.group);
+      o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
       // The flag's own default: empty ones (queue, tokens, ...) are not shown.
       const std::string shown = key == "data_dir" || key == "slots" ? "" : setting.show(defaults);
       if (!shown.empty()) o->default_str(shown);

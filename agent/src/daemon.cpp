@@ -197,9 +197,23 @@ Result<std::unique_ptr<HttpServer>> open_http(const Config& cfg, HttpApi& api, s
   return http;
 }
 
+// The probe listener (none with probe_listen "off").
+Result<std::unique_ptr<ProbeServer>> open_probes(const Config& cfg,
+                                                 std::shared_ptr<shm::Segment> seg) {
+  ProbeOptions po;
+  po.listen = cfg.probe_listen;
+  return ProbeServer::open(po, std::move(seg), HealthLimits::from(cfg));
+}
+
+void audit_start(Journal& journal, const Config& cfg, bool reattached) {
+  journal.audit(audit_line(
+      "agent.start", {{"pid", ::getpid()}, {"queue", cfg.queue}, {"reattached", reattached}}));
+  journal.audit(audit_line("config.loaded", config_json(cfg)));
+}
+
 // First line: the segment is there (scripts wait for it); then HTTP.
 void log_started(const Config& cfg, const Conductor& agent, shm::Segment& seg,
-                 const HttpServer* http, bool tokens) {
+                 const HttpServer* http, const ProbeServer* probes, bool tokens) {
   const auto& geo = seg.geometry();
   std::string segment(1, '/');  // (GCC 12 misreads "/" + string: -Wrestrict)
   segment += perfq::shm::segment_name(cfg.queue);
@@ -227,6 +241,11 @@ void log_started(const Config& cfg, const Conductor& agent, shm::Segment& seg,
               "http on " + http->address() +
                   (tokens ? "" : " (no --tokens: every route but the probes answers 401)"),
               {{"address", http->address()}, {"tokens", tokens}});
+  }
+  if (probes != nullptr) {
+    log::info("probe.listen",
+              "probes on " + probes->address() + " (/livez, /readyz, /metrics; no token)",
+              {{"address", probes->address()}});
   }
 }
 
@@ -376,10 +395,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
     return failed(e);
   };
   (*journal)->attach_view(&seg->header().journal);
-  (*journal)->audit(audit_line(
-      "agent.start",
-      {{"pid", ::getpid()}, {"queue", cfg.queue}, {"reattached", (*agent)->reattached()}}));
-  (*journal)->audit(audit_line("config.loaded", config_json(cfg)));
+  audit_start(**journal, cfg, (*agent)->reattached());
   const nlohmann::json ignored =
       (*agent)->reattached() ? ignored_settings(cfg, *seg) : nlohmann::json::array();
   AdminOps ops(**journal, seg, HealthLimits::from(cfg));
@@ -391,16 +407,9 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   HttpApi api(ops, *tokens ? &**tokens : nullptr, seg, cfg.http_event_keep_alive_ms);
   auto http = open_http(cfg, api, *seg);
   if (!http) return failed_after_create(http.error());
-  ProbeOptions po;
-  po.listen = cfg.probe_listen;
-  auto probes = ProbeServer::open(po, seg, HealthLimits::from(cfg));
+  auto probes = open_probes(cfg, seg);
   if (!probes) return failed_after_create(probes.error());
-  log_started(cfg, **agent, *seg, http->get(), tokens->has_value());
-  if (*probes) {
-    log::info("probe.listen",
-              "probes on " + (*probes)->address() + " (/livez, /readyz, /metrics; no token)",
-              {{"address", (*probes)->address()}});
-  }
+  log_started(cfg, **agent, *seg, http->get(), probes->get(), tokens->has_value());
   log_journal(**journal);
   log_ignored(ignored);
   Watch watch(*seg, HealthLimits::from(cfg));

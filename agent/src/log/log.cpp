@@ -5,8 +5,11 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/dist_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
 
 #include <array>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 
@@ -56,33 +59,79 @@ Result<std::shared_ptr<spdlog::sinks::sink>> open_sink(const std::string& file) 
   return sink;
 }
 
-// One logger for the life of the process; configure() swaps the sinks
-// behind its dist_sink (under the sink's mutex), never the logger, so a
-// thread that is writing never sees it change under it.
+// The sinks behind the logger, swapped by configure() and reopen() under
+// the sink's mutex; it counts the lines it wrote, for flush().
+class Out : public spdlog::sinks::dist_sink_mt {
+ public:
+  // Waits until `lines` lines have been written or dropped (`dropped()`),
+  // at most `bound`.
+  template <typename Dropped>
+  void await(uint64_t lines, std::chrono::milliseconds bound, Dropped dropped) {
+    std::unique_lock lock(wait_mu_);
+    (void)cv_.wait_for(lock, bound, [&] { return written_ + dropped() >= lines; });
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::sinks::dist_sink_mt::sink_it_(msg);
+    std::lock_guard lock(wait_mu_);
+    ++written_;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex wait_mu_;
+  std::condition_variable cv_;
+  uint64_t written_ = 0;  // guarded by wait_mu_
+};
+
+// One logger per process, never destroyed (threads may log until exit);
+// configure() swaps the sinks behind it, never the logger, so a thread that
+// is writing never sees it change under it. A child forked after the
+// parent made it has no queue thread: the child makes its own (the_log).
 struct Log {
+  const pid_t pid = ::getpid();
   std::shared_ptr<spdlog::details::thread_pool> pool =
       std::make_shared<spdlog::details::thread_pool>(kQueueLines, 1);
-  std::shared_ptr<spdlog::sinks::dist_sink_mt> out =
-      std::make_shared<spdlog::sinks::dist_sink_mt>();
+  std::shared_ptr<Out> out = std::make_shared<Out>();
   std::shared_ptr<spdlog::async_logger> logger;
   std::mutex mu;  // configure(), reopen()
   std::atomic<bool> json{false};
-  std::string file;  // guarded by mu
+  std::atomic<uint64_t> posted{0};  // lines handed to the queue
+  std::string file;                 // guarded by mu
 
-  Log() {
-    auto err = open_sink("");  // stderr: cannot fail
-    out->set_sinks({std::move(*err)});
+  // With the settings of `parent` (a forked child's), or the defaults.
+  explicit Log(Log* parent) {
+    std::string from;
+    spdlog::level::level_enum level = spdlog::level::info;
+    if (parent != nullptr) {
+      json.store(parent->json.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      level = parent->logger->level();
+      from = parent->file;
+    }
+    auto sink = open_sink(from);
+    if (!sink) sink = open_sink("");  // stderr: cannot fail
+    file = sink.ok() && !from.empty() ? from : "";
+    out->set_sinks({std::move(*sink)});
     logger = std::make_shared<spdlog::async_logger>("perfq-agent", out, pool,
                                                     spdlog::async_overflow_policy::overrun_oldest);
-    // The line is made whole by write(): the pattern adds nothing.
-    logger->set_pattern("%v");
-    logger->set_level(spdlog::level::info);
-    logger->flush_on(spdlog::level::trace);
+    logger->set_pattern("%v");  // write() makes the line whole
+    logger->set_level(level);
+    logger->flush_on(spdlog::level::trace);  // each line out at once
   }
 };
 
 Log& the_log() {
-  static Log* log = new Log();  // never destroyed: threads may log until exit
+  static std::atomic<Log*> current{nullptr};
+  static std::mutex made;
+  Log* log = current.load(std::memory_order_acquire);
+  if (log != nullptr && log->pid == ::getpid()) return *log;
+  std::lock_guard lock(made);
+  log = current.load(std::memory_order_acquire);
+  if (log == nullptr || log->pid != ::getpid()) {
+    log = new Log(log);
+    current.store(log, std::memory_order_release);
+  }
   return *log;
 }
 
@@ -123,7 +172,10 @@ Result<void> reopen() {
 }
 
 void flush() {
-  the_log().logger->flush();
+  Log& log = the_log();
+  const uint64_t lines = log.posted.load(std::memory_order_relaxed);
+  log.logger->flush();
+  log.out->await(lines, std::chrono::seconds(2), [&] { return log.pool->overrun_counter(); });
 }
 
 void write(Level level, std::string_view event, std::string_view message,
@@ -148,6 +200,7 @@ void write(Level level, std::string_view event, std::string_view message,
     line.append("perfq-agent: ").append(message);
   }
   log.logger->log(lvl, line);
+  log.posted.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace perfq::agent::log

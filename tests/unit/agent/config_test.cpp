@@ -168,6 +168,9 @@ TEST(Config, FlagEqualsValueAndErrorsNameTheFlag) {
   EXPECT_EQ(c.queue, "q");
   EXPECT_EQ(c.max_queue_depth, 77u);
   EXPECT_EQ(setting_text(c, "max_queue_depth"), "77");
+  Config twice;  // the last of a flag given twice wins
+  ASSERT_TRUE(parse_args({"--queue=q", "--slots", "128", "--slots", "256"}, twice).ok());
+  EXPECT_EQ(twice.slots, 256u);
   Config d;
   auto r = parse_args({"--queue", "q", "--batch-size=abc"}, d);
   ASSERT_FALSE(r.ok());
