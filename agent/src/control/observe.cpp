@@ -245,21 +245,25 @@ json health_json(shm::Segment& seg, const HealthLimits& lim, uint64_t now_unix_n
   };
 }
 
-// The part of the last `period_minutes` the history covers: it begins when
-// the segment was created (it carries across agent restarts), so a queue
-// younger than the period divides its counts by its age, not the period.
-// Rounded to the millisecond, as reported.
-double observed_seconds(const shm::Segment& seg, uint32_t period_minutes, uint64_t now_unix_ns) {
-  const double period = 60.0 * period_minutes;
-  const uint64_t created = load_relaxed(seg.header().created_unix_ns);
-  const double age =
-      now_unix_ns > created ? static_cast<double>(now_unix_ns - created) / 1e9 : period;
-  return std::round(std::clamp(age, 0.001, period) * 1000.0) / 1000.0;
+// The time the counts of a period cover. The history reads whole calendar
+// minutes: the current one (so far) and the period - 1 before it, so the
+// window starts at the start of the oldest; and the history begins when the
+// segment was created (it carries across agent restarts). Rounded to the
+// millisecond, as reported.
+double observed_seconds(uint64_t created_unix_ns, uint32_t period_minutes, uint64_t now_unix_ns) {
+  constexpr uint64_t kMinuteNs = 60'000'000'000ull;
+  const uint64_t minute = now_unix_ns / kMinuteNs;  // the current one's index
+  const uint64_t back = std::max<uint32_t>(period_minutes, 1) - 1;
+  const uint64_t window_start = minute >= back ? (minute - back) * kMinuteNs : 0;
+  const uint64_t from = std::max(window_start, created_unix_ns);
+  const double seconds = now_unix_ns > from ? static_cast<double>(now_unix_ns - from) / 1e9 : 0.0;
+  return std::round(std::max(seconds, 0.001) * 1000.0) / 1000.0;
 }
 
 json metrics_json(const shm::Segment& seg, uint32_t period_minutes, uint64_t now_unix_ns) {
   const shm::MetricsSnapshot snap = shm::read_metrics(seg, now_unix_ns, period_minutes);
-  const double seconds = observed_seconds(seg, period_minutes, now_unix_ns);
+  const double seconds =
+      observed_seconds(load_relaxed(seg.header().created_unix_ns), period_minutes, now_unix_ns);
   json out = totals_json(snap.total(), seconds);
   out["period"] = std::to_string(period_minutes) + (period_minutes == 1 ? " minute" : " minutes");
   out["observedSeconds"] = seconds;

@@ -43,6 +43,12 @@ struct HealthLimits {
                                          uint64_t now_unix_ns);
 
 // SPEC §5 metrics for the last `period_minutes` (1..1440).
+// The seconds the counts of a `period_minutes` read at `now` cover (its
+// observedSeconds, the throughput's divisor): from the start of the oldest
+// calendar minute read, or the segment's creation if later.
+[[nodiscard]] double observed_seconds(uint64_t created_unix_ns, uint32_t period_minutes,
+                                      uint64_t now_unix_ns);
+
 [[nodiscard]] nlohmann::json metrics_json(const shm::Segment& seg, uint32_t period_minutes,
                                           uint64_t now_unix_ns);
 
