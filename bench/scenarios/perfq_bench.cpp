@@ -877,6 +877,7 @@ Commands describe(CLI::App& app, Options& o) {
   // Required, but checked after the parse (check_after_parse) so that an
   // unknown argument beside a missing --queue is the one named.
   c.demo->add_option("--queue", o.queue, "The running agent's queue name. Required")
+      ->envname("PERFQ_QUEUE")
       ->type_name("QUEUE");
   c.demo
       ->add_option("--seconds", o.seconds,
