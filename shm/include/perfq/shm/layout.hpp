@@ -113,7 +113,7 @@ struct Geometry {
 [[nodiscard]] bool shape_valid(const Shape& shape) noexcept;
 
 // kDraining: the agent admits nothing new and finishes what it holds, then
-// stops (perfqctl drain; PROTOCOL.md §3).
+// stops (perfqctl drain; PROTOCOL.md §2, §7).
 enum class AgentState : uint32_t { kStarting = 0, kRunning = 1, kStopped = 2, kDraining = 3 };
 
 // Why a producer refused a submit: the index of its counter in
