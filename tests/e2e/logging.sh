@@ -73,6 +73,9 @@ grep -q "warn .*setting slot_payload_bytes = 256 is not applied" "$dir/agent.log
 jq -e '.ignoredSettings[0].setting == "slot_payload_bytes" and .ignoredSettings[0].asked == "256"
        and .ignoredSettings[0].inEffect == "4096"' "$dir/health.json" > /dev/null ||
   fail "perfqctl health does not report the ignored setting: $(cat "$dir/health.json")"
+"$bin/perfqctl" --queue "$queue" health > "$dir/health.txt" || true
+grep -q "not applied  slot_payload_bytes = 256 (the segment keeps 4096): to apply, stop the agent" \
+  "$dir/health.txt" || fail "perfqctl health's text lacks the ignored setting: $(cat "$dir/health.txt")"
 ok "a setting a re-attach cannot apply is reported in the log and in health"
 
 mv "$dir/agent.log" "$dir/agent.log.1"

@@ -69,6 +69,14 @@ void print_clients(const json& h) {
                 text(w["pid"]).c_str(), num(w["heartbeatAgeMs"]), types.c_str());
   }
   for (const auto& r : h["reasons"]) std::printf("because  %s\n", text(r).c_str());
+  // Settings the agent was given that its segment, made before, cannot take.
+  if (h.contains("ignoredSettings")) {
+    for (const auto& i : h["ignoredSettings"]) {
+      std::printf("not applied  %s = %s (the segment keeps %s): to apply, %s\n",
+                  text(i["setting"]).c_str(), text(i["asked"]).c_str(), text(i["inEffect"]).c_str(),
+                  text(i["apply"]).c_str());
+    }
+  }
 }
 
 // The exit code of a health body the agent answered.
