@@ -16,6 +16,8 @@
 #include "harness.hpp"
 #include "perfq/perfq.h"
 #include "perfq/perfq.hpp"
+#include "perfq/shm/admission.hpp"
+#include "perfq/shm/segment.hpp"
 
 namespace perfq {
 namespace {
@@ -693,6 +695,17 @@ TEST(CApi, SubmitManyPastTheRoomAndTheRateLimitAndForgotten) {
     ASSERT_EQ(perfq_wait(p.p, res[i].submitted.request_id, 10'000, &o), PERFQ_OK) << i;
     perfq_outcome_free(&o);
   }
+  // An outcome can reach its producer before the agent publishes the depth
+  // it freed (the published depth is conservative, PROTOCOL §7): the room
+  // is there once the agent says so.
+  auto seg = shm::Segment::attach(q.str());
+  ASSERT_TRUE(seg.ok());
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        const shm::Occupancy o = shm::occupancy(**seg);
+        return o.known && o.depth == 0;
+      },
+      std::chrono::seconds(10)));
   perfq_request later[2] = {request("t", "{}", "u5"), request("t", "{}", "u6")};
   ASSERT_EQ(perfq_submit_many(p.p, later, 2, PERFQ_SUBMIT_FORGET, res, &accepted), PERFQ_OK);
   ASSERT_EQ(accepted, 2u);

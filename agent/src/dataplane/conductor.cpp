@@ -168,8 +168,11 @@ int Conductor::do_work() {
   n += dispatcher_.dispatch();
   n += settlement_.conclude_sealed();
   settlement_.redeliver();
-  wake_.notify(*seg_);
+  // The depth first: a producer woken by its outcome then finds the room
+  // that outcome made (one that polls its ring may still be ahead of it:
+  // the published depth is conservative, PROTOCOL §7).
   if (n > 0) publish_counters();
+  wake_.notify(*seg_);
   return n;
 }
 
