@@ -27,6 +27,10 @@ if [ "$(id -u)" != 0 ] || ! unshare --mount --net --pid --fork true 2>/dev/null;
   echo "pod_layout: skipped: needs root and unshare --mount --net --pid"
   exit 77
 fi
+if [ ! -x "$bin/perfq-bench" ]; then  # the sanitizer trees build no benchmarks
+  echo "pod_layout: skipped: no perfq-bench in $bin (the demo load)"
+  exit 77
+fi
 
 # What the manifest says, as shell assignments.
 eval "$(python3 - "$manifest" <<'PY'
@@ -72,17 +76,24 @@ mkdir "$dir/data"
 chown "$agent_uid:$fs_group" "$dir/data"
 agent_pid=
 cleanup() {
-  [ -n "$agent_pid" ] && kill -KILL "$agent_pid" 2>/dev/null || true
+  # The agent is the first process of its PID namespace, unshare's child:
+  # killing it ends the namespace.
+  if [ -n "$agent_pid" ]; then
+    pkill -KILL -P "$agent_pid" 2>/dev/null || true
+    kill -KILL "$agent_pid" 2>/dev/null || true
+  fi
   pkill -KILL -f "^$bin/perfq-bench demo --queue $queue" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
 # container UID GID GROUPS CMD...: CMD as a container of the pod would run it.
+# It replaces the (sub)shell that runs it, so $! of `container ... &` is
+# unshare, whose child is CMD (the first process of the namespace).
 container() {
   local uid=$1 gid=$2 groups=$3
   shift 3
-  unshare --pid --fork --mount-proc \
+  exec unshare --pid --fork --mount-proc \
     setpriv --reuid "$uid" --regid "$gid" --groups "$groups" --inh-caps=-all "$@"
 }
 # (perfqctl and perfq-agent on its PATH, as in the image)
