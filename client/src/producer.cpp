@@ -147,7 +147,7 @@ Result<Submitted> Producer::submit(const RequestView& r, const std::function<boo
     const uint32_t seen = load_relaxed(room.seq);
     auto s = submit_impl(r, false);
     if (s || (s.error().code != Errc::kQueueFull && s.error().code != Errc::kConflict) ||
-        s.error().message == refusal::kDraining) {
+        (s.error().code == Errc::kQueueFull && shm::agent_draining(seg.header()))) {
       return answered(seg, std::move(s));
     }
     const uint64_t now = mono_now_ns();

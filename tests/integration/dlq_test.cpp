@@ -29,6 +29,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/core/clock.hpp"
 #include "perfq/shm/futex.hpp"
+#include "temp_dir.hpp"
 
 namespace perfq {
 namespace {
@@ -52,12 +53,7 @@ json parsed(const ToolRun& r) {
   return json::parse(r.out, nullptr, /*allow_exceptions=*/false);
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::slurp;
 
 std::vector<std::byte> read_bytes(const std::string& path) {
   const std::string s = slurp(path);

@@ -18,6 +18,7 @@
 #include "perfq/core/atomic.hpp"
 #include "perfq/perfq.hpp"
 #include "perfq/shm/rejections.hpp"
+#include "temp_dir.hpp"
 
 namespace perfq {
 namespace {
@@ -25,12 +26,7 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test::slurp;
 
 class Drain : public test::DaemonTest {
  protected:

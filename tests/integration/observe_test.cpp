@@ -370,11 +370,9 @@ TEST_F(Observe, HistogramBucketsRunFromOneMicrosecondAndPrintShort) {
   }
 }
 
-// Each bound's count is exact: every attempt shorter than the bound, none
-// longer, with samples on both sides of every bound (an in-process segment
-// whose metrics the test writes itself).
-TEST(PrometheusBuckets, CountsAreExactAtEveryBound) {
-  test::QueueName q;
+// A small segment made in process (no agent), for tests that write its
+// metrics or header themselves.
+Result<std::unique_ptr<shm::Segment>> small_segment(const std::string& queue) {
   shm::CreateOptions o;
   o.slot_count = 64;
   o.slot_payload_bytes = 64;
@@ -385,7 +383,15 @@ TEST(PrometheusBuckets, CountsAreExactAtEveryBound) {
   o.rate_limit = 0;
   o.metrics_types = 1;
   shm::Segment::Opened how{};
-  auto seg = shm::Segment::open_for_agent(q.str(), o, how);
+  return shm::Segment::open_for_agent(queue, o, how);
+}
+
+// Each bound's count is exact: every attempt shorter than the bound, none
+// longer, with samples on both sides of every bound (an in-process segment
+// whose metrics the test writes itself).
+TEST(PrometheusBuckets, CountsAreExactAtEveryBound) {
+  test::QueueName q;
+  auto seg = small_segment(q.str());
   ASSERT_TRUE(seg.ok()) << seg.error().message;
   const uint64_t now = unix_now_ns();
   shm::MetricsWriter w(**seg, now);
@@ -428,17 +434,7 @@ TEST(PrometheusBuckets, CountsAreExactAtEveryBound) {
 // '?', then escaped as a label value.
 TEST(PrometheusBuildInfo, TheVersionIsCopiedCheckedAndEscaped) {
   test::QueueName q;
-  shm::CreateOptions o;
-  o.slot_count = 64;
-  o.slot_payload_bytes = 64;
-  o.max_clients = 4;
-  o.status_entries = 64;
-  o.idempotency_entries = 0;
-  o.rate_entries = 0;
-  o.rate_limit = 0;
-  o.metrics_types = 1;
-  shm::Segment::Opened how{};
-  auto seg = shm::Segment::open_for_agent(q.str(), o, how);
+  auto seg = small_segment(q.str());
   ASSERT_TRUE(seg.ok()) << seg.error().message;
   shm::SegmentHeader& h = (*seg)->header();
   auto build_info_version = [&]() -> std::string {

@@ -31,12 +31,7 @@ class TempDir : public test::TempDir {
   TempDir() : test::TempDir("auth") {}
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::slurp;
 
 // Mode 0600 whatever the umask: load() refuses a file others may write.
 void write_file(const std::string& path, const std::string& text) {
