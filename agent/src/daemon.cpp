@@ -412,7 +412,7 @@ int run_daemon(const Config& cfg, const std::atomic<bool>& stop, const DaemonHoo
   log_started(cfg, **agent, *seg, http->get(), probes->get(), tokens->has_value());
   log_journal(**journal);
   log_ignored(ignored);
-  Watch watch(*seg, HealthLimits::from(cfg));
+  Watch watch(*seg, ops.limits());
   auto housekeeper =
       std::make_unique<Housekeeper>([&] { reload(cfg, api, **journal); }, [&] { watch.tick(); });
   if (hooks.ready) hooks.ready();
